@@ -1,0 +1,563 @@
+//! Given events / when command / then events or error. No database.
+
+use super::*;
+use crate::values::*;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn eur() -> Currency {
+    Currency::parse("EUR").unwrap()
+}
+
+fn order_id() -> OrderId {
+    OrderId::new(Uuid::from_u128(42))
+}
+
+fn address() -> ShippingAddress {
+    ShippingAddress {
+        name: AddressLine::parse("Ada Lovelace").unwrap(),
+        line1: AddressLine::parse("1 Main St").unwrap(),
+        line2: None,
+        city: AddressLine::parse("London").unwrap(),
+        postal_code: AddressLine::parse("N1 1AA").unwrap(),
+        country: CountryCode::parse("GB").unwrap(),
+    }
+}
+
+fn line(sku: &str, qty: i64, price: i64) -> OrderLine {
+    OrderLine {
+        sku: Sku::parse(sku).unwrap(),
+        quantity: Quantity::parse(qty).unwrap(),
+        unit_price_minor: price,
+    }
+}
+
+fn place_with(lines: Vec<OrderLine>) -> OrderCommand {
+    OrderCommand::PlaceOrder(PlaceOrder {
+        order_id: order_id(),
+        customer_id: CustomerId::parse("cust-1").unwrap(),
+        currency: eur(),
+        lines,
+        shipping_address: address(),
+    })
+}
+
+fn place() -> OrderCommand {
+    place_with(vec![line("A-1", 2, 1000), line("B-2", 1, 500)])
+}
+
+const TOTAL: i64 = 2500;
+
+fn pay_id(s: &str) -> PaymentId {
+    PaymentId::parse(s).unwrap()
+}
+fn res_id(s: &str) -> ReservationId {
+    ReservationId::parse(s).unwrap()
+}
+fn reason(s: &str) -> Reason {
+    Reason::parse(s).unwrap()
+}
+
+fn authorize(id: &str) -> OrderCommand {
+    OrderCommand::RecordPaymentAuthorized {
+        payment_id: pay_id(id),
+        amount: Money::parse(TOTAL, eur()).unwrap(),
+    }
+}
+fn decline(id: &str) -> OrderCommand {
+    OrderCommand::RecordPaymentDeclined {
+        payment_id: pay_id(id),
+        reason: reason("insufficient funds"),
+    }
+}
+fn reserve(id: &str) -> OrderCommand {
+    OrderCommand::RecordInventoryReserved {
+        reservation_id: res_id(id),
+    }
+}
+fn shortage(id: &str) -> OrderCommand {
+    OrderCommand::RecordInventoryShortage {
+        reservation_id: res_id(id),
+        reason: reason("sku A-1 out of stock"),
+    }
+}
+fn ship() -> OrderCommand {
+    OrderCommand::ShipOrder {
+        carrier: Carrier::parse("DHL").unwrap(),
+        tracking_number: TrackingNumber::parse("JD0001").unwrap(),
+    }
+}
+fn cancel() -> OrderCommand {
+    OrderCommand::CancelOrder {
+        reason: reason("customer changed their mind"),
+    }
+}
+fn void(id: &str) -> OrderCommand {
+    OrderCommand::RecordPaymentVoided {
+        payment_id: pay_id(id),
+    }
+}
+fn release(id: &str) -> OrderCommand {
+    OrderCommand::RecordInventoryReleased {
+        reservation_id: res_id(id),
+    }
+}
+fn escalate() -> OrderCommand {
+    OrderCommand::EscalateOrder {
+        reason: reason("no carrier pickup for 3 days"),
+    }
+}
+
+/// Runs commands in order from nothing, each must succeed; returns the state and all events.
+fn given(commands: Vec<OrderCommand>) -> (OrderState, Vec<OrderEvent>) {
+    let mut state = OrderState::NotPlaced;
+    let mut all = Vec::new();
+    for c in commands {
+        let name = c.name();
+        let events = decide(&state, c).unwrap_or_else(|e| panic!("given {name}: {e}"));
+        for e in &events {
+            state = evolve(state, e);
+        }
+        all.extend(events);
+    }
+    (state, all)
+}
+
+fn types(events: &[OrderEvent]) -> Vec<&'static str> {
+    events.iter().map(OrderEvent::event_type).collect()
+}
+
+fn when(history: Vec<OrderCommand>, command: OrderCommand) -> Result<Vec<&'static str>, String> {
+    let (state, _) = given(history);
+    decide(&state, command)
+        .map(|e| types(&e))
+        .map_err(|e| e.code().to_owned())
+}
+
+fn accepted() -> Vec<OrderCommand> {
+    vec![place(), authorize("pay-1"), reserve("res-1")]
+}
+fn in_fulfilment() -> Vec<OrderCommand> {
+    let mut h = accepted();
+    h.push(OrderCommand::StartFulfillment);
+    h
+}
+fn shipped() -> Vec<OrderCommand> {
+    let mut h = in_fulfilment();
+    h.push(ship());
+    h
+}
+fn delivered() -> Vec<OrderCommand> {
+    let mut h = shipped();
+    h.push(OrderCommand::ConfirmDelivery);
+    h
+}
+fn rejected() -> Vec<OrderCommand> {
+    vec![place(), decline("pay-1")]
+}
+fn cancelled() -> Vec<OrderCommand> {
+    vec![place(), cancel()]
+}
+
+fn status_of(history: Vec<OrderCommand>) -> Status {
+    given(history).0.status().unwrap()
+}
+
+#[test]
+fn placing_an_order_computes_its_total() {
+    let (state, events) = given(vec![place()]);
+    assert_eq!(types(&events), ["OrderPlaced"]);
+    let order = state.order().unwrap();
+    assert_eq!(order.total_minor, TOTAL);
+    assert_eq!(order.status(), Status::Placed);
+    assert_eq!(
+        order.pending_actions(),
+        [PendingAction::AuthorizePayment, PendingAction::ReserveInventory]
+    );
+}
+
+#[test]
+fn placing_refuses_no_lines_too_many_lines_and_duplicate_skus() {
+    let none = decide(&OrderState::NotPlaced, place_with(vec![])).unwrap_err();
+    assert_eq!(none, DomainError::InvalidLineCount(0));
+    let many = (0..101).map(|i| line(&format!("S{i}"), 1, 1)).collect();
+    assert_eq!(
+        decide(&OrderState::NotPlaced, place_with(many)).unwrap_err(),
+        DomainError::InvalidLineCount(101)
+    );
+    let dup = vec![line("A", 1, 1), line("A", 2, 1)];
+    assert_eq!(
+        decide(&OrderState::NotPlaced, place_with(dup)).unwrap_err(),
+        DomainError::DuplicateSku("A".into())
+    );
+    assert_eq!(
+        when(vec![place()], place()),
+        Err("order_already_placed".into())
+    );
+}
+
+#[test]
+fn commands_on_an_unknown_order_say_it_is_not_found() {
+    for c in [authorize("p"), reserve("r"), ship(), cancel(), escalate()] {
+        assert_eq!(when(vec![], c), Err("order_not_found".into()));
+    }
+}
+
+#[test]
+fn payment_then_stock_accepts_the_order() {
+    assert_eq!(
+        when(vec![place()], authorize("pay-1")),
+        Ok(vec!["PaymentAuthorized"])
+    );
+    assert_eq!(
+        when(vec![place(), authorize("pay-1")], reserve("res-1")),
+        Ok(vec!["InventoryReserved", "OrderAccepted"])
+    );
+}
+
+#[test]
+fn stock_then_payment_accepts_the_order() {
+    assert_eq!(
+        when(vec![place()], reserve("res-1")),
+        Ok(vec!["InventoryReserved"])
+    );
+    assert_eq!(
+        when(vec![place(), reserve("res-1")], authorize("pay-1")),
+        Ok(vec!["PaymentAuthorized", "OrderAccepted"])
+    );
+    assert_eq!(status_of(accepted()), Status::Accepted);
+}
+
+#[test]
+fn payment_of_the_wrong_amount_is_refused() {
+    let (state, _) = given(vec![place()]);
+    let wrong = OrderCommand::RecordPaymentAuthorized {
+        payment_id: pay_id("p"),
+        amount: Money::parse(TOTAL - 1, eur()).unwrap(),
+    };
+    let err = decide(&state, wrong).unwrap_err();
+    assert_eq!(err.code(), "amount_mismatch");
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    let usd = OrderCommand::RecordPaymentAuthorized {
+        payment_id: pay_id("p"),
+        amount: Money::parse(TOTAL, Currency::parse("USD").unwrap()).unwrap(),
+    };
+    assert_eq!(decide(&state, usd).unwrap_err().code(), "amount_mismatch");
+}
+
+#[test]
+fn declined_payment_rejects_the_order() {
+    assert_eq!(
+        when(vec![place()], decline("pay-1")),
+        Ok(vec!["PaymentDeclined", "OrderRejected"])
+    );
+    assert_eq!(status_of(rejected()), Status::Rejected);
+}
+
+#[test]
+fn stock_shortage_rejects_the_order() {
+    assert_eq!(
+        when(vec![place()], shortage("res-1")),
+        Ok(vec!["InventoryReservationFailed", "OrderRejected"])
+    );
+}
+
+#[test]
+fn fulfilment_shipping_and_delivery_follow_acceptance() {
+    assert_eq!(
+        when(accepted(), OrderCommand::StartFulfillment),
+        Ok(vec!["FulfillmentStarted"])
+    );
+    assert_eq!(when(in_fulfilment(), ship()), Ok(vec!["OrderShipped"]));
+    assert_eq!(
+        when(shipped(), OrderCommand::ConfirmDelivery),
+        Ok(vec!["OrderDelivered"])
+    );
+    let (state, _) = given(delivered());
+    let order = state.order().unwrap();
+    assert_eq!(order.status(), Status::Delivered);
+    assert!(order.pending_actions().is_empty());
+    assert!(matches!(&order.stage, Stage::Delivered { carrier, .. } if carrier.as_str() == "DHL"));
+}
+
+#[test]
+fn cancel_is_allowed_when_placed_or_accepted_only() {
+    assert_eq!(when(vec![place()], cancel()), Ok(vec!["OrderCancelled"]));
+    assert_eq!(when(accepted(), cancel()), Ok(vec!["OrderCancelled"]));
+    for history in [in_fulfilment(), shipped(), delivered(), rejected(), cancelled()] {
+        assert_eq!(when(history, cancel()), Err("cannot_cancel".into()));
+    }
+}
+
+#[test]
+fn cancel_after_shipping_says_why_in_words() {
+    let (state, _) = given(shipped());
+    let err = decide(&state, cancel()).unwrap_err();
+    assert_eq!(err.to_string(), "order is shipped; it can no longer be cancelled");
+}
+
+#[test]
+fn cancelling_an_accepted_order_owes_both_compensations() {
+    let (state, _) = given(vec![place(), authorize("pay-1"), reserve("res-1"), cancel()]);
+    let order = state.order().unwrap();
+    assert_eq!(
+        order.compensations_owed(),
+        [Compensation::VoidPayment, Compensation::ReleaseInventory]
+    );
+    assert_eq!(
+        order.pending_actions(),
+        [PendingAction::VoidPayment, PendingAction::ReleaseInventory]
+    );
+}
+
+#[test]
+fn recorded_compensations_settle_the_order() {
+    let mut h = accepted();
+    h.push(cancel());
+    assert_eq!(when(h.clone(), void("pay-1")), Ok(vec!["PaymentVoided"]));
+    h.push(void("pay-1"));
+    assert_eq!(when(h.clone(), release("res-1")), Ok(vec!["InventoryReleased"]));
+    h.push(release("res-1"));
+    let (state, _) = given(h.clone());
+    let order = state.order().unwrap();
+    assert!(order.compensations_owed().is_empty());
+    assert_eq!(
+        order.compensations_done(),
+        [Compensation::VoidPayment, Compensation::ReleaseInventory]
+    );
+    assert!(order.is_settled());
+    // Re-reporting a done compensation is a no-op.
+    assert_eq!(when(h, void("pay-1")), Ok(vec![]));
+}
+
+#[test]
+fn late_payment_after_cancel_is_recorded_and_owes_a_void() {
+    let (state, events) = given(vec![place(), cancel(), authorize("pay-9")]);
+    assert_eq!(types(&events).last(), Some(&"PaymentAuthorized"));
+    let order = state.order().unwrap();
+    assert_eq!(order.status(), Status::Cancelled);
+    assert_eq!(order.compensations_owed(), [Compensation::VoidPayment]);
+}
+
+#[test]
+fn late_stock_after_rejection_is_recorded_and_owes_a_release() {
+    let (state, events) = given(vec![place(), decline("pay-1"), reserve("res-7")]);
+    assert_eq!(types(&events).last(), Some(&"InventoryReserved"));
+    let order = state.order().unwrap();
+    assert_eq!(order.status(), Status::Rejected);
+    assert_eq!(order.compensations_owed(), [Compensation::ReleaseInventory]);
+}
+
+#[test]
+fn rejection_after_a_reservation_owes_its_release() {
+    let (state, _) = given(vec![place(), reserve("res-1"), decline("pay-1")]);
+    assert_eq!(
+        state.order().unwrap().compensations_owed(),
+        [Compensation::ReleaseInventory]
+    );
+}
+
+#[test]
+fn late_decline_after_cancel_is_recorded_without_a_second_rejection() {
+    assert_eq!(
+        when(cancelled(), decline("pay-1")),
+        Ok(vec!["PaymentDeclined"])
+    );
+    assert_eq!(
+        when(cancelled(), shortage("res-1")),
+        Ok(vec!["InventoryReservationFailed"])
+    );
+}
+
+#[test]
+fn re_reporting_the_same_fact_is_a_no_op() {
+    assert_eq!(when(vec![place(), authorize("p")], authorize("p")), Ok(vec![]));
+    assert_eq!(when(vec![place(), reserve("r")], reserve("r")), Ok(vec![]));
+    assert_eq!(when(rejected(), decline("pay-1")), Ok(vec![]));
+    assert_eq!(when(vec![place(), shortage("r")], shortage("r")), Ok(vec![]));
+    assert_eq!(when(delivered(), authorize("pay-1")), Ok(vec![]));
+}
+
+#[test]
+fn conflicting_facts_are_refused_by_name() {
+    assert_eq!(
+        when(vec![place(), authorize("p")], authorize("q")),
+        Err("payment_already_authorized".into())
+    );
+    assert_eq!(
+        when(vec![place(), authorize("p")], decline("p")),
+        Err("payment_already_authorized".into())
+    );
+    assert_eq!(
+        when(rejected(), authorize("pay-1")),
+        Err("payment_already_declined".into())
+    );
+    assert_eq!(
+        when(vec![place(), reserve("r")], reserve("s")),
+        Err("inventory_already_reserved".into())
+    );
+    assert_eq!(
+        when(vec![place(), shortage("r")], reserve("r")),
+        Err("inventory_already_short".into())
+    );
+}
+
+#[test]
+fn compensations_not_owed_are_refused() {
+    assert_eq!(when(accepted(), void("pay-1")), Err("no_payment_void_owed".into()));
+    assert_eq!(
+        when(accepted(), release("res-1")),
+        Err("no_inventory_release_owed".into())
+    );
+    let mut h = accepted();
+    h.push(cancel());
+    assert_eq!(when(h.clone(), void("other")), Err("no_payment_void_owed".into()));
+    assert_eq!(
+        when(h, release("other")),
+        Err("no_inventory_release_owed".into())
+    );
+}
+
+#[test]
+fn escalation_is_allowed_until_settled() {
+    for h in [vec![place()], accepted(), in_fulfilment(), shipped()] {
+        assert_eq!(when(h, escalate()), Ok(vec!["OrderEscalated"]));
+    }
+    let mut owed = accepted();
+    owed.push(cancel());
+    assert_eq!(when(owed, escalate()), Ok(vec!["OrderEscalated"]));
+    for h in [delivered(), rejected(), cancelled()] {
+        assert_eq!(when(h, escalate()), Err("nothing_to_escalate".into()));
+    }
+}
+
+/// Every (state, command) pair outside the happy path is a named error, never a panic.
+#[test]
+fn every_illegal_transition_is_a_named_error() {
+    let histories: Vec<(&str, Vec<OrderCommand>)> = vec![
+        ("placed", vec![place()]),
+        ("accepted", accepted()),
+        ("in_fulfilment", in_fulfilment()),
+        ("shipped", shipped()),
+        ("delivered", delivered()),
+        ("rejected", rejected()),
+        ("cancelled", cancelled()),
+    ];
+    let allowed: &[(&str, &str)] = &[
+        ("accepted", "StartFulfillment"),
+        ("in_fulfilment", "ShipOrder"),
+        ("shipped", "ConfirmDelivery"),
+    ];
+    for (name, history) in histories {
+        for (command, code) in [
+            (OrderCommand::StartFulfillment, "illegal_transition"),
+            (ship(), "illegal_transition"),
+            (OrderCommand::ConfirmDelivery, "illegal_transition"),
+        ] {
+            let cname = command.name();
+            let outcome = when(history.clone(), command);
+            let expected_ok = allowed.contains(&(name, cname));
+            if expected_ok {
+                assert!(outcome.is_ok(), "{cname} in {name}: {outcome:?}");
+            } else {
+                assert_eq!(outcome, Err(code.to_owned()), "{cname} in {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn events_round_trip_through_type_and_data() {
+    let (_, events) = given(vec![
+        place(),
+        authorize("p"),
+        reserve("r"),
+        OrderCommand::StartFulfillment,
+        ship(),
+        OrderCommand::ConfirmDelivery,
+    ]);
+    for e in events {
+        let back = OrderEvent::decode(e.event_type(), 1, &e.data()).unwrap();
+        assert_eq!(back, e);
+    }
+    assert!(matches!(
+        OrderEvent::decode("OrderExploded", 1, &serde_json::json!({})),
+        Err(DecodeError::UnknownType(_))
+    ));
+    assert!(matches!(
+        OrderEvent::decode("OrderShipped", 1, &serde_json::json!({"carrier": ""})),
+        Err(DecodeError::Invalid { .. })
+    ));
+}
+
+fn any_command() -> impl Strategy<Value = OrderCommand> {
+    let id = prop::sample::select(vec!["a", "b"]);
+    prop_oneof![
+        Just(place()),
+        id.clone().prop_map(authorize),
+        id.clone().prop_map(decline),
+        id.clone().prop_map(reserve),
+        id.clone().prop_map(shortage),
+        Just(OrderCommand::StartFulfillment),
+        Just(ship()),
+        Just(OrderCommand::ConfirmDelivery),
+        Just(cancel()),
+        id.clone().prop_map(void),
+        id.prop_map(release),
+        Just(escalate()),
+        (1i64..=3000).prop_map(|amount| OrderCommand::RecordPaymentAuthorized {
+            payment_id: pay_id("a"),
+            amount: Money::parse(amount, eur()).unwrap(),
+        }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn random_command_sequences_keep_the_invariants(
+        commands in prop::collection::vec(any_command(), 0..40)
+    ) {
+        let mut state = OrderState::NotPlaced;
+        let mut history = Vec::new();
+        for command in commands {
+            if let Ok(events) = decide(&state, command) {
+                for e in &events {
+                    state = evolve(state, e);
+                }
+                history.extend(events);
+            }
+            // The state is always what its history folds to.
+            prop_assert_eq!(&rebuild(&history), &state);
+            if let Some(order) = state.order() {
+                prop_assert_eq!(order.total_minor, order.lines.iter().map(OrderLine::total_minor).sum::<i64>());
+                let status = order.status();
+                let last_stage_event = history.iter().rev().map(OrderEvent::event_type).find(|t| {
+                    matches!(*t, "OrderPlaced" | "OrderAccepted" | "OrderRejected" | "FulfillmentStarted"
+                        | "OrderShipped" | "OrderDelivered" | "OrderCancelled")
+                });
+                let expected = match last_stage_event {
+                    Some("OrderPlaced") => Status::Placed,
+                    Some("OrderAccepted") => Status::Accepted,
+                    Some("OrderRejected") => Status::Rejected,
+                    Some("FulfillmentStarted") => Status::InFulfillment,
+                    Some("OrderShipped") => Status::Shipped,
+                    Some("OrderDelivered") => Status::Delivered,
+                    _ => Status::Cancelled,
+                };
+                prop_assert_eq!(status, expected);
+                if matches!(status, Status::Accepted | Status::InFulfillment | Status::Shipped | Status::Delivered) {
+                    let paid = matches!(order.payment, Payment::Authorized { .. });
+                    let reserved = matches!(order.inventory, Inventory::Reserved { .. });
+                    prop_assert!(paid && reserved);
+                }
+                if !order.compensations_owed().is_empty() {
+                    prop_assert!(order.is_abandoned());
+                }
+                prop_assert_eq!(order.pending_actions().is_empty(), order.is_settled());
+                prop_assert_eq!(history.iter().filter(|e| e.event_type() == "OrderPlaced").count(), 1);
+            } else {
+                prop_assert!(history.is_empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Every event variant, serialised the way the event store keeps it, validates against its
+//! committed JSON Schema under `schemas/events/`; every schema file names a known event type.
+
+use domain::*;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+fn schema_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../schemas/events")
+}
+
+fn one_of_each() -> Vec<OrderEvent> {
+    let eur = Currency::parse("EUR").unwrap();
+    let text = |s: &str| Reason::parse(s).unwrap();
+    vec![
+        OrderEvent::OrderPlaced {
+            order_id: OrderId::new(Uuid::from_u128(7)),
+            customer_id: CustomerId::parse("c-1").unwrap(),
+            currency: eur,
+            lines: vec![OrderLine {
+                sku: Sku::parse("A-1").unwrap(),
+                quantity: Quantity::parse(3).unwrap(),
+                unit_price_minor: 250,
+            }],
+            total_minor: 750,
+            shipping_address: ShippingAddress {
+                name: AddressLine::parse("Ada").unwrap(),
+                line1: AddressLine::parse("1 Main St").unwrap(),
+                line2: Some(AddressLine::parse("Flat 2").unwrap()),
+                city: AddressLine::parse("Paris").unwrap(),
+                postal_code: AddressLine::parse("75001").unwrap(),
+                country: CountryCode::parse("FR").unwrap(),
+            },
+        },
+        OrderEvent::PaymentAuthorized {
+            payment_id: PaymentId::parse("pay-1").unwrap(),
+            amount: Money::parse(750, eur).unwrap(),
+        },
+        OrderEvent::PaymentDeclined {
+            payment_id: PaymentId::parse("pay-1").unwrap(),
+            reason: text("card expired"),
+        },
+        OrderEvent::InventoryReserved {
+            reservation_id: ReservationId::parse("res-1").unwrap(),
+        },
+        OrderEvent::InventoryReservationFailed {
+            reservation_id: ReservationId::parse("res-1").unwrap(),
+            reason: text("out of stock"),
+        },
+        OrderEvent::OrderAccepted {},
+        OrderEvent::OrderRejected {
+            cause: RejectionCause::InventoryShortage,
+            reason: text("out of stock"),
+        },
+        OrderEvent::FulfillmentStarted {},
+        OrderEvent::OrderShipped {
+            carrier: Carrier::parse("UPS").unwrap(),
+            tracking_number: TrackingNumber::parse("1Z999").unwrap(),
+        },
+        OrderEvent::OrderDelivered {},
+        OrderEvent::OrderCancelled {
+            reason: text("changed mind"),
+        },
+        OrderEvent::PaymentVoided {
+            payment_id: PaymentId::parse("pay-1").unwrap(),
+        },
+        OrderEvent::InventoryReleased {
+            reservation_id: ReservationId::parse("res-1").unwrap(),
+        },
+        OrderEvent::OrderEscalated {
+            reason: text("stuck"),
+        },
+    ]
+}
+
+fn load_schema(event_type: &str) -> serde_json::Value {
+    let path = schema_dir().join(format!("{event_type}.v{}.json", OrderEvent::SCHEMA_VERSION));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("missing schema {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_event_variant_validates_against_its_committed_schema() {
+    let events = one_of_each();
+    let covered: Vec<_> = events.iter().map(OrderEvent::event_type).collect();
+    assert_eq!(covered, EVENT_TYPES, "the sample must hold one of every event type");
+    for event in events {
+        let schema = load_schema(event.event_type());
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let data = event.data();
+        let errors: Vec<String> = validator.iter_errors(&data).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", event.event_type());
+    }
+}
+
+#[test]
+fn schemas_refuse_data_the_code_would_refuse() {
+    let schema = load_schema("OrderShipped");
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let bad = serde_json::json!({"carrier": "UPS", "tracking_number": "1Z", "extra": 1});
+    assert!(!validator.is_valid(&bad));
+    assert!(OrderEvent::decode("OrderShipped", 1, &bad).is_err());
+}
+
+#[test]
+fn every_committed_schema_names_a_known_event_type() {
+    let mut names: Vec<String> = std::fs::read_dir(schema_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = EVENT_TYPES
+        .iter()
+        .map(|t| format!("{t}.v{}.json", OrderEvent::SCHEMA_VERSION))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}
