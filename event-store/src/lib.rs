@@ -1,1 +1,252 @@
-//! placeholder
+//! The event-store port and its two backends.
+//!
+//! [`EventStore`] is what the command API, the projector and the analyst tools talk to.
+//! [`postgres::PgEventStore`] keeps events in PostgreSQL (the embedded default, and what the test
+//! suite runs on); [`kurrent::KurrentStore`] uses KurrentDB through the official `kurrentdb`
+//! client. [`connect`] picks one from the scheme of a URL. Both honour the same contract,
+//! pinned by the contract tests in `tests/contract`: optimistic concurrency, idempotent appends
+//! (KurrentDB's semantics), reads in both directions, reads of the global log, and catch-up
+//! subscriptions that never skip an event.
+
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod kurrent;
+mod position;
+pub mod postgres;
+
+pub use error::{CurrentRevision, StoreError};
+pub use position::Position;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// The revision a stream must be at for an append to go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedRevision {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this revision.
+    Exact(u64),
+    /// No check. The application never uses this for decisions; it exists for tooling.
+    Any,
+}
+
+impl std::fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(r) => write!(f, "revision {r}"),
+            Self::Any => f.write_str("any revision"),
+        }
+    }
+}
+
+/// Context carried with every event. Correlation and causation use KurrentDB's well-known
+/// metadata keys so its projections understand them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(rename = "$correlationId", default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    #[serde(rename = "$causationId", default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    #[serde(rename = "idempotencyKey", default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(rename = "requestHash", default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
+    #[serde(rename = "occurredAt", default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// An event to append. The id makes appends idempotent: derive it deterministically from the
+/// command (e.g. UUIDv5 of the idempotency key and the event's index).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub metadata: Metadata,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub stream_id: String,
+    pub revision: u64,
+    pub position: Position,
+    pub id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub metadata: Metadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The outcome of an append (or of an idempotent replay of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The revision of the last event written; the expected revision for the next append.
+    pub next_expected_revision: u64,
+    /// The log position of the last event written: the consistency token.
+    pub position: Position,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+/// A catch-up subscription: history after a position, then live events, in log order.
+/// Dropping it stops the background reader.
+pub struct Subscription {
+    rx: mpsc::Receiver<Result<RecordedEvent, StoreError>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<Result<RecordedEvent, StoreError>>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Self { rx, task }
+    }
+
+    /// The next event, waiting for one; `None` once the subscription has ended.
+    pub async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is already buffered, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The port. Implementations are cheap to share (`Arc<dyn EventStore>`).
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events atomically if the stream is at `expected`.
+    ///
+    /// Re-sending events whose ids were already appended at that place succeeds without writing
+    /// and returns the original result; the same ids with other content fail.
+    ///
+    /// # Errors
+    /// [`StoreError::WrongExpectedRevision`], [`StoreError::DuplicateEventId`],
+    /// [`StoreError::Unavailable`].
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Reads up to `max` events of one stream starting at revision `from` (inclusive; `None` is
+    /// the start going forwards, the end going backwards).
+    ///
+    /// # Errors
+    /// [`StoreError::StreamNotFound`] when the stream has no events.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from: Option<u64>,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `max` events of the global log strictly after `after` (`None`: from the
+    /// start), in log order, keeping only streams whose name starts with `prefix`.
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Subscribes to the global log strictly after `after`, filtered by stream prefix.
+    async fn subscribe_all(
+        &self,
+        after: Option<Position>,
+        prefix: &str,
+    ) -> Result<Subscription, StoreError>;
+
+    /// The position of the newest event readers can see, if any.
+    async fn head_position(&self) -> Result<Option<Position>, StoreError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Which backend this is, for logs and health output.
+    fn backend(&self) -> &'static str;
+}
+
+/// Reads a whole stream forwards, in pages.
+///
+/// # Errors
+/// As [`EventStore::read_stream`]; a missing stream gives an empty list, not an error.
+pub async fn read_whole_stream(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    const PAGE: usize = 1000;
+    let mut all: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let from = all.last().map(|e| e.revision + 1);
+        let page = match store.read_stream(stream, Direction::Forwards, from, PAGE).await {
+            Ok(page) => page,
+            Err(StoreError::StreamNotFound(_)) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let done = page.len() < PAGE;
+        all.extend(page);
+        if done {
+            return Ok(all);
+        }
+    }
+}
+
+/// Settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections kept by the PostgreSQL backend's pool.
+    pub pool_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { pool_size: 16 }
+    }
+}
+
+/// Connects to the store named by `url`: `postgres://` / `postgresql://` for PostgreSQL (its
+/// tables are created if missing), `kurrentdb://`, `esdb://` (and their `+discover` forms) for
+/// KurrentDB.
+///
+/// # Errors
+/// [`StoreError::InvalidUrl`] for another scheme; [`StoreError::Unavailable`] when the store
+/// cannot be reached.
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>, StoreError> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "postgres" | "postgresql" => Ok(Arc::new(
+            postgres::PgEventStore::connect(url, options.pool_size).await?,
+        )),
+        "kurrentdb" | "kurrentdb+discover" | "esdb" | "esdb+discover" | "kdb" | "kdb+discover" => {
+            Ok(Arc::new(kurrent::KurrentStore::connect(url)?))
+        }
+        _ => Err(StoreError::InvalidUrl(format!(
+            "unknown scheme '{scheme}': use postgres://... or kurrentdb://..."
+        ))),
+    }
+}

@@ -1,0 +1,546 @@
+//! The PostgreSQL backend: the embedded default and the test suite's store.
+//!
+//! Global order is `(tx_id, seq)`: the appending transaction's id, then an identity column.
+//! A plain sequence is not a safe order, because transactions commit out of sequence order and
+//! a reader that moves past a gap skips the late event forever. Readers here only see rows whose
+//! transaction is older than the oldest transaction still running
+//! (`pg_snapshot_xmin(pg_current_snapshot())`); every later commit then sorts after what was read.
+//! An append is one `insert ... select` statement, so it needs one round trip and no lock beyond
+//! the unique indexes.
+
+use crate::{
+    AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, Metadata, NewEvent,
+    Position, RecordedEvent, StoreError, Subscription,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::StreamExt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio_postgres::{error::SqlState, AsyncMessage, NoTls, Row};
+use uuid::Uuid;
+
+/// The channel the append trigger notifies after each insert statement.
+pub const NOTIFY_CHANNEL: &str = "es_events";
+
+const MIGRATIONS: &[(&str, &str)] = &[("0001_events", include_str!("../migrations/0001_events.sql"))];
+
+const COLUMNS: &str = "stream_id, revision, tx_id, seq, event_id, event_type, schema_version, \
+                       data, metadata, recorded_at";
+
+/// The event store on PostgreSQL.
+#[derive(Clone)]
+pub struct PgEventStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+/// Builds a connection pool from a URL; connections are made lazily.
+///
+/// # Errors
+/// [`StoreError::InvalidUrl`] when the URL does not parse.
+pub fn build_pool(url: &str, size: usize) -> Result<(Pool, tokio_postgres::Config), StoreError> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| StoreError::InvalidUrl(format!("{e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(3));
+    }
+    let manager = Manager::from_config(
+        config.clone(),
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let pool = Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+    Ok((pool, config))
+}
+
+/// Applies the named SQL migrations not yet recorded in `table`, in order, each in its own
+/// transaction, under an advisory lock so concurrent starters do not race.
+///
+/// # Errors
+/// The database's error when a migration fails; nothing of that migration is kept.
+pub async fn apply_migrations(
+    client: &mut tokio_postgres::Client,
+    table: &str,
+    migrations: &[(&str, &str)],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "create table if not exists {table} (name text primary key, applied_at timestamptz not null default now())"
+        ))
+        .await?;
+    for (name, sql) in migrations {
+        let tx = client.transaction().await?;
+        tx.execute("select pg_advisory_xact_lock(hashtext($1))", &[&table])
+            .await?;
+        let done = tx
+            .query_opt(&format!("select 1 from {table} where name = $1"), &[name])
+            .await?
+            .is_some();
+        if !done {
+            tx.batch_execute(sql).await?;
+            tx.execute(&format!("insert into {table} (name) values ($1)"), &[name])
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Maps a driver error: lost connections and refusals are `Unavailable`, the rest `Backend`.
+pub fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        None => StoreError::Unavailable(e.to_string()),
+        Some(code)
+            if code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW
+                || *code == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(_) => StoreError::Backend(
+            e.as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string()),
+        ),
+    }
+}
+
+/// Maps a pool error: every failure to get a connection is `Unavailable`.
+pub fn map_pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => map_pg_error(&e),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn row_position(row: &Row) -> Position {
+    Position::new(row.get::<_, i64>("tx_id") as u64, row.get::<_, i64>("seq") as u64)
+}
+
+fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let position = row_position(row);
+    let metadata: Metadata = serde_json::from_value(row.get("metadata")).map_err(|e| {
+        StoreError::Corrupt {
+            position,
+            reason: format!("metadata: {e}"),
+        }
+    })?;
+    Ok(RecordedEvent {
+        stream_id: row.get("stream_id"),
+        revision: row.get::<_, i64>("revision") as u64,
+        position,
+        id: row.get("event_id"),
+        event_type: row.get("event_type"),
+        schema_version: row.get::<_, i32>("schema_version") as u32,
+        data: row.get("data"),
+        metadata,
+        recorded_at: row.get("recorded_at"),
+    })
+}
+
+impl PgEventStore {
+    /// Connects, and creates the event tables if they are missing.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidUrl`], or [`StoreError::Unavailable`] when PostgreSQL cannot be
+    /// reached.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let (pool, config) = build_pool(url, pool_size)?;
+        let mut client = pool.get().await.map_err(map_pool_error)?;
+        apply_migrations(&mut client, "es_migrations", MIGRATIONS)
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        drop(client);
+        Ok(Self { pool, config })
+    }
+
+    /// The pool, for callers that keep their own tables in the same database.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(map_pool_error)
+    }
+
+    async fn current_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("select max(revision) as r from es_events where stream_id = $1")
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        let row = client
+            .query_one(&stmt, &[&stream])
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        Ok(match row.get::<_, Option<i64>>("r") {
+            Some(r) => CurrentRevision::Current(r as u64),
+            None => CurrentRevision::NoStream,
+        })
+    }
+
+    /// Appends after revision `last` (-1 for a new stream) or explains why not.
+    async fn append_after(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        last: i64,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
+        let data: Vec<&serde_json::Value> = events.iter().map(|e| &e.data).collect();
+        let metadata = events
+            .iter()
+            .map(|e| serde_json::to_value(&e.metadata).map_err(|e| StoreError::Backend(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+                 select $1, $2::bigint + e.ord, e.id, e.typ, e.ver, e.data, e.meta
+                 from unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[])
+                      with ordinality as e(id, typ, ver, data, meta, ord)
+                 where coalesce((select max(revision) from es_events where stream_id = $1), -1) = $2::bigint
+                 returning revision, tx_id, seq",
+            )
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        let outcome = client
+            .query(&stmt, &[&stream, &last, &ids, &types, &versions, &data, &metadata])
+            .await;
+        drop(client);
+        match outcome {
+            Ok(rows) if !rows.is_empty() => {
+                let top = rows
+                    .iter()
+                    .max_by_key(|r| r.get::<_, i64>("revision"))
+                    .map(|r| (r.get::<_, i64>("revision") as u64, row_position(r)));
+                let (revision, position) = top.unwrap_or_default();
+                Ok(AppendResult {
+                    next_expected_revision: revision,
+                    position,
+                })
+            }
+            Ok(_) => self.explain_refusal(stream, expected, last, events).await,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                self.explain_refusal(stream, expected, last, events).await
+            }
+            Err(e) => Err(map_pg_error(&e)),
+        }
+    }
+
+    /// After a refused append: the same events already stored at that place is an idempotent
+    /// success with the original result; anything else is a conflict.
+    async fn explain_refusal(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        last: i64,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "select {COLUMNS} from es_events
+                 where stream_id = $1 and revision > $2 and revision <= $2 + $3 order by revision"
+            ))
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&stream, &last, &(events.len() as i64)])
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        let stored = rows.iter().map(row_to_event).collect::<Result<Vec<_>, _>>()?;
+        let same_ids = stored.len() == events.len()
+            && stored.iter().zip(events).all(|(s, e)| s.id == e.id);
+        if same_ids {
+            if let Some(diff) = stored
+                .iter()
+                .zip(events)
+                .find(|(s, e)| s.event_type != e.event_type || s.data != e.data)
+            {
+                return Err(StoreError::DuplicateEventId { event_id: diff.1.id });
+            }
+            let last = stored.last().map(|s| (s.revision, s.position));
+            let (revision, position) = last.unwrap_or_default();
+            return Ok(AppendResult {
+                next_expected_revision: revision,
+                position,
+            });
+        }
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let taken = client
+            .query_opt(
+                "select event_id from es_events where event_id = any($1) limit 1",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        drop(client);
+        if let Some(row) = taken {
+            return Err(StoreError::DuplicateEventId {
+                event_id: row.get(0),
+            });
+        }
+        Err(StoreError::WrongExpectedRevision {
+            stream: stream.to_owned(),
+            expected,
+            actual: self.current_revision(stream).await?,
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::Backend("an append needs at least one event".into()));
+        }
+        match expected {
+            ExpectedRevision::NoStream => self.append_after(stream, expected, -1, &events).await,
+            ExpectedRevision::Exact(r) => {
+                self.append_after(stream, expected, to_i64(r), &events).await
+            }
+            ExpectedRevision::Any => {
+                let mut attempts = 0;
+                loop {
+                    let last = match self.current_revision(stream).await? {
+                        CurrentRevision::NoStream => -1,
+                        CurrentRevision::Current(r) => to_i64(r),
+                    };
+                    match self.append_after(stream, expected, last, &events).await {
+                        Err(StoreError::WrongExpectedRevision { .. }) if attempts < 10 => {
+                            attempts += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from: Option<u64>,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.client().await?;
+        let (sql, from) = match direction {
+            Direction::Forwards => (
+                format!("select {COLUMNS} from es_events where stream_id = $1 and revision >= $2 order by revision limit $3"),
+                from.map(to_i64).unwrap_or(0),
+            ),
+            Direction::Backwards => (
+                format!("select {COLUMNS} from es_events where stream_id = $1 and revision <= $2 order by revision desc limit $3"),
+                from.map(to_i64).unwrap_or(i64::MAX),
+            ),
+        };
+        let stmt = client.prepare_cached(&sql).await.map_err(|e| map_pg_error(&e))?;
+        let rows = client
+            .query(&stmt, &[&stream, &from, &(max.min(100_000) as i64)])
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        if rows.is_empty() {
+            let exists = client
+                .query_opt("select 1 from es_events where stream_id = $1 limit 1", &[&stream])
+                .await
+                .map_err(|e| map_pg_error(&e))?
+                .is_some();
+            if !exists {
+                return Err(StoreError::StreamNotFound(stream.to_owned()));
+            }
+        }
+        rows.iter().map(row_to_event).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        prefix: &str,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let after = after.unwrap_or_default();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "select {COLUMNS} from es_events
+                 where (tx_id, seq) > ($1, $2)
+                   and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                   and starts_with(stream_id, $3)
+                 order by tx_id, seq limit $4"
+            ))
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &to_i64(after.commit),
+                    &to_i64(after.prepare),
+                    &prefix,
+                    &(max.min(100_000) as i64),
+                ],
+            )
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        rows.iter().map(row_to_event).collect()
+    }
+
+    async fn subscribe_all(
+        &self,
+        after: Option<Position>,
+        prefix: &str,
+    ) -> Result<Subscription, StoreError> {
+        let wake = Arc::new(Notify::new());
+        let listener = listen(&self.config, wake.clone()).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let store = self.clone();
+        let prefix = prefix.to_owned();
+        let task = tokio::spawn(async move {
+            // Keeps the LISTEN connection open for as long as the subscription runs.
+            let _listener = listener;
+            let mut after = after;
+            let mut failures = 0u32;
+            loop {
+                match store.read_all(after, &prefix, 1000).await {
+                    Ok(batch) if batch.is_empty() => {
+                        failures = 0;
+                        // Woken by the append trigger; the timer catches a commit held back by
+                        // some other transaction that sent no notification when it finished.
+                        tokio::select! {
+                            () = wake.notified() => {}
+                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                    Ok(batch) => {
+                        failures = 0;
+                        for event in batch {
+                            after = Some(event.position);
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        let unavailable = matches!(e, StoreError::Unavailable(_));
+                        if tx.send(Err(e)).await.is_err() || !unavailable || failures > 30 {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(10)))).await;
+                    }
+                }
+            }
+        });
+        Ok(Subscription::new(rx, task))
+    }
+
+    async fn head_position(&self) -> Result<Option<Position>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "select tx_id, seq from es_events
+                 where tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 order by tx_id desc, seq desc limit 1",
+            )
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        let row = client
+            .query_opt(&stmt, &[])
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        Ok(row.as_ref().map(row_position))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .simple_query("select 1")
+            .await
+            .map_err(|e| map_pg_error(&e))?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+/// A connection that LISTENs for appends and wakes `wake` on each notification. The returned
+/// handle owns the connection; dropping it ends the listening.
+pub struct Listener {
+    _client: tokio_postgres::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Opens a LISTEN connection on [`NOTIFY_CHANNEL`].
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when PostgreSQL cannot be reached.
+pub async fn listen(
+    config: &tokio_postgres::Config,
+    wake: Arc<Notify>,
+) -> Result<Listener, StoreError> {
+    listen_on(config, NOTIFY_CHANNEL, move |_| wake.notify_one()).await
+}
+
+/// Opens a connection that LISTENs on `channel` and hands each payload to `on_message`.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] when PostgreSQL cannot be reached.
+pub async fn listen_on(
+    config: &tokio_postgres::Config,
+    channel: &str,
+    on_message: impl Fn(String) + Send + 'static,
+) -> Result<Listener, StoreError> {
+    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| map_pg_error(&e))?;
+    let task = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                on_message(n.payload().to_owned());
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("listen {channel}"))
+        .await
+        .map_err(|e| map_pg_error(&e))?;
+    Ok(Listener {
+        _client: client,
+        task,
+    })
+}
