@@ -100,9 +100,12 @@ impl OrderId {
     /// # Errors
     /// When the text is not a UUID.
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
-        Uuid::parse_str(raw.trim())
-            .map(Self)
-            .map_err(|_| ValueError(format!("'{}' is not a valid order id (a UUID)", truncate(raw))))
+        Uuid::parse_str(raw.trim()).map(Self).map_err(|_| {
+            ValueError(format!(
+                "'{}' is not a valid order id (a UUID)",
+                truncate(raw)
+            ))
+        })
     }
     pub fn as_uuid(&self) -> Uuid {
         self.0
@@ -315,8 +318,7 @@ impl TrackingNumber {
     /// When the tracking number is not 4 to 64 letters, digits or `-`.
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let s = raw.trim();
-        if !(4..=64).contains(&s.len())
-            || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        if !(4..=64).contains(&s.len()) || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
             return err("tracking number must be 4 to 64 letters, digits or '-'");
         }

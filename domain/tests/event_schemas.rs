@@ -84,12 +84,18 @@ fn load_schema(event_type: &str) -> serde_json::Value {
 fn every_event_variant_validates_against_its_committed_schema() {
     let events = one_of_each();
     let covered: Vec<_> = events.iter().map(OrderEvent::event_type).collect();
-    assert_eq!(covered, EVENT_TYPES, "the sample must hold one of every event type");
+    assert_eq!(
+        covered, EVENT_TYPES,
+        "the sample must hold one of every event type"
+    );
     for event in events {
         let schema = load_schema(event.event_type());
         let validator = jsonschema::validator_for(&schema).unwrap();
         let data = event.data();
-        let errors: Vec<String> = validator.iter_errors(&data).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&data)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", event.event_type());
     }
 }

@@ -46,14 +46,10 @@ fn map_error(e: kurrentdb::Error) -> StoreError {
         | E::GrpcConnectionError(_)
         | E::DeadlineExceeded
         | E::NotLeaderException(_) => StoreError::Unavailable(e.to_string()),
-        E::Grpc { code, .. }
-            if matches!(
-                code,
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
+        E::Grpc {
+            code: tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled,
+            ..
+        } => StoreError::Unavailable(e.to_string()),
         other => StoreError::Backend(other.to_string()),
     }
 }
@@ -100,9 +96,11 @@ impl KurrentStore {
     /// # Errors
     /// [`StoreError::InvalidUrl`] when the connection string does not parse.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let settings: ClientSettings = url
-            .parse()
-            .map_err(|e: kurrentdb::ClientSettingsParseError| StoreError::InvalidUrl(e.to_string()))?;
+        let settings: ClientSettings =
+            url.parse()
+                .map_err(|e: kurrentdb::ClientSettingsParseError| {
+                    StoreError::InvalidUrl(e.to_string())
+                })?;
         let client = Client::new(settings).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
         Ok(Self { client })
     }
@@ -158,7 +156,9 @@ impl EventStore for KurrentStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
         if events.is_empty() {
-            return Err(StoreError::Backend("an append needs at least one event".into()));
+            return Err(StoreError::Backend(
+                "an append needs at least one event".into(),
+            ));
         }
         let state = match expected {
             ExpectedRevision::NoStream => StreamState::NoStream,
@@ -222,8 +222,12 @@ impl EventStore for KurrentStore {
         let options = match (direction, from) {
             (Direction::Forwards, None) => options.forwards().position(StreamPosition::Start),
             (Direction::Backwards, None) => options.backwards().position(StreamPosition::End),
-            (Direction::Forwards, Some(r)) => options.forwards().position(StreamPosition::Position(r)),
-            (Direction::Backwards, Some(r)) => options.backwards().position(StreamPosition::Position(r)),
+            (Direction::Forwards, Some(r)) => {
+                options.forwards().position(StreamPosition::Position(r))
+            }
+            (Direction::Backwards, Some(r)) => {
+                options.backwards().position(StreamPosition::Position(r))
+            }
         };
         let not_found = |e: kurrentdb::Error| match map_error(e) {
             StoreError::StreamNotFound(_) => StoreError::StreamNotFound(stream.to_owned()),
@@ -260,7 +264,8 @@ impl EventStore for KurrentStore {
         let mut out = Vec::new();
         while let Some(event) = reader.next().await.map_err(map_error)? {
             let recorded = to_recorded(event.get_original_event())?;
-            if after.is_some_and(|a| recorded.position <= a) || recorded.stream_id.starts_with('$') {
+            if after.is_some_and(|a| recorded.position <= a) || recorded.stream_id.starts_with('$')
+            {
                 continue;
             }
             out.push(recorded);

@@ -50,15 +50,35 @@ impl std::fmt::Display for ExpectedRevision {
 /// metadata keys so its projections understand them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
-    #[serde(rename = "$correlationId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "$correlationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub correlation_id: Option<String>,
-    #[serde(rename = "$causationId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "$causationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub causation_id: Option<String>,
-    #[serde(rename = "idempotencyKey", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "idempotencyKey",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idempotency_key: Option<String>,
-    #[serde(rename = "requestHash", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestHash",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_hash: Option<String>,
-    #[serde(rename = "occurredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "occurredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
@@ -203,7 +223,10 @@ pub async fn read_whole_stream(
     let mut all: Vec<RecordedEvent> = Vec::new();
     loop {
         let from = all.last().map(|e| e.revision + 1);
-        let page = match store.read_stream(stream, Direction::Forwards, from, PAGE).await {
+        let page = match store
+            .read_stream(stream, Direction::Forwards, from, PAGE)
+            .await
+        {
             Ok(page) => page,
             Err(StoreError::StreamNotFound(_)) => Vec::new(),
             Err(e) => return Err(e),

@@ -30,7 +30,8 @@ impl FromStr for Position {
     fn from_str(s: &str) -> Result<Self, StoreError> {
         let bad = || StoreError::InvalidPosition(s.chars().take(64).collect());
         let (commit, prepare) = s.split_once('-').ok_or_else(bad)?;
-        let digits = |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
+        let digits =
+            |p: &str| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit());
         if !digits(commit) || !digits(prepare) {
             return Err(bad());
         }
@@ -69,7 +70,16 @@ mod tests {
 
     #[test]
     fn refuses_malformed_text() {
-        for bad in ["", "1", "a-1", "1-", "-1", "1-2-3", "99999999999999999999999-1", "1 -2"] {
+        for bad in [
+            "",
+            "1",
+            "a-1",
+            "1-",
+            "-1",
+            "1-2-3",
+            "99999999999999999999999-1",
+            "1 -2",
+        ] {
             assert!(bad.parse::<Position>().is_err(), "{bad}");
         }
     }

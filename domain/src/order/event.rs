@@ -193,7 +193,10 @@ impl OrderEvent {
             Self::OrderShipped {
                 carrier,
                 tracking_number,
-            } => format!("shipped with {carrier}, tracking {}", tracking_number.as_str()),
+            } => format!(
+                "shipped with {carrier}, tracking {}",
+                tracking_number.as_str()
+            ),
             Self::OrderDelivered {} => "delivered".to_owned(),
             Self::OrderCancelled { reason } => format!("order cancelled: {reason}"),
             Self::PaymentVoided { payment_id } => format!("payment {payment_id} voided"),

@@ -53,7 +53,11 @@ pub fn decide(state: &OrderState, command: OrderCommand) -> Result<Vec<OrderEven
         ) => inventory_short(o, reservation_id, reason),
         (o, OrderCommand::StartFulfillment) => match o.stage {
             Stage::Accepted => Ok(vec![OrderEvent::FulfillmentStarted {}]),
-            _ => Err(illegal(o, "starting fulfilment", "only an accepted order can start fulfilment")),
+            _ => Err(illegal(
+                o,
+                "starting fulfilment",
+                "only an accepted order can start fulfilment",
+            )),
         },
         (
             o,
@@ -66,11 +70,19 @@ pub fn decide(state: &OrderState, command: OrderCommand) -> Result<Vec<OrderEven
                 carrier,
                 tracking_number,
             }]),
-            _ => Err(illegal(o, "shipping", "only an order in fulfilment can be shipped")),
+            _ => Err(illegal(
+                o,
+                "shipping",
+                "only an order in fulfilment can be shipped",
+            )),
         },
         (o, OrderCommand::ConfirmDelivery) => match o.stage {
             Stage::Shipped { .. } => Ok(vec![OrderEvent::OrderDelivered {}]),
-            _ => Err(illegal(o, "confirming delivery", "only a shipped order can be delivered")),
+            _ => Err(illegal(
+                o,
+                "confirming delivery",
+                "only a shipped order can be delivered",
+            )),
         },
         (o, OrderCommand::CancelOrder { reason }) => match o.stage {
             Stage::Placed | Stage::Accepted => Ok(vec![OrderEvent::OrderCancelled { reason }]),
@@ -78,23 +90,26 @@ pub fn decide(state: &OrderState, command: OrderCommand) -> Result<Vec<OrderEven
         },
         (o, OrderCommand::RecordPaymentVoided { payment_id }) => match &o.payment {
             Payment::Voided { payment_id: voided } if *voided == payment_id => Ok(vec![]),
-            Payment::Authorized { payment_id: authorized, .. }
-                if *authorized == payment_id && o.is_abandoned() =>
-            {
+            Payment::Authorized {
+                payment_id: authorized,
+                ..
+            } if *authorized == payment_id && o.is_abandoned() => {
                 Ok(vec![OrderEvent::PaymentVoided { payment_id }])
             }
             _ => Err(DomainError::NoPaymentVoidOwed(payment_id.to_string())),
         },
         (o, OrderCommand::RecordInventoryReleased { reservation_id }) => match &o.inventory {
-            Inventory::Released { reservation_id: released } if *released == reservation_id => {
-                Ok(vec![])
-            }
-            Inventory::Reserved { reservation_id: reserved }
-                if *reserved == reservation_id && o.is_abandoned() =>
-            {
+            Inventory::Released {
+                reservation_id: released,
+            } if *released == reservation_id => Ok(vec![]),
+            Inventory::Reserved {
+                reservation_id: reserved,
+            } if *reserved == reservation_id && o.is_abandoned() => {
                 Ok(vec![OrderEvent::InventoryReleased { reservation_id }])
             }
-            _ => Err(DomainError::NoInventoryReleaseOwed(reservation_id.to_string())),
+            _ => Err(DomainError::NoInventoryReleaseOwed(
+                reservation_id.to_string(),
+            )),
         },
         (o, OrderCommand::EscalateOrder { reason }) => {
             if o.is_settled() {

@@ -47,7 +47,10 @@ impl Status {
 
     /// Delivered, rejected and cancelled orders make no further progress.
     pub fn is_final(&self) -> bool {
-        matches!(self, Status::Delivered | Status::Rejected | Status::Cancelled)
+        matches!(
+            self,
+            Status::Delivered | Status::Rejected | Status::Cancelled
+        )
     }
 }
 
@@ -94,9 +97,16 @@ pub enum Stage {
 #[serde(tag = "state", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Payment {
     Pending,
-    Authorized { payment_id: PaymentId, amount: Money },
-    Declined { payment_id: PaymentId },
-    Voided { payment_id: PaymentId },
+    Authorized {
+        payment_id: PaymentId,
+        amount: Money,
+    },
+    Declined {
+        payment_id: PaymentId,
+    },
+    Voided {
+        payment_id: PaymentId,
+    },
 }
 
 /// What the inventory service has told us.

@@ -172,7 +172,10 @@ fn placing_an_order_computes_its_total() {
     assert_eq!(order.status(), Status::Placed);
     assert_eq!(
         order.pending_actions(),
-        [PendingAction::AuthorizePayment, PendingAction::ReserveInventory]
+        [
+            PendingAction::AuthorizePayment,
+            PendingAction::ReserveInventory
+        ]
     );
 }
 
@@ -284,7 +287,13 @@ fn fulfilment_shipping_and_delivery_follow_acceptance() {
 fn cancel_is_allowed_when_placed_or_accepted_only() {
     assert_eq!(when(vec![place()], cancel()), Ok(vec!["OrderCancelled"]));
     assert_eq!(when(accepted(), cancel()), Ok(vec!["OrderCancelled"]));
-    for history in [in_fulfilment(), shipped(), delivered(), rejected(), cancelled()] {
+    for history in [
+        in_fulfilment(),
+        shipped(),
+        delivered(),
+        rejected(),
+        cancelled(),
+    ] {
         assert_eq!(when(history, cancel()), Err("cannot_cancel".into()));
     }
 }
@@ -293,12 +302,20 @@ fn cancel_is_allowed_when_placed_or_accepted_only() {
 fn cancel_after_shipping_says_why_in_words() {
     let (state, _) = given(shipped());
     let err = decide(&state, cancel()).unwrap_err();
-    assert_eq!(err.to_string(), "order is shipped; it can no longer be cancelled");
+    assert_eq!(
+        err.to_string(),
+        "order is shipped; it can no longer be cancelled"
+    );
 }
 
 #[test]
 fn cancelling_an_accepted_order_owes_both_compensations() {
-    let (state, _) = given(vec![place(), authorize("pay-1"), reserve("res-1"), cancel()]);
+    let (state, _) = given(vec![
+        place(),
+        authorize("pay-1"),
+        reserve("res-1"),
+        cancel(),
+    ]);
     let order = state.order().unwrap();
     assert_eq!(
         order.compensations_owed(),
@@ -316,7 +333,10 @@ fn recorded_compensations_settle_the_order() {
     h.push(cancel());
     assert_eq!(when(h.clone(), void("pay-1")), Ok(vec!["PaymentVoided"]));
     h.push(void("pay-1"));
-    assert_eq!(when(h.clone(), release("res-1")), Ok(vec!["InventoryReleased"]));
+    assert_eq!(
+        when(h.clone(), release("res-1")),
+        Ok(vec!["InventoryReleased"])
+    );
     h.push(release("res-1"));
     let (state, _) = given(h.clone());
     let order = state.order().unwrap();
@@ -371,10 +391,16 @@ fn late_decline_after_cancel_is_recorded_without_a_second_rejection() {
 
 #[test]
 fn re_reporting_the_same_fact_is_a_no_op() {
-    assert_eq!(when(vec![place(), authorize("p")], authorize("p")), Ok(vec![]));
+    assert_eq!(
+        when(vec![place(), authorize("p")], authorize("p")),
+        Ok(vec![])
+    );
     assert_eq!(when(vec![place(), reserve("r")], reserve("r")), Ok(vec![]));
     assert_eq!(when(rejected(), decline("pay-1")), Ok(vec![]));
-    assert_eq!(when(vec![place(), shortage("r")], shortage("r")), Ok(vec![]));
+    assert_eq!(
+        when(vec![place(), shortage("r")], shortage("r")),
+        Ok(vec![])
+    );
     assert_eq!(when(delivered(), authorize("pay-1")), Ok(vec![]));
 }
 
@@ -404,14 +430,20 @@ fn conflicting_facts_are_refused_by_name() {
 
 #[test]
 fn compensations_not_owed_are_refused() {
-    assert_eq!(when(accepted(), void("pay-1")), Err("no_payment_void_owed".into()));
+    assert_eq!(
+        when(accepted(), void("pay-1")),
+        Err("no_payment_void_owed".into())
+    );
     assert_eq!(
         when(accepted(), release("res-1")),
         Err("no_inventory_release_owed".into())
     );
     let mut h = accepted();
     h.push(cancel());
-    assert_eq!(when(h.clone(), void("other")), Err("no_payment_void_owed".into()));
+    assert_eq!(
+        when(h.clone(), void("other")),
+        Err("no_payment_void_owed".into())
+    );
     assert_eq!(
         when(h, release("other")),
         Err("no_inventory_release_owed".into())

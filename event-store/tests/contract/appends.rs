@@ -1,0 +1,260 @@
+use crate::contract;
+use crate::support::{event, events, Backend};
+use event_store::{read_whole_stream, CurrentRevision, ExpectedRevision, StoreError};
+use std::sync::Arc;
+
+contract!(a_new_stream_is_created_with_no_stream_and_reads_back_with_metadata);
+async fn a_new_stream_is_created_with_no_stream_and_reads_back_with_metadata(b: Backend) {
+    let stream = b.stream("order-1");
+    let written = events(3);
+    let result = b
+        .store
+        .append(&stream, ExpectedRevision::NoStream, written.clone())
+        .await
+        .unwrap();
+    assert_eq!(result.next_expected_revision, 2);
+    let read = read_whole_stream(b.store.as_ref(), &stream).await.unwrap();
+    assert_eq!(read.len(), 3);
+    for (i, (r, w)) in read.iter().zip(&written).enumerate() {
+        assert_eq!(r.revision, i as u64);
+        assert_eq!(r.id, w.id);
+        assert_eq!(r.event_type, w.event_type);
+        assert_eq!(r.schema_version, 1);
+        assert_eq!(r.data, w.data);
+        assert_eq!(r.metadata, w.metadata, "metadata must round-trip");
+        assert_eq!(r.stream_id, stream);
+    }
+    assert_eq!(read[2].position, result.position);
+    assert!(read[0].position < read[1].position && read[1].position < read[2].position);
+}
+
+contract!(a_wrong_expected_revision_is_a_typed_conflict_and_writes_nothing);
+async fn a_wrong_expected_revision_is_a_typed_conflict_and_writes_nothing(b: Backend) {
+    let stream = b.stream("order-2");
+    b.store
+        .append(&stream, ExpectedRevision::NoStream, events(2))
+        .await
+        .unwrap();
+
+    let err = b
+        .store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongExpectedRevision {
+                actual: CurrentRevision::Current(1),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = b
+        .store
+        .append(&stream, ExpectedRevision::Exact(0), events(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    let err = b
+        .store
+        .append(&stream, ExpectedRevision::Exact(7), events(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    let err = b
+        .store
+        .append(
+            &b.stream("order-missing"),
+            ExpectedRevision::Exact(0),
+            events(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongExpectedRevision {
+                actual: CurrentRevision::NoStream,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    assert_eq!(
+        read_whole_stream(b.store.as_ref(), &stream)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let ok = b
+        .store
+        .append(&stream, ExpectedRevision::Exact(1), events(1))
+        .await
+        .unwrap();
+    assert_eq!(ok.next_expected_revision, 2);
+}
+
+contract!(re_sending_the_same_events_succeeds_without_writing_and_returns_the_original_result);
+async fn re_sending_the_same_events_succeeds_without_writing_and_returns_the_original_result(
+    b: Backend,
+) {
+    let stream = b.stream("order-3");
+    let first = events(2);
+    let original = b
+        .store
+        .append(&stream, ExpectedRevision::NoStream, first.clone())
+        .await
+        .unwrap();
+    let again = b
+        .store
+        .append(&stream, ExpectedRevision::NoStream, first.clone())
+        .await
+        .unwrap();
+    assert_eq!(again, original);
+
+    let second = events(1);
+    let next = b
+        .store
+        .append(&stream, ExpectedRevision::Exact(1), second.clone())
+        .await
+        .unwrap();
+    // Later appends do not change what a retry of an earlier one returns.
+    b.store
+        .append(&stream, ExpectedRevision::Exact(2), events(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store
+            .append(&stream, ExpectedRevision::Exact(1), second)
+            .await
+            .unwrap(),
+        next
+    );
+    assert_eq!(
+        b.store
+            .append(&stream, ExpectedRevision::NoStream, first)
+            .await
+            .unwrap(),
+        original
+    );
+    assert_eq!(
+        read_whole_stream(b.store.as_ref(), &stream)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+contract!(the_same_event_ids_with_other_content_are_a_conflict);
+async fn the_same_event_ids_with_other_content_are_a_conflict(b: Backend) {
+    let stream = b.stream("order-4");
+    let original = events(2);
+    b.store
+        .append(&stream, ExpectedRevision::NoStream, original.clone())
+        .await
+        .unwrap();
+    let mut altered = original.clone();
+    altered[1].data = serde_json::json!({ "n": 99 });
+    let err = b
+        .store
+        .append(&stream, ExpectedRevision::NoStream, altered)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::DuplicateEventId { event_id } if event_id == original[1].id),
+        "{err:?}"
+    );
+    let read = read_whole_stream(b.store.as_ref(), &stream).await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].data, original[1].data);
+}
+
+contract!(racing_identical_appends_write_once_and_all_succeed);
+async fn racing_identical_appends_write_once_and_all_succeed(b: Backend) {
+    let stream = b.stream("order-5");
+    let batch = events(3);
+    let store = b.store.clone();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, stream, batch) = (Arc::clone(&store), stream.clone(), batch.clone());
+            tokio::spawn(async move {
+                store
+                    .append(&stream, ExpectedRevision::NoStream, batch)
+                    .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    assert_eq!(
+        read_whole_stream(b.store.as_ref(), &stream)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+contract!(racing_different_appends_at_one_revision_let_exactly_one_through);
+async fn racing_different_appends_at_one_revision_let_exactly_one_through(b: Backend) {
+    let stream = b.stream("order-6");
+    b.store
+        .append(&stream, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (store, stream) = (Arc::clone(&b.store), stream.clone());
+            tokio::spawn(async move {
+                store
+                    .append(
+                        &stream,
+                        ExpectedRevision::Exact(0),
+                        vec![event("Racing", i)],
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => {
+                won += 1;
+                assert_eq!(r.next_expected_revision, 1);
+            }
+            Err(e) => assert!(e.is_conflict(), "{e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(
+        read_whole_stream(b.store.as_ref(), &stream)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+contract!(any_revision_appends_at_the_end);
+async fn any_revision_appends_at_the_end(b: Backend) {
+    let stream = b.stream("order-7");
+    b.store
+        .append(&stream, ExpectedRevision::Any, events(2))
+        .await
+        .unwrap();
+    let r = b
+        .store
+        .append(&stream, ExpectedRevision::Any, events(1))
+        .await
+        .unwrap();
+    assert_eq!(r.next_expected_revision, 2);
+}

@@ -1,0 +1,124 @@
+use event_store::{EventStore, Metadata, NewEvent, StoreOptions};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The server the tests create their databases on.
+pub fn admin_url() -> String {
+    std::env::var("MILESTONE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Creates an empty database with a random name and returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_url();
+    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must be running: start it with scripts/test.sh");
+    tokio::spawn(conn);
+    let name = format!("es_test_{}", Uuid::new_v4().simple());
+    client
+        .batch_execute(&format!("create database {name}"))
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+pub struct Backend {
+    pub store: Arc<dyn EventStore>,
+    /// Stream names of this test start with it (KurrentDB's log is shared between tests).
+    pub prefix: String,
+    /// Set for PostgreSQL: the URL of the test's own database.
+    pub database_url: Option<String>,
+}
+
+impl Backend {
+    pub fn stream(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+pub async fn postgres() -> Backend {
+    let url = fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 24 })
+        .await
+        .unwrap();
+    Backend {
+        store,
+        prefix: format!("t{}-", &Uuid::new_v4().simple().to_string()[..12]),
+        database_url: Some(url),
+    }
+}
+
+pub async fn kurrentdb() -> Option<Backend> {
+    let Ok(url) = std::env::var("KURRENTDB_URL") else {
+        eprintln!("KURRENTDB_URL is not set: KurrentDB contract test not run");
+        return None;
+    };
+    let store = event_store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    Some(Backend {
+        store,
+        prefix: format!("t{}-", &Uuid::new_v4().simple().to_string()[..12]),
+        database_url: None,
+    })
+}
+
+/// Declares one contract test, run once per backend.
+#[macro_export]
+macro_rules! contract {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name($crate::support::postgres().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_kurrentdb() {
+                if let Some(backend) = $crate::support::kurrentdb().await {
+                    super::$name(backend).await;
+                }
+            }
+        }
+    };
+}
+
+pub fn event(event_type: &str, n: i64) -> NewEvent {
+    NewEvent {
+        id: Uuid::new_v4(),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        data: serde_json::json!({ "n": n, "text": format!("event {n}") }),
+        metadata: Metadata {
+            correlation_id: Some("corr-1".into()),
+            causation_id: Some(format!("cause-{n}")),
+            idempotency_key: Some("key-1".into()),
+            request_hash: Some("abc123".into()),
+            occurred_at: Some("2026-01-02T03:04:05Z".parse().unwrap()),
+        },
+    }
+}
+
+pub fn events(n: i64) -> Vec<NewEvent> {
+    (0..n).map(|i| event("Something", i)).collect()
+}
+
+/// Reads the log until `n` events are visible. On PostgreSQL a reader sees an event only once
+/// every older transaction on the server has finished, so a read right after an append may
+/// briefly see less.
+pub async fn read_all_until(
+    store: &dyn EventStore,
+    after: Option<event_store::Position>,
+    prefix: &str,
+    n: usize,
+) -> Vec<event_store::RecordedEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let read = store.read_all(after, prefix, n).await.unwrap();
+        if read.len() >= n || std::time::Instant::now() > deadline {
+            return read;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
