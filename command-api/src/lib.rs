@@ -1,1 +1,20 @@
-//! placeholder
+//! Milestone's REST command API.
+//!
+//! A caller states an intent (`POST /orders`, `POST /orders/{id}/<action>`) and gets an
+//! immediate answer. `http` turns the request into a command (body limit, content type, JSON,
+//! headers), `dto` parses bodies into the domain's value objects, `service` reads the order's
+//! stream, decides with the domain and appends with the expected revision, retrying lost races.
+//! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
+//! `startup` wires the server.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dto;
+pub mod error;
+pub mod http;
+pub mod openapi;
+pub mod routes;
+pub mod service;
+pub mod startup;
+pub mod telemetry;

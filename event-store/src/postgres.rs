@@ -142,6 +142,7 @@ pub fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
         None => StoreError::Unavailable(e.to_string()),
         Some(code)
             if code.code().starts_with("08")
+                || *code == SqlState::INVALID_CATALOG_NAME
                 || *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
                 || *code == SqlState::CANNOT_CONNECT_NOW
@@ -431,6 +432,11 @@ impl EventStore for PgEventStore {
             .query(&stmt, &[&stream, &from, &(max.min(100_000) as i64)])
             .await
             .map_err(|e| map_pg_error(&e))?;
+        // Nothing from the start forwards means no stream; otherwise ask.
+        let from_start = direction == Direction::Forwards && from == 0;
+        if rows.is_empty() && from_start {
+            return Err(StoreError::StreamNotFound(stream.to_owned()));
+        }
         if rows.is_empty() {
             let exists = client
                 .query_opt(

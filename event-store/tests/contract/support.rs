@@ -2,27 +2,7 @@ use event_store::{EventStore, Metadata, NewEvent, StoreOptions};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// The server the tests create their databases on.
-pub fn admin_url() -> String {
-    std::env::var("MILESTONE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// Creates an empty database with a random name and returns its URL.
-pub async fn fresh_database() -> String {
-    let admin = admin_url();
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running: start it with scripts/test.sh");
-    tokio::spawn(conn);
-    let name = format!("es_test_{}", Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("create database {name}"))
-        .await
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
+pub use test_support::fresh_database;
 
 pub struct Backend {
     pub store: Arc<dyn EventStore>,

@@ -1,0 +1,51 @@
+//! Configuration from the environment, with defaults for a local run.
+
+use std::net::SocketAddr;
+
+/// The command API's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MILESTONE_EVENT_STORE_URL`: `postgres://...` or `kurrentdb://...`.
+    pub event_store_url: String,
+    /// `MILESTONE_COMMAND_API_ADDR`: where to listen.
+    pub listen: SocketAddr,
+    /// `MILESTONE_DB_POOL_SIZE`: PostgreSQL connections.
+    pub pool_size: usize,
+    /// `MILESTONE_BODY_LIMIT_BYTES`: the largest request body accepted.
+    pub body_limit_bytes: usize,
+    /// `MILESTONE_HTTP_WORKERS`: actix workers (default: one per core).
+    pub workers: usize,
+}
+
+pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
+
+impl Config {
+    /// Reads the environment.
+    ///
+    /// # Errors
+    /// A message naming the variable whose value does not parse.
+    pub fn from_env() -> Result<Self, String> {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().map_err(|_| format!("{name}='{v}' is not valid")),
+                Err(_) => Ok(default),
+            }
+        }
+        Ok(Self {
+            event_store_url: var(
+                "MILESTONE_EVENT_STORE_URL",
+                DEFAULT_EVENT_STORE_URL.to_owned(),
+            )?,
+            listen: var(
+                "MILESTONE_COMMAND_API_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
+            pool_size: var("MILESTONE_DB_POOL_SIZE", 16)?,
+            body_limit_bytes: var("MILESTONE_BODY_LIMIT_BYTES", 64 * 1024)?,
+            workers: var(
+                "MILESTONE_HTTP_WORKERS",
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! One handler per command route, each documented for the OpenAPI document.
+
+use crate::dto::*;
+use crate::error::{ApiError, Problem};
+use crate::http::{handle_action, handle_place_order};
+use crate::startup::AppState;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Headers every command accepts.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct CommandHeaders {
+    /// A retried request with the same key returns the original outcome (with
+    /// `Idempotent-Replayed: true`) and writes nothing; the same key with a different body is
+    /// refused with 422 `idempotency_key_reused`. Keys are scoped to one order.
+    #[serde(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+    /// The revision the command expects (the `ETag` or `revision` of an earlier response). A
+    /// mismatch is 412 and nothing is written. Without it, a concurrent change is retried.
+    #[serde(rename = "If-Match")]
+    if_match: Option<String>,
+    /// Stored in every event's metadata and echoed back; generated when absent.
+    #[serde(rename = "X-Correlation-Id")]
+    x_correlation_id: Option<String>,
+}
+
+/// Place a new order.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    params(CommandHeaders),
+    request_body(content = PlaceOrderRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Order placed; `Location` names it", body = CommandOutcome),
+        (status = 400, description = "Malformed JSON, unknown field or bad header", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An order with this id already exists", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (listed), or Idempotency-Key reused", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Event store unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn place_order(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    handle_place_order(app, req, payload).await
+}
+
+macro_rules! action_route {
+    ($name:ident, $path:tt, $action:tt, $body:ty, $summary:tt) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "orders",
+            params(("order_id" = String, Path, description = "The order's id (a UUID)"), CommandHeaders),
+            request_body(content = $body, content_type = "application/json"),
+            responses(
+                (status = 200, description = "Applied, or a no-op re-report of a known fact", body = CommandOutcome),
+                (status = 400, description = "Malformed JSON, unknown field or bad header", body = Problem, content_type = "application/problem+json"),
+                (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = "Not allowed in the order's current state, or contention", body = Problem, content_type = "application/problem+json"),
+                (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+                (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+                (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
+                (status = 422, description = "Invalid fields (listed), contradicts the order, or Idempotency-Key reused", body = Problem, content_type = "application/problem+json"),
+                (status = 503, description = "Event store unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $name(
+            app: web::Data<AppState>,
+            req: HttpRequest,
+            path: web::Path<String>,
+            payload: web::Payload,
+        ) -> Result<HttpResponse, ApiError> {
+            handle_action::<$body>(app, req, path.into_inner(), $action, payload).await
+        }
+    };
+}
+
+action_route!(
+    payment_authorized,
+    "/orders/{order_id}/payment-authorized",
+    "payment-authorized",
+    PaymentAuthorizedRequest,
+    "Record that the payment was authorized."
+);
+action_route!(
+    payment_declined,
+    "/orders/{order_id}/payment-declined",
+    "payment-declined",
+    PaymentDeclinedRequest,
+    "Record that the payment was declined (rejects a placed order)."
+);
+action_route!(
+    inventory_reserved,
+    "/orders/{order_id}/inventory-reserved",
+    "inventory-reserved",
+    InventoryReservedRequest,
+    "Record that the stock was reserved."
+);
+action_route!(
+    inventory_shortage,
+    "/orders/{order_id}/inventory-shortage",
+    "inventory-shortage",
+    InventoryShortageRequest,
+    "Record that the stock could not be reserved (rejects a placed order)."
+);
+action_route!(
+    start_fulfillment,
+    "/orders/{order_id}/start-fulfillment",
+    "start-fulfillment",
+    StartFulfillmentRequest,
+    "Start fulfilling an accepted order."
+);
+action_route!(
+    ship,
+    "/orders/{order_id}/ship",
+    "ship",
+    ShipRequest,
+    "Record that the order left with a carrier."
+);
+action_route!(
+    confirm_delivery,
+    "/orders/{order_id}/confirm-delivery",
+    "confirm-delivery",
+    ConfirmDeliveryRequest,
+    "Record that the carrier delivered the order."
+);
+action_route!(
+    cancel,
+    "/orders/{order_id}/cancel",
+    "cancel",
+    CancelRequest,
+    "Cancel an order that has not started fulfilment."
+);
+action_route!(
+    payment_voided,
+    "/orders/{order_id}/payment-voided",
+    "payment-voided",
+    PaymentVoidedRequest,
+    "Record that an owed payment void was done."
+);
+action_route!(
+    inventory_released,
+    "/orders/{order_id}/inventory-released",
+    "inventory-released",
+    InventoryReleasedRequest,
+    "Record that an owed stock release was done."
+);
+action_route!(
+    escalate,
+    "/orders/{order_id}/escalate",
+    "escalate",
+    EscalateRequest,
+    "Escalate an unfinished order to a person."
+);
+
+/// Registers every command route; other methods on them answer 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/orders")
+            .route(web::post().to(place_order))
+            .default_service(web::to(method_not_allowed)),
+    );
+    macro_rules! register {
+        ($($action:literal => $handler:ident),* $(,)?) => {
+            $(cfg.service(
+                web::resource(concat!("/orders/{order_id}/", $action))
+                    .route(web::post().to($handler))
+                    .default_service(web::to(method_not_allowed)),
+            );)*
+        };
+    }
+    register!(
+        "payment-authorized" => payment_authorized,
+        "payment-declined" => payment_declined,
+        "inventory-reserved" => inventory_reserved,
+        "inventory-shortage" => inventory_shortage,
+        "start-fulfillment" => start_fulfillment,
+        "ship" => ship,
+        "confirm-delivery" => confirm_delivery,
+        "cancel" => cancel,
+        "payment-voided" => payment_voided,
+        "inventory-released" => inventory_released,
+        "escalate" => escalate,
+    );
+}
+
+async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}; use POST",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Any path that is not a route.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

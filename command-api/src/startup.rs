@@ -1,0 +1,94 @@
+//! Wiring: the store, the routes, the server. Tests build the app here on port 0.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::{openapi, routes};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use event_store::{EventStore, StoreOptions};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub config: Config,
+}
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connects to the event store and binds the listener.
+    ///
+    /// # Errors
+    /// When the store cannot be reached or the address cannot be bound.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = event_store::connect(
+            &config.event_store_url,
+            &StoreOptions {
+                pool_size: config.pool_size,
+            },
+        )
+        .await?;
+        Self::with_store(config, store)
+    }
+
+    /// Binds the listener for an already connected store.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn with_store(config: Config, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(config.listen)?;
+        let port = listener.local_addr()?.port();
+        let workers = config.workers.max(1);
+        let state = web::Data::new(AppState { store, config });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+                .route("/openapi.json", web::get().to(openapi_document))
+                .route("/healthz", web::get().to(healthz))
+                .route("/readyz", web::get().to(readyz))
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then finishes in-flight requests and stops.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi::openapi_json())
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "up" }))
+}
+
+async fn readyz(app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    app.store.ping().await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready",
+        "event_store": app.store.backend(),
+    })))
+}

@@ -1,0 +1,156 @@
+use command_api::config::Config;
+use command_api::startup::Application;
+use event_store::{read_whole_stream, EventStore, RecordedEvent, StoreOptions};
+use reqwest::{RequestBuilder, Response};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub struct TestApp {
+    pub address: String,
+    pub store: Arc<dyn EventStore>,
+    pub database_url: String,
+    pub client: reqwest::Client,
+}
+
+pub async fn spawn_app() -> TestApp {
+    let database_url = test_support::fresh_database().await;
+    let store = event_store::connect(&database_url, &StoreOptions { pool_size: 8 })
+        .await
+        .unwrap();
+    let config = Config {
+        event_store_url: database_url.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        pool_size: 8,
+        body_limit_bytes: 64 * 1024,
+        workers: 2,
+    };
+    let app = Application::with_store(config, store.clone()).unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        store,
+        database_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn from(response: Response) -> Self {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The problem's `code`, after checking the response is problem+json.
+    pub fn code(&self) -> &str {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(format!("{}{path}", self.address))
+    }
+
+    pub async fn send(&self, request: RequestBuilder) -> Reply {
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn command(&self, path: &str, body: Value) -> Reply {
+        self.send(self.post(path).json(&body)).await
+    }
+
+    pub async fn place(&self, body: Value) -> Reply {
+        self.command("/orders", body).await
+    }
+
+    /// Places a standard order and returns its id.
+    pub async fn placed_order(&self) -> String {
+        let reply = self.place(order_body()).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["order_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn action(&self, id: &str, action: &str, body: Value) -> Reply {
+        self.command(&format!("/orders/{id}/{action}"), body).await
+    }
+
+    pub async fn accepted_order(&self) -> String {
+        let id = self.placed_order().await;
+        assert_eq!(
+            self.action(&id, "payment-authorized", payment("pay-1"))
+                .await
+                .status,
+            200
+        );
+        assert_eq!(
+            self.action(
+                &id,
+                "inventory-reserved",
+                json!({"reservation_id": "res-1"})
+            )
+            .await
+            .status,
+            200
+        );
+        id
+    }
+
+    pub async fn stream(&self, id: &str) -> Vec<RecordedEvent> {
+        read_whole_stream(self.store.as_ref(), &format!("order-{id}"))
+            .await
+            .unwrap()
+    }
+}
+
+/// Two lines: 2 x 1999 + 1 x 500 = 4498 EUR cents.
+pub fn order_body() -> Value {
+    json!({
+        "customer_id": "customer-42",
+        "currency": "EUR",
+        "lines": [
+            {"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1999},
+            {"sku": "SKU-2", "quantity": 1, "unit_price_minor": 500}
+        ],
+        "shipping_address": {
+            "name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin",
+            "postal_code": "10115", "country": "DE"
+        }
+    })
+}
+
+pub const TOTAL: i64 = 4498;
+
+pub fn payment(id: &str) -> Value {
+    json!({"payment_id": id, "amount_minor": TOTAL, "currency": "EUR"})
+}
+
+pub fn types(events: &[RecordedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}

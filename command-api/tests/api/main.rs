@@ -1,0 +1,10 @@
+//! The command API over HTTP: the app on port 0, a PostgreSQL event store in a fresh database
+//! per test.
+
+mod helpers;
+
+mod concurrency;
+mod errors;
+mod idempotency;
+mod openapi;
+mod workflow;
