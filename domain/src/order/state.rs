@@ -5,11 +5,11 @@ use crate::values::{
     Carrier, Currency, CustomerId, Money, OrderId, OrderLine, PaymentId, Reason, ReservationId,
     ShippingAddress, TrackingNumber,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The externally visible status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
     Placed,
@@ -69,7 +69,7 @@ impl fmt::Display for Status {
 }
 
 /// Where the workflow stands; each variant carries only what that stage needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "stage", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Stage {
     Placed,
@@ -93,7 +93,7 @@ pub enum Stage {
 }
 
 /// What the payment service has told us.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Payment {
     Pending,
@@ -110,7 +110,7 @@ pub enum Payment {
 }
 
 /// What the inventory service has told us.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Inventory {
     Pending,
@@ -120,7 +120,7 @@ pub enum Inventory {
 }
 
 /// A placed order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: OrderId,
     pub customer_id: CustomerId,
@@ -144,7 +144,7 @@ pub enum OrderState {
 }
 
 /// Something the workflow waits for next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PendingAction {
     AuthorizePayment,
@@ -171,7 +171,7 @@ impl PendingAction {
 }
 
 /// A compensation: undoing a downstream effect after rejection or cancellation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Compensation {
     VoidPayment,

@@ -1,0 +1,119 @@
+//! Configuration from the environment, with defaults for a local run.
+
+use domain::Status;
+use std::time::Duration;
+
+/// How long each step may take before an order counts as overdue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deadlines {
+    /// `MILESTONE_DEADLINE_PLACED_SECS` (default 30 min): payment and stock to answer.
+    pub placed: chrono::Duration,
+    /// `MILESTONE_DEADLINE_ACCEPTED_SECS` (default 24 h): the warehouse to start.
+    pub accepted: chrono::Duration,
+    /// `MILESTONE_DEADLINE_IN_FULFILLMENT_SECS` (default 48 h): to ship.
+    pub in_fulfillment: chrono::Duration,
+    /// `MILESTONE_DEADLINE_SHIPPED_SECS` (default 14 days): the carrier to deliver.
+    pub shipped: chrono::Duration,
+    /// `MILESTONE_DEADLINE_COMPENSATION_SECS` (default 1 h): owed voids and releases.
+    pub compensation: chrono::Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self {
+            placed: chrono::Duration::minutes(30),
+            accepted: chrono::Duration::hours(24),
+            in_fulfillment: chrono::Duration::hours(48),
+            shipped: chrono::Duration::days(14),
+            compensation: chrono::Duration::hours(1),
+        }
+    }
+}
+
+impl Deadlines {
+    /// The time allowed in `status`; `owes` is true when compensations are outstanding.
+    pub fn for_status(&self, status: Status, owes: bool) -> chrono::Duration {
+        match status {
+            Status::Placed => self.placed,
+            Status::Accepted => self.accepted,
+            Status::InFulfillment => self.in_fulfillment,
+            Status::Shipped => self.shipped,
+            Status::Delivered | Status::Rejected | Status::Cancelled if owes => self.compensation,
+            Status::Delivered | Status::Rejected | Status::Cancelled => chrono::Duration::zero(),
+        }
+    }
+}
+
+/// The projector's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MILESTONE_EVENT_STORE_URL`: where events are read from.
+    pub event_store_url: String,
+    /// `MILESTONE_READ_MODEL_URL`: the PostgreSQL database of the read models (default: the
+    /// same database as the local event store).
+    pub read_model_url: String,
+    /// `MILESTONE_DB_POOL_SIZE`.
+    pub pool_size: usize,
+    /// `MILESTONE_PROJECTOR_BATCH_SIZE`: most events per transaction (default 1000).
+    pub batch_size: usize,
+    /// `MILESTONE_PROJECTOR_BATCH_WAIT_MS`: how long a live batch waits to fill (default 5).
+    pub batch_wait: Duration,
+    /// `MILESTONE_PROJECTOR_STANDBY_POLL_MS`: how often a standby tries to take over (default 1000).
+    pub standby_poll: Duration,
+    pub deadlines: Deadlines,
+}
+
+pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
+
+impl Config {
+    /// Defaults for one database holding both the events and the read models.
+    pub fn local(url: &str) -> Self {
+        Self {
+            event_store_url: url.to_owned(),
+            read_model_url: url.to_owned(),
+            pool_size: 4,
+            batch_size: 1000,
+            batch_wait: Duration::from_millis(5),
+            standby_poll: Duration::from_millis(1000),
+            deadlines: Deadlines::default(),
+        }
+    }
+
+    /// Reads the environment.
+    ///
+    /// # Errors
+    /// A message naming the variable whose value does not parse.
+    pub fn from_env() -> Result<Self, String> {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().map_err(|_| format!("{name}='{v}' is not valid")),
+                Err(_) => Ok(default),
+            }
+        }
+        fn secs(name: &str, default: chrono::Duration) -> Result<chrono::Duration, String> {
+            var(name, default.num_seconds()).map(chrono::Duration::seconds)
+        }
+        let event_store_url = var("MILESTONE_EVENT_STORE_URL", DEFAULT_URL.to_owned())?;
+        let read_model_url = var("MILESTONE_READ_MODEL_URL", DEFAULT_URL.to_owned())?;
+        let d = Deadlines::default();
+        let batch_size: usize = var("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
+        if batch_size == 0 || batch_size > 10_000 {
+            return Err("MILESTONE_PROJECTOR_BATCH_SIZE must be between 1 and 10000".into());
+        }
+        Ok(Self {
+            event_store_url,
+            read_model_url,
+            pool_size: var("MILESTONE_DB_POOL_SIZE", 4)?,
+            batch_size,
+            batch_wait: Duration::from_millis(var("MILESTONE_PROJECTOR_BATCH_WAIT_MS", 5)?),
+            standby_poll: Duration::from_millis(var("MILESTONE_PROJECTOR_STANDBY_POLL_MS", 1000)?),
+            deadlines: Deadlines {
+                placed: secs("MILESTONE_DEADLINE_PLACED_SECS", d.placed)?,
+                accepted: secs("MILESTONE_DEADLINE_ACCEPTED_SECS", d.accepted)?,
+                in_fulfillment: secs("MILESTONE_DEADLINE_IN_FULFILLMENT_SECS", d.in_fulfillment)?,
+                shipped: secs("MILESTONE_DEADLINE_SHIPPED_SECS", d.shipped)?,
+                compensation: secs("MILESTONE_DEADLINE_COMPENSATION_SECS", d.compensation)?,
+            },
+        })
+    }
+}

@@ -1,0 +1,301 @@
+//! The projector's SQL: free functions taking a transaction, one statement each, batched with
+//! `jsonb_populate_recordset` so a whole batch costs a handful of round trips.
+
+use crate::model::{OrderRow, TimelineRow};
+use deadpool_postgres::{GenericClient, Transaction};
+use event_store::{Position, RecordedEvent};
+use std::collections::{HashMap, HashSet};
+use uuid::Uuid;
+
+/// The read-model migrations, from `schemas/read-models/`.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_order_read_models",
+    include_str!("../../schemas/read-models/0001_order_read_models.sql"),
+)];
+
+const ORDER_COLUMNS: &str = "status, customer_id, currency, total_minor, line_count, lines, \
+    shipping_address, last_milestone, last_milestone_at, pending_actions, failure_reason, \
+    compensations_owed, compensations_done, payment_id, reservation_id, carrier, tracking_number, \
+    placed_at, payment_authorized_at, inventory_reserved_at, accepted_at, rejected_at, \
+    fulfillment_started_at, shipped_at, delivered_at, cancelled_at, payment_voided_at, \
+    inventory_released_at, escalated_at, escalation_count, escalation_reason, correlation_id, \
+    deadline_at, stream_revision, last_position, last_position_commit, last_position_prepare, state";
+
+fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
+    match p {
+        Some(p) => (
+            Some(p.to_string()),
+            Some(p.commit as i64),
+            Some(p.prepare as i64),
+        ),
+        None => (None, None, None),
+    }
+}
+
+/// Locks the projection's checkpoint row for this transaction and returns it; creates the row
+/// when missing. The lock fences concurrent writers: a second one waits, then sees a moved
+/// checkpoint.
+pub async fn lock_checkpoint(
+    tx: &Transaction<'_>,
+    projection: &str,
+) -> Result<Option<Position>, tokio_postgres::Error> {
+    tx.execute(
+        "insert into projection_checkpoints (projection) values ($1) on conflict do nothing",
+        &[&projection],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "select position_commit, position_prepare from projection_checkpoints where projection = $1 for update",
+            &[&projection],
+        )
+        .await?;
+    Ok(checkpoint_of(row.get(0), row.get(1)))
+}
+
+fn checkpoint_of(commit: Option<i64>, prepare: Option<i64>) -> Option<Position> {
+    commit
+        .zip(prepare)
+        .map(|(c, p)| Position::new(c as u64, p as u64))
+}
+
+/// The projection's checkpoint, without locking.
+pub async fn load_checkpoint(
+    client: &impl GenericClient,
+    projection: &str,
+) -> Result<Option<Position>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "select position_commit, position_prepare from projection_checkpoints where projection = $1",
+            &[&projection],
+        )
+        .await?;
+    Ok(row.and_then(|r| checkpoint_of(r.get(0), r.get(1))))
+}
+
+pub async fn store_checkpoint(
+    tx: &Transaction<'_>,
+    projection: &str,
+    position: Option<Position>,
+    applied: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let (text, commit, prepare) = position_parts(position);
+    tx.execute(
+        "update projection_checkpoints set position = $2, position_commit = $3, position_prepare = $4,
+                events_applied = events_applied + $5, updated_at = now()
+         where projection = $1",
+        &[&projection, &text, &commit, &prepare, &applied],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The current rows of these orders.
+pub async fn load_rows(
+    tx: &Transaction<'_>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, OrderRow>, crate::ProjectorError> {
+    let stmt = tx
+        .prepare_cached("select to_jsonb(s) from order_status s where order_id = any($1)")
+        .await?;
+    let rows = tx.query(&stmt, &[&ids]).await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        let row: OrderRow = serde_json::from_value(r.get(0)).map_err(|e| {
+            crate::ProjectorError::Corrupt(format!("order_status row does not load: {e}"))
+        })?;
+        out.insert(row.order_id, row);
+    }
+    Ok(out)
+}
+
+pub async fn upsert_rows(
+    tx: &Transaction<'_>,
+    rows: &[&OrderRow],
+) -> Result<(), crate::ProjectorError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let json =
+        serde_json::to_value(rows).map_err(|e| crate::ProjectorError::Corrupt(e.to_string()))?;
+    let sql = format!(
+        "insert into order_status select * from jsonb_populate_recordset(null::order_status, $1)
+         on conflict (order_id) do update set ({ORDER_COLUMNS}) = row({excluded})",
+        excluded = ORDER_COLUMNS
+            .split(',')
+            .map(|c| format!("excluded.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    tx.execute(&stmt, &[&json]).await?;
+    Ok(())
+}
+
+pub async fn insert_timeline(
+    tx: &Transaction<'_>,
+    rows: &[TimelineRow],
+) -> Result<(), crate::ProjectorError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let json =
+        serde_json::to_value(rows).map_err(|e| crate::ProjectorError::Corrupt(e.to_string()))?;
+    let stmt = tx
+        .prepare_cached(
+            "insert into order_timeline select * from jsonb_populate_recordset(null::order_timeline, $1)
+             on conflict do nothing",
+        )
+        .await?;
+    tx.execute(&stmt, &[&json]).await?;
+    Ok(())
+}
+
+/// Adds `delta` to each status's count.
+pub async fn add_status_counts(
+    tx: &Transaction<'_>,
+    deltas: &HashMap<String, i64>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut statuses: Vec<&String> = deltas
+        .iter()
+        .filter(|(_, d)| **d != 0)
+        .map(|(s, _)| s)
+        .collect();
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    // A fixed order keeps concurrent transactions from deadlocking on these rows.
+    statuses.sort();
+    let amounts: Vec<i64> = statuses.iter().map(|s| deltas[*s]).collect();
+    let stmt = tx
+        .prepare_cached(
+            "insert into order_status_counts (status, orders) select * from unnest($1::text[], $2::bigint[])
+             on conflict (status) do update set orders = order_status_counts.orders + excluded.orders",
+        )
+        .await?;
+    tx.execute(&stmt, &[&statuses, &amounts]).await?;
+    // Zero rows would make the table depend on batch boundaries.
+    tx.execute("delete from order_status_counts where orders = 0", &[])
+        .await?;
+    Ok(())
+}
+
+/// The streams of this projection that are parked.
+pub async fn parked_streams(
+    tx: &Transaction<'_>,
+    projection: &str,
+    streams: &[&str],
+) -> Result<HashSet<String>, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached("select stream_id from projection_parked_streams where projection = $1 and stream_id = any($2)")
+        .await?;
+    let rows = tx.query(&stmt, &[&projection, &streams]).await?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}
+
+pub async fn park_stream(
+    tx: &Transaction<'_>,
+    projection: &str,
+    stream: &str,
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "insert into projection_parked_streams (projection, stream_id, reason) values ($1, $2, $3)
+         on conflict do nothing",
+        &[&projection, &stream, &reason],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_dead_letter(
+    tx: &Transaction<'_>,
+    projection: &str,
+    event: &RecordedEvent,
+    error: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let metadata = serde_json::to_value(&event.metadata).unwrap_or(serde_json::Value::Null);
+    tx.execute(
+        "insert into projection_dead_letters
+           (projection, stream_id, revision, position, event_id, event_type, schema_version, data, metadata, recorded_at, error)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         on conflict (projection, stream_id, revision) do nothing",
+        &[
+            &projection,
+            &event.stream_id,
+            &(event.revision as i64),
+            &event.position.to_string(),
+            &event.id,
+            &event.event_type,
+            &(event.schema_version as i32),
+            &event.data,
+            &metadata,
+            &event.recorded_at,
+            &error,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A stream's dead letters, oldest first, as events again.
+pub async fn load_dead_letters(
+    tx: &Transaction<'_>,
+    projection: &str,
+    stream: &str,
+) -> Result<Vec<(i64, RecordedEvent)>, crate::ProjectorError> {
+    let rows = tx
+        .query(
+            "select id, stream_id, revision, position, event_id, event_type, schema_version, data, metadata, recorded_at
+             from projection_dead_letters where projection = $1 and stream_id = $2 order by revision",
+            &[&projection, &stream],
+        )
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let position: String = r.get(3);
+            Ok((
+                r.get(0),
+                RecordedEvent {
+                    stream_id: r.get(1),
+                    revision: r.get::<_, i64>(2) as u64,
+                    position: position.parse().map_err(|e: event_store::StoreError| {
+                        crate::ProjectorError::Corrupt(e.to_string())
+                    })?,
+                    id: r.get(4),
+                    event_type: r.get(5),
+                    schema_version: r.get::<_, i32>(6) as u32,
+                    data: r.get(7),
+                    metadata: serde_json::from_value(r.get(8)).unwrap_or_default(),
+                    recorded_at: r.get(9),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Empties every table of the projection and its checkpoint.
+pub async fn reset_projection(
+    tx: &Transaction<'_>,
+    projection: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.batch_execute("truncate order_status, order_timeline, order_status_counts")
+        .await?;
+    tx.execute(
+        "delete from projection_dead_letters where projection = $1",
+        &[&projection],
+    )
+    .await?;
+    tx.execute(
+        "delete from projection_parked_streams where projection = $1",
+        &[&projection],
+    )
+    .await?;
+    tx.execute(
+        "update projection_checkpoints set position = null, position_commit = null, position_prepare = null,
+                events_applied = 0, updated_at = now() where projection = $1",
+        &[&projection],
+    )
+    .await?;
+    Ok(())
+}

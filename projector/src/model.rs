@@ -1,0 +1,310 @@
+//! The rows of the read models and how one event changes them. Pure: no database here.
+//!
+//! A row carries the domain's aggregate state (`state`), so applying the next event is
+//! `evolve` plus copying the derived fields; nothing depends on the wall clock or on batch
+//! boundaries, which is what makes a rebuild identical to the incremental run.
+
+use crate::config::Deadlines;
+use chrono::{DateTime, Utc};
+use domain::{evolve, Inventory, Order, OrderEvent, OrderState, Payment, Stage, Status};
+use event_store::RecordedEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A row of `order_status`; field names are the column names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRow {
+    pub order_id: Uuid,
+    pub status: String,
+    pub customer_id: String,
+    pub currency: String,
+    pub total_minor: i64,
+    pub line_count: i32,
+    pub lines: serde_json::Value,
+    pub shipping_address: serde_json::Value,
+    pub last_milestone: String,
+    pub last_milestone_at: DateTime<Utc>,
+    pub pending_actions: Vec<String>,
+    pub failure_reason: Option<String>,
+    pub compensations_owed: Vec<String>,
+    pub compensations_done: Vec<String>,
+    pub payment_id: Option<String>,
+    pub reservation_id: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub placed_at: DateTime<Utc>,
+    pub payment_authorized_at: Option<DateTime<Utc>>,
+    pub inventory_reserved_at: Option<DateTime<Utc>>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub rejected_at: Option<DateTime<Utc>>,
+    pub fulfillment_started_at: Option<DateTime<Utc>>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub payment_voided_at: Option<DateTime<Utc>>,
+    pub inventory_released_at: Option<DateTime<Utc>>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub escalation_count: i32,
+    pub escalation_reason: Option<String>,
+    pub correlation_id: Option<String>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub stream_revision: i64,
+    pub last_position: String,
+    pub last_position_commit: i64,
+    pub last_position_prepare: i64,
+    pub state: serde_json::Value,
+}
+
+/// A row of `order_timeline`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineRow {
+    pub order_id: Uuid,
+    pub revision: i64,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub position: String,
+    pub event_id: Uuid,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub summary: String,
+}
+
+/// What applying one event did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The event was applied before (its revision is not newer than the row's).
+    AlreadyApplied,
+    /// The new row and the timeline entry.
+    Changed(Box<OrderRow>, TimelineRow),
+}
+
+/// The order id of an `order-<uuid>` stream.
+pub fn order_id_of(stream_id: &str) -> Option<Uuid> {
+    stream_id
+        .strip_prefix(domain::ORDER_STREAM_PREFIX)
+        .and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// When the event happened: the command's time if it carried one, else when it was stored.
+fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
+    event.metadata.occurred_at.unwrap_or(event.recorded_at)
+}
+
+/// Applies one event to an order's row (`None` before its first event).
+///
+/// # Errors
+/// A message saying why the event cannot be applied: it does not decode, it is not the next
+/// revision, or an order's first event is not `OrderPlaced`. The caller dead-letters it.
+pub fn apply(
+    row: Option<&OrderRow>,
+    event: &RecordedEvent,
+    deadlines: &Deadlines,
+) -> Result<Applied, String> {
+    let order_id = order_id_of(&event.stream_id)
+        .ok_or_else(|| format!("stream '{}' is not an order stream", event.stream_id))?;
+    let revision = i64::try_from(event.revision).map_err(|_| "revision out of range".to_owned())?;
+    if let Some(row) = row {
+        if revision <= row.stream_revision {
+            return Ok(Applied::AlreadyApplied);
+        }
+        if revision != row.stream_revision + 1 {
+            return Err(format!(
+                "revision gap: the read model is at revision {}, this event is revision {revision}",
+                row.stream_revision
+            ));
+        }
+    } else if revision != 0 {
+        return Err(format!(
+            "the read model has no row for this order, but this event is revision {revision}"
+        ));
+    }
+    let decoded = OrderEvent::decode(&event.event_type, event.schema_version, &event.data)
+        .map_err(|e| e.to_string())?;
+    let before = match row {
+        None => OrderState::NotPlaced,
+        Some(r) => OrderState::Placed(Box::new(
+            serde_json::from_value::<Order>(r.state.clone())
+                .map_err(|e| format!("stored state of the order does not load: {e}"))?,
+        )),
+    };
+    let after = evolve(before, &decoded);
+    let Some(order) = after.order() else {
+        return Err(format!(
+            "{} cannot be an order's first event; OrderPlaced must come first",
+            event.event_type
+        ));
+    };
+    let at = occurred_at(event);
+    let mut next = match row {
+        Some(r) => r.clone(),
+        None => new_row(order_id, order, at)?,
+    };
+    stamp_milestone(&mut next, &decoded, at);
+    derive(&mut next, order, at, deadlines)?;
+    next.stream_revision = revision;
+    next.last_position = event.position.to_string();
+    next.last_position_commit = event.position.commit as i64;
+    next.last_position_prepare = event.position.prepare as i64;
+    if next.correlation_id.is_none() {
+        next.correlation_id = event.metadata.correlation_id.clone();
+    }
+    let timeline = TimelineRow {
+        order_id,
+        revision,
+        event_type: event.event_type.clone(),
+        occurred_at: at,
+        recorded_at: event.recorded_at,
+        position: event.position.to_string(),
+        event_id: event.id,
+        correlation_id: event.metadata.correlation_id.clone(),
+        causation_id: event.metadata.causation_id.clone(),
+        summary: decoded.summary(),
+    };
+    Ok(Applied::Changed(Box::new(next), timeline))
+}
+
+fn new_row(order_id: Uuid, order: &Order, at: DateTime<Utc>) -> Result<OrderRow, String> {
+    Ok(OrderRow {
+        order_id,
+        status: String::new(),
+        customer_id: order.customer_id.to_string(),
+        currency: order.currency.code().to_owned(),
+        total_minor: order.total_minor,
+        line_count: order.lines.len() as i32,
+        lines: to_json(&order.lines)?,
+        shipping_address: to_json(&order.shipping_address)?,
+        last_milestone: String::new(),
+        last_milestone_at: at,
+        pending_actions: Vec::new(),
+        failure_reason: None,
+        compensations_owed: Vec::new(),
+        compensations_done: Vec::new(),
+        payment_id: None,
+        reservation_id: None,
+        carrier: None,
+        tracking_number: None,
+        placed_at: at,
+        payment_authorized_at: None,
+        inventory_reserved_at: None,
+        accepted_at: None,
+        rejected_at: None,
+        fulfillment_started_at: None,
+        shipped_at: None,
+        delivered_at: None,
+        cancelled_at: None,
+        payment_voided_at: None,
+        inventory_released_at: None,
+        escalated_at: None,
+        escalation_count: 0,
+        escalation_reason: None,
+        correlation_id: None,
+        deadline_at: None,
+        stream_revision: -1,
+        last_position: String::new(),
+        last_position_commit: 0,
+        last_position_prepare: 0,
+        state: serde_json::Value::Null,
+    })
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, String> {
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+fn stamp_milestone(row: &mut OrderRow, event: &OrderEvent, at: DateTime<Utc>) {
+    match event {
+        OrderEvent::OrderPlaced { .. } => row.placed_at = at,
+        OrderEvent::PaymentAuthorized { .. } => row.payment_authorized_at = Some(at),
+        OrderEvent::PaymentDeclined { .. } | OrderEvent::InventoryReservationFailed { .. } => {}
+        OrderEvent::InventoryReserved { .. } => row.inventory_reserved_at = Some(at),
+        OrderEvent::OrderAccepted {} => row.accepted_at = Some(at),
+        OrderEvent::OrderRejected { .. } => row.rejected_at = Some(at),
+        OrderEvent::FulfillmentStarted {} => row.fulfillment_started_at = Some(at),
+        OrderEvent::OrderShipped { .. } => row.shipped_at = Some(at),
+        OrderEvent::OrderDelivered {} => row.delivered_at = Some(at),
+        OrderEvent::OrderCancelled { .. } => row.cancelled_at = Some(at),
+        OrderEvent::PaymentVoided { .. } => row.payment_voided_at = Some(at),
+        OrderEvent::InventoryReleased { .. } => row.inventory_released_at = Some(at),
+        OrderEvent::OrderEscalated { reason } => {
+            row.escalated_at = Some(at);
+            row.escalation_count += 1;
+            row.escalation_reason = Some(reason.to_string());
+        }
+    }
+    row.last_milestone = event.event_type().to_owned();
+    row.last_milestone_at = at;
+}
+
+/// Copies what the aggregate knows into the row's derived columns.
+fn derive(
+    row: &mut OrderRow,
+    order: &Order,
+    at: DateTime<Utc>,
+    deadlines: &Deadlines,
+) -> Result<(), String> {
+    let status = order.status();
+    let status_changed = row.status != status.as_str();
+    row.status = status.as_str().to_owned();
+    row.pending_actions = order
+        .pending_actions()
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    row.compensations_owed = order
+        .compensations_owed()
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    row.compensations_done = order
+        .compensations_done()
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    row.failure_reason = match &order.stage {
+        Stage::Rejected { reason, .. } => Some(reason.to_string()),
+        Stage::Cancelled { reason } => Some(format!("cancelled: {reason}")),
+        _ => None,
+    };
+    row.payment_id = match &order.payment {
+        Payment::Pending => None,
+        Payment::Authorized { payment_id, .. }
+        | Payment::Declined { payment_id }
+        | Payment::Voided { payment_id } => Some(payment_id.to_string()),
+    };
+    row.reservation_id = match &order.inventory {
+        Inventory::Pending => None,
+        Inventory::Reserved { reservation_id }
+        | Inventory::Short { reservation_id }
+        | Inventory::Released { reservation_id } => Some(reservation_id.to_string()),
+    };
+    if let Stage::Shipped {
+        carrier,
+        tracking_number,
+    }
+    | Stage::Delivered {
+        carrier,
+        tracking_number,
+    } = &order.stage
+    {
+        row.carrier = Some(carrier.to_string());
+        row.tracking_number = Some(tracking_number.as_str().to_owned());
+    }
+    // The clock for the next step starts when the order enters a status, or when an
+    // obligation appears (a late fact after cancellation).
+    let waits = !row.pending_actions.is_empty();
+    row.deadline_at = if !waits {
+        None
+    } else if status_changed || row.deadline_at.is_none() {
+        Some(at + deadlines.for_status(status, !row.compensations_owed.is_empty()))
+    } else {
+        row.deadline_at
+    };
+    row.state = to_json(order)?;
+    Ok(())
+}
+
+/// The statuses as the read model spells them.
+pub fn status_names() -> impl Iterator<Item = &'static str> {
+    Status::ALL.iter().map(Status::as_str)
+}

@@ -1,0 +1,433 @@
+//! The order projection: batches of events applied to the read models in one transaction with
+//! their checkpoint, a NOTIFY after each commit, the live loop, rebuild and retry.
+
+use crate::config::Config;
+use crate::db;
+use crate::lease::Lease;
+use crate::model::{apply, order_id_of, Applied, OrderRow};
+use crate::ProjectorError;
+use deadpool_postgres::Pool;
+use event_store::{EventStore, Position, RecordedEvent, StoreOptions};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// The projection's name in `projection_checkpoints`.
+pub const PROJECTION: &str = "order_status";
+/// The channel notified after each committed batch: `{"position": "...", "orders": [...]}`
+/// (`orders` is null when the list would not fit a notification).
+pub const CHANGES_CHANNEL: &str = "milestone_projection";
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub checkpoint: Option<Position>,
+    pub applied: usize,
+    pub dead_lettered: usize,
+    pub orders_changed: usize,
+}
+
+/// Progress of a long run (rebuild), for printing.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub events: u64,
+    pub elapsed: Duration,
+    pub position: Option<Position>,
+}
+
+/// The projector: reads the log, writes the read models.
+#[derive(Clone)]
+pub struct Projector {
+    store: Arc<dyn EventStore>,
+    pool: Pool,
+    pg_config: tokio_postgres::Config,
+    config: Config,
+}
+
+impl Projector {
+    /// Connects to the event store and the read-model database and applies the read-model
+    /// migrations.
+    ///
+    /// # Errors
+    /// When either cannot be reached or a migration fails.
+    pub async fn connect(config: Config) -> Result<Self, ProjectorError> {
+        let store = event_store::connect(
+            &config.event_store_url,
+            &StoreOptions {
+                pool_size: config.pool_size,
+            },
+        )
+        .await?;
+        let (pool, pg_config) =
+            event_store::postgres::build_pool(&config.read_model_url, config.pool_size)?;
+        let projector = Self {
+            store,
+            pool,
+            pg_config,
+            config,
+        };
+        projector.migrate().await?;
+        Ok(projector)
+    }
+
+    async fn migrate(&self) -> Result<(), ProjectorError> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(event_store::postgres::map_pool_error)?;
+        event_store::postgres::apply_migrations(
+            &mut client,
+            "read_model_migrations",
+            db::MIGRATIONS,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Where the projection has got to.
+    ///
+    /// # Errors
+    /// When the read-model database cannot be reached.
+    pub async fn checkpoint(&self) -> Result<Option<Position>, ProjectorError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(event_store::postgres::map_pool_error)?;
+        Ok(db::load_checkpoint(&client, PROJECTION).await?)
+    }
+
+    /// Applies `events` (which follow `expected` in the log) and moves the checkpoint to the
+    /// last of them, all in one transaction.
+    ///
+    /// # Errors
+    /// [`ProjectorError::CheckpointMoved`] when another writer moved the checkpoint (nothing is
+    /// written); database errors.
+    pub async fn apply_batch(
+        &self,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        let Some(last) = events.last() else {
+            return Ok(BatchOutcome {
+                checkpoint: expected,
+                ..BatchOutcome::default()
+            });
+        };
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(event_store::postgres::map_pool_error)?;
+        let tx = client.transaction().await?;
+        let current = db::lock_checkpoint(&tx, PROJECTION).await?;
+        if current != expected {
+            return Err(ProjectorError::CheckpointMoved {
+                expected,
+                found: current,
+            });
+        }
+        let mut ids: Vec<Uuid> = events
+            .iter()
+            .filter_map(|e| order_id_of(&e.stream_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut rows = db::load_rows(&tx, &ids).await?;
+        let mut parked = db::parked_streams(&tx, PROJECTION, &streams).await?;
+        let before: HashMap<Uuid, String> =
+            rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
+
+        let mut touched: Vec<Uuid> = Vec::new();
+        let mut touched_set = HashSet::new();
+        let mut timeline = Vec::new();
+        let mut dead_lettered = 0;
+        for event in events {
+            if parked.contains(&event.stream_id) {
+                let reason =
+                    "parked behind an earlier event of this order that could not be applied";
+                db::insert_dead_letter(&tx, PROJECTION, event, reason).await?;
+                dead_lettered += 1;
+                continue;
+            }
+            let id = order_id_of(&event.stream_id);
+            match apply(
+                id.and_then(|id| rows.get(&id)),
+                event,
+                &self.config.deadlines,
+            ) {
+                Ok(Applied::AlreadyApplied) => {}
+                Ok(Applied::Changed(row, entry)) => {
+                    let id = row.order_id;
+                    if touched_set.insert(id) {
+                        touched.push(id);
+                    }
+                    rows.insert(id, *row);
+                    timeline.push(entry);
+                }
+                Err(error) => {
+                    tracing::warn!(stream = %event.stream_id, revision = event.revision, %error, "dead-lettered an event; parking its order");
+                    db::insert_dead_letter(&tx, PROJECTION, event, &error).await?;
+                    db::park_stream(&tx, PROJECTION, &event.stream_id, &error).await?;
+                    parked.insert(event.stream_id.clone());
+                    dead_lettered += 1;
+                }
+            }
+        }
+        let changed: Vec<&OrderRow> = touched.iter().filter_map(|id| rows.get(id)).collect();
+        db::upsert_rows(&tx, &changed).await?;
+        db::insert_timeline(&tx, &timeline).await?;
+        db::add_status_counts(&tx, &status_deltas(&before, &changed)).await?;
+        db::store_checkpoint(&tx, PROJECTION, Some(last.position), timeline.len() as i64).await?;
+        tx.execute(
+            "select pg_notify($1, $2)",
+            &[&CHANGES_CHANNEL, &notification(last.position, &touched)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(BatchOutcome {
+            checkpoint: Some(last.position),
+            applied: timeline.len(),
+            dead_lettered,
+            orders_changed: touched.len(),
+        })
+    }
+
+    /// Processes every event available now and returns how many it read. Tests drive the
+    /// projector with this; no sleeping.
+    ///
+    /// # Errors
+    /// Store or database errors; a moved checkpoint (another instance is writing).
+    pub async fn run_once(&self) -> Result<u64, ProjectorError> {
+        self.catch_up(|_| {}).await
+    }
+
+    /// Like [`Projector::run_once`], reporting progress after each batch. The next page is read
+    /// while the current one is written.
+    async fn catch_up(&self, mut progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
+        let started = Instant::now();
+        let mut checkpoint = self.checkpoint().await?;
+        let prefix = domain::ORDER_STREAM_PREFIX;
+        let mut page = self
+            .store
+            .read_all(checkpoint, prefix, self.config.batch_size)
+            .await?;
+        let mut total = 0u64;
+        while !page.is_empty() {
+            let next_from = page.last().map(|e| e.position);
+            let store = self.store.clone();
+            let size = self.config.batch_size;
+            let prefetch =
+                tokio::spawn(async move { store.read_all(next_from, prefix, size).await });
+            let outcome = self.apply_batch(checkpoint, &page).await;
+            let next = prefetch
+                .await
+                .map_err(|e| ProjectorError::Corrupt(e.to_string()))?;
+            checkpoint = outcome?.checkpoint;
+            total += page.len() as u64;
+            progress(Progress {
+                events: total,
+                elapsed: started.elapsed(),
+                position: checkpoint,
+            });
+            page = next?;
+        }
+        Ok(total)
+    }
+
+    /// Empties the read models and replays the log from its start, reporting progress. Holds
+    /// the projection's lease meanwhile, so no live projector writes at the same time.
+    ///
+    /// # Errors
+    /// [`ProjectorError::LeaseHeld`] when a live projector is running; store or database errors.
+    pub async fn rebuild(&self, progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
+        let Some(_lease) = Lease::try_acquire(&self.pg_config, PROJECTION).await? else {
+            return Err(ProjectorError::LeaseHeld);
+        };
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(event_store::postgres::map_pool_error)?;
+        let tx = client.transaction().await?;
+        db::lock_checkpoint(&tx, PROJECTION).await?;
+        db::reset_projection(&tx, PROJECTION).await?;
+        tx.commit().await?;
+        drop(client);
+        self.catch_up(progress).await
+    }
+
+    /// Retries an order's dead-lettered events, in order, after a fix (of the code, or of the
+    /// stored payload in `projection_dead_letters`). All apply and the order is unparked, or
+    /// nothing changes.
+    ///
+    /// # Errors
+    /// [`ProjectorError::NotParked`]; [`ProjectorError::StillFailing`] with the error of the
+    /// first event that still fails.
+    pub async fn retry_parked(&self, order_id: Uuid) -> Result<usize, ProjectorError> {
+        let stream = format!("{}{order_id}", domain::ORDER_STREAM_PREFIX);
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(event_store::postgres::map_pool_error)?;
+        let tx = client.transaction().await?;
+        // Serialises with the live projector's batches.
+        db::lock_checkpoint(&tx, PROJECTION).await?;
+        let letters = db::load_dead_letters(&tx, PROJECTION, &stream).await?;
+        if letters.is_empty() {
+            return Err(ProjectorError::NotParked(order_id));
+        }
+        let rows = db::load_rows(&tx, &[order_id]).await?;
+        let before: HashMap<Uuid, String> =
+            rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
+        let mut row = rows.get(&order_id).cloned();
+        let mut timeline = Vec::new();
+        for (_, event) in &letters {
+            match apply(row.as_ref(), event, &self.config.deadlines) {
+                Ok(Applied::AlreadyApplied) => {}
+                Ok(Applied::Changed(next, entry)) => {
+                    row = Some(*next);
+                    timeline.push(entry);
+                }
+                Err(error) => {
+                    return Err(ProjectorError::StillFailing {
+                        revision: event.revision,
+                        error,
+                    });
+                }
+            }
+        }
+        if let Some(row) = &row {
+            db::upsert_rows(&tx, &[row]).await?;
+            db::add_status_counts(&tx, &status_deltas(&before, &[row])).await?;
+        }
+        db::insert_timeline(&tx, &timeline).await?;
+        tx.execute(
+            "delete from projection_dead_letters where projection = $1 and stream_id = $2",
+            &[&PROJECTION, &stream],
+        )
+        .await?;
+        tx.execute(
+            "delete from projection_parked_streams where projection = $1 and stream_id = $2",
+            &[&PROJECTION, &stream],
+        )
+        .await?;
+        let checkpoint = db::load_checkpoint(&tx, PROJECTION).await?;
+        if let Some(position) = checkpoint {
+            tx.execute(
+                "select pg_notify($1, $2)",
+                &[&CHANGES_CHANNEL, &notification(position, &[order_id])],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(timeline.len())
+    }
+
+    /// The live loop: stand by until this instance holds the projection's lease, then follow the
+    /// log in batches until `shutdown` resolves. Errors are logged and retried.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let lease = tokio::select! {
+                () = &mut shutdown => return,
+                lease = Lease::acquire(&self.pg_config, PROJECTION, self.config.standby_poll) => lease,
+            };
+            tracing::info!(projection = PROJECTION, "active: applying events");
+            tokio::select! {
+                () = &mut shutdown => return,
+                result = self.follow(&lease) => {
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "projection interrupted; resuming");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Follows the log from the checkpoint while the lease is held.
+    async fn follow(&self, lease: &Lease) -> Result<(), ProjectorError> {
+        let mut checkpoint = self.checkpoint().await?;
+        let mut subscription = self
+            .store
+            .subscribe_all(checkpoint, domain::ORDER_STREAM_PREFIX)
+            .await?;
+        loop {
+            let first =
+                match tokio::time::timeout(Duration::from_secs(1), subscription.next()).await {
+                    Err(_) => {
+                        if !lease.is_held() {
+                            return Err(ProjectorError::LeaseLost);
+                        }
+                        continue;
+                    }
+                    Ok(None) => return Err(ProjectorError::SubscriptionEnded),
+                    Ok(Some(event)) => event?,
+                };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + self.config.batch_wait;
+            while batch.len() < self.config.batch_size {
+                if let Some(event) = subscription.try_next() {
+                    batch.push(event?);
+                    continue;
+                }
+                match tokio::time::timeout_at(deadline, subscription.next()).await {
+                    Ok(Some(event)) => batch.push(event?),
+                    Ok(None) => return Err(ProjectorError::SubscriptionEnded),
+                    Err(_) => break,
+                }
+            }
+            if !lease.is_held() {
+                return Err(ProjectorError::LeaseLost);
+            }
+            let outcome = self.apply_batch(checkpoint, &batch).await?;
+            tracing::debug!(
+                applied = outcome.applied,
+                dead = outcome.dead_lettered,
+                "batch committed"
+            );
+            checkpoint = outcome.checkpoint;
+        }
+    }
+}
+
+fn status_deltas(before: &HashMap<Uuid, String>, after: &[&OrderRow]) -> HashMap<String, i64> {
+    let mut deltas: HashMap<String, i64> = HashMap::new();
+    for row in after {
+        let old = before.get(&row.order_id);
+        if old.map(String::as_str) != Some(row.status.as_str()) {
+            if let Some(old) = old {
+                *deltas.entry(old.clone()).or_default() -= 1;
+            }
+            *deltas.entry(row.status.clone()).or_default() += 1;
+        }
+    }
+    deltas
+}
+
+/// The NOTIFY payload; PostgreSQL refuses payloads of 8000 bytes or more.
+fn notification(position: Position, orders: &[Uuid]) -> String {
+    let full =
+        serde_json::json!({ "position": position.to_string(), "orders": orders }).to_string();
+    if full.len() < 7900 {
+        full
+    } else {
+        serde_json::json!({ "position": position.to_string(), "orders": null }).to_string()
+    }
+}

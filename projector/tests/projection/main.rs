@@ -1,0 +1,9 @@
+//! The projector against a real PostgreSQL database (fresh per test), with events appended
+//! through the event-store port.
+
+mod helpers;
+
+mod exactly_once;
+mod instances;
+mod poison;
+mod read_models;

@@ -1,0 +1,142 @@
+use crate::helpers::*;
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fix_completes_it() {
+    let env = env().await;
+    let (bad, good) = (Uuid::new_v4(), Uuid::new_v4());
+    record(env.store.as_ref(), bad, vec![place(bad)], t0()).await;
+    append_raw(
+        env.store.as_ref(),
+        bad,
+        0,
+        "PaymentAuthorized",
+        json!({"payment": "p-1", "amount": 2250}),
+    )
+    .await;
+    append_raw(
+        env.store.as_ref(),
+        bad,
+        1,
+        "InventoryReserved",
+        json!({"reservation_id": "r-1"}),
+    )
+    .await;
+    record(
+        env.store.as_ref(),
+        good,
+        vec![place(good), authorize("pay-g"), reserve("res-g")],
+        t0(),
+    )
+    .await;
+    project(&env.projector, 3 + 4).await;
+
+    let g = row(&env.projector, good).await;
+    assert_eq!(g["status"], "ACCEPTED", "other orders keep flowing");
+    let b = row(&env.projector, bad).await;
+    assert_eq!(
+        b["stream_revision"], 0,
+        "the poisoned order stops before the bad event"
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_dead_letters"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_parked_streams"
+        )
+        .await,
+        1
+    );
+    let client = env.projector.pool().get().await.unwrap();
+    let errors: Vec<String> = client
+        .query(
+            "select error from projection_dead_letters order by revision",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(errors[0].contains("PaymentAuthorized"), "{errors:?}");
+    assert!(errors[1].contains("parked behind"), "{errors:?}");
+
+    // Still broken: the retry says why and changes nothing.
+    let err = env.projector.retry_parked(bad).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            projector::ProjectorError::StillFailing { revision: 1, .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_dead_letters"
+        )
+        .await,
+        2
+    );
+
+    // The fix: an operator corrects the stored payload.
+    client
+        .execute(
+            "update projection_dead_letters set data = $1 where revision = 1",
+            &[&json!({"payment_id": "p-1", "amount": {"amount_minor": TOTAL, "currency": "EUR"}})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(env.projector.retry_parked(bad).await.unwrap(), 2);
+    let b = row(&env.projector, bad).await;
+    assert_eq!(b["stream_revision"], 2);
+    assert_eq!(b["payment_id"], "p-1");
+    assert_eq!(b["reservation_id"], "r-1");
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_dead_letters"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_parked_streams"
+        )
+        .await,
+        0
+    );
+    assert_counts_consistent(&env.projector).await;
+
+    // Later events of the order flow normally again.
+    record(
+        env.store.as_ref(),
+        good,
+        vec![domain::OrderCommand::StartFulfillment],
+        t0(),
+    )
+    .await;
+    project(&env.projector, 1).await;
+    assert_eq!(row(&env.projector, good).await["status"], "IN_FULFILLMENT");
+}
+
+#[tokio::test]
+async fn retrying_an_order_that_is_not_parked_says_so() {
+    let env = env().await;
+    let err = env
+        .projector
+        .retry_parked(Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, projector::ProjectorError::NotParked(_)));
+}

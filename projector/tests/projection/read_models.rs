@@ -1,0 +1,227 @@
+use crate::helpers::*;
+use domain::OrderCommand;
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn an_order_walked_to_delivery_lands_in_status_and_timeline() {
+    let env = env().await;
+    let id = Uuid::new_v4();
+    let n = record(
+        env.store.as_ref(),
+        id,
+        vec![
+            place(id),
+            authorize("pay-1"),
+            reserve("res-1"),
+            OrderCommand::StartFulfillment,
+            OrderCommand::EscalateOrder {
+                reason: reason("warehouse slow"),
+            },
+            ship(),
+            OrderCommand::ConfirmDelivery,
+        ],
+        t0(),
+    )
+    .await;
+    assert_eq!(n, 8);
+    assert_eq!(project(&env.projector, 8).await, 8);
+
+    let r = row(&env.projector, id).await;
+    assert_eq!(r["status"], "DELIVERED");
+    assert_eq!(r["customer_id"], "cust-7");
+    assert_eq!(r["total_minor"], TOTAL);
+    assert_eq!(r["currency"], "EUR");
+    assert_eq!(r["line_count"], 2);
+    assert_eq!(r["pending_actions"], json!([]));
+    assert_eq!(r["compensations_owed"], json!([]));
+    assert_eq!(r["carrier"], "DHL");
+    assert_eq!(r["tracking_number"], "TRK-0001");
+    assert_eq!(r["payment_id"], "pay-1");
+    assert_eq!(r["reservation_id"], "res-1");
+    assert_eq!(r["last_milestone"], "OrderDelivered");
+    assert_eq!(r["stream_revision"], 7);
+    assert_eq!(r["escalation_count"], 1);
+    assert_eq!(r["escalation_reason"], "warehouse slow");
+    assert_eq!(r["correlation_id"], format!("corr-{id}"));
+    assert!(
+        r["deadline_at"].is_null(),
+        "a delivered order waits for nothing"
+    );
+    for stamp in [
+        "placed_at",
+        "payment_authorized_at",
+        "inventory_reserved_at",
+        "accepted_at",
+        "fulfillment_started_at",
+        "shipped_at",
+        "delivered_at",
+        "escalated_at",
+    ] {
+        assert!(r[stamp].is_string(), "{stamp} missing");
+    }
+    assert!(r["placed_at"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-03-01T09:00:00"));
+
+    let client = env.projector.pool().get().await.unwrap();
+    let timeline = client
+        .query("select event_type, revision, summary, causation_id from order_timeline where order_id = $1 order by revision", &[&id])
+        .await
+        .unwrap();
+    let types: Vec<String> = timeline.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        types,
+        [
+            "OrderPlaced",
+            "PaymentAuthorized",
+            "InventoryReserved",
+            "OrderAccepted",
+            "FulfillmentStarted",
+            "OrderEscalated",
+            "OrderShipped",
+            "OrderDelivered"
+        ]
+    );
+    assert_eq!(
+        timeline[6].get::<_, String>(2),
+        "shipped with DHL, tracking TRK-0001"
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select orders from order_status_counts where status = 'DELIVERED'"
+        )
+        .await,
+        1
+    );
+    assert_counts_consistent(&env.projector).await;
+}
+
+#[tokio::test]
+async fn rejections_cancellations_and_compensations_land_with_reasons_and_deadlines() {
+    let env = env().await;
+    let (declined, cancelled, late) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    record(
+        env.store.as_ref(),
+        declined,
+        vec![
+            place(declined),
+            reserve("res-d"),
+            OrderCommand::RecordPaymentDeclined {
+                payment_id: domain::PaymentId::parse("pay-d").unwrap(),
+                reason: reason("card expired"),
+            },
+        ],
+        t0(),
+    )
+    .await;
+    record(
+        env.store.as_ref(),
+        cancelled,
+        vec![
+            place(cancelled),
+            authorize("pay-c"),
+            reserve("res-c"),
+            OrderCommand::CancelOrder {
+                reason: reason("customer asked"),
+            },
+            OrderCommand::RecordPaymentVoided {
+                payment_id: domain::PaymentId::parse("pay-c").unwrap(),
+            },
+        ],
+        t0(),
+    )
+    .await;
+    record(
+        env.store.as_ref(),
+        late,
+        vec![
+            place(late),
+            OrderCommand::RecordInventoryShortage {
+                reservation_id: domain::ReservationId::parse("res-l").unwrap(),
+                reason: reason("out of B"),
+            },
+            authorize("pay-late"),
+        ],
+        t0(),
+    )
+    .await;
+    project(&env.projector, 3 + 1 + 6 + 4).await;
+
+    let d = row(&env.projector, declined).await;
+    assert_eq!(d["status"], "REJECTED");
+    assert_eq!(d["failure_reason"], "card expired");
+    assert_eq!(d["compensations_owed"], json!(["RELEASE_INVENTORY"]));
+    assert_eq!(d["pending_actions"], json!(["RELEASE_INVENTORY"]));
+    assert!(d["rejected_at"].is_string());
+    assert!(
+        d["deadline_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-03-01T10:02:00"),
+        "compensation due an hour after: {}",
+        d["deadline_at"]
+    );
+
+    let c = row(&env.projector, cancelled).await;
+    assert_eq!(c["status"], "CANCELLED");
+    assert_eq!(c["failure_reason"], "cancelled: customer asked");
+    assert_eq!(c["compensations_owed"], json!(["RELEASE_INVENTORY"]));
+    assert_eq!(c["compensations_done"], json!(["VOID_PAYMENT"]));
+    assert!(c["payment_voided_at"].is_string());
+
+    let l = row(&env.projector, late).await;
+    assert_eq!(l["status"], "REJECTED");
+    assert_eq!(
+        l["compensations_owed"],
+        json!(["VOID_PAYMENT"]),
+        "a late payment owes a void"
+    );
+
+    let placed = Uuid::new_v4();
+    record(env.store.as_ref(), placed, vec![place(placed)], t0()).await;
+    project(&env.projector, 1).await;
+    let p = row(&env.projector, placed).await;
+    assert_eq!(
+        p["pending_actions"],
+        json!(["AUTHORIZE_PAYMENT", "RESERVE_INVENTORY"])
+    );
+    assert!(p["deadline_at"]
+        .as_str()
+        .unwrap()
+        .starts_with("2026-03-01T09:30:00"));
+    assert_counts_consistent(&env.projector).await;
+}
+
+#[tokio::test]
+async fn each_commit_notifies_listeners_with_the_checkpoint_and_the_orders() {
+    let env = env().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let config: tokio_postgres::Config = env.url.parse().unwrap();
+    let _listener =
+        event_store::postgres::listen_on(&config, projector::CHANGES_CHANNEL, move |p| {
+            let _ = tx.send(p);
+        })
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    project(&env.projector, 1).await;
+    let payload = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let payload: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["orders"], json!([id]));
+    assert_eq!(
+        payload["position"].as_str().unwrap(),
+        env.projector
+            .checkpoint()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string()
+    );
+}
