@@ -90,18 +90,44 @@ pub async fn store_checkpoint(
     Ok(())
 }
 
+/// JSON already serialised, bound as a `jsonb` parameter without building a value tree.
+#[derive(Debug)]
+pub struct RawJsonb(pub Vec<u8>);
+
+impl tokio_postgres::types::ToSql for RawJsonb {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        out.extend_from_slice(&[1]); // jsonb binary format version
+        out.extend_from_slice(&self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::JSONB
+    }
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn raw_jsonb<T: serde::Serialize>(value: &T) -> Result<RawJsonb, crate::ProjectorError> {
+    serde_json::to_vec(value)
+        .map(RawJsonb)
+        .map_err(|e| crate::ProjectorError::Corrupt(e.to_string()))
+}
+
 /// The current rows of these orders.
 pub async fn load_rows(
     tx: &Transaction<'_>,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, OrderRow>, crate::ProjectorError> {
     let stmt = tx
-        .prepare_cached("select to_jsonb(s) from order_status s where order_id = any($1)")
+        .prepare_cached("select to_jsonb(s)::text from order_status s where order_id = any($1)")
         .await?;
     let rows = tx.query(&stmt, &[&ids]).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let row: OrderRow = serde_json::from_value(r.get(0)).map_err(|e| {
+        let row: OrderRow = serde_json::from_str(r.get(0)).map_err(|e| {
             crate::ProjectorError::Corrupt(format!("order_status row does not load: {e}"))
         })?;
         out.insert(row.order_id, row);
@@ -116,8 +142,7 @@ pub async fn upsert_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let json =
-        serde_json::to_value(rows).map_err(|e| crate::ProjectorError::Corrupt(e.to_string()))?;
+    let json = raw_jsonb(&rows)?;
     let sql = format!(
         "insert into order_status select * from jsonb_populate_recordset(null::order_status, $1)
          on conflict (order_id) do update set ({ORDER_COLUMNS}) = row({excluded})",
@@ -139,8 +164,7 @@ pub async fn insert_timeline(
     if rows.is_empty() {
         return Ok(());
     }
-    let json =
-        serde_json::to_value(rows).map_err(|e| crate::ProjectorError::Corrupt(e.to_string()))?;
+    let json = raw_jsonb(&rows)?;
     let stmt = tx
         .prepare_cached(
             "insert into order_timeline select * from jsonb_populate_recordset(null::order_timeline, $1)

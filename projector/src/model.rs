@@ -53,6 +53,23 @@ pub struct OrderRow {
     pub last_position_commit: i64,
     pub last_position_prepare: i64,
     pub state: serde_json::Value,
+    /// The parsed `state`, kept while a batch works on the row so that each event does not
+    /// parse and serialise it again; [`OrderRow::seal`] writes it back.
+    #[serde(skip)]
+    pub order: Option<Order>,
+}
+
+impl OrderRow {
+    /// Writes the working aggregate back into `state`, before the row is stored.
+    ///
+    /// # Errors
+    /// When the state does not serialise (it always does for domain types).
+    pub fn seal(&mut self) -> Result<(), String> {
+        if let Some(order) = &self.order {
+            self.state = to_json(order)?;
+        }
+        Ok(())
+    }
 }
 
 /// A row of `order_timeline`.
@@ -123,10 +140,11 @@ pub fn apply(
         .map_err(|e| e.to_string())?;
     let before = match row {
         None => OrderState::NotPlaced,
-        Some(r) => OrderState::Placed(Box::new(
-            serde_json::from_value::<Order>(r.state.clone())
+        Some(r) => OrderState::Placed(Box::new(match &r.order {
+            Some(order) => order.clone(),
+            None => serde_json::from_value::<Order>(r.state.clone())
                 .map_err(|e| format!("stored state of the order does not load: {e}"))?,
-        )),
+        })),
     };
     let after = evolve(before, &decoded);
     let Some(order) = after.order() else {
@@ -205,6 +223,7 @@ fn new_row(order_id: Uuid, order: &Order, at: DateTime<Utc>) -> Result<OrderRow,
         last_position_commit: 0,
         last_position_prepare: 0,
         state: serde_json::Value::Null,
+        order: None,
     })
 }
 
@@ -300,7 +319,7 @@ fn derive(
     } else {
         row.deadline_at
     };
-    row.state = to_json(order)?;
+    row.order = Some(order.clone());
     Ok(())
 }
 

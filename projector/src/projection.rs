@@ -188,6 +188,11 @@ impl Projector {
                 }
             }
         }
+        for id in &touched {
+            if let Some(row) = rows.get_mut(id) {
+                row.seal().map_err(ProjectorError::Corrupt)?;
+            }
+        }
         let changed: Vec<&OrderRow> = touched.iter().filter_map(|id| rows.get(id)).collect();
         db::upsert_rows(&tx, &changed).await?;
         db::insert_timeline(&tx, &timeline).await?;
@@ -312,7 +317,8 @@ impl Projector {
                 }
             }
         }
-        if let Some(row) = &row {
+        if let Some(row) = &mut row {
+            row.seal().map_err(ProjectorError::Corrupt)?;
             db::upsert_rows(&tx, &[row]).await?;
             db::add_status_counts(&tx, &status_deltas(&before, &[row])).await?;
         }

@@ -61,7 +61,7 @@ async fn a_crash_mid_run_then_resume_gives_the_same_tables_as_a_clean_replay() {
     let second = generate(&env, 10).await;
 
     let resumed = Projector::connect(config(&url)).await.unwrap();
-    project(&resumed, 1).await;
+    project_until_applied(&resumed, first + second).await;
     // Everything is applied exactly once.
     let applied = scalar(
         &resumed,

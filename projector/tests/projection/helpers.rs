@@ -177,6 +177,23 @@ pub async fn project(projector: &Projector, n: u64) -> u64 {
     total
 }
 
+/// Runs the projector until its checkpoint has counted `total` applied events (or 10 s pass).
+pub async fn project_until_applied(projector: &Projector, total: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        projector.run_once().await.unwrap();
+        let applied = scalar(
+            projector,
+            "select coalesce(max(events_applied), 0) from projection_checkpoints",
+        )
+        .await;
+        if applied as usize >= total {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The read models as text, in a stable order: equal dumps mean identical tables.
 pub async fn dump(projector: &Projector) -> String {
     let client = projector.pool().get().await.unwrap();

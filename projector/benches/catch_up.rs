@@ -1,0 +1,218 @@
+//! Projector catch-up: events/s for projecting a generated log from scratch (a rebuild), beside
+//! a set-based SQL baseline that writes the same row volume (one status row per order, one
+//! timeline row per event) straight from `es_events` in the same database, in the same run.
+//!
+//! `cargo bench -p projector --bench catch_up` (needs PostgreSQL; `MILESTONE_TEST_DATABASE_URL`
+//! names the server). `BENCH_ORDERS` sets the number of orders (default 40000, 5 events each
+//! on average: about 200k events). Each figure is the median of 3 runs.
+
+use chrono::{Duration, TimeZone, Utc};
+use domain::*;
+use event_store::{Metadata, StoreOptions};
+use projector::{Config, Projector};
+use std::time::Instant;
+use uuid::Uuid;
+
+fn order_commands(i: usize, id: Uuid) -> Vec<OrderCommand> {
+    let eur = Currency::parse("EUR").unwrap();
+    let place = OrderCommand::PlaceOrder(PlaceOrder {
+        order_id: OrderId::new(id),
+        customer_id: CustomerId::parse(&format!("customer-{}", i % 5000)).unwrap(),
+        currency: eur,
+        lines: vec![
+            OrderLine {
+                sku: Sku::parse("SKU-1").unwrap(),
+                quantity: Quantity::parse(2).unwrap(),
+                unit_price_minor: 1999,
+            },
+            OrderLine {
+                sku: Sku::parse("SKU-2").unwrap(),
+                quantity: Quantity::parse(1).unwrap(),
+                unit_price_minor: 500,
+            },
+        ],
+        shipping_address: ShippingAddress {
+            name: AddressLine::parse("Ada Lovelace").unwrap(),
+            line1: AddressLine::parse("1 Main St").unwrap(),
+            line2: None,
+            city: AddressLine::parse("Berlin").unwrap(),
+            postal_code: AddressLine::parse("10115").unwrap(),
+            country: CountryCode::parse("DE").unwrap(),
+        },
+    });
+    let pay = OrderCommand::RecordPaymentAuthorized {
+        payment_id: PaymentId::parse(&format!("pay-{i}")).unwrap(),
+        amount: Money::parse(4498, eur).unwrap(),
+    };
+    let reserve = OrderCommand::RecordInventoryReserved {
+        reservation_id: ReservationId::parse(&format!("res-{i}")).unwrap(),
+    };
+    let mut commands = vec![place, pay, reserve];
+    if !i.is_multiple_of(3) {
+        commands.push(OrderCommand::StartFulfillment);
+    }
+    if i % 3 == 1 {
+        commands.push(OrderCommand::ShipOrder {
+            carrier: Carrier::parse("DHL").unwrap(),
+            tracking_number: TrackingNumber::parse(&format!("TRK-{i}")).unwrap(),
+        });
+    }
+    commands
+}
+
+/// Writes the log with multi-row inserts (much faster than appending one command at a time).
+async fn generate(client: &tokio_postgres::Client, orders: usize) -> usize {
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut total = 0;
+    let chunk = 2000;
+    for first in (0..orders).step_by(chunk) {
+        let (mut streams, mut revisions, mut ids, mut types, mut data, mut metadata) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for i in first..(first + chunk).min(orders) {
+            let id = Uuid::new_v4();
+            let mut state = OrderState::NotPlaced;
+            let mut revision = 0i64;
+            for (step, command) in order_commands(i, id).into_iter().enumerate() {
+                for event in decide(&state, command).unwrap() {
+                    streams.push(format!("order-{id}"));
+                    revisions.push(revision);
+                    ids.push(Uuid::new_v4());
+                    types.push(event.event_type().to_owned());
+                    data.push(event.data());
+                    metadata.push(
+                        serde_json::to_value(Metadata {
+                            correlation_id: Some(format!("corr-{i}")),
+                            causation_id: Some(Uuid::new_v4().to_string()),
+                            occurred_at: Some(start + Duration::minutes((i + step * 7) as i64)),
+                            ..Metadata::default()
+                        })
+                        .unwrap(),
+                    );
+                    revision += 1;
+                    state = evolve(state, &event);
+                }
+            }
+        }
+        total += streams.len();
+        client
+            .execute(
+                "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+                 select s, r, i, t, 1, d, m from unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::jsonb[], $6::jsonb[]) as u(s, r, i, t, d, m)",
+                &[&streams, &revisions, &ids, &types, &data, &metadata],
+            )
+            .await
+            .unwrap();
+    }
+    total
+}
+
+const BASELINE: &str = "
+    truncate baseline_status, baseline_timeline;
+    insert into baseline_timeline (order_id, revision, event_type, occurred_at, position, summary)
+      select substr(stream_id, 7)::uuid, revision, event_type, (metadata->>'occurredAt')::timestamptz,
+             tx_id || '-' || seq, event_type
+      from es_events;
+    insert into baseline_status (order_id, status, revision, last_event, updated_at, customer_id, total_minor)
+      select substr(stream_id, 7)::uuid, max(event_type), max(revision),
+             (array_agg(event_type order by revision desc))[1], max((metadata->>'occurredAt')::timestamptz),
+             min(data->>'customer_id'), max((data->>'total_minor')::bigint)
+      from es_events group by stream_id;";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let orders: usize = std::env::var("BENCH_ORDERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40_000);
+    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must be running");
+    tokio::spawn(conn);
+    let db = format!("projector_bench_{}", Uuid::new_v4().simple());
+    admin_client
+        .batch_execute(&format!("create database {db}"))
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+
+    event_store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let mut config = Config::local(&url);
+    config.batch_size = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let projector = Projector::connect(config).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let events = generate(&client, orders).await;
+    client
+        .batch_execute("vacuum analyze es_events")
+        .await
+        .unwrap();
+    println!(
+        "generated {events} events for {orders} orders in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    client
+        .batch_execute(
+            "create table baseline_timeline (order_id uuid, revision bigint, event_type text, occurred_at timestamptz,
+                 position text, summary text, primary key (order_id, revision));
+             create table baseline_status (order_id uuid primary key, status text, revision bigint, last_event text,
+                 updated_at timestamptz, customer_id text, total_minor bigint);",
+        )
+        .await
+        .unwrap();
+
+    {
+        let store = projector.store().clone();
+        let t = Instant::now();
+        let mut after = None;
+        let mut n = 0;
+        loop {
+            let page = store.read_all(after, "order-", 1000).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            n += page.len();
+            after = page.last().map(|e| e.position);
+        }
+        println!(
+            "read_all alone: {:.0} events/s",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+    }
+    let (mut ours, mut baseline) = (Vec::new(), Vec::new());
+    for round in 1..=3 {
+        let t = Instant::now();
+        client.batch_execute(BASELINE).await.unwrap();
+        baseline.push(events as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let n = projector.rebuild(|_| {}).await.unwrap();
+        assert_eq!(n as usize, events);
+        ours.push(events as f64 / t.elapsed().as_secs_f64());
+        println!(
+            "round {round}: projector {:.0} events/s, set-based SQL {:.0} events/s",
+            ours[round - 1],
+            baseline[round - 1]
+        );
+    }
+    let (ours, baseline) = (median(ours), median(baseline));
+    println!("median: projector {ours:.0} events/s, set-based SQL baseline {baseline:.0} events/s, ratio {:.2}", ours / baseline);
+    drop(projector);
+    drop(client);
+    let _ = admin_client
+        .batch_execute(&format!("drop database if exists {db} with (force)"))
+        .await;
+}
