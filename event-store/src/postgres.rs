@@ -34,6 +34,9 @@ pub const NOTIFY_CHANNEL: &str = "es_events";
 const MIGRATIONS: &[(&str, &str)] =
     &[("0001_events", include_str!("../migrations/0001_events.sql"))];
 
+/// How often an idle subscription looks for events that arrived without a notification.
+const IDLE_RECHECK: Duration = Duration::from_millis(500);
+
 const COLUMNS: &str = "stream_id, revision, tx_id, seq, event_id, event_type, schema_version, \
                        data, metadata, recorded_at";
 
@@ -501,19 +504,26 @@ impl EventStore for PgEventStore {
             let _listener = listener;
             let mut after = after;
             let mut failures = 0u32;
+            // After a wake-up that found nothing visible yet (an older transaction still in
+            // flight), look again soon, backing off to the idle timer.
+            let mut recheck: Option<Duration> = None;
             loop {
                 match store.read_all(after, &prefix, 1000).await {
                     Ok(batch) if batch.is_empty() => {
                         failures = 0;
-                        // Woken by the append trigger; the timer catches a commit held back by
-                        // some other transaction that sent no notification when it finished.
+                        let wait = recheck.unwrap_or(IDLE_RECHECK);
+                        // Woken by a NOTIFY after appends; the timer covers commits that sent
+                        // none (other writers, or a transaction that was still running).
                         tokio::select! {
-                            () = wake.notified() => {}
-                            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            () = wake.notified() => recheck = Some(Duration::from_millis(2)),
+                            () = tokio::time::sleep(wait) => {
+                                recheck = recheck.map(|r| r * 2).filter(|r| *r < IDLE_RECHECK);
+                            }
                         }
                     }
                     Ok(batch) => {
                         failures = 0;
+                        recheck = None;
                         for event in batch {
                             after = Some(event.position);
                             if tx.send(Ok(event)).await.is_err() {
@@ -574,6 +584,13 @@ impl EventStore for PgEventStore {
 pub struct Listener {
     _client: tokio_postgres::Client,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// True once the connection is gone; the caller should listen again.
+    pub fn is_closed(&self) -> bool {
+        self._client.is_closed() || self.task.is_finished()
+    }
 }
 
 impl Drop for Listener {

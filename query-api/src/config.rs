@@ -1,0 +1,75 @@
+//! Configuration from the environment, with defaults for a local run.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The query API's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `MILESTONE_READ_MODEL_URL`: the projector's PostgreSQL database.
+    pub read_model_url: String,
+    /// `MILESTONE_QUERY_API_ADDR` (default 127.0.0.1:8081).
+    pub listen: SocketAddr,
+    /// `MILESTONE_DB_POOL_SIZE` (default 16).
+    pub pool_size: usize,
+    /// `MILESTONE_READ_YOUR_WRITES_TIMEOUT_MS` (default 2000): how long a query with a
+    /// consistency token waits for the projection to reach it.
+    pub read_your_writes_timeout: Duration,
+    /// `MILESTONE_MAX_PAGE_SIZE` (default 100): the largest `first` accepted.
+    pub max_page_size: i32,
+    /// `MILESTONE_QUERY_MAX_DEPTH` (default 10).
+    pub max_depth: usize,
+    /// `MILESTONE_QUERY_MAX_COMPLEXITY` (default 2000).
+    pub max_complexity: usize,
+    /// `MILESTONE_BODY_LIMIT_BYTES` (default 65536).
+    pub body_limit_bytes: usize,
+    /// `MILESTONE_HTTP_WORKERS` (default: one per core).
+    pub workers: usize,
+}
+
+pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
+
+impl Config {
+    /// Defaults for a local database.
+    pub fn local(url: &str) -> Self {
+        Self {
+            read_model_url: url.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            pool_size: 16,
+            read_your_writes_timeout: Duration::from_millis(2000),
+            max_page_size: 100,
+            max_depth: 10,
+            max_complexity: 2000,
+            body_limit_bytes: 64 * 1024,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+
+    /// Reads the environment.
+    ///
+    /// # Errors
+    /// A message naming the variable whose value does not parse.
+    pub fn from_env() -> Result<Self, String> {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+            match std::env::var(name) {
+                Ok(v) => v.parse().map_err(|_| format!("{name}='{v}' is not valid")),
+                Err(_) => Ok(default),
+            }
+        }
+        let d = Self::local(DEFAULT_URL);
+        Ok(Self {
+            read_model_url: var("MILESTONE_READ_MODEL_URL", d.read_model_url)?,
+            listen: var("MILESTONE_QUERY_API_ADDR", d.listen)?,
+            pool_size: var("MILESTONE_DB_POOL_SIZE", d.pool_size)?,
+            read_your_writes_timeout: Duration::from_millis(var(
+                "MILESTONE_READ_YOUR_WRITES_TIMEOUT_MS",
+                2000,
+            )?),
+            max_page_size: var("MILESTONE_MAX_PAGE_SIZE", d.max_page_size)?,
+            max_depth: var("MILESTONE_QUERY_MAX_DEPTH", d.max_depth)?,
+            max_complexity: var("MILESTONE_QUERY_MAX_COMPLEXITY", d.max_complexity)?,
+            body_limit_bytes: var("MILESTONE_BODY_LIMIT_BYTES", d.body_limit_bytes)?,
+            workers: var("MILESTONE_HTTP_WORKERS", d.workers)?,
+        })
+    }
+}

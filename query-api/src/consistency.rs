@@ -1,0 +1,115 @@
+//! Read-your-writes: the projection's checkpoint, kept current by the projector's NOTIFY, and a
+//! bounded wait until it reaches a consistency token handed out by the command API.
+
+use deadpool_postgres::Pool;
+use event_store::Position;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const PROJECTION: &str = "order_status";
+const CHANGES_CHANNEL: &str = "milestone_projection";
+
+/// The latest checkpoint this process knows of.
+#[derive(Clone)]
+pub struct CheckpointWatch {
+    tx: Arc<watch::Sender<Option<Position>>>,
+    pool: Pool,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitOutcome {
+    pub reached: bool,
+    pub checkpoint: Option<Position>,
+    pub waited: Duration,
+}
+
+impl CheckpointWatch {
+    /// Starts listening for the projector's notifications (reconnecting when the connection
+    /// drops).
+    pub fn start(pool: Pool, config: tokio_postgres::Config) -> Self {
+        let (tx, _) = watch::channel(None);
+        let watch = Self {
+            tx: Arc::new(tx),
+            pool,
+        };
+        let background = watch.clone();
+        tokio::spawn(async move { background.listen_forever(config).await });
+        watch
+    }
+
+    async fn listen_forever(&self, config: tokio_postgres::Config) {
+        loop {
+            let tx = self.tx.clone();
+            let on_message = move |payload: String| {
+                let position = serde_json::from_str::<serde_json::Value>(&payload)
+                    .ok()
+                    .and_then(|v| {
+                        v["position"]
+                            .as_str()
+                            .and_then(|p| p.parse::<Position>().ok())
+                    });
+                if let Some(p) = position {
+                    advance(&tx, p);
+                }
+            };
+            match event_store::postgres::listen_on(&config, CHANGES_CHANNEL, on_message).await {
+                Ok(listener) => {
+                    // Anything committed before LISTEN took effect.
+                    let _ = self.refresh().await;
+                    while !listener.is_closed() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    tracing::warn!("lost the projection notification connection; reconnecting");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for projection changes; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Reads the checkpoint from the database.
+    ///
+    /// # Errors
+    /// When the database cannot be reached.
+    pub async fn refresh(&self) -> Result<Option<Position>, crate::db::DbError> {
+        // The database is authoritative: after a rebuild the checkpoint moves back.
+        let checkpoint = crate::db::load_checkpoint(&self.pool, PROJECTION).await?;
+        self.tx.send_if_modified(|current| {
+            let changed = *current != checkpoint;
+            *current = checkpoint;
+            changed
+        });
+        Ok(checkpoint)
+    }
+
+    /// Waits, at most `timeout`, until the projection has applied the event at `token`.
+    pub async fn wait_for(&self, token: Position, timeout: Duration) -> WaitOutcome {
+        let started = Instant::now();
+        let mut rx = self.tx.subscribe();
+        // A notification may have been missed while reconnecting; one read settles it.
+        let _ = self.refresh().await;
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|c| c.is_some_and(|c| c >= token)))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        WaitOutcome {
+            reached,
+            checkpoint: *self.tx.borrow(),
+            waited: started.elapsed(),
+        }
+    }
+}
+
+fn advance(tx: &watch::Sender<Option<Position>>, p: Position) {
+    tx.send_if_modified(|current| {
+        if current.is_none_or(|c| p > c) {
+            *current = Some(p);
+            true
+        } else {
+            false
+        }
+    });
+}

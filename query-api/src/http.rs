@@ -1,0 +1,173 @@
+//! The HTTP edge: `POST /graphql` with read-your-writes, GraphiQL on `GET /graphql`, health.
+
+use crate::startup::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_graphql::http::GraphiQLSource;
+use event_store::Position;
+use serde_json::json;
+
+/// The header (or request extension `consistencyToken`) carrying a command's consistency token.
+pub const CONSISTENCY_HEADER: &str = "X-Consistency-Token";
+
+/// A response that is only errors, each with `extensions.code`.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}
+
+/// The request's consistency token, if it carries one.
+///
+/// # Errors
+/// When the token is not a position.
+fn token(
+    req: &HttpRequest,
+    request: &async_graphql::Request,
+) -> Result<Option<Position>, event_store::StoreError> {
+    let raw = match req.headers().get(CONSISTENCY_HEADER) {
+        Some(v) => Some(v.to_str().map(str::to_owned).unwrap_or_default()),
+        None => request.extensions.get("consistencyToken").map(|v| match v {
+            async_graphql::Value::String(s) => s.clone(),
+            _ => String::new(),
+        }),
+    };
+    match raw {
+        None => Ok(None),
+        Some(raw) => raw.trim().parse::<Position>().map(Some),
+    }
+}
+
+/// Gives every error a stable `extensions.code`.
+fn classify(response: &mut async_graphql::Response) {
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let code = if error.message.contains("too complex") {
+            "QUERY_TOO_COMPLEX"
+        } else if error.message.contains("nested too deep") {
+            "QUERY_TOO_DEEP"
+        } else if error.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            "INTERNAL"
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+}
+
+/// `POST /graphql`.
+pub async fn graphql(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<async_graphql::Request>,
+) -> HttpResponse {
+    let request = body.into_inner();
+    let token = match token(&req, &request) {
+        Ok(t) => t,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "INVALID_CONSISTENCY_TOKEN",
+                "the consistency token is malformed; pass the consistency_token of a command response, e.g. 812-3",
+            )
+        }
+    };
+    let wait = match token {
+        Some(t) => Some((
+            t,
+            app.checkpoints
+                .wait_for(t, app.config.read_your_writes_timeout)
+                .await,
+        )),
+        None => None,
+    };
+    let mut response = app.schema.execute(request).await;
+    classify(&mut response);
+    if let Some((token, outcome)) = wait {
+        let consistency = json!({
+            "token": token.to_string(),
+            "reached": outcome.reached,
+            "stale": !outcome.reached,
+            "checkpoint": outcome.checkpoint.map(|p| p.to_string()),
+            "waitedMs": outcome.waited.as_millis() as u64,
+        });
+        if let Ok(value) = async_graphql::Value::from_json(consistency) {
+            response.extensions.insert("consistency".to_owned(), value);
+        }
+    }
+    HttpResponse::Ok().json(response)
+}
+
+/// `GET /graphql`: GraphiQL, for local use.
+pub async fn graphiql() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// `GET /schema.graphql`: the SDL.
+pub async fn sdl(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(app.schema.sdl())
+}
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "up" }))
+}
+
+pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
+    match app.checkpoints.refresh().await {
+        Ok(checkpoint) => HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "checkpoint": checkpoint.map(|p| p.to_string()),
+        })),
+        Err(e) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "READ_MODEL_UNAVAILABLE",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// Errors of the JSON body extractor, as GraphQL errors with codes.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let (status, code, message) = match &err {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the request body is too large".to_owned(),
+        ),
+        E::ContentType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the query as application/json".to_owned(),
+        ),
+        other => (
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("the request body is not a GraphQL request: {other}"),
+        ),
+    };
+    actix_web::error::InternalError::from_response(err, error_response(status, code, &message))
+        .into()
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        &format!("no route for {} {}", req.method(), req.path()),
+    )
+}

@@ -1,0 +1,16 @@
+//! Milestone's GraphQL query API over the projector's read models.
+//!
+//! `schema` defines the types and resolvers (orders, timelines through a DataLoader, counts,
+//! stalled orders, projection status) with depth and complexity limits; `db` reads the tables;
+//! `consistency` follows the projection's checkpoint through its NOTIFY so a query carrying a
+//! command's consistency token can wait (bounded) to read its own write; `http` serves it all
+//! on actix-web; `startup` wires it.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod consistency;
+pub mod db;
+pub mod http;
+pub mod schema;
+pub mod startup;

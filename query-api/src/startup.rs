@@ -1,0 +1,76 @@
+//! Wiring: the pool, the schema, the checkpoint watch, the server. Tests bind port 0.
+
+use crate::config::Config;
+use crate::consistency::CheckpointWatch;
+use crate::http;
+use crate::schema::{build_schema, MilestoneSchema};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub schema: MilestoneSchema,
+    pub checkpoints: CheckpointWatch,
+    pub config: Config,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Builds the schema and binds the listener. The database is reached lazily; `/readyz`
+    /// says whether it answers.
+    ///
+    /// # Errors
+    /// A bad database URL, or an address that cannot be bound.
+    pub fn build(config: Config) -> anyhow::Result<Self> {
+        let (pool, pg_config) =
+            event_store::postgres::build_pool(&config.read_model_url, config.pool_size)?;
+        let checkpoints = CheckpointWatch::start(pool.clone(), pg_config);
+        let schema = build_schema(pool, &config);
+        let listener = TcpListener::bind(config.listen)?;
+        let port = listener.local_addr()?.port();
+        let workers = config.workers.max(1);
+        let body_limit = config.body_limit_bytes;
+        let state = web::Data::new(AppState {
+            schema,
+            checkpoints,
+            config,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(http::json_error),
+                )
+                .route("/graphql", web::post().to(http::graphql))
+                .route("/graphql", web::get().to(http::graphiql))
+                .route("/schema.graphql", web::get().to(http::sdl))
+                .route("/healthz", web::get().to(http::healthz))
+                .route("/readyz", web::get().to(http::readyz))
+                .default_service(web::to(http::not_found))
+        })
+        .workers(workers)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then drains and stops.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,187 @@
+use command_api::service::{execute, CommandContext};
+use domain::*;
+use event_store::{EventStore, Position, StoreOptions};
+use projector::Projector;
+use query_api::config::Config;
+use query_api::startup::Application;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub address: String,
+    pub store: Arc<dyn EventStore>,
+    pub projector: Projector,
+    pub client: reqwest::Client,
+    /// The token of the latest command, so `project_all` knows how far to go.
+    last_token: std::sync::Mutex<Option<Position>>,
+}
+
+pub struct Options {
+    pub deadlines: projector::Deadlines,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub read_your_writes_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            deadlines: projector::Deadlines::default(),
+            max_depth: 10,
+            max_complexity: 2000,
+            read_your_writes_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+pub async fn spawn_with(options: Options) -> TestApp {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 4 })
+        .await
+        .unwrap();
+    let mut pconfig = projector::Config::local(&url);
+    pconfig.deadlines = options.deadlines;
+    let projector = Projector::connect(pconfig).await.unwrap();
+    let mut config = Config::local(&url);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.workers = 2;
+    config.pool_size = 4;
+    config.read_your_writes_timeout = options.read_your_writes_timeout;
+    config.max_depth = options.max_depth;
+    config.max_complexity = options.max_complexity;
+    let app = Application::build(config).unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        store,
+        projector,
+        client: reqwest::Client::new(),
+        last_token: Default::default(),
+    }
+}
+
+pub fn place(id: Uuid, customer: &str) -> OrderCommand {
+    OrderCommand::PlaceOrder(PlaceOrder {
+        order_id: OrderId::new(id),
+        customer_id: CustomerId::parse(customer).unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+        lines: vec![OrderLine {
+            sku: Sku::parse("SKU-1").unwrap(),
+            quantity: Quantity::parse(3).unwrap(),
+            unit_price_minor: 700,
+        }],
+        shipping_address: ShippingAddress {
+            name: AddressLine::parse("Ada").unwrap(),
+            line1: AddressLine::parse("1 Main St").unwrap(),
+            line2: Some(AddressLine::parse("Flat 2").unwrap()),
+            city: AddressLine::parse("Rome").unwrap(),
+            postal_code: AddressLine::parse("00100").unwrap(),
+            country: CountryCode::parse("IT").unwrap(),
+        },
+    })
+}
+
+pub fn authorize() -> OrderCommand {
+    OrderCommand::RecordPaymentAuthorized {
+        payment_id: PaymentId::parse("pay-1").unwrap(),
+        amount: Money::parse(2100, Currency::parse("EUR").unwrap()).unwrap(),
+    }
+}
+
+pub fn reserve() -> OrderCommand {
+    OrderCommand::RecordInventoryReserved {
+        reservation_id: ReservationId::parse("res-1").unwrap(),
+    }
+}
+
+impl TestApp {
+    /// Runs a command the way the command API does; returns its consistency token.
+    pub async fn command(&self, id: Uuid, command: OrderCommand) -> Position {
+        let ctx = CommandContext {
+            idempotency_key: None,
+            if_match: None,
+            correlation_id: format!("corr-{id}"),
+            request_hash: String::new(),
+        };
+        let done = execute(self.store.as_ref(), OrderId::new(id), command, &ctx)
+            .await
+            .unwrap();
+        let token: Position = done.outcome.consistency_token.parse().unwrap();
+        let mut last = self.last_token.lock().unwrap();
+        *last = (*last).max(Some(token));
+        token
+    }
+
+    /// Places an order for `customer` and returns its id.
+    pub async fn order(&self, customer: &str, commands: Vec<OrderCommand>) -> Uuid {
+        let id = Uuid::new_v4();
+        self.command(id, place(id, customer)).await;
+        for c in commands {
+            self.command(id, c).await;
+        }
+        id
+    }
+
+    /// Runs the projector until the checkpoint reaches `token`.
+    pub async fn project_to(&self, token: Position) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self
+            .projector
+            .checkpoint()
+            .await
+            .unwrap()
+            .is_none_or(|c| c < token)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "projection did not reach {token}"
+            );
+            self.projector.run_once().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Projects every command run so far.
+    pub async fn project_all(&self) {
+        let last = *self.last_token.lock().unwrap();
+        if let Some(token) = last {
+            self.project_to(token).await;
+        }
+    }
+
+    pub async fn query(&self, query: &str, variables: Value) -> Value {
+        self.query_with(query, variables, None).await.1
+    }
+
+    /// Posts a query; returns the HTTP status and the body.
+    pub async fn query_with(
+        &self,
+        query: &str,
+        variables: Value,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            request = request.header("X-Consistency-Token", t);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}

@@ -1,0 +1,9 @@
+//! The query API over HTTP, on read models filled the real way: commands decided and appended
+//! through the event store, then the projector run.
+
+mod helpers;
+
+mod limits;
+mod orders;
+mod read_your_writes;
+mod sdl;

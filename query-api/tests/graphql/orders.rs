@@ -1,0 +1,200 @@
+use crate::helpers::*;
+use domain::OrderCommand;
+use serde_json::json;
+use std::collections::HashSet;
+
+const ORDER_FIELDS: &str = "id status customerId currency totalMinor lines { sku quantity unitPriceMinor totalMinor }
+    shippingAddress { name line1 line2 city postalCode country } lastMilestone lastMilestoneAt pendingActions
+    failureReason compensationsOwed compensationsDone paymentId reservationId carrier trackingNumber
+    milestones { placedAt paymentAuthorizedAt inventoryReservedAt acceptedAt shippedAt cancelledAt }
+    deadlineAt overdue escalated escalationCount correlationId revision lastPosition
+    timeline { revision eventType summary position correlationId causationId }";
+
+#[tokio::test]
+async fn an_order_reads_back_with_every_field_and_its_timeline() {
+    let app = spawn_app().await;
+    let id = app
+        .order(
+            "cust-1",
+            vec![authorize(), reserve(), OrderCommand::StartFulfillment],
+        )
+        .await;
+    app.project_all().await;
+    let body = app
+        .query(
+            &format!("query($id: ID!) {{ order(id: $id) {{ {ORDER_FIELDS} }} }}"),
+            json!({"id": id}),
+        )
+        .await;
+    let o = &body["data"]["order"];
+    assert_eq!(o["id"], id.to_string(), "{body}");
+    assert_eq!(o["status"], "IN_FULFILLMENT");
+    assert_eq!(o["customerId"], "cust-1");
+    assert_eq!(o["totalMinor"], 2100);
+    assert_eq!(
+        o["lines"],
+        json!([{"sku": "SKU-1", "quantity": 3, "unitPriceMinor": 700, "totalMinor": 2100}])
+    );
+    assert_eq!(o["shippingAddress"]["line2"], "Flat 2");
+    assert_eq!(o["pendingActions"], json!(["SHIP"]));
+    assert_eq!(o["paymentId"], "pay-1");
+    assert_eq!(o["lastMilestone"], "FulfillmentStarted");
+    assert!(o["milestones"]["acceptedAt"].is_string());
+    assert!(o["milestones"]["shippedAt"].is_null());
+    assert_eq!(o["overdue"], false);
+    assert!(o["deadlineAt"].is_string());
+    assert_eq!(o["revision"], 4);
+    assert_eq!(o["correlationId"], format!("corr-{id}"));
+    let timeline: Vec<&str> = o["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            "OrderPlaced",
+            "PaymentAuthorized",
+            "InventoryReserved",
+            "OrderAccepted",
+            "FulfillmentStarted"
+        ]
+    );
+
+    let missing = app
+        .query(
+            "{ order(id: \"6a1f9a4e-0000-4000-8000-000000000000\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(missing["data"]["order"].is_null());
+    let bad = app.query("{ order(id: \"nope\") { id } }", json!({})).await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn orders_filter_by_status_customer_and_placement_time() {
+    let app = spawn_app().await;
+    let a = app.order("alice", vec![]).await;
+    let b = app.order("bob", vec![authorize(), reserve()]).await;
+    let c = app
+        .order(
+            "alice",
+            vec![OrderCommand::CancelOrder {
+                reason: domain::Reason::parse("no").unwrap(),
+            }],
+        )
+        .await;
+    app.project_all().await;
+    let ids = |body: &serde_json::Value| -> Vec<String> {
+        body["data"]["orders"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let q = "query($f: OrderFilter) { orders(filter: $f, first: 10) { edges { node { id } } } }";
+    assert_eq!(
+        ids(&app.query(q, json!({"f": {"status": "ACCEPTED"}})).await),
+        [b.to_string()]
+    );
+    assert_eq!(
+        ids(&app.query(q, json!({"f": {"customerId": "alice"}})).await),
+        [c.to_string(), a.to_string()],
+        "newest first"
+    );
+    assert_eq!(
+        ids(&app
+            .query(q, json!({"f": {"customerId": "alice", "status": "PLACED"}}))
+            .await),
+        [a.to_string()]
+    );
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    assert!(ids(&app.query(q, json!({"f": {"placedFrom": future}})).await).is_empty());
+    assert_eq!(
+        ids(&app.query(q, json!({"f": {"placedTo": future}})).await).len(),
+        3
+    );
+    assert!(ids(&app.query(q, json!({"f": {"overdue": true}})).await).is_empty());
+}
+
+#[tokio::test]
+async fn pages_of_orders_cover_every_order_once() {
+    let app = spawn_app().await;
+    let mut all = HashSet::new();
+    for i in 0..23 {
+        all.insert(app.order(&format!("c{}", i % 3), vec![]).await.to_string());
+    }
+    app.project_all().await;
+    let q = "query($after: String) { orders(first: 5, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }";
+    let (mut seen, mut after, mut pages) = (Vec::new(), serde_json::Value::Null, 0);
+    loop {
+        let body = app.query(q, json!({"after": after})).await;
+        let page = &body["data"]["orders"];
+        for e in page["edges"].as_array().unwrap() {
+            seen.push(e["node"]["id"].as_str().unwrap().to_owned());
+        }
+        pages += 1;
+        if page["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(pages, 5);
+    assert_eq!(seen.len(), 23, "no repeats");
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), all, "no gaps");
+    let bad = app.query(q, json!({"after": "garbage"})).await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn counts_stalled_orders_and_projection_status_answer() {
+    let app = spawn_with(Options {
+        deadlines: projector::Deadlines {
+            placed: chrono::Duration::zero(),
+            ..projector::Deadlines::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let stuck = app.order("c", vec![]).await;
+    let accepted = app.order("c", vec![authorize(), reserve()]).await;
+    app.project_all().await;
+    let body = app
+        .query(
+            "{ statusCounts { status orders } stalledOrders { id overdue pendingActions }
+               projectionStatus { checkpoint eventsApplied lagEvents lagSeconds deadLetters parkedOrders } }",
+            json!({}),
+        )
+        .await;
+    let counts = body["data"]["statusCounts"].as_array().unwrap();
+    let count = |s: &str| {
+        counts.iter().find(|c| c["status"] == s).unwrap()["orders"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(
+        (count("PLACED"), count("ACCEPTED"), count("DELIVERED")),
+        (1, 1, 0)
+    );
+    let stalled = body["data"]["stalledOrders"].as_array().unwrap();
+    assert_eq!(stalled.len(), 1, "{body}");
+    assert_eq!(stalled[0]["id"], stuck.to_string());
+    assert_eq!(stalled[0]["overdue"], true);
+    let p = &body["data"]["projectionStatus"];
+    assert_eq!(p["eventsApplied"], 5);
+    assert_eq!(p["lagEvents"], 0);
+    assert_eq!(p["deadLetters"], 0);
+    assert_eq!(
+        p["checkpoint"],
+        app.projector
+            .checkpoint()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string()
+    );
+    let _ = accepted;
+}
