@@ -1,0 +1,147 @@
+//! `order(id)` requests/s at 32 connections against a read model of 100k orders, beside a raw
+//! SQL by-id baseline (the same pool size, the same process) in the same run.
+//!
+//! `cargo bench -p query-api --bench by_id` (needs PostgreSQL; `MILESTONE_TEST_DATABASE_URL`
+//! names the server). `BENCH_ORDERS` (default 100000), `BENCH_SECONDS` (default 5),
+//! `BENCH_CONNECTIONS` (default 32). The load generator runs in the same process and shares
+//! the two cores with the server and PostgreSQL.
+
+use event_store::{Metadata, StoreOptions};
+use query_api::config::Config;
+use query_api::startup::Application;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn placed(id: Uuid, i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "order_id": id, "customer_id": format!("customer-{}", i % 5000), "currency": "EUR",
+        "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1999}],
+        "total_minor": 3998,
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+    })
+}
+
+/// Runs `connections` loops of `op` for the configured time; returns (ops/s, p50, p99).
+async fn load<F, Fut>(connections: usize, op: F) -> (f64, Duration, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let (op, stop) = (op.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = c * 7919;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    op(n).await;
+                    latencies.push(t.elapsed());
+                    n += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(env("BENCH_SECONDS", 5.0))).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (all.len() as f64 / elapsed, pct(0.50), pct(0.99))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let orders: usize = env("BENCH_ORDERS", 100_000);
+    let connections: usize = env("BENCH_CONNECTIONS", 32);
+    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL must be running");
+    tokio::spawn(conn);
+    let db = format!("query_bench_{}", Uuid::new_v4().simple());
+    admin_client.batch_execute(&format!("create database {db}")).await.unwrap();
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+
+    // The read model, filled the real way: OrderPlaced events projected by the projector.
+    event_store::connect(&url, &StoreOptions::default()).await.unwrap();
+    let projector = projector::Projector::connect(projector::Config::local(&url)).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let ids: Vec<Uuid> = (0..orders).map(|_| Uuid::new_v4()).collect();
+    let meta = serde_json::to_value(Metadata { correlation_id: Some("bench".into()), ..Metadata::default() }).unwrap();
+    for chunk in ids.chunks(5000) {
+        let streams: Vec<String> = chunk.iter().map(|id| format!("order-{id}")).collect();
+        let data: Vec<serde_json::Value> = chunk.iter().enumerate().map(|(i, id)| placed(*id, i)).collect();
+        let event_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
+        let metas = vec![meta.clone(); chunk.len()];
+        client
+            .execute(
+                "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+                 select s, 0, i, 'OrderPlaced', 1, d, m from unnest($1::text[], $2::uuid[], $3::jsonb[], $4::jsonb[]) as u(s, i, d, m)",
+                &[&streams, &event_ids, &data, &metas],
+            )
+            .await
+            .unwrap();
+    }
+    let projected = projector.run_once().await.unwrap();
+    client.batch_execute("vacuum analyze order_status").await.unwrap();
+    println!("read model: {projected} orders projected");
+
+    let mut config = Config::local(&url);
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.pool_size = connections;
+    let app = Application::build(config).unwrap();
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let ids = Arc::new(ids);
+
+    // Baseline: the same by-id read as raw SQL through a pool of the same size.
+    let (pool, _) = event_store::postgres::build_pool(&url, connections).unwrap();
+    let baseline_ids = ids.clone();
+    let (raw, raw_p50, raw_p99) = load(connections, move |n| {
+        let (pool, ids) = (pool.clone(), baseline_ids.clone());
+        async move {
+            let c = pool.get().await.unwrap();
+            let stmt = c
+                .prepare_cached("select order_id, status, customer_id, total_minor, pending_actions, last_milestone_at from order_status where order_id = $1")
+                .await
+                .unwrap();
+            c.query_one(&stmt, &[&ids[n % ids.len()]]).await.unwrap();
+        }
+    })
+    .await;
+
+    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}/graphql");
+    let (gql, gql_p50, gql_p99) = load(connections, move |n| {
+        let (http, endpoint, ids) = (http.clone(), endpoint.clone(), ids.clone());
+        async move {
+            let body = serde_json::json!({
+                "query": "query($id: ID!) { order(id: $id) { id status customerId totalMinor pendingActions lastMilestoneAt } }",
+                "variables": {"id": ids[n % ids.len()]}
+            });
+            let response = http.post(&endpoint).json(&body).send().await.unwrap();
+            assert!(response.status().is_success());
+            let _ = response.bytes().await.unwrap();
+        }
+    })
+    .await;
+    println!("{connections} connections, {orders} orders");
+    println!("raw SQL by id:     {raw:>8.0} req/s  p50 {raw_p50:?}  p99 {raw_p99:?}");
+    println!("GraphQL order(id): {gql:>8.0} req/s  p50 {gql_p50:?}  p99 {gql_p99:?}  ({:.2}x raw SQL)", gql / raw);
+    drop(client);
+    let _ = admin_client.batch_execute(&format!("drop database if exists {db} with (force)")).await;
+}
