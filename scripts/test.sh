@@ -13,6 +13,25 @@ psql "$MILESTONE_TEST_DATABASE_URL" -Atqc \
   "select datname from pg_database where datname ~ '^test_[0-9a-f]{32}$'" |
   while read -r db; do psql "$MILESTONE_TEST_DATABASE_URL" -qc "drop database if exists $db with (force)"; done
 
+echo "== compose.yaml and Dockerfile"
+if ! command -v docker-compose >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing docker-compose (Debian package) to validate compose.yaml"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+  fi
+fi
+if command -v docker-compose >/dev/null 2>&1; then
+  docker-compose -f compose.yaml config -q
+  echo "compose.yaml is valid"
+else
+  echo "docker-compose is not installed and cannot be installed here" >&2
+  exit 1
+fi
+# The image builds the services with the same command as the local run.
+BUILD_CMD="cargo build --release --locked -p command-api -p projector -p query-api"
+grep -qF "$BUILD_CMD" Dockerfile && grep -qF "$BUILD_CMD" scripts/run.sh ||
+  { echo "Dockerfile and scripts/run.sh must build with: $BUILD_CMD" >&2; exit 1; }
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn placed(id: Uuid, i: usize) -> serde_json::Value {
@@ -68,23 +71,43 @@ where
 async fn main() {
     let orders: usize = env("BENCH_ORDERS", 100_000);
     let connections: usize = env("BENCH_CONNECTIONS", 32);
-    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL must be running");
+    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must be running");
     tokio::spawn(conn);
     let db = format!("query_bench_{}", Uuid::new_v4().simple());
-    admin_client.batch_execute(&format!("create database {db}")).await.unwrap();
+    admin_client
+        .batch_execute(&format!("create database {db}"))
+        .await
+        .unwrap();
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
 
     // The read model, filled the real way: OrderPlaced events projected by the projector.
-    event_store::connect(&url, &StoreOptions::default()).await.unwrap();
-    let projector = projector::Projector::connect(projector::Config::local(&url)).await.unwrap();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    event_store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let projector = projector::Projector::connect(projector::Config::local(&url))
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let ids: Vec<Uuid> = (0..orders).map(|_| Uuid::new_v4()).collect();
-    let meta = serde_json::to_value(Metadata { correlation_id: Some("bench".into()), ..Metadata::default() }).unwrap();
+    let meta = serde_json::to_value(Metadata {
+        correlation_id: Some("bench".into()),
+        ..Metadata::default()
+    })
+    .unwrap();
     for chunk in ids.chunks(5000) {
         let streams: Vec<String> = chunk.iter().map(|id| format!("order-{id}")).collect();
-        let data: Vec<serde_json::Value> = chunk.iter().enumerate().map(|(i, id)| placed(*id, i)).collect();
+        let data: Vec<serde_json::Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| placed(*id, i))
+            .collect();
         let event_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::new_v4()).collect();
         let metas = vec![meta.clone(); chunk.len()];
         client
@@ -97,7 +120,10 @@ async fn main() {
             .unwrap();
     }
     let projected = projector.run_once().await.unwrap();
-    client.batch_execute("vacuum analyze order_status").await.unwrap();
+    client
+        .batch_execute("vacuum analyze order_status")
+        .await
+        .unwrap();
     println!("read model: {projected} orders projected");
 
     let mut config = Config::local(&url);
@@ -124,7 +150,10 @@ async fn main() {
     })
     .await;
 
-    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     let endpoint = format!("http://127.0.0.1:{port}/graphql");
     let (gql, gql_p50, gql_p99) = load(connections, move |n| {
         let (http, endpoint, ids) = (http.clone(), endpoint.clone(), ids.clone());
@@ -141,7 +170,12 @@ async fn main() {
     .await;
     println!("{connections} connections, {orders} orders");
     println!("raw SQL by id:     {raw:>8.0} req/s  p50 {raw_p50:?}  p99 {raw_p99:?}");
-    println!("GraphQL order(id): {gql:>8.0} req/s  p50 {gql_p50:?}  p99 {gql_p99:?}  ({:.2}x raw SQL)", gql / raw);
+    println!(
+        "GraphQL order(id): {gql:>8.0} req/s  p50 {gql_p50:?}  p99 {gql_p99:?}  ({:.2}x raw SQL)",
+        gql / raw
+    );
     drop(client);
-    let _ = admin_client.batch_execute(&format!("drop database if exists {db} with (force)")).await;
+    let _ = admin_client
+        .batch_execute(&format!("drop database if exists {db} with (force)"))
+        .await;
 }

@@ -1,0 +1,6 @@
+//! The three services as real processes, driven over HTTP only.
+
+mod stack;
+
+mod crash;
+mod workflow;

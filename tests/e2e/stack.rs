@@ -1,0 +1,254 @@
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// The workspace's debug binaries. A workspace test run builds them (each service has
+/// integration tests); they are built here when missing or when `MILESTONE_E2E_BUILD` is set.
+fn binary(name: &str) -> PathBuf {
+    static BUILD: Once = Once::new();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let path = target.join("debug").join(name);
+    if path.exists() && std::env::var_os("MILESTONE_E2E_BUILD").is_none() {
+        return path;
+    }
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-p",
+                "command-api",
+                "-p",
+                "projector",
+                "-p",
+                "query-api",
+            ])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the services failed");
+    });
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running service process; killed when dropped.
+pub struct Service {
+    child: Child,
+}
+
+impl Service {
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One database, the three services, and an HTTP client.
+pub struct Stack {
+    pub url: String,
+    pub commands: String,
+    pub queries: String,
+    pub http: reqwest::Client,
+    _command_api: Service,
+    pub projectors: Vec<Service>,
+    _query_api: Service,
+}
+
+fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Service {
+    let mut command = Command::new(binary(name));
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    Service {
+        child: command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}")),
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{base} did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let url = test_support::fresh_database().await;
+        let (cport, qport) = (free_port(), free_port());
+        let base_env = vec![
+            ("MILESTONE_EVENT_STORE_URL", url.clone()),
+            ("MILESTONE_READ_MODEL_URL", url.clone()),
+            ("MILESTONE_DB_POOL_SIZE", "4".to_owned()),
+            ("MILESTONE_HTTP_WORKERS", "1".to_owned()),
+            ("MILESTONE_PROJECTOR_STANDBY_POLL_MS", "100".to_owned()),
+        ];
+        let http = reqwest::Client::new();
+        let mut env = base_env.clone();
+        env.push(("MILESTONE_COMMAND_API_ADDR", format!("127.0.0.1:{cport}")));
+        let command_api = spawn("command-api", &[], &env);
+        let commands = format!("http://127.0.0.1:{cport}");
+        wait_healthy(&http, &commands).await;
+        let projector = spawn("projector", &[], &base_env);
+        // The query API reads tables the projector creates.
+        wait_for_table(&url, "read_model_migrations").await;
+        let mut env = base_env.clone();
+        env.push(("MILESTONE_QUERY_API_ADDR", format!("127.0.0.1:{qport}")));
+        let query_api = spawn("query-api", &[], &env);
+        let queries = format!("http://127.0.0.1:{qport}");
+        wait_healthy(&http, &queries).await;
+        Self {
+            url,
+            commands,
+            queries,
+            http,
+            command_api,
+            projectors: vec![projector],
+            query_api,
+        }
+    }
+
+    fn projector_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MILESTONE_EVENT_STORE_URL", self.url.clone()),
+            ("MILESTONE_READ_MODEL_URL", self.url.clone()),
+            ("MILESTONE_DB_POOL_SIZE", "4".to_owned()),
+            ("MILESTONE_PROJECTOR_STANDBY_POLL_MS", "100".to_owned()),
+        ]
+    }
+
+    /// Starts another projector process (a standby while one is active).
+    pub fn start_projector(&mut self) {
+        let p = spawn("projector", &[], &self.projector_env());
+        self.projectors.push(p);
+    }
+
+    /// Runs `projector rebuild` to completion.
+    pub fn rebuild(&self) {
+        let status = Command::new(binary("projector"))
+            .arg("rebuild")
+            .envs(self.projector_env())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "projector rebuild failed");
+    }
+
+    /// POSTs a command; returns the status and body.
+    pub async fn command(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.commands))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// Queries with a consistency token; the answer must not be stale.
+    pub async fn query_fresh(&self, query: &str, token: &str) -> Value {
+        let body: Value = self
+            .http
+            .post(format!("{}/graphql", self.queries))
+            .header("X-Consistency-Token", token)
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            body["extensions"]["consistency"]["stale"], false,
+            "stale answer: {body}"
+        );
+        body
+    }
+
+    /// The read models as text, in a stable order.
+    pub async fn dump(&self) -> String {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut out = String::new();
+        for sql in [
+            "select coalesce(string_agg(s::text, E'\\n' order by order_id), '') from order_status s",
+            "select coalesce(string_agg(t::text, E'\\n' order by order_id, revision), '') from order_timeline t",
+            "select coalesce(string_agg(c::text, E'\\n' order by status), '') from order_status_counts c",
+        ] {
+            out.push_str(&client.query_one(sql, &[]).await.unwrap().get::<_, String>(0));
+            out.push_str("\n--\n");
+        }
+        out
+    }
+}
+
+async fn wait_for_table(url: &str, table: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = client
+            .query_one("select to_regclass($1) is not null", &[&table])
+            .await
+            .unwrap();
+        if row.get::<_, bool>(0) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{table} was not created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn order_body() -> Value {
+    json!({
+        "customer_id": "customer-e2e",
+        "currency": "EUR",
+        "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1500}],
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Paris", "postal_code": "75001", "country": "FR"}
+    })
+}
+
+pub const TOTAL: i64 = 3000;
+
+pub fn token(body: &Value) -> String {
+    body["consistency_token"].as_str().unwrap().to_owned()
+}
