@@ -134,9 +134,9 @@ impl Stack {
             commands,
             queries,
             http,
-            command_api,
+            _command_api: command_api,
             projectors: vec![projector],
-            query_api,
+            _query_api: query_api,
         }
     }
 
