@@ -1,0 +1,62 @@
+//! `milestone history <order-id>`.
+
+use crate::{occurred_at, order_events, summary, CliError};
+use event_store::EventStore;
+use std::io::Write;
+
+/// Writes the order's history as a table, or as JSON Lines.
+///
+/// # Errors
+/// Unknown order, store errors, or a closed output.
+pub async fn run(
+    store: &dyn EventStore,
+    order_id: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), CliError> {
+    let events = order_events(store, order_id).await?;
+    let io = |e: std::io::Error| CliError::Output(format!("cannot write the history: {e}"));
+    if !json {
+        writeln!(
+            out,
+            "{:>3}  {:<20}  {:<24}  {:<26}  {:<36}  {:<36}  summary",
+            "rev", "position", "occurred at", "type", "correlation", "causation"
+        )
+        .map_err(io)?;
+    }
+    for e in &events {
+        let when = occurred_at(e).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let correlation = e.metadata.correlation_id.as_deref().unwrap_or("-");
+        let causation = e.metadata.causation_id.as_deref().unwrap_or("-");
+        if json {
+            let line = serde_json::json!({
+                "revision": e.revision,
+                "position": e.position.to_string(),
+                "occurred_at": when,
+                "recorded_at": e.recorded_at,
+                "event_type": e.event_type,
+                "schema_version": e.schema_version,
+                "event_id": e.id,
+                "correlation_id": e.metadata.correlation_id,
+                "causation_id": e.metadata.causation_id,
+                "summary": summary(e),
+                "data": e.data,
+            });
+            writeln!(out, "{line}").map_err(io)?;
+        } else {
+            writeln!(
+                out,
+                "{:>3}  {:<20}  {:<24}  {:<26}  {:<36}  {:<36}  {}",
+                e.revision,
+                e.position.to_string(),
+                when,
+                e.event_type,
+                correlation,
+                causation,
+                summary(e)
+            )
+            .map_err(io)?;
+        }
+    }
+    Ok(())
+}

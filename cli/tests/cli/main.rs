@@ -1,0 +1,483 @@
+//! The `milestone` binary against a real PostgreSQL event store holding a known log.
+
+use chrono::{DateTime, TimeZone, Utc};
+use domain::*;
+use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, StoreOptions};
+use std::process::{Command, Output};
+use uuid::Uuid;
+
+struct Log {
+    url: String,
+    order: Uuid,
+    other: Uuid,
+}
+
+fn t(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, h, m, 0).unwrap()
+}
+
+/// Two orders: `order` placed 09:00, paid 09:10, reserved (accepted) 09:20, shipped after
+/// fulfilment at 10:00 and 10:30; `other` placed 09:05 then cancelled 09:15.
+async fn known_log() -> Log {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
+        .await
+        .unwrap();
+    let (order, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let eur = Currency::parse("EUR").unwrap();
+    let place = |id: Uuid| {
+        OrderCommand::PlaceOrder(PlaceOrder {
+            order_id: OrderId::new(id),
+            customer_id: CustomerId::parse("analyst-c").unwrap(),
+            currency: eur,
+            lines: vec![OrderLine {
+                sku: Sku::parse("SKU-9").unwrap(),
+                quantity: Quantity::parse(4).unwrap(),
+                unit_price_minor: 250,
+            }],
+            shipping_address: ShippingAddress {
+                name: AddressLine::parse("Ada").unwrap(),
+                line1: AddressLine::parse("1 Main St").unwrap(),
+                line2: None,
+                city: AddressLine::parse("Lyon").unwrap(),
+                postal_code: AddressLine::parse("69001").unwrap(),
+                country: CountryCode::parse("FR").unwrap(),
+            },
+        })
+    };
+    let steps: Vec<(Uuid, OrderCommand, DateTime<Utc>)> = vec![
+        (order, place(order), t(9, 0)),
+        (other, place(other), t(9, 5)),
+        (
+            order,
+            OrderCommand::RecordPaymentAuthorized {
+                payment_id: PaymentId::parse("pay-1").unwrap(),
+                amount: Money::parse(1000, eur).unwrap(),
+            },
+            t(9, 10),
+        ),
+        (
+            other,
+            OrderCommand::CancelOrder {
+                reason: Reason::parse("changed mind").unwrap(),
+            },
+            t(9, 15),
+        ),
+        (
+            order,
+            OrderCommand::RecordInventoryReserved {
+                reservation_id: ReservationId::parse("res-1").unwrap(),
+            },
+            t(9, 20),
+        ),
+        (order, OrderCommand::StartFulfillment, t(10, 0)),
+        (
+            order,
+            OrderCommand::ShipOrder {
+                carrier: Carrier::parse("DHL").unwrap(),
+                tracking_number: TrackingNumber::parse("TRK-42").unwrap(),
+            },
+            t(10, 30),
+        ),
+    ];
+    for (id, command, at) in steps {
+        append(store.as_ref(), id, command, at).await;
+    }
+    Log { url, order, other }
+}
+
+async fn append(store: &dyn EventStore, id: Uuid, command: OrderCommand, at: DateTime<Utc>) {
+    let stream = format!("order-{id}");
+    let history = event_store::read_whole_stream(store, &stream)
+        .await
+        .unwrap();
+    let state = history
+        .iter()
+        .map(|e| OrderEvent::decode(&e.event_type, e.schema_version, &e.data).unwrap())
+        .fold(OrderState::NotPlaced, |s, e| evolve(s, &e));
+    let events = decide(&state, command).unwrap();
+    let new = events
+        .iter()
+        .map(|e| NewEvent {
+            id: Uuid::new_v4(),
+            event_type: e.event_type().into(),
+            schema_version: 1,
+            data: e.data(),
+            metadata: Metadata {
+                correlation_id: Some(format!("corr-{id}")),
+                causation_id: Some(format!("cmd-{at}")),
+                occurred_at: Some(at),
+                ..Metadata::default()
+            },
+        })
+        .collect();
+    let expected = history.last().map_or(ExpectedRevision::NoStream, |e| {
+        ExpectedRevision::Exact(e.revision)
+    });
+    store.append(&stream, expected, new).await.unwrap();
+}
+
+fn milestone(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_milestone"))
+        .args(args)
+        .env("MILESTONE_EVENT_STORE_URL", url)
+        .env_remove("MILESTONE_READ_MODEL_URL")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until the whole log is visible to readers (an append's visibility can trail it by a
+/// moment on PostgreSQL when other transactions run).
+async fn settle(url: &str, n: usize) {
+    let store = event_store::connect(url, &StoreOptions { pool_size: 1 })
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if store.read_all(None, "order-", 100).await.unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn history_lists_an_orders_events_in_order_with_their_fields() {
+    let log = known_log().await;
+    let table = stdout(&milestone(&log.url, &["history", &log.order.to_string()]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("position") && lines[0].contains("summary"));
+    assert_eq!(lines.len(), 1 + 6);
+    assert!(lines[1].contains("OrderPlaced") && lines[1].contains("2026-03-01T09:00:00.000Z"));
+    assert!(lines[6].contains("shipped with DHL, tracking TRK-42"));
+
+    let rows = json_lines(&stdout(&milestone(
+        &log.url,
+        &["history", &log.order.to_string(), "--json"],
+    )));
+    let types: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "OrderPlaced",
+            "PaymentAuthorized",
+            "InventoryReserved",
+            "OrderAccepted",
+            "FulfillmentStarted",
+            "OrderShipped"
+        ]
+    );
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["revision"], i);
+        assert_eq!(r["correlation_id"], format!("corr-{}", log.order));
+        assert!(r["causation_id"].is_string());
+        assert_eq!(r["schema_version"], 1);
+    }
+    let positions: Vec<event_store::Position> = rows
+        .iter()
+        .map(|r| r["position"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[tokio::test]
+async fn state_at_a_revision_or_a_time_folds_the_history_up_to_it() {
+    let log = known_log().await;
+    let id = log.order.to_string();
+    let at = |arg: &str| -> serde_json::Value {
+        serde_json::from_str(&stdout(&milestone(
+            &log.url,
+            &["state", &id, "--at", arg, "--json"],
+        )))
+        .unwrap()
+    };
+    let s = at("0");
+    assert_eq!(
+        (s["status"].as_str(), s["as_of_revision"].as_u64()),
+        (Some("PLACED"), Some(0))
+    );
+    assert_eq!(
+        s["pending_actions"],
+        serde_json::json!(["AUTHORIZE_PAYMENT", "RESERVE_INVENTORY"])
+    );
+    assert_eq!(
+        at("1")["pending_actions"],
+        serde_json::json!(["RESERVE_INVENTORY"])
+    );
+    assert_eq!(at("3")["status"], "ACCEPTED");
+    assert_eq!(at("2026-03-01T09:15:00Z")["status"], "PLACED");
+    assert_eq!(at("2026-03-01T09:20:00Z")["status"], "ACCEPTED");
+    assert_eq!(
+        at("2026-03-01T11:00:00+01:00")["status"],
+        "IN_FULFILLMENT",
+        "10:00 UTC is the start of fulfilment"
+    );
+    assert_eq!(at("2026-03-02T00:00:00Z")["status"], "SHIPPED");
+    let cancelled: serde_json::Value = serde_json::from_str(&stdout(&milestone(
+        &log.url,
+        &["state", &log.other.to_string(), "--json"],
+    )))
+    .unwrap();
+    assert_eq!(cancelled["status"], "CANCELLED");
+    let text = stdout(&milestone(&log.url, &["state", &id, "--at", "3"]));
+    assert!(text.contains("status             ACCEPTED"), "{text}");
+}
+
+#[tokio::test]
+async fn exports_every_format_with_filters() {
+    let log = known_log().await;
+    settle(&log.url, 8).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+
+    let all = json_lines(&stdout(&milestone(&log.url, &["export", "--quiet"])));
+    assert_eq!(all.len(), 8);
+    assert!(all
+        .iter()
+        .all(|r| r["schema_version"] == 1 && r["data"].is_object()));
+
+    let placed = json_lines(&stdout(&milestone(
+        &log.url,
+        &["export", "--quiet", "--type", "OrderPlaced"],
+    )));
+    assert_eq!(placed.len(), 2);
+    let window = json_lines(&stdout(&milestone(
+        &log.url,
+        &[
+            "export",
+            "--quiet",
+            "--since",
+            "2026-03-01T09:10:00Z",
+            "--until",
+            "2026-03-01T09:20:00Z",
+        ],
+    )));
+    assert_eq!(
+        window
+            .iter()
+            .map(|r| r["event_type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["PaymentAuthorized", "OrderCancelled"]
+    );
+    let after = json_lines(&stdout(&milestone(
+        &log.url,
+        &[
+            "export",
+            "--quiet",
+            "--after",
+            all[6]["position"].as_str().unwrap(),
+        ],
+    )));
+    assert_eq!(
+        after.len(),
+        1,
+        "strictly after the position: resumes an interrupted export"
+    );
+    let range = json_lines(&stdout(&milestone(
+        &log.url,
+        &[
+            "export",
+            "--quiet",
+            "--after",
+            all[1]["position"].as_str().unwrap(),
+            "--until-position",
+            all[3]["position"].as_str().unwrap(),
+        ],
+    )));
+    assert_eq!(range.len(), 2);
+
+    let csv_out = milestone(
+        &log.url,
+        &[
+            "export",
+            "--quiet",
+            "--format",
+            "csv",
+            "--out",
+            &path("events.csv"),
+        ],
+    );
+    assert!(csv_out.status.success());
+    assert!(String::from_utf8_lossy(&csv_out.stderr).contains("exported 8 of 8"));
+    let csv = std::fs::read_to_string(path("events.csv")).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>()[..6],
+        [
+            "position",
+            "stream_id",
+            "revision",
+            "event_id",
+            "event_type",
+            "schema_version"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len(), 8);
+    assert_eq!(&records[0][4], "OrderPlaced");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&records[0][10]).unwrap()["total_minor"],
+        1000
+    );
+
+    assert!(milestone(
+        &log.url,
+        &[
+            "export",
+            "--quiet",
+            "--format",
+            "parquet",
+            "--type",
+            "OrderShipped",
+            "--type",
+            "OrderPlaced",
+            "--out",
+            &path("events.parquet")
+        ]
+    )
+    .status
+    .success());
+    let file = std::fs::File::open(path("events.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+    let types = batches[0].column_by_name("event_type").unwrap();
+    let types = types
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap();
+    assert_eq!(
+        types.iter().flatten().collect::<Vec<_>>(),
+        ["OrderPlaced", "OrderPlaced", "OrderShipped"]
+    );
+    let versions = batches[0].column_by_name("schema_version").unwrap();
+    assert_eq!(
+        versions
+            .as_any()
+            .downcast_ref::<arrow_array::UInt32Array>()
+            .unwrap()
+            .value(0),
+        1
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".milestone-export"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn rebuild_replays_the_log_into_the_read_models() {
+    let log = known_log().await;
+    settle(&log.url, 8).await;
+    let out = milestone(&log.url, &["rebuild", "order_status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("8 events replayed"));
+    let (client, conn) = tokio_postgres::connect(&log.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let status: String = client
+        .query_one(
+            "select status from order_status where order_id = $1",
+            &[&log.order],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "SHIPPED");
+    let unknown = milestone(&log.url, &["rebuild", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn errors_are_clear_and_leave_no_partial_file() {
+    let log = known_log().await;
+    let missing = milestone(&log.url, &["history", &Uuid::new_v4().to_string()]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    let bad_id = milestone(&log.url, &["state", "not-an-id"]);
+    assert_eq!(bad_id.status.code(), Some(2));
+
+    let down = milestone(
+        "postgres://postgres:postgres@127.0.0.1:1/nothing",
+        &["history", &log.order.to_string()],
+    );
+    assert_eq!(down.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("cannot be reached"),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+
+    let bad_time = milestone(
+        &log.url,
+        &["state", &log.order.to_string(), "--at", "yesterday"],
+    );
+    assert_eq!(bad_time.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_time.stderr).contains("RFC 3339"));
+    let beyond = milestone(&log.url, &["state", &log.order.to_string(), "--at", "99"]);
+    assert_eq!(beyond.status.code(), Some(2));
+    let before = milestone(
+        &log.url,
+        &[
+            "state",
+            &log.order.to_string(),
+            "--at",
+            "2020-01-01T00:00:00Z",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&before.stderr).contains("did not exist yet"));
+    let backwards = milestone(
+        &log.url,
+        &[
+            "export",
+            "--since",
+            "2026-03-02T00:00:00Z",
+            "--until",
+            "2026-03-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(backwards.status.code(), Some(2));
+    let bad_position = milestone(&log.url, &["export", "--after", "soon"]);
+    assert_eq!(bad_position.status.code(), Some(2));
+
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("no-such-dir").join("out.jsonl");
+    let unwritable = milestone(
+        &log.url,
+        &["export", "--quiet", "--out", &target.to_string_lossy()],
+    );
+    assert_eq!(unwritable.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unwritable.stderr).contains("cannot write"));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}
