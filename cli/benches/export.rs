@@ -10,7 +10,10 @@ use std::time::Instant;
 use uuid::Uuid;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -22,14 +25,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 async fn main() {
     let events: i64 = env("BENCH_EVENTS", 1_000_000);
     let rounds: usize = env("BENCH_ROUNDS", 3);
-    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.expect("PostgreSQL must be running");
+    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
+    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must be running");
     tokio::spawn(conn);
     let db = format!("export_bench_{}", Uuid::new_v4().simple());
-    admin_client.batch_execute(&format!("create database {db}")).await.unwrap();
+    admin_client
+        .batch_execute(&format!("create database {db}"))
+        .await
+        .unwrap();
     let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
-    let store = event_store::connect(&url, &event_store::StoreOptions { pool_size: 4 }).await.unwrap();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    let store = event_store::connect(&url, &event_store::StoreOptions { pool_size: 4 })
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
 
     let started = Instant::now();
@@ -48,9 +61,15 @@ async fn main() {
         )
         .await
         .unwrap();
-    client.batch_execute("vacuum analyze es_events").await.unwrap();
+    client
+        .batch_execute("vacuum analyze es_events")
+        .await
+        .unwrap();
     let events = orders * 5;
-    println!("generated {events} events in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "generated {events} events in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let (mut copy, mut jsonl, mut parquet) = (Vec::new(), Vec::new(), Vec::new());
@@ -69,7 +88,10 @@ async fn main() {
             bytes += chunk.unwrap().len();
         }
         copy.push(events as f64 / t.elapsed().as_secs_f64());
-        for (format, into, name) in [(Format::Jsonl, &mut jsonl, "events.jsonl"), (Format::Parquet, &mut parquet, "events.parquet")] {
+        for (format, into, name) in [
+            (Format::Jsonl, &mut jsonl, "events.jsonl"),
+            (Format::Parquet, &mut parquet, "events.parquet"),
+        ] {
             let args = ExportArgs {
                 format,
                 out: Some(dir.path().join(name)),
@@ -82,7 +104,9 @@ async fn main() {
                 quiet: true,
             };
             let t = Instant::now();
-            let summary = cli::export::run(store.as_ref(), &args, std::future::pending()).await.unwrap();
+            let summary = cli::export::run(store.as_ref(), &args, std::future::pending())
+                .await
+                .unwrap();
             assert_eq!(summary.exported as i64, events);
             into.push(events as f64 / t.elapsed().as_secs_f64());
         }
@@ -98,5 +122,7 @@ async fn main() {
     println!("median: COPY TO {copy:.0} rows/s; JSON Lines {jsonl:.0} events/s ({:.2}x); Parquet {parquet:.0} events/s ({:.2}x)", jsonl / copy, parquet / copy);
     drop(client);
     drop(store);
-    let _ = admin_client.batch_execute(&format!("drop database if exists {db} with (force)")).await;
+    let _ = admin_client
+        .batch_execute(&format!("drop database if exists {db} with (force)"))
+        .await;
 }
