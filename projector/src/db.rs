@@ -164,14 +164,43 @@ pub async fn insert_timeline(
     if rows.is_empty() {
         return Ok(());
     }
-    let json = raw_jsonb(&rows)?;
+    // Typed arrays travel in binary: no JSON for the server to parse.
+    let order_ids: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
+    let revisions: Vec<i64> = rows.iter().map(|r| r.revision).collect();
+    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
+    let occurred: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.occurred_at).collect();
+    let recorded: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.recorded_at).collect();
+    let positions: Vec<&str> = rows.iter().map(|r| r.position.as_str()).collect();
+    let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
+    let correlations: Vec<Option<&str>> =
+        rows.iter().map(|r| r.correlation_id.as_deref()).collect();
+    let causations: Vec<Option<&str>> = rows.iter().map(|r| r.causation_id.as_deref()).collect();
+    let summaries: Vec<&str> = rows.iter().map(|r| r.summary.as_str()).collect();
     let stmt = tx
         .prepare_cached(
-            "insert into order_timeline select * from jsonb_populate_recordset(null::order_timeline, $1)
+            "insert into order_timeline (order_id, revision, event_type, occurred_at, recorded_at, position,
+                                         event_id, correlation_id, causation_id, summary)
+             select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                                  $6::text[], $7::uuid[], $8::text[], $9::text[], $10::text[])
              on conflict do nothing",
         )
         .await?;
-    tx.execute(&stmt, &[&json]).await?;
+    tx.execute(
+        &stmt,
+        &[
+            &order_ids,
+            &revisions,
+            &types,
+            &occurred,
+            &recorded,
+            &positions,
+            &event_ids,
+            &correlations,
+            &causations,
+            &summaries,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
