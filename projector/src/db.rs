@@ -32,25 +32,34 @@ fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i
     }
 }
 
-/// Locks the projection's checkpoint row for this transaction and returns it; creates the row
-/// when missing. The lock fences concurrent writers: a second one waits, then sees a moved
-/// checkpoint.
-pub async fn lock_checkpoint(
-    tx: &Transaction<'_>,
+/// Creates the projection's checkpoint row if it is missing.
+pub async fn ensure_checkpoint(
+    client: &impl GenericClient,
     projection: &str,
-) -> Result<Option<Position>, tokio_postgres::Error> {
-    tx.execute(
-        "insert into projection_checkpoints (projection) values ($1) on conflict do nothing",
-        &[&projection],
-    )
-    .await?;
-    let row = tx
-        .query_one(
-            "select position_commit, position_prepare from projection_checkpoints where projection = $1 for update",
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "insert into projection_checkpoints (projection) values ($1) on conflict do nothing",
             &[&projection],
         )
         .await?;
-    Ok(checkpoint_of(row.get(0), row.get(1)))
+    Ok(())
+}
+
+/// Locks the projection's checkpoint row for this transaction and returns it (`None` when the
+/// row is missing). One statement, so that statements pipelined after it run under the lock.
+/// The lock fences concurrent writers: a second one waits, then sees a moved checkpoint.
+pub async fn lock_checkpoint(
+    tx: &Transaction<'_>,
+    projection: &str,
+) -> Result<Option<Option<Position>>, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "select position_commit, position_prepare from projection_checkpoints where projection = $1 for update",
+        )
+        .await?;
+    let row = tx.query_opt(&stmt, &[&projection]).await?;
+    Ok(row.map(|row| checkpoint_of(row.get(0), row.get(1))))
 }
 
 fn checkpoint_of(commit: Option<i64>, prepare: Option<i64>) -> Option<Position> {

@@ -84,6 +84,7 @@ impl Projector {
             db::MIGRATIONS,
         )
         .await?;
+        db::ensure_checkpoint(&client, PROJECTION).await?;
         Ok(())
     }
 
@@ -131,13 +132,6 @@ impl Projector {
             .await
             .map_err(event_store::postgres::map_pool_error)?;
         let tx = client.transaction().await?;
-        let current = db::lock_checkpoint(&tx, PROJECTION).await?;
-        if current != expected {
-            return Err(ProjectorError::CheckpointMoved {
-                expected,
-                found: current,
-            });
-        }
         let mut ids: Vec<Uuid> = events
             .iter()
             .filter_map(|e| order_id_of(&e.stream_id))
@@ -147,6 +141,15 @@ impl Projector {
         let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
+        let current = db::lock_checkpoint(&tx, PROJECTION).await?.ok_or_else(|| {
+            ProjectorError::Corrupt(format!("the checkpoint row of {PROJECTION} is missing"))
+        })?;
+        if current != expected {
+            return Err(ProjectorError::CheckpointMoved {
+                expected,
+                found: current,
+            });
+        }
         let mut rows = db::load_rows(&tx, &ids).await?;
         let mut parked = db::parked_streams(&tx, PROJECTION, &streams).await?;
         let before: HashMap<Uuid, String> =
@@ -269,6 +272,7 @@ impl Projector {
             .await
             .map_err(event_store::postgres::map_pool_error)?;
         let tx = client.transaction().await?;
+        db::ensure_checkpoint(&tx, PROJECTION).await?;
         db::lock_checkpoint(&tx, PROJECTION).await?;
         db::reset_projection(&tx, PROJECTION).await?;
         tx.commit().await?;
@@ -292,6 +296,7 @@ impl Projector {
             .map_err(event_store::postgres::map_pool_error)?;
         let tx = client.transaction().await?;
         // Serialises with the live projector's batches.
+        db::ensure_checkpoint(&tx, PROJECTION).await?;
         db::lock_checkpoint(&tx, PROJECTION).await?;
         let letters = db::load_dead_letters(&tx, PROJECTION, &stream).await?;
         if letters.is_empty() {
