@@ -5,7 +5,7 @@
 //! names the server, default postgres://postgres:postgres@127.0.0.1:5432/postgres).
 //! `BENCH_SECONDS` sets the length of each round (default 3); each figure is the median of 3.
 
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, StoreOptions};
+use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -83,7 +83,6 @@ async fn main() {
             .await
             .unwrap(),
     );
-    let _ = StoreOptions::default();
     store
         .pool()
         .get()
