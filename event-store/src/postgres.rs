@@ -83,8 +83,19 @@ impl Drop for Notifier {
 /// # Errors
 /// [`StoreError::InvalidUrl`] when the URL does not parse.
 pub fn build_pool(url: &str, size: usize) -> Result<(Pool, tokio_postgres::Config), StoreError> {
-    let mut config = tokio_postgres::Config::from_str(url)
+    let config = tokio_postgres::Config::from_str(url)
         .map_err(|e| StoreError::InvalidUrl(format!("{e}")))?;
+    build_pool_from(config, size)
+}
+
+/// Like [`build_pool`], from a parsed configuration (to add session options, say).
+///
+/// # Errors
+/// [`StoreError::InvalidUrl`] when the pool cannot be configured.
+pub fn build_pool_from(
+    mut config: tokio_postgres::Config,
+    size: usize,
+) -> Result<(Pool, tokio_postgres::Config), StoreError> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(3));
     }

@@ -13,14 +13,6 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
     include_str!("../../schemas/read-models/0001_order_read_models.sql"),
 )];
 
-const ORDER_COLUMNS: &str = "status, customer_id, currency, total_minor, line_count, lines, \
-    shipping_address, last_milestone, last_milestone_at, pending_actions, failure_reason, \
-    compensations_owed, compensations_done, payment_id, reservation_id, carrier, tracking_number, \
-    placed_at, payment_authorized_at, inventory_reserved_at, accepted_at, rejected_at, \
-    fulfillment_started_at, shipped_at, delivered_at, cancelled_at, payment_voided_at, \
-    inventory_released_at, escalated_at, escalation_count, escalation_reason, correlation_id, \
-    deadline_at, stream_revision, last_position, last_position_commit, last_position_prepare, state";
-
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {
         Some(p) => (
@@ -99,32 +91,6 @@ pub async fn store_checkpoint(
     Ok(())
 }
 
-/// JSON already serialised, bound as a `jsonb` parameter without building a value tree.
-#[derive(Debug)]
-pub struct RawJsonb(pub Vec<u8>);
-
-impl tokio_postgres::types::ToSql for RawJsonb {
-    fn to_sql(
-        &self,
-        _: &tokio_postgres::types::Type,
-        out: &mut bytes::BytesMut,
-    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        out.extend_from_slice(&[1]); // jsonb binary format version
-        out.extend_from_slice(&self.0);
-        Ok(tokio_postgres::types::IsNull::No)
-    }
-    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
-        *ty == tokio_postgres::types::Type::JSONB
-    }
-    tokio_postgres::types::to_sql_checked!();
-}
-
-fn raw_jsonb<T: serde::Serialize>(value: &T) -> Result<RawJsonb, crate::ProjectorError> {
-    serde_json::to_vec(value)
-        .map(RawJsonb)
-        .map_err(|e| crate::ProjectorError::Corrupt(e.to_string()))
-}
-
 /// The current rows of these orders.
 pub async fn load_rows(
     tx: &Transaction<'_>,
@@ -144,6 +110,58 @@ pub async fn load_rows(
     Ok(out)
 }
 
+/// The PostgreSQL array literal of simple identifiers (`{A,B}`), cast to `text[]` in SQL: one
+/// text per row keeps `unnest` one-dimensional.
+fn text_array_literal(values: &[String]) -> String {
+    format!("{{{}}}", values.join(","))
+}
+
+/// `order_status`'s columns with the array type each is bound as; `text[]` columns travel as
+/// array literals (see [`text_array_literal`]).
+const ORDER_BINDINGS: [(&str, &str); 39] = [
+    ("order_id", "uuid"),
+    ("status", "text"),
+    ("customer_id", "text"),
+    ("currency", "text"),
+    ("total_minor", "bigint"),
+    ("line_count", "integer"),
+    ("lines", "jsonb"),
+    ("shipping_address", "jsonb"),
+    ("last_milestone", "text"),
+    ("last_milestone_at", "timestamptz"),
+    ("pending_actions", "text"),
+    ("failure_reason", "text"),
+    ("compensations_owed", "text"),
+    ("compensations_done", "text"),
+    ("payment_id", "text"),
+    ("reservation_id", "text"),
+    ("carrier", "text"),
+    ("tracking_number", "text"),
+    ("placed_at", "timestamptz"),
+    ("payment_authorized_at", "timestamptz"),
+    ("inventory_reserved_at", "timestamptz"),
+    ("accepted_at", "timestamptz"),
+    ("rejected_at", "timestamptz"),
+    ("fulfillment_started_at", "timestamptz"),
+    ("shipped_at", "timestamptz"),
+    ("delivered_at", "timestamptz"),
+    ("cancelled_at", "timestamptz"),
+    ("payment_voided_at", "timestamptz"),
+    ("inventory_released_at", "timestamptz"),
+    ("escalated_at", "timestamptz"),
+    ("escalation_count", "integer"),
+    ("escalation_reason", "text"),
+    ("correlation_id", "text"),
+    ("deadline_at", "timestamptz"),
+    ("stream_revision", "bigint"),
+    ("last_position", "text"),
+    ("last_position_commit", "bigint"),
+    ("last_position_prepare", "bigint"),
+    ("state", "text"),
+];
+
+/// Inserts or replaces these rows. Columns travel as typed arrays in binary, so the server
+/// parses no JSON but the small `lines` and `shipping_address` documents.
 pub async fn upsert_rows(
     tx: &Transaction<'_>,
     rows: &[&OrderRow],
@@ -151,19 +169,125 @@ pub async fn upsert_rows(
     if rows.is_empty() {
         return Ok(());
     }
-    let json = raw_jsonb(&rows)?;
-    let sql = format!(
-        "insert into order_status select * from jsonb_populate_recordset(null::order_status, $1)
-         on conflict (order_id) do update set ({ORDER_COLUMNS}) = row({excluded})",
-        excluded = ORDER_COLUMNS
-            .split(',')
-            .map(|c| format!("excluded.{}", c.trim()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let stmt = tx.prepare_cached(&sql).await?;
-    tx.execute(&stmt, &[&json]).await?;
+    type Ts = Option<chrono::DateTime<chrono::Utc>>;
+    macro_rules! column {
+        ($f:expr) => {
+            rows.iter().map($f).collect::<Vec<_>>()
+        };
+    }
+    let order_id: Vec<Uuid> = column!(|r| r.order_id);
+    let status: Vec<&str> = column!(|r| r.status.as_str());
+    let customer_id: Vec<&str> = column!(|r| r.customer_id.as_str());
+    let currency: Vec<&str> = column!(|r| r.currency.as_str());
+    let total_minor: Vec<i64> = column!(|r| r.total_minor);
+    let line_count: Vec<i32> = column!(|r| r.line_count);
+    let lines: Vec<&serde_json::Value> = column!(|r| &r.lines);
+    let address: Vec<&serde_json::Value> = column!(|r| &r.shipping_address);
+    let last_milestone: Vec<&str> = column!(|r| r.last_milestone.as_str());
+    let last_milestone_at: Vec<chrono::DateTime<chrono::Utc>> = column!(|r| r.last_milestone_at);
+    let pending: Vec<String> = column!(|r| text_array_literal(&r.pending_actions));
+    let failure: Vec<Option<&str>> = column!(|r| r.failure_reason.as_deref());
+    let owed: Vec<String> = column!(|r| text_array_literal(&r.compensations_owed));
+    let done: Vec<String> = column!(|r| text_array_literal(&r.compensations_done));
+    let payment_id: Vec<Option<&str>> = column!(|r| r.payment_id.as_deref());
+    let reservation_id: Vec<Option<&str>> = column!(|r| r.reservation_id.as_deref());
+    let carrier: Vec<Option<&str>> = column!(|r| r.carrier.as_deref());
+    let tracking: Vec<Option<&str>> = column!(|r| r.tracking_number.as_deref());
+    let placed_at: Vec<chrono::DateTime<chrono::Utc>> = column!(|r| r.placed_at);
+    let stamps: [Vec<Ts>; 11] = [
+        column!(|r| r.payment_authorized_at),
+        column!(|r| r.inventory_reserved_at),
+        column!(|r| r.accepted_at),
+        column!(|r| r.rejected_at),
+        column!(|r| r.fulfillment_started_at),
+        column!(|r| r.shipped_at),
+        column!(|r| r.delivered_at),
+        column!(|r| r.cancelled_at),
+        column!(|r| r.payment_voided_at),
+        column!(|r| r.inventory_released_at),
+        column!(|r| r.escalated_at),
+    ];
+    let escalation_count: Vec<i32> = column!(|r| r.escalation_count);
+    let escalation_reason: Vec<Option<&str>> = column!(|r| r.escalation_reason.as_deref());
+    let correlation_id: Vec<Option<&str>> = column!(|r| r.correlation_id.as_deref());
+    let deadline_at: Vec<Ts> = column!(|r| r.deadline_at);
+    let stream_revision: Vec<i64> = column!(|r| r.stream_revision);
+    let last_position: Vec<&str> = column!(|r| r.last_position.as_str());
+    let commit: Vec<i64> = column!(|r| r.last_position_commit);
+    let prepare: Vec<i64> = column!(|r| r.last_position_prepare);
+    let state: Vec<&str> = column!(|r| r.state.as_str());
+    let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = &stamps;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 39] = [
+        &order_id,
+        &status,
+        &customer_id,
+        &currency,
+        &total_minor,
+        &line_count,
+        &lines,
+        &address,
+        &last_milestone,
+        &last_milestone_at,
+        &pending,
+        &failure,
+        &owed,
+        &done,
+        &payment_id,
+        &reservation_id,
+        &carrier,
+        &tracking,
+        &placed_at,
+        s0,
+        s1,
+        s2,
+        s3,
+        s4,
+        s5,
+        s6,
+        s7,
+        s8,
+        s9,
+        s10,
+        &escalation_count,
+        &escalation_reason,
+        &correlation_id,
+        &deadline_at,
+        &stream_revision,
+        &last_position,
+        &commit,
+        &prepare,
+        &state,
+    ];
+    let stmt = tx.prepare_cached(upsert_sql()).await?;
+    tx.execute(&stmt, &params).await?;
     Ok(())
+}
+
+/// The upsert statement for [`ORDER_BINDINGS`], built once.
+fn upsert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let array_literal = ["pending_actions", "compensations_owed", "compensations_done"];
+        let names: Vec<&str> = ORDER_BINDINGS.iter().map(|(n, _)| *n).collect();
+        let arrays: Vec<String> = ORDER_BINDINGS
+            .iter()
+            .enumerate()
+            .map(|(i, (_, t))| format!("${}::{t}[]", i + 1))
+            .collect();
+        let selected: Vec<String> = names
+            .iter()
+            .map(|n| if array_literal.contains(n) { format!("u.{n}::text[]") } else { format!("u.{n}") })
+            .collect();
+        let updates: Vec<String> = names[1..].iter().map(|n| format!("{n} = excluded.{n}")).collect();
+        format!(
+            "insert into order_status ({}) select {} from unnest({}) as u({}) on conflict (order_id) do update set {}",
+            names.join(", "),
+            selected.join(", "),
+            arrays.join(", "),
+            names.join(", "),
+            updates.join(", ")
+        )
+    })
 }
 
 pub async fn insert_timeline(

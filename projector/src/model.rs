@@ -52,7 +52,7 @@ pub struct OrderRow {
     pub last_position: String,
     pub last_position_commit: i64,
     pub last_position_prepare: i64,
-    pub state: serde_json::Value,
+    pub state: String,
     /// The parsed `state`, kept while a batch works on the row so that each event does not
     /// parse and serialise it again; [`OrderRow::seal`] writes it back.
     #[serde(skip)]
@@ -66,7 +66,7 @@ impl OrderRow {
     /// When the state does not serialise (it always does for domain types).
     pub fn seal(&mut self) -> Result<(), String> {
         if let Some(order) = &self.order {
-            self.state = to_json(order)?;
+            self.state = serde_json::to_string(order).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -142,7 +142,7 @@ pub fn apply(
         None => OrderState::NotPlaced,
         Some(r) => OrderState::Placed(Box::new(match &r.order {
             Some(order) => order.clone(),
-            None => serde_json::from_value::<Order>(r.state.clone())
+            None => serde_json::from_str::<Order>(&r.state)
                 .map_err(|e| format!("stored state of the order does not load: {e}"))?,
         })),
     };
@@ -222,7 +222,7 @@ fn new_row(order_id: Uuid, order: &Order, at: DateTime<Utc>) -> Result<OrderRow,
         last_position: String::new(),
         last_position_commit: 0,
         last_position_prepare: 0,
-        state: serde_json::Value::Null,
+        state: String::new(),
         order: None,
     })
 }

@@ -43,8 +43,9 @@ create table if not exists order_status (
     last_position          text not null,
     last_position_commit   bigint not null,
     last_position_prepare  bigint not null,
-    -- the domain's aggregate state, so the next event can be applied without a replay
-    state                  jsonb not null
+    -- the domain's aggregate state (JSON), so the next event can be applied without a replay;
+    -- text rather than jsonb: only the projector reads it, and it is not parsed on every write
+    state                  text not null
 );
 
 create index if not exists order_status_status_placed on order_status (status, placed_at, order_id);
