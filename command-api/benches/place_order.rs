@@ -10,57 +10,11 @@
 use command_api::config::Config;
 use command_api::startup::Application;
 use event_store::StoreOptions;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Runs `connections` loops of `op` for the configured time; returns (ops/s, p50, p99).
-async fn load<F, Fut>(connections: usize, op: F) -> (f64, Duration, Duration)
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let counter = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..connections)
-        .map(|_| {
-            let (op, stop, counter) = (op.clone(), stop.clone(), counter.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    op(counter.fetch_add(1, Ordering::Relaxed)).await;
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs_f64(env("BENCH_SECONDS", 5.0))).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    (all.len() as f64 / elapsed, pct(0.50), pct(0.99))
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let connections: usize = env("BENCH_CONNECTIONS", 16);
+    let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 16);
     let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
     let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
@@ -96,7 +50,7 @@ async fn main() {
     });
 
     let raw_payload = payload.clone();
-    let (raw, raw_p50, raw_p99) = load(connections, move |n| {
+    let (raw, raw_p50, raw_p99) = test_support::closed_loop(connections, move |n| {
         let (pool, data) = (pool.clone(), raw_payload.clone());
         async move {
             let c = pool.get().await.unwrap();
@@ -127,7 +81,7 @@ async fn main() {
         .pool_max_idle_per_host(connections)
         .build()
         .unwrap();
-    let (api, api_p50, api_p99) = load(connections, move |_| {
+    let (api, api_p50, api_p99) = test_support::closed_loop(connections, move |_| {
         let (http, endpoint, body) = (http.clone(), endpoint.clone(), payload.clone());
         async move {
             let r = http

@@ -9,17 +9,8 @@
 use event_store::{Metadata, StoreOptions};
 use query_api::config::Config;
 use query_api::startup::Application;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn placed(id: Uuid, i: usize) -> serde_json::Value {
     serde_json::json!({
@@ -30,47 +21,10 @@ fn placed(id: Uuid, i: usize) -> serde_json::Value {
     })
 }
 
-/// Runs `connections` loops of `op` for the configured time; returns (ops/s, p50, p99).
-async fn load<F, Fut>(connections: usize, op: F) -> (f64, Duration, Duration)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..connections)
-        .map(|c| {
-            let (op, stop) = (op.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut n = c * 7919;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    op(n).await;
-                    latencies.push(t.elapsed());
-                    n += 1;
-                }
-                latencies
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs_f64(env("BENCH_SECONDS", 5.0))).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    (all.len() as f64 / elapsed, pct(0.50), pct(0.99))
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let orders: usize = env("BENCH_ORDERS", 100_000);
-    let connections: usize = env("BENCH_CONNECTIONS", 32);
+    let orders: usize = test_support::bench_env("BENCH_ORDERS", 100_000);
+    let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 32);
     let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
     let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
@@ -137,7 +91,7 @@ async fn main() {
     // Baseline: the same by-id read as raw SQL through a pool of the same size.
     let (pool, _) = event_store::postgres::build_pool(&url, connections).unwrap();
     let baseline_ids = ids.clone();
-    let (raw, raw_p50, raw_p99) = load(connections, move |n| {
+    let (raw, raw_p50, raw_p99) = test_support::closed_loop(connections, move |n| {
         let (pool, ids) = (pool.clone(), baseline_ids.clone());
         async move {
             let c = pool.get().await.unwrap();
@@ -145,7 +99,7 @@ async fn main() {
                 .prepare_cached("select order_id, status, customer_id, total_minor, pending_actions, last_milestone_at from order_status where order_id = $1")
                 .await
                 .unwrap();
-            c.query_one(&stmt, &[&ids[n % ids.len()]]).await.unwrap();
+            c.query_one(&stmt, &[&ids[n as usize % ids.len()]]).await.unwrap();
         }
     })
     .await;
@@ -155,12 +109,12 @@ async fn main() {
         .build()
         .unwrap();
     let endpoint = format!("http://127.0.0.1:{port}/graphql");
-    let (gql, gql_p50, gql_p99) = load(connections, move |n| {
+    let (gql, gql_p50, gql_p99) = test_support::closed_loop(connections, move |n| {
         let (http, endpoint, ids) = (http.clone(), endpoint.clone(), ids.clone());
         async move {
             let body = serde_json::json!({
                 "query": "query($id: ID!) { order(id: $id) { id status customerId totalMinor pendingActions lastMilestoneAt } }",
-                "variables": {"id": ids[n % ids.len()]}
+                "variables": {"id": ids[n as usize % ids.len()]}
             });
             let response = http.post(&endpoint).json(&body).send().await.unwrap();
             assert!(response.status().is_success());

@@ -53,3 +53,61 @@ pub async fn drop_database(url: &str) {
         .await
         .expect("drop the test database");
 }
+
+/// A setting of a benchmark from the environment, or its default.
+pub fn bench_env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A closed-loop load: `connections` tasks call `op(n)` (n counts calls across tasks) until
+/// `BENCH_SECONDS` (default 5) pass. Returns the calls per second, the median and the 99th
+/// percentile latency.
+///
+/// # Panics
+/// When a task panics (a failed request in `op`).
+pub async fn closed_loop<F, Fut>(
+    connections: usize,
+    op: F,
+) -> (f64, std::time::Duration, std::time::Duration)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let (op, stop, counter) = (op.clone(), stop.clone(), counter.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = std::time::Instant::now();
+                    op(counter.fetch_add(1, Ordering::Relaxed)).await;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs_f64(bench_env(
+        "BENCH_SECONDS",
+        5.0,
+    )))
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("a load task failed"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))];
+    (all.len() as f64 / elapsed, pct(0.50), pct(0.99))
+}
