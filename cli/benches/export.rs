@@ -7,36 +7,12 @@
 use cli::args::{ExportArgs, Format};
 use futures::StreamExt;
 use std::time::Instant;
-use uuid::Uuid;
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let events: i64 = env("BENCH_EVENTS", 1_000_000);
-    let rounds: usize = env("BENCH_ROUNDS", 3);
-    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running");
-    tokio::spawn(conn);
-    let db = format!("export_bench_{}", Uuid::new_v4().simple());
-    admin_client
-        .batch_execute(&format!("create database {db}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let events: i64 = test_support::bench_env("BENCH_EVENTS", 1_000_000);
+    let rounds: usize = test_support::bench_env("BENCH_ROUNDS", 3);
+    let url = test_support::fresh_database().await;
     let store = event_store::connect(&url, &event_store::StoreOptions { pool_size: 4 })
         .await
         .unwrap();
@@ -118,11 +94,13 @@ async fn main() {
             parquet[round - 1]
         );
     }
-    let (copy, jsonl, parquet) = (median(copy), median(jsonl), median(parquet));
+    let (copy, jsonl, parquet) = (
+        test_support::median(copy),
+        test_support::median(jsonl),
+        test_support::median(parquet),
+    );
     println!("median: COPY TO {copy:.0} rows/s; JSON Lines {jsonl:.0} events/s ({:.2}x); Parquet {parquet:.0} events/s ({:.2}x)", jsonl / copy, parquet / copy);
     drop(client);
     drop(store);
-    let _ = admin_client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await;
+    test_support::drop_database(&url).await;
 }

@@ -15,18 +15,7 @@ use uuid::Uuid;
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 16);
-    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running");
-    tokio::spawn(conn);
-    let db = format!("command_bench_{}", Uuid::new_v4().simple());
-    admin_client
-        .batch_execute(&format!("create database {db}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let url = test_support::fresh_database().await;
 
     let store = event_store::connect(
         &url,
@@ -102,7 +91,5 @@ async fn main() {
         "POST /orders:          {api:>8.0} /s  p50 {api_p50:?}  p99 {api_p99:?}  ({:.2}x raw)",
         api / raw
     );
-    let _ = admin_client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await;
+    test_support::drop_database(&url).await;
 }

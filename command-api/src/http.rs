@@ -110,7 +110,7 @@ fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<(T, serde_json::Value)
             "request body must be a JSON object".into(),
         ));
     }
-    let parsed = serde_json::from_value(value.clone()).map_err(|e| {
+    let parsed = T::deserialize(&value).map_err(|e| {
         ApiError::InvalidBody(format!("request body does not match the schema: {e}"))
     })?;
     Ok((parsed, value))
@@ -135,7 +135,9 @@ fn context(
         .unwrap_or_else(|| service::default_correlation_id(idempotency_key.as_deref()));
     Ok(CommandContext {
         if_match: if_match(req)?,
-        request_hash: request_hash(endpoint, body),
+        request_hash: idempotency_key
+            .as_ref()
+            .map(|_| request_hash(endpoint, body)),
         idempotency_key,
         correlation_id,
     })

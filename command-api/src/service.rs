@@ -22,8 +22,9 @@ pub struct CommandContext {
     pub idempotency_key: Option<String>,
     pub if_match: Option<u64>,
     pub correlation_id: String,
-    /// Hash of the request (endpoint and canonical body), to tell a retry from a key reuse.
-    pub request_hash: String,
+    /// Hash of the request (endpoint and canonical body), to tell a retry from a key reuse;
+    /// computed only when there is an idempotency key.
+    pub request_hash: Option<String>,
 }
 
 impl CommandContext {
@@ -142,7 +143,7 @@ fn find_original(
     };
     if mine
         .iter()
-        .any(|&i| history[i].metadata.request_hash.as_ref() != Some(&ctx.request_hash))
+        .any(|&i| history[i].metadata.request_hash != ctx.request_hash)
     {
         return Err(ApiError::IdempotencyKeyReused(key.clone()));
     }
@@ -218,10 +219,7 @@ pub async fn execute(
                     correlation_id: Some(ctx.correlation_id.clone()),
                     causation_id: Some(command_id.to_string()),
                     idempotency_key: ctx.idempotency_key.clone(),
-                    request_hash: ctx
-                        .idempotency_key
-                        .as_ref()
-                        .map(|_| ctx.request_hash.clone()),
+                    request_hash: ctx.request_hash.clone(),
                     occurred_at: Some(now),
                 },
             })

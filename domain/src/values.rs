@@ -195,30 +195,10 @@ impl From<Quantity> for i64 {
     }
 }
 
-/// ISO 4217 currencies we accept, with their minor-unit exponent.
-const CURRENCIES: &[(&str, u8)] = &[
-    ("AUD", 2),
-    ("BRL", 2),
-    ("CAD", 2),
-    ("CHF", 2),
-    ("CNY", 2),
-    ("CZK", 2),
-    ("DKK", 2),
-    ("EUR", 2),
-    ("GBP", 2),
-    ("HKD", 2),
-    ("HUF", 2),
-    ("INR", 2),
-    ("JPY", 0),
-    ("KRW", 0),
-    ("MXN", 2),
-    ("NOK", 2),
-    ("NZD", 2),
-    ("PLN", 2),
-    ("SEK", 2),
-    ("SGD", 2),
-    ("USD", 2),
-    ("ZAR", 2),
+/// ISO 4217 currencies we accept.
+const CURRENCIES: &[&str] = &[
+    "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "INR", "JPY",
+    "KRW", "MXN", "NOK", "NZD", "PLN", "SEK", "SGD", "USD", "ZAR",
 ];
 
 /// An ISO 4217 currency code that we know.
@@ -239,8 +219,8 @@ impl Currency {
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         CURRENCIES
             .iter()
-            .find(|(code, _)| *code == raw)
-            .map(|(code, _)| Self(code))
+            .find(|code| **code == raw)
+            .map(|code| Self(code))
             .ok_or_else(|| {
                 ValueError(format!(
                     "'{}' is not a known ISO 4217 currency code (e.g. EUR, USD)",
@@ -250,9 +230,6 @@ impl Currency {
     }
     pub fn code(&self) -> &'static str {
         self.0
-    }
-    pub fn known() -> impl Iterator<Item = &'static str> {
-        CURRENCIES.iter().map(|(c, _)| *c)
     }
 }
 impl TryFrom<String> for Currency {

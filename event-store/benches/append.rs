@@ -13,26 +13,12 @@ use uuid::Uuid;
 const WRITERS: [usize; 3] = [1, 8, 16];
 const ROUNDS: usize = 3;
 
-fn admin_url() -> String {
-    std::env::var("MILESTONE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 fn round_length() -> Duration {
-    let secs = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    Duration::from_secs_f64(secs)
+    Duration::from_secs_f64(test_support::bench_env("BENCH_SECONDS", 3.0))
 }
 
 fn payload(n: u64) -> serde_json::Value {
     serde_json::json!({ "order_id": Uuid::new_v4(), "n": n, "note": "benchmark event of typical size" })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 /// Runs `writers` tasks for one round; each calls `op(writer, i)` in a loop. Returns ops/s.
@@ -66,17 +52,7 @@ where
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let admin = admin_url();
-    let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running");
-    tokio::spawn(conn);
-    let db = format!("es_bench_{}", Uuid::new_v4().simple());
-    client
-        .batch_execute(&format!("create database {db}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let url = test_support::fresh_database().await;
 
     let store = Arc::new(
         event_store::postgres::PgEventStore::connect(&url, 16)
@@ -153,12 +129,9 @@ async fn main() {
                 .await,
             );
         }
-        let (raw, ours) = (median(raw), median(ours));
+        let (raw, ours) = (test_support::median(raw), test_support::median(ours));
         println!("{writers:>8} {raw:>14.0} {ours:>14.0} {:>7.2}", ours / raw);
     }
     drop(store);
-    // Best effort: leave the server as we found it.
-    let _ = client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await;
+    test_support::drop_database(&url).await;
 }

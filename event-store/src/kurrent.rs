@@ -128,22 +128,7 @@ impl KurrentStore {
         events: &[NewEvent],
     ) -> Result<Option<AppendResult>, StoreError> {
         let stored = self.read_range(stream, first, events.len()).await?;
-        let same_ids =
-            stored.len() == events.len() && stored.iter().zip(events).all(|(s, e)| s.id == e.id);
-        if !same_ids {
-            return Ok(None);
-        }
-        if let Some((_, e)) = stored
-            .iter()
-            .zip(events)
-            .find(|(s, e)| s.event_type != e.event_type || s.data != e.data)
-        {
-            return Err(StoreError::DuplicateEventId { event_id: e.id });
-        }
-        Ok(stored.last().map(|s| AppendResult {
-            next_expected_revision: s.revision,
-            position: s.position,
-        }))
+        crate::compare_with_stored(&stored, events)
     }
 }
 

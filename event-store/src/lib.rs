@@ -239,6 +239,35 @@ pub async fn read_whole_stream(
     }
 }
 
+/// Compares the events stored where an append was aimed with the events it carries. The same
+/// ids with the same type and data are that append's earlier success (an idempotent retry):
+/// its original result. The same ids with other content, or only some of the ids, are a
+/// conflict. None of the ids is `Ok(None)`: an ordinary revision mismatch.
+pub(crate) fn compare_with_stored(
+    stored: &[RecordedEvent],
+    events: &[NewEvent],
+) -> Result<Option<AppendResult>, StoreError> {
+    let same_ids =
+        stored.len() == events.len() && stored.iter().zip(events).all(|(s, e)| s.id == e.id);
+    if same_ids {
+        if let Some((_, e)) = stored
+            .iter()
+            .zip(events)
+            .find(|(s, e)| s.event_type != e.event_type || s.data != e.data)
+        {
+            return Err(StoreError::DuplicateEventId { event_id: e.id });
+        }
+        return Ok(stored.last().map(|s| AppendResult {
+            next_expected_revision: s.revision,
+            position: s.position,
+        }));
+    }
+    match stored.iter().find(|s| events.iter().any(|e| e.id == s.id)) {
+        Some(s) => Err(StoreError::DuplicateEventId { event_id: s.id }),
+        None => Ok(None),
+    }
+}
+
 /// Settings shared by both backends.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

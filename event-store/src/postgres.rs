@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{error::SqlState, AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
-/// The channel the append trigger notifies after each insert statement.
+/// The channel notified (coalesced, after commit) when appends have been written.
 pub const NOTIFY_CHANNEL: &str = "es_events";
 
 const MIGRATIONS: &[(&str, &str)] =
@@ -172,6 +172,18 @@ pub fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
     }
 }
 
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        map_pg_error(&e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        map_pool_error(e)
+    }
+}
+
 /// Maps a pool error: every failure to get a connection is `Unavailable`.
 pub fn map_pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
@@ -219,10 +231,8 @@ impl PgEventStore {
     /// reached.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let (pool, config) = build_pool(url, pool_size)?;
-        let mut client = pool.get().await.map_err(map_pool_error)?;
-        apply_migrations(&mut client, "es_migrations", MIGRATIONS)
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+        let mut client = pool.get().await?;
+        apply_migrations(&mut client, "es_migrations", MIGRATIONS).await?;
         drop(client);
         let notifier = Arc::new(Notifier::start(pool.clone()));
         Ok(Self {
@@ -238,19 +248,15 @@ impl PgEventStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
-        self.pool.get().await.map_err(map_pool_error)
+        Ok(self.pool.get().await?)
     }
 
     async fn current_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached("select max(revision) as r from es_events where stream_id = $1")
-            .await
-            .map_err(|e| map_pg_error(&e))?;
-        let row = client
-            .query_one(&stmt, &[&stream])
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
+        let row = client.query_one(&stmt, &[&stream]).await?;
         Ok(match row.get::<_, Option<i64>>("r") {
             Some(r) => CurrentRevision::Current(r as u64),
             None => CurrentRevision::NoStream,
@@ -294,10 +300,7 @@ impl PgEventStore {
                 or exists (select 1 from es_events where stream_id = $1 and revision = $2::bigint)
              returning revision, tx_id, seq"
         };
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+        let stmt = client.prepare_cached(sql).await?;
         let outcome = client
             .query(
                 &stmt,
@@ -341,39 +344,17 @@ impl PgEventStore {
                 "select {COLUMNS} from es_events
                  where stream_id = $1 and revision > $2 and revision <= $2 + $3 order by revision"
             ))
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
         let rows = client
             .query(&stmt, &[&stream, &last, &(events.len() as i64)])
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
         let stored = rows
             .iter()
             .map(row_to_event)
             .collect::<Result<Vec<_>, _>>()?;
-        let same_ids =
-            stored.len() == events.len() && stored.iter().zip(events).all(|(s, e)| s.id == e.id);
-        if same_ids {
-            if let Some(diff) = stored
-                .iter()
-                .zip(events)
-                .find(|(s, e)| s.event_type != e.event_type || s.data != e.data)
-            {
-                return Err(StoreError::DuplicateEventId {
-                    event_id: diff.1.id,
-                });
-            }
-            let last = stored.last().map(|s| (s.revision, s.position));
-            let (revision, position) = last.unwrap_or_default();
-            return Ok(AppendResult {
-                next_expected_revision: revision,
-                position,
-            });
-        }
         drop(client);
-        // Some of our ids at that place, but not all: they were used for something else.
-        if let Some(s) = stored.iter().find(|s| events.iter().any(|e| e.id == s.id)) {
-            return Err(StoreError::DuplicateEventId { event_id: s.id });
+        if let Some(original) = crate::compare_with_stored(&stored, events)? {
+            return Ok(original);
         }
         Err(StoreError::WrongExpectedRevision {
             stream: stream.to_owned(),
@@ -438,14 +419,10 @@ impl EventStore for PgEventStore {
                 from.map(to_i64).unwrap_or(i64::MAX),
             ),
         };
-        let stmt = client
-            .prepare_cached(&sql)
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+        let stmt = client.prepare_cached(&sql).await?;
         let rows = client
             .query(&stmt, &[&stream, &from, &(max.min(100_000) as i64)])
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
         // Nothing from the start forwards means no stream; otherwise ask.
         let from_start = direction == Direction::Forwards && from == 0;
         if rows.is_empty() && from_start {
@@ -457,8 +434,7 @@ impl EventStore for PgEventStore {
                     "select 1 from es_events where stream_id = $1 limit 1",
                     &[&stream],
                 )
-                .await
-                .map_err(|e| map_pg_error(&e))?
+                .await?
                 .is_some();
             if !exists {
                 return Err(StoreError::StreamNotFound(stream.to_owned()));
@@ -483,8 +459,7 @@ impl EventStore for PgEventStore {
                    and starts_with(stream_id, $3)
                  order by tx_id, seq limit $4"
             ))
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
         let rows = client
             .query(
                 &stmt,
@@ -495,8 +470,7 @@ impl EventStore for PgEventStore {
                     &(max.min(100_000) as i64),
                 ],
             )
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
         rows.iter().map(row_to_event).collect()
     }
 
@@ -567,21 +541,14 @@ impl EventStore for PgEventStore {
                  where tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                  order by tx_id desc, seq desc limit 1",
             )
-            .await
-            .map_err(|e| map_pg_error(&e))?;
-        let row = client
-            .query_opt(&stmt, &[])
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+            .await?;
+        let row = client.query_opt(&stmt, &[]).await?;
         Ok(row.as_ref().map(row_position))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .simple_query("select 1")
-            .await
-            .map_err(|e| map_pg_error(&e))?;
+        client.simple_query("select 1").await?;
         Ok(())
     }
 
@@ -630,7 +597,7 @@ pub async fn listen_on(
     channel: &str,
     on_message: impl Fn(String) + Send + 'static,
 ) -> Result<Listener, StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(|e| map_pg_error(&e))?;
+    let (client, mut connection) = config.connect(NoTls).await?;
     let task = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(Ok(message)) = messages.next().await {
@@ -639,10 +606,7 @@ pub async fn listen_on(
             }
         }
     });
-    client
-        .batch_execute(&format!("listen {channel}"))
-        .await
-        .map_err(|e| map_pg_error(&e))?;
+    client.batch_execute(&format!("listen {channel}")).await?;
     Ok(Listener {
         _client: client,
         task,

@@ -118,38 +118,16 @@ const BASELINE: &str = "
              min(data->>'customer_id'), max((data->>'total_minor')::bigint)
       from es_events group by stream_id;";
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let orders: usize = std::env::var("BENCH_ORDERS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40_000);
-    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running");
-    tokio::spawn(conn);
-    let db = format!("projector_bench_{}", Uuid::new_v4().simple());
-    admin_client
-        .batch_execute(&format!("create database {db}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let orders: usize = test_support::bench_env("BENCH_ORDERS", 40_000);
+    let url = test_support::fresh_database().await;
 
     event_store::connect(&url, &StoreOptions::default())
         .await
         .unwrap();
     let mut config = Config::local(&url);
-    config.batch_size = std::env::var("BENCH_BATCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000);
+    config.batch_size = test_support::bench_env("BENCH_BATCH", 1000);
     let projector = Projector::connect(config).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -212,11 +190,9 @@ async fn main() {
             baseline[round - 1]
         );
     }
-    let (ours, baseline) = (median(ours), median(baseline));
+    let (ours, baseline) = (test_support::median(ours), test_support::median(baseline));
     println!("median: projector {ours:.0} events/s, set-based SQL baseline {baseline:.0} events/s, ratio {:.2}", ours / baseline);
     drop(projector);
     drop(client);
-    let _ = admin_client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await;
+    test_support::drop_database(&url).await;
 }

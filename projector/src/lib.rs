@@ -19,6 +19,12 @@ pub use projection::{BatchOutcome, Progress, Projector, CHANGES_CHANNEL, PROJECT
 
 use event_store::{Position, StoreError};
 
+impl From<deadpool_postgres::PoolError> for ProjectorError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error(transparent)]

@@ -6,7 +6,7 @@
 
 use crate::config::Deadlines;
 use chrono::{DateTime, Utc};
-use domain::{evolve, Inventory, Order, OrderEvent, OrderState, Payment, Stage, Status};
+use domain::{evolve, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
 use event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -321,9 +321,4 @@ fn derive(
     };
     row.order = Some(order.clone());
     Ok(())
-}
-
-/// The statuses as the read model spells them.
-pub fn status_names() -> impl Iterator<Item = &'static str> {
-    Status::ALL.iter().map(Status::as_str)
 }

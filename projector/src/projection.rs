@@ -81,11 +81,7 @@ impl Projector {
     }
 
     async fn migrate(&self) -> Result<(), ProjectorError> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(event_store::postgres::map_pool_error)?;
+        let mut client = self.pool.get().await?;
         event_store::postgres::apply_migrations(
             &mut client,
             "read_model_migrations",
@@ -109,11 +105,7 @@ impl Projector {
     /// # Errors
     /// When the read-model database cannot be reached.
     pub async fn checkpoint(&self) -> Result<Option<Position>, ProjectorError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(event_store::postgres::map_pool_error)?;
+        let client = self.pool.get().await?;
         Ok(db::load_checkpoint(&client, PROJECTION).await?)
     }
 
@@ -134,11 +126,7 @@ impl Projector {
                 ..BatchOutcome::default()
             });
         };
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(event_store::postgres::map_pool_error)?;
+        let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut ids: Vec<Uuid> = events
             .iter()
@@ -274,11 +262,7 @@ impl Projector {
         let Some(_lease) = Lease::try_acquire(&self.pg_config, PROJECTION).await? else {
             return Err(ProjectorError::LeaseHeld);
         };
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(event_store::postgres::map_pool_error)?;
+        let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         db::ensure_checkpoint(&tx, PROJECTION).await?;
         db::lock_checkpoint(&tx, PROJECTION).await?;
@@ -297,11 +281,7 @@ impl Projector {
     /// first event that still fails.
     pub async fn retry_parked(&self, order_id: Uuid) -> Result<usize, ProjectorError> {
         let stream = format!("{}{order_id}", domain::ORDER_STREAM_PREFIX);
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(event_store::postgres::map_pool_error)?;
+        let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Serialises with the live projector's batches.
         db::ensure_checkpoint(&tx, PROJECTION).await?;

@@ -25,18 +25,7 @@ fn placed(id: Uuid, i: usize) -> serde_json::Value {
 async fn main() {
     let orders: usize = test_support::bench_env("BENCH_ORDERS", 100_000);
     let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 32);
-    let admin = std::env::var("MILESTONE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".into());
-    let (admin_client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL must be running");
-    tokio::spawn(conn);
-    let db = format!("query_bench_{}", Uuid::new_v4().simple());
-    admin_client
-        .batch_execute(&format!("create database {db}"))
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let url = test_support::fresh_database().await;
 
     // The read model, filled the real way: OrderPlaced events projected by the projector.
     event_store::connect(&url, &StoreOptions::default())
@@ -129,7 +118,5 @@ async fn main() {
         gql / raw
     );
     drop(client);
-    let _ = admin_client
-        .batch_execute(&format!("drop database if exists {db} with (force)"))
-        .await;
+    test_support::drop_database(&url).await;
 }

@@ -214,16 +214,19 @@ pub async fn stalled_orders(pool: &Pool, limit: i64) -> Result<Vec<OrderRecord>,
         .collect())
 }
 
-/// One event of an order's timeline.
-#[derive(Debug, Clone)]
+/// One event in an order's history.
+#[derive(Debug, Clone, async_graphql::SimpleObject)]
+#[graphql(name = "TimelineEntry")]
 pub struct TimelineRecord {
     pub revision: i64,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
+    /// The event's log position (a consistency token).
     pub position: String,
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
+    /// A short human summary.
     pub summary: String,
 }
 
@@ -281,13 +284,17 @@ pub async fn load_checkpoint(pool: &Pool, projection: &str) -> Result<Option<Pos
     }))
 }
 
-/// The projection's progress and health.
-#[derive(Debug, Clone)]
+/// Where the projection stands.
+#[derive(Debug, Clone, async_graphql::SimpleObject)]
+#[graphql(name = "ProjectionStatus")]
 pub struct ProjectionRecord {
+    /// The log position of the last applied event (compare with consistency tokens).
     pub checkpoint: Option<String>,
     pub events_applied: i64,
     pub updated_at: Option<DateTime<Utc>>,
+    /// Events in the log not yet applied (null when the log is not in this database).
     pub lag_events: Option<i64>,
+    /// Age of the oldest event not yet applied, in seconds (0 when caught up).
     pub lag_seconds: Option<f64>,
     pub dead_letters: i64,
     pub parked_orders: i64,

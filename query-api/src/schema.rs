@@ -2,7 +2,7 @@
 //! DataLoader for timelines. Built once from a pool.
 
 use crate::config::Config;
-use crate::db::{self, DbError, OrderRecord, TimelineRecord};
+use crate::db::{self, DbError, OrderRecord, ProjectionRecord, TimelineRecord};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Enum, ErrorExtensions, InputObject, MergedObject,
@@ -137,50 +137,25 @@ pub struct Milestones {
     pub escalated_at: Option<DateTime<Utc>>,
 }
 
-/// One event in an order's history.
-#[derive(SimpleObject, Clone)]
-pub struct TimelineEntry {
-    pub revision: i64,
-    pub event_type: String,
-    pub occurred_at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-    /// The event's log position (a consistency token).
-    pub position: String,
-    pub correlation_id: Option<String>,
-    pub causation_id: Option<String>,
-    /// A short human summary.
-    pub summary: String,
-}
-
-impl From<TimelineRecord> for TimelineEntry {
-    fn from(r: TimelineRecord) -> Self {
-        Self {
-            revision: r.revision,
-            event_type: r.event_type,
-            occurred_at: r.occurred_at,
-            recorded_at: r.recorded_at,
-            position: r.position,
-            correlation_id: r.correlation_id,
-            causation_id: r.causation_id,
-            summary: r.summary,
-        }
-    }
-}
-
 /// Loads the timelines of every order in a response with one query.
 pub struct TimelineLoader(Pool);
 
 impl Loader<Uuid> for TimelineLoader {
-    type Value = Vec<TimelineEntry>;
+    type Value = Vec<TimelineRecord>;
     type Error = Arc<DbError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = db::timelines(&self.0, keys).await.map_err(Arc::new)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, entries)| (id, entries.into_iter().map(TimelineEntry::from).collect()))
-            .collect())
+        db::timelines(&self.0, keys).await.map_err(Arc::new)
     }
+}
+
+/// An order's timeline through the request's DataLoader (batched with the others).
+async fn load_timeline(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Vec<TimelineRecord>> {
+    let loader = ctx.data_unchecked::<DataLoader<TimelineLoader>>();
+    let entries = loader.load_one(id).await.map_err(|e| {
+        db_error(Arc::try_unwrap(e).unwrap_or_else(|e| DbError::Query(e.to_string())))
+    })?;
+    Ok(entries.unwrap_or_default())
 }
 
 /// An order's status as the projection last saw it.
@@ -319,12 +294,8 @@ impl Order {
     }
     /// Every event of the order, oldest first.
     #[graphql(complexity = "10 * child_complexity")]
-    async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineEntry>> {
-        let loader = ctx.data_unchecked::<DataLoader<TimelineLoader>>();
-        let entries = loader.load_one(self.0.order_id).await.map_err(|e| {
-            db_error(Arc::try_unwrap(e).unwrap_or_else(|e| DbError::Query(e.to_string())))
-        })?;
-        Ok(entries.unwrap_or_default())
+    async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineRecord>> {
+        load_timeline(ctx, self.0.order_id).await
     }
 }
 
@@ -423,13 +394,8 @@ impl OrderQueries {
         &self,
         ctx: &Context<'_>,
         id: ID,
-    ) -> async_graphql::Result<Vec<TimelineEntry>> {
-        let id = parse_id(&id)?;
-        let loader = ctx.data_unchecked::<DataLoader<TimelineLoader>>();
-        let entries = loader.load_one(id).await.map_err(|e| {
-            db_error(Arc::try_unwrap(e).unwrap_or_else(|e| DbError::Query(e.to_string())))
-        })?;
-        Ok(entries.unwrap_or_default())
+    ) -> async_graphql::Result<Vec<TimelineRecord>> {
+        load_timeline(ctx, parse_id(&id)?).await
     }
 
     /// Orders, newest first, filtered; `first` at most the page-size cap, `after` a cursor from
@@ -505,21 +471,6 @@ pub struct StatusCount {
     pub orders: i64,
 }
 
-/// Where the projection stands.
-#[derive(SimpleObject)]
-pub struct ProjectionStatus {
-    /// The log position of the last applied event (compare with consistency tokens).
-    pub checkpoint: Option<String>,
-    pub events_applied: i64,
-    pub updated_at: Option<DateTime<Utc>>,
-    /// Events in the log not yet applied (null when the log is not in this database).
-    pub lag_events: Option<i64>,
-    /// Age of the oldest event not yet applied, in seconds (0 when caught up).
-    pub lag_seconds: Option<f64>,
-    pub dead_letters: i64,
-    pub parked_orders: i64,
-}
-
 /// Dashboards and operations.
 #[derive(Default)]
 pub struct StatusQueries;
@@ -543,19 +494,10 @@ impl StatusQueries {
     async fn projection_status(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<ProjectionStatus> {
-        let r = db::projection_status(ctx.data_unchecked::<Pool>(), "order_status")
+    ) -> async_graphql::Result<ProjectionRecord> {
+        db::projection_status(ctx.data_unchecked::<Pool>(), "order_status")
             .await
-            .map_err(db_error)?;
-        Ok(ProjectionStatus {
-            checkpoint: r.checkpoint,
-            events_applied: r.events_applied,
-            updated_at: r.updated_at,
-            lag_events: r.lag_events,
-            lag_seconds: r.lag_seconds,
-            dead_letters: r.dead_letters,
-            parked_orders: r.parked_orders,
-        })
+            .map_err(db_error)
     }
 }
 

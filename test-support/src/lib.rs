@@ -111,3 +111,12 @@ where
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1))];
     (all.len() as f64 / elapsed, pct(0.50), pct(0.99))
 }
+
+/// The median of benchmark figures.
+///
+/// # Panics
+/// When `figures` is empty.
+pub fn median(mut figures: Vec<f64>) -> f64 {
+    figures.sort_by(|a, b| a.total_cmp(b));
+    figures[figures.len() / 2]
+}

@@ -22,16 +22,6 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 7] = [
-        Status::Placed,
-        Status::Accepted,
-        Status::InFulfillment,
-        Status::Shipped,
-        Status::Delivered,
-        Status::Rejected,
-        Status::Cancelled,
-    ];
-
     /// The wire form: `PLACED`, `IN_FULFILLMENT`...
     pub fn as_str(&self) -> &'static str {
         match self {

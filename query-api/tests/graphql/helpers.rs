@@ -108,7 +108,7 @@ impl TestApp {
             idempotency_key: None,
             if_match: None,
             correlation_id: format!("corr-{id}"),
-            request_hash: String::new(),
+            request_hash: None,
         };
         let done = execute(self.store.as_ref(), OrderId::new(id), command, &ctx)
             .await
