@@ -1,5 +1,5 @@
-//! The projector's SQL: free functions taking a transaction, one statement each, batched with
-//! `jsonb_populate_recordset` so a whole batch costs a handful of round trips.
+//! The projector's SQL: free functions taking a transaction, one statement each; a batch's rows
+//! travel as typed arrays through `unnest`, so a whole batch costs a handful of round trips.
 
 use crate::model::{OrderRow, TimelineRow};
 use deadpool_postgres::{GenericClient, Transaction};

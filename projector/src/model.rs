@@ -11,8 +11,8 @@ use event_store::RecordedEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A row of `order_status`; field names are the column names.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A row of `order_status`; field names are the column names (rows load as JSON).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct OrderRow {
     pub order_id: Uuid,
     pub status: String,
@@ -73,7 +73,7 @@ impl OrderRow {
 }
 
 /// A row of `order_timeline`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TimelineRow {
     pub order_id: Uuid,
     pub revision: i64,
