@@ -127,7 +127,7 @@ async fn main() {
         .await
         .unwrap();
     let mut config = Config::local(&url);
-    config.batch_size = test_support::bench_env("BENCH_BATCH", 1000);
+    config.catch_up_batch_size = test_support::bench_env("BENCH_BATCH", 4000);
     let projector = Projector::connect(config).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await

@@ -54,8 +54,13 @@ pub struct Config {
     pub read_model_url: String,
     /// `MILESTONE_DB_POOL_SIZE`.
     pub pool_size: usize,
-    /// `MILESTONE_PROJECTOR_BATCH_SIZE`: most events per transaction (default 1000).
+    /// `MILESTONE_PROJECTOR_BATCH_SIZE`: most events per transaction while following the live
+    /// log (default 1000).
     pub batch_size: usize,
+    /// `MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE`: most events per transaction while catching up
+    /// with a backlog and during a rebuild (default 4000): larger transactions spread each
+    /// batch's fixed costs, and nobody waits on a single event's latency then.
+    pub catch_up_batch_size: usize,
     /// `MILESTONE_PROJECTOR_BATCH_WAIT_MS`: how long a live batch waits to fill (default 5).
     pub batch_wait: Duration,
     /// `MILESTONE_PROJECTOR_STANDBY_POLL_MS`: how often a standby tries to take over (default 1000).
@@ -73,6 +78,7 @@ impl Config {
             read_model_url: url.to_owned(),
             pool_size: 4,
             batch_size: 1000,
+            catch_up_batch_size: 4000,
             batch_wait: Duration::from_millis(5),
             standby_poll: Duration::from_millis(1000),
             deadlines: Deadlines::default(),
@@ -96,15 +102,20 @@ impl Config {
         let event_store_url = var("MILESTONE_EVENT_STORE_URL", DEFAULT_URL.to_owned())?;
         let read_model_url = var("MILESTONE_READ_MODEL_URL", DEFAULT_URL.to_owned())?;
         let d = Deadlines::default();
-        let batch_size: usize = var("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
-        if batch_size == 0 || batch_size > 10_000 {
-            return Err("MILESTONE_PROJECTOR_BATCH_SIZE must be between 1 and 10000".into());
+        fn batch(name: &str, default: usize) -> Result<usize, String> {
+            match var(name, default)? {
+                n @ 1..=20_000 => Ok(n),
+                _ => Err(format!("{name} must be between 1 and 20000")),
+            }
         }
+        let batch_size = batch("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
+        let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 4000)?;
         Ok(Self {
             event_store_url,
             read_model_url,
             pool_size: var("MILESTONE_DB_POOL_SIZE", 4)?,
             batch_size,
+            catch_up_batch_size,
             batch_wait: Duration::from_millis(var("MILESTONE_PROJECTOR_BATCH_WAIT_MS", 5)?),
             standby_poll: Duration::from_millis(var("MILESTONE_PROJECTOR_STANDBY_POLL_MS", 1000)?),
             deadlines: Deadlines {

@@ -160,136 +160,210 @@ const ORDER_BINDINGS: [(&str, &str); 39] = [
     ("state", "text"),
 ];
 
-/// Inserts or replaces these rows. Columns travel as typed arrays in binary, so the server
-/// parses no JSON but the small `lines` and `shipping_address` documents.
-pub async fn upsert_rows(
+/// Writes these rows: `new` ones are inserted, `existing` ones (loaded in this transaction)
+/// replaced. Columns travel as typed arrays in binary, so the server parses no JSON but the
+/// small `lines` and `shipping_address` documents.
+pub async fn write_rows(
     tx: &Transaction<'_>,
-    rows: &[&OrderRow],
+    new: &[&OrderRow],
+    existing: &[&OrderRow],
 ) -> Result<(), crate::ProjectorError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    type Ts = Option<chrono::DateTime<chrono::Utc>>;
-    macro_rules! column {
-        ($f:expr) => {
-            rows.iter().map($f).collect::<Vec<_>>()
-        };
-    }
-    let order_id: Vec<Uuid> = column!(|r| r.order_id);
-    let status: Vec<&str> = column!(|r| r.status.as_str());
-    let customer_id: Vec<&str> = column!(|r| r.customer_id.as_str());
-    let currency: Vec<&str> = column!(|r| r.currency.as_str());
-    let total_minor: Vec<i64> = column!(|r| r.total_minor);
-    let line_count: Vec<i32> = column!(|r| r.line_count);
-    let lines: Vec<&serde_json::Value> = column!(|r| &r.lines);
-    let address: Vec<&serde_json::Value> = column!(|r| &r.shipping_address);
-    let last_milestone: Vec<&str> = column!(|r| r.last_milestone.as_str());
-    let last_milestone_at: Vec<chrono::DateTime<chrono::Utc>> = column!(|r| r.last_milestone_at);
-    let pending: Vec<String> = column!(|r| text_array_literal(&r.pending_actions));
-    let failure: Vec<Option<&str>> = column!(|r| r.failure_reason.as_deref());
-    let owed: Vec<String> = column!(|r| text_array_literal(&r.compensations_owed));
-    let done: Vec<String> = column!(|r| text_array_literal(&r.compensations_done));
-    let payment_id: Vec<Option<&str>> = column!(|r| r.payment_id.as_deref());
-    let reservation_id: Vec<Option<&str>> = column!(|r| r.reservation_id.as_deref());
-    let carrier: Vec<Option<&str>> = column!(|r| r.carrier.as_deref());
-    let tracking: Vec<Option<&str>> = column!(|r| r.tracking_number.as_deref());
-    let placed_at: Vec<chrono::DateTime<chrono::Utc>> = column!(|r| r.placed_at);
-    let stamps: [Vec<Ts>; 11] = [
-        column!(|r| r.payment_authorized_at),
-        column!(|r| r.inventory_reserved_at),
-        column!(|r| r.accepted_at),
-        column!(|r| r.rejected_at),
-        column!(|r| r.fulfillment_started_at),
-        column!(|r| r.shipped_at),
-        column!(|r| r.delivered_at),
-        column!(|r| r.cancelled_at),
-        column!(|r| r.payment_voided_at),
-        column!(|r| r.inventory_released_at),
-        column!(|r| r.escalated_at),
-    ];
-    let escalation_count: Vec<i32> = column!(|r| r.escalation_count);
-    let escalation_reason: Vec<Option<&str>> = column!(|r| r.escalation_reason.as_deref());
-    let correlation_id: Vec<Option<&str>> = column!(|r| r.correlation_id.as_deref());
-    let deadline_at: Vec<Ts> = column!(|r| r.deadline_at);
-    let stream_revision: Vec<i64> = column!(|r| r.stream_revision);
-    let last_position: Vec<&str> = column!(|r| r.last_position.as_str());
-    let commit: Vec<i64> = column!(|r| r.last_position_commit);
-    let prepare: Vec<i64> = column!(|r| r.last_position_prepare);
-    let state: Vec<&str> = column!(|r| r.state.as_str());
-    let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = &stamps;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 39] = [
-        &order_id,
-        &status,
-        &customer_id,
-        &currency,
-        &total_minor,
-        &line_count,
-        &lines,
-        &address,
-        &last_milestone,
-        &last_milestone_at,
-        &pending,
-        &failure,
-        &owed,
-        &done,
-        &payment_id,
-        &reservation_id,
-        &carrier,
-        &tracking,
-        &placed_at,
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        s8,
-        s9,
-        s10,
-        &escalation_count,
-        &escalation_reason,
-        &correlation_id,
-        &deadline_at,
-        &stream_revision,
-        &last_position,
-        &commit,
-        &prepare,
-        &state,
-    ];
-    let stmt = tx.prepare_cached(upsert_sql()).await?;
-    tx.execute(&stmt, &params).await?;
+    let (insert, update) = row_statements();
+    let (insert, update) =
+        futures::try_join!(tx.prepare_cached(insert), tx.prepare_cached(update))?;
+    let (new, existing) = (Columns::of(new), Columns::of(existing));
+    let writes = [(insert, new), (update, existing)]
+        .into_iter()
+        .filter(|(_, columns)| !columns.order_id.is_empty());
+    futures::future::try_join_all(
+        writes.map(|(stmt, columns)| async move { tx.execute(&stmt, &columns.params()).await }),
+    )
+    .await?;
     Ok(())
 }
 
-/// The upsert statement for [`ORDER_BINDINGS`], built once.
-fn upsert_sql() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        let array_literal = ["pending_actions", "compensations_owed", "compensations_done"];
+type Ts = Option<chrono::DateTime<chrono::Utc>>;
+
+/// [`ORDER_BINDINGS`]' columns of some rows, as the arrays they are bound as.
+struct Columns<'a> {
+    order_id: Vec<Uuid>,
+    status: Vec<&'a str>,
+    customer_id: Vec<&'a str>,
+    currency: Vec<&'a str>,
+    total_minor: Vec<i64>,
+    line_count: Vec<i32>,
+    lines: Vec<&'a serde_json::Value>,
+    address: Vec<&'a serde_json::Value>,
+    last_milestone: Vec<&'a str>,
+    last_milestone_at: Vec<chrono::DateTime<chrono::Utc>>,
+    pending: Vec<String>,
+    failure: Vec<Option<&'a str>>,
+    owed: Vec<String>,
+    done: Vec<String>,
+    payment_id: Vec<Option<&'a str>>,
+    reservation_id: Vec<Option<&'a str>>,
+    carrier: Vec<Option<&'a str>>,
+    tracking: Vec<Option<&'a str>>,
+    placed_at: Vec<chrono::DateTime<chrono::Utc>>,
+    stamps: [Vec<Ts>; 11],
+    escalation_count: Vec<i32>,
+    escalation_reason: Vec<Option<&'a str>>,
+    correlation_id: Vec<Option<&'a str>>,
+    deadline_at: Vec<Ts>,
+    stream_revision: Vec<i64>,
+    last_position: Vec<&'a str>,
+    commit: Vec<i64>,
+    prepare: Vec<i64>,
+    state: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(rows: &[&'a OrderRow]) -> Self {
+        macro_rules! column {
+            ($f:expr) => {
+                rows.iter().map(|r| $f(*r)).collect::<Vec<_>>()
+            };
+        }
+        Columns {
+            order_id: column!(|r: &OrderRow| r.order_id),
+            status: column!(|r: &'a OrderRow| r.status.as_str()),
+            customer_id: column!(|r: &'a OrderRow| r.customer_id.as_str()),
+            currency: column!(|r: &'a OrderRow| r.currency.as_str()),
+            total_minor: column!(|r: &OrderRow| r.total_minor),
+            line_count: column!(|r: &OrderRow| r.line_count),
+            lines: column!(|r: &'a OrderRow| &r.lines),
+            address: column!(|r: &'a OrderRow| &r.shipping_address),
+            last_milestone: column!(|r: &'a OrderRow| r.last_milestone.as_str()),
+            last_milestone_at: column!(|r: &OrderRow| r.last_milestone_at),
+            pending: column!(|r: &OrderRow| text_array_literal(&r.pending_actions)),
+            failure: column!(|r: &'a OrderRow| r.failure_reason.as_deref()),
+            owed: column!(|r: &OrderRow| text_array_literal(&r.compensations_owed)),
+            done: column!(|r: &OrderRow| text_array_literal(&r.compensations_done)),
+            payment_id: column!(|r: &'a OrderRow| r.payment_id.as_deref()),
+            reservation_id: column!(|r: &'a OrderRow| r.reservation_id.as_deref()),
+            carrier: column!(|r: &'a OrderRow| r.carrier.as_deref()),
+            tracking: column!(|r: &'a OrderRow| r.tracking_number.as_deref()),
+            placed_at: column!(|r: &OrderRow| r.placed_at),
+            stamps: [
+                column!(|r: &OrderRow| r.payment_authorized_at),
+                column!(|r: &OrderRow| r.inventory_reserved_at),
+                column!(|r: &OrderRow| r.accepted_at),
+                column!(|r: &OrderRow| r.rejected_at),
+                column!(|r: &OrderRow| r.fulfillment_started_at),
+                column!(|r: &OrderRow| r.shipped_at),
+                column!(|r: &OrderRow| r.delivered_at),
+                column!(|r: &OrderRow| r.cancelled_at),
+                column!(|r: &OrderRow| r.payment_voided_at),
+                column!(|r: &OrderRow| r.inventory_released_at),
+                column!(|r: &OrderRow| r.escalated_at),
+            ],
+            escalation_count: column!(|r: &OrderRow| r.escalation_count),
+            escalation_reason: column!(|r: &'a OrderRow| r.escalation_reason.as_deref()),
+            correlation_id: column!(|r: &'a OrderRow| r.correlation_id.as_deref()),
+            deadline_at: column!(|r: &OrderRow| r.deadline_at),
+            stream_revision: column!(|r: &OrderRow| r.stream_revision),
+            last_position: column!(|r: &'a OrderRow| r.last_position.as_str()),
+            commit: column!(|r: &OrderRow| r.last_position_commit),
+            prepare: column!(|r: &OrderRow| r.last_position_prepare),
+            state: column!(|r: &'a OrderRow| r.state.as_str()),
+        }
+    }
+
+    /// The parameters, in [`ORDER_BINDINGS`]' order.
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 39] {
+        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = &self.stamps;
+        [
+            &self.order_id,
+            &self.status,
+            &self.customer_id,
+            &self.currency,
+            &self.total_minor,
+            &self.line_count,
+            &self.lines,
+            &self.address,
+            &self.last_milestone,
+            &self.last_milestone_at,
+            &self.pending,
+            &self.failure,
+            &self.owed,
+            &self.done,
+            &self.payment_id,
+            &self.reservation_id,
+            &self.carrier,
+            &self.tracking,
+            &self.placed_at,
+            s0,
+            s1,
+            s2,
+            s3,
+            s4,
+            s5,
+            s6,
+            s7,
+            s8,
+            s9,
+            s10,
+            &self.escalation_count,
+            &self.escalation_reason,
+            &self.correlation_id,
+            &self.deadline_at,
+            &self.stream_revision,
+            &self.last_position,
+            &self.commit,
+            &self.prepare,
+            &self.state,
+        ]
+    }
+}
+
+/// The insert and the update statement for [`ORDER_BINDINGS`], built once. A plain insert
+/// rather than an upsert: the caller knows which rows exist (it loaded them under the
+/// checkpoint's lock), and `on conflict` costs the server a speculative insertion per row.
+fn row_statements() -> (&'static str, &'static str) {
+    static SQL: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (insert, update) = SQL.get_or_init(|| {
+        let array_literal = [
+            "pending_actions",
+            "compensations_owed",
+            "compensations_done",
+        ];
         let names: Vec<&str> = ORDER_BINDINGS.iter().map(|(n, _)| *n).collect();
         let arrays: Vec<String> = ORDER_BINDINGS
             .iter()
             .enumerate()
             .map(|(i, (_, t))| format!("${}::{t}[]", i + 1))
             .collect();
-        let selected: Vec<String> = names
+        let value = |n: &str| {
+            if array_literal.contains(&n) {
+                format!("u.{n}::text[]")
+            } else {
+                format!("u.{n}")
+            }
+        };
+        let source = format!("unnest({}) as u({})", arrays.join(", "), names.join(", "));
+        let selected: Vec<String> = names.iter().map(|n| value(n)).collect();
+        let assigned: Vec<String> = names[1..]
             .iter()
-            .map(|n| if array_literal.contains(n) { format!("u.{n}::text[]") } else { format!("u.{n}") })
+            .map(|n| format!("{n} = {}", value(n)))
             .collect();
-        let updates: Vec<String> = names[1..].iter().map(|n| format!("{n} = excluded.{n}")).collect();
-        format!(
-            "insert into order_status ({}) select {} from unnest({}) as u({}) on conflict (order_id) do update set {}",
-            names.join(", "),
-            selected.join(", "),
-            arrays.join(", "),
-            names.join(", "),
-            updates.join(", ")
+        (
+            format!(
+                "insert into order_status ({}) select {} from {source}",
+                names.join(", "),
+                selected.join(", ")
+            ),
+            format!(
+                "update order_status o set {} from {source} where o.order_id = u.order_id",
+                assigned.join(", ")
+            ),
         )
-    })
+    });
+    (insert, update)
 }
 
+/// Inserts timeline entries. A plain insert: an entry is made only for an event newer than its
+/// order's row, and the row moves with it in the same transaction, so an entry is never written
+/// twice (a duplicate would be a bug, and fails the batch loudly rather than hiding it).
 pub async fn insert_timeline(
     tx: &Transaction<'_>,
     rows: &[TimelineRow],
@@ -315,7 +389,7 @@ pub async fn insert_timeline(
                                          event_id, correlation_id, causation_id, summary)
              select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[],
                                   $6::text[], $7::uuid[], $8::text[], $9::text[], $10::text[])
-             on conflict do nothing",
+",
         )
         .await?;
     tx.execute(
@@ -334,6 +408,17 @@ pub async fn insert_timeline(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Sends `payload` on `channel` when the transaction commits.
+pub async fn notify(
+    tx: &Transaction<'_>,
+    channel: &str,
+    payload: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute("select pg_notify($1, $2)", &[&channel, &payload])
+        .await?;
     Ok(())
 }
 

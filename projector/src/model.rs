@@ -87,15 +87,6 @@ pub struct TimelineRow {
     pub summary: String,
 }
 
-/// What applying one event did.
-#[derive(Debug)]
-pub enum Applied {
-    /// The event was applied before (its revision is not newer than the row's).
-    AlreadyApplied,
-    /// The new row and the timeline entry.
-    Changed(Box<OrderRow>, TimelineRow),
-}
-
 /// The order id of an `order-<uuid>` stream.
 pub fn order_id_of(stream_id: &str) -> Option<Uuid> {
     stream_id
@@ -108,22 +99,25 @@ fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
     event.metadata.occurred_at.unwrap_or(event.recorded_at)
 }
 
-/// Applies one event to an order's row (`None` before its first event).
+/// Applies one event to an order's row in place (`None` before its first event) and returns
+/// its timeline entry, or `None` when the event was applied before (its revision is not newer
+/// than the row's).
 ///
 /// # Errors
 /// A message saying why the event cannot be applied: it does not decode, it is not the next
-/// revision, or an order's first event is not `OrderPlaced`. The caller dead-letters it.
+/// revision, or an order's first event is not `OrderPlaced`. The row is then unchanged and the
+/// caller dead-letters the event.
 pub fn apply(
-    row: Option<&OrderRow>,
+    slot: &mut Option<OrderRow>,
     event: &RecordedEvent,
     deadlines: &Deadlines,
-) -> Result<Applied, String> {
+) -> Result<Option<TimelineRow>, String> {
     let order_id = order_id_of(&event.stream_id)
         .ok_or_else(|| format!("stream '{}' is not an order stream", event.stream_id))?;
     let revision = i64::try_from(event.revision).map_err(|_| "revision out of range".to_owned())?;
-    if let Some(row) = row {
+    if let Some(row) = slot.as_ref() {
         if revision <= row.stream_revision {
-            return Ok(Applied::AlreadyApplied);
+            return Ok(None);
         }
         if revision != row.stream_revision + 1 {
             return Err(format!(
@@ -138,51 +132,56 @@ pub fn apply(
     }
     let decoded = OrderEvent::decode(&event.event_type, event.schema_version, &event.data)
         .map_err(|e| e.to_string())?;
-    let before = match row {
-        None => OrderState::NotPlaced,
-        Some(r) => OrderState::Placed(Box::new(match &r.order {
-            Some(order) => order.clone(),
-            None => serde_json::from_str::<Order>(&r.state)
-                .map_err(|e| format!("stored state of the order does not load: {e}"))?,
-        })),
-    };
-    let after = evolve(before, &decoded);
-    let Some(order) = after.order() else {
-        return Err(format!(
-            "{} cannot be an order's first event; OrderPlaced must come first",
-            event.event_type
-        ));
-    };
     let at = occurred_at(event);
-    let mut next = match row {
-        Some(r) => r.clone(),
-        None => new_row(order_id, order, at)?,
+    let row = match slot {
+        Some(row) => {
+            let order = match row.order.take() {
+                Some(order) => order,
+                None => serde_json::from_str::<Order>(&row.state)
+                    .map_err(|e| format!("stored state of the order does not load: {e}"))?,
+            };
+            // A placed order stays placed whatever the event.
+            row.order = evolve(OrderState::Placed(Box::new(order)), &decoded)
+                .into_order()
+                .map(|order| *order);
+            row
+        }
+        None => {
+            let Some(order) = evolve(OrderState::NotPlaced, &decoded).into_order() else {
+                return Err(format!(
+                    "{} cannot be an order's first event; OrderPlaced must come first",
+                    event.event_type
+                ));
+            };
+            slot.insert(new_row(order_id, *order, at)?)
+        }
     };
-    stamp_milestone(&mut next, &decoded, at);
-    derive(&mut next, order, at, deadlines)?;
-    next.stream_revision = revision;
-    next.last_position = event.position.to_string();
-    next.last_position_commit = event.position.commit as i64;
-    next.last_position_prepare = event.position.prepare as i64;
-    if next.correlation_id.is_none() {
-        next.correlation_id = event.metadata.correlation_id.clone();
+    stamp_milestone(row, &decoded, at);
+    derive(row, at, deadlines);
+    let position = event.position.to_string();
+    row.stream_revision = revision;
+    row.last_position.clone_from(&position);
+    row.last_position_commit = event.position.commit as i64;
+    row.last_position_prepare = event.position.prepare as i64;
+    if row.correlation_id.is_none() {
+        row.correlation_id
+            .clone_from(&event.metadata.correlation_id);
     }
-    let timeline = TimelineRow {
+    Ok(Some(TimelineRow {
         order_id,
         revision,
         event_type: event.event_type.clone(),
         occurred_at: at,
         recorded_at: event.recorded_at,
-        position: event.position.to_string(),
+        position,
         event_id: event.id,
         correlation_id: event.metadata.correlation_id.clone(),
         causation_id: event.metadata.causation_id.clone(),
         summary: decoded.summary(),
-    };
-    Ok(Applied::Changed(Box::new(next), timeline))
+    }))
 }
 
-fn new_row(order_id: Uuid, order: &Order, at: DateTime<Utc>) -> Result<OrderRow, String> {
+fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, String> {
     Ok(OrderRow {
         order_id,
         status: String::new(),
@@ -223,7 +222,7 @@ fn new_row(order_id: Uuid, order: &Order, at: DateTime<Utc>) -> Result<OrderRow,
         last_position_commit: 0,
         last_position_prepare: 0,
         state: String::new(),
-        order: None,
+        order: Some(order),
     })
 }
 
@@ -256,12 +255,8 @@ fn stamp_milestone(row: &mut OrderRow, event: &OrderEvent, at: DateTime<Utc>) {
 }
 
 /// Copies what the aggregate knows into the row's derived columns.
-fn derive(
-    row: &mut OrderRow,
-    order: &Order,
-    at: DateTime<Utc>,
-    deadlines: &Deadlines,
-) -> Result<(), String> {
+fn derive(row: &mut OrderRow, at: DateTime<Utc>, deadlines: &Deadlines) {
+    let Some(order) = &row.order else { return };
     let status = order.status();
     let status_changed = row.status != status.as_str();
     row.status = status.as_str().to_owned();
@@ -319,6 +314,4 @@ fn derive(
     } else {
         row.deadline_at
     };
-    row.order = Some(order.clone());
-    Ok(())
 }

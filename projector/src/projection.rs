@@ -4,10 +4,11 @@
 use crate::config::Config;
 use crate::db;
 use crate::lease::Lease;
-use crate::model::{apply, order_id_of, Applied, OrderRow};
+use crate::model::{apply, order_id_of, OrderRow};
 use crate::ProjectorError;
 use deadpool_postgres::Pool;
 use event_store::{EventStore, Position, RecordedEvent, StoreError, StoreOptions};
+use futures::TryFutureExt;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -137,7 +138,13 @@ impl Projector {
         let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
-        let current = db::lock_checkpoint(&tx, PROJECTION).await?.ok_or_else(|| {
+        // One round trip: the statements run in order, the loads under the lock.
+        let (current, mut rows, mut parked) = futures::try_join!(
+            db::lock_checkpoint(&tx, PROJECTION).err_into(),
+            db::load_rows(&tx, &ids),
+            db::parked_streams(&tx, PROJECTION, &streams).err_into(),
+        )?;
+        let current = current.ok_or_else(|| {
             ProjectorError::Corrupt(format!("the checkpoint row of {PROJECTION} is missing"))
         })?;
         if current != expected {
@@ -146,8 +153,6 @@ impl Projector {
                 found: current,
             });
         }
-        let mut rows = db::load_rows(&tx, &ids).await?;
-        let mut parked = db::parked_streams(&tx, PROJECTION, &streams).await?;
         let before: HashMap<Uuid, String> =
             rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
 
@@ -164,20 +169,17 @@ impl Projector {
                 continue;
             }
             let id = order_id_of(&event.stream_id);
-            match apply(
-                id.and_then(|id| rows.get(&id)),
-                event,
-                &self.config.deadlines,
-            ) {
-                Ok(Applied::AlreadyApplied) => {}
-                Ok(Applied::Changed(row, entry)) => {
-                    let id = row.order_id;
-                    if touched_set.insert(id) {
-                        touched.push(id);
-                    }
-                    rows.insert(id, *row);
-                    timeline.push(entry);
+            let mut slot = id.and_then(|id| rows.remove(&id));
+            let result = apply(&mut slot, event, &self.config.deadlines);
+            if let Some(row) = slot {
+                if matches!(result, Ok(Some(_))) && touched_set.insert(row.order_id) {
+                    touched.push(row.order_id);
                 }
+                rows.insert(row.order_id, row);
+            }
+            match result {
+                Ok(None) => {}
+                Ok(Some(entry)) => timeline.push(entry),
                 Err(error) => {
                     tracing::warn!(stream = %event.stream_id, revision = event.revision, %error, "dead-lettered an event; parking its order");
                     db::insert_dead_letter(&tx, PROJECTION, event, &error).await?;
@@ -193,15 +195,20 @@ impl Projector {
             }
         }
         let changed: Vec<&OrderRow> = touched.iter().filter_map(|id| rows.get(id)).collect();
-        db::upsert_rows(&tx, &changed).await?;
-        db::insert_timeline(&tx, &timeline).await?;
-        db::add_status_counts(&tx, &status_deltas(&before, &changed)).await?;
-        db::store_checkpoint(&tx, PROJECTION, Some(last.position), timeline.len() as i64).await?;
-        tx.execute(
-            "select pg_notify($1, $2)",
-            &[&CHANGES_CHANNEL, &notification(last.position, &touched)],
-        )
-        .await?;
+        let (existing, new): (Vec<&OrderRow>, Vec<&OrderRow>) = changed
+            .iter()
+            .partition(|row| before.contains_key(&row.order_id));
+        // One round trip for the writes; NOTIFY is delivered at commit.
+        let notification = notification(last.position, &touched);
+        let deltas = status_deltas(&before, &changed);
+        let applied = timeline.len() as i64;
+        futures::try_join!(
+            db::write_rows(&tx, &new, &existing),
+            db::insert_timeline(&tx, &timeline),
+            db::add_status_counts(&tx, &deltas).err_into(),
+            db::store_checkpoint(&tx, PROJECTION, Some(last.position), applied).err_into(),
+            db::notify(&tx, CHANGES_CHANNEL, &notification).err_into(),
+        )?;
         tx.commit().await?;
         Ok(BatchOutcome {
             checkpoint: Some(last.position),
@@ -217,24 +224,29 @@ impl Projector {
     /// # Errors
     /// Store or database errors; a moved checkpoint (another instance is writing).
     pub async fn run_once(&self) -> Result<u64, ProjectorError> {
-        self.catch_up(|_| {}).await
+        self.catch_up(None, |_| {}).await
     }
 
-    /// Like [`Projector::run_once`], reporting progress after each batch. The next page is read
-    /// while the current one is written.
-    async fn catch_up(&self, mut progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
+    /// Like [`Projector::run_once`], reporting progress after each batch, and stopping when
+    /// `lease` is given and lost. Pages of the catch-up batch size; the next page is read while
+    /// the current one is written.
+    async fn catch_up(
+        &self,
+        lease: Option<&Lease>,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<u64, ProjectorError> {
         let started = Instant::now();
         let mut checkpoint = self.checkpoint().await?;
         let prefix = domain::ORDER_STREAM_PREFIX;
-        let mut page = self
-            .store
-            .read_all(checkpoint, prefix, self.config.batch_size)
-            .await?;
+        let size = self.config.catch_up_batch_size;
+        let mut page = self.store.read_all(checkpoint, prefix, size).await?;
         let mut total = 0u64;
         while !page.is_empty() {
+            if lease.is_some_and(|lease| !lease.is_held()) {
+                return Err(ProjectorError::LeaseLost);
+            }
             let next_from = page.last().map(|e| e.position);
             let store = self.store.clone();
-            let size = self.config.batch_size;
             let prefetch =
                 tokio::spawn(async move { store.read_all(next_from, prefix, size).await });
             let outcome = self.apply_batch(checkpoint, &page).await;
@@ -269,7 +281,7 @@ impl Projector {
         db::reset_projection(&tx, PROJECTION).await?;
         tx.commit().await?;
         drop(client);
-        self.catch_up(progress).await
+        self.catch_up(None, progress).await
     }
 
     /// Retries an order's dead-lettered events, in order, after a fix (of the code, or of the
@@ -296,12 +308,9 @@ impl Projector {
         let mut row = rows.get(&order_id).cloned();
         let mut timeline = Vec::new();
         for (_, event) in &letters {
-            match apply(row.as_ref(), event, &self.config.deadlines) {
-                Ok(Applied::AlreadyApplied) => {}
-                Ok(Applied::Changed(next, entry)) => {
-                    row = Some(*next);
-                    timeline.push(entry);
-                }
+            match apply(&mut row, event, &self.config.deadlines) {
+                Ok(None) => {}
+                Ok(Some(entry)) => timeline.push(entry),
                 Err(error) => {
                     return Err(ProjectorError::StillFailing {
                         revision: event.revision,
@@ -312,7 +321,12 @@ impl Projector {
         }
         if let Some(row) = &mut row {
             row.seal().map_err(ProjectorError::Corrupt)?;
-            db::upsert_rows(&tx, &[row]).await?;
+            let (new, existing): (&[&OrderRow], &[&OrderRow]) = if before.contains_key(&order_id) {
+                (&[], &[row])
+            } else {
+                (&[row], &[])
+            };
+            db::write_rows(&tx, new, existing).await?;
             db::add_status_counts(&tx, &status_deltas(&before, &[row])).await?;
         }
         db::insert_timeline(&tx, &timeline).await?;
@@ -328,11 +342,7 @@ impl Projector {
         .await?;
         let checkpoint = db::load_checkpoint(&tx, PROJECTION).await?;
         if let Some(position) = checkpoint {
-            tx.execute(
-                "select pg_notify($1, $2)",
-                &[&CHANGES_CHANNEL, &notification(position, &[order_id])],
-            )
-            .await?;
+            db::notify(&tx, CHANGES_CHANNEL, &notification(position, &[order_id])).await?;
         }
         tx.commit().await?;
         Ok(timeline.len())
@@ -360,8 +370,10 @@ impl Projector {
         }
     }
 
-    /// Follows the log from the checkpoint while the lease is held.
+    /// Follows the log from the checkpoint while the lease is held: first catches up with the
+    /// backlog in large pages, then takes live events in batches bounded by size and wait.
     async fn follow(&self, lease: &Lease) -> Result<(), ProjectorError> {
+        self.catch_up(Some(lease), |_| {}).await?;
         let mut checkpoint = self.checkpoint().await?;
         let mut subscription = self
             .store

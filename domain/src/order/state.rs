@@ -256,6 +256,14 @@ impl Order {
 }
 
 impl OrderState {
+    /// The order, once placed.
+    pub fn into_order(self) -> Option<Box<Order>> {
+        match self {
+            OrderState::NotPlaced => None,
+            OrderState::Placed(o) => Some(o),
+        }
+    }
+
     pub fn order(&self) -> Option<&Order> {
         match self {
             OrderState::NotPlaced => None,

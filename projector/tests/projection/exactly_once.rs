@@ -36,6 +36,7 @@ async fn a_crash_mid_run_then_resume_gives_the_same_tables_as_a_clean_replay() {
     let url = test_support::fresh_database().await;
     let mut small = config(&url);
     small.batch_size = 7;
+    small.catch_up_batch_size = 7;
     let env = env_on(&url, small).await;
     let first = generate(&env, 30).await;
 
