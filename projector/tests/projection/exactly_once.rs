@@ -123,3 +123,81 @@ async fn applying_the_same_events_again_changes_nothing() {
     let after = dump(&env.projector).await;
     assert_eq!(before, after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_caught_up_in_one_large_batch_then_live_events_come_in_small_ones() {
+    let url = test_support::fresh_database().await;
+    let mut cfg = config(&url);
+    cfg.batch_size = 2;
+    cfg.catch_up_batch_size = 1000;
+    let env = env_on(&url, cfg).await;
+    let backlog = generate(&env, 8).await;
+    // Wait until the whole backlog is visible in the log (visibility can trail an append).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env
+        .store
+        .read_all(None, "order-", 10_000)
+        .await
+        .unwrap()
+        .len()
+        < backlog
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backlog never became visible"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (tx, mut commits) = tokio::sync::mpsc::unbounded_channel();
+    let pg: tokio_postgres::Config = url.parse().unwrap();
+    let _listener = event_store::postgres::listen_on(&pg, projector::CHANGES_CHANNEL, move |p| {
+        let _ = tx.send(p);
+    })
+    .await
+    .unwrap();
+    let applied = |n: usize| {
+        let projector = env.projector.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while (scalar(
+                &projector,
+                "select events_applied from projection_checkpoints",
+            )
+            .await as usize)
+                < n
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the live projector stalled"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+
+    let live = env.projector.clone();
+    let running = tokio::spawn(async move { live.run(std::future::pending()).await });
+    applied(backlog).await;
+    let mut backlog_commits = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), commits.recv()).await {
+        backlog_commits += 1;
+    }
+    assert_eq!(
+        backlog_commits, 1,
+        "{backlog} backlog events in one transaction"
+    );
+
+    let more = generate(&env, 2).await;
+    applied(backlog + more).await;
+    let mut live_commits = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), commits.recv()).await {
+        live_commits += 1;
+    }
+    assert!(
+        live_commits * 2 >= more,
+        "{more} live events in batches of at most 2, yet only {live_commits} commits"
+    );
+    running.abort();
+    let _ = running.await;
+    test_support::drop_database(&url).await;
+}
