@@ -4,7 +4,10 @@
 //!
 //! `cargo bench -p projector --bench catch_up` (needs PostgreSQL; `MILESTONE_TEST_DATABASE_URL`
 //! names the server). `BENCH_ORDERS` sets the number of orders (default 40000, 5 events each
-//! on average: about 200k events). Each figure is the median of 3 runs.
+//! on average: about 200k events), `BENCH_BATCH` the catch-up batch size (default 4000), and
+//! `BENCH_INTERLEAVE=1` interleaves the orders' events (every order's first event, then every
+//! second, ... in groups of 2000 orders) instead of writing each order's events together, so
+//! that most batches update rows written by earlier ones. Each figure is the median of 3 runs.
 
 use chrono::{Duration, TimeZone, Utc};
 use domain::*;
@@ -61,37 +64,64 @@ fn order_commands(i: usize, id: Uuid) -> Vec<OrderCommand> {
 }
 
 /// Writes the log with multi-row inserts (much faster than appending one command at a time).
-async fn generate(client: &tokio_postgres::Client, orders: usize) -> usize {
+async fn generate(client: &tokio_postgres::Client, orders: usize, interleave: bool) -> usize {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let mut total = 0;
     let chunk = 2000;
     for first in (0..orders).step_by(chunk) {
-        let (mut streams, mut revisions, mut ids, mut types, mut data, mut metadata) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        // Each order's events, as (stream, revision, type, data, metadata).
+        let mut histories = Vec::new();
         for i in first..(first + chunk).min(orders) {
             let id = Uuid::new_v4();
             let mut state = OrderState::NotPlaced;
-            let mut revision = 0i64;
+            let mut history = Vec::new();
             for (step, command) in order_commands(i, id).into_iter().enumerate() {
                 for event in decide(&state, command).unwrap() {
-                    streams.push(format!("order-{id}"));
-                    revisions.push(revision);
-                    ids.push(Uuid::new_v4());
-                    types.push(event.event_type().to_owned());
-                    data.push(event.data());
-                    metadata.push(
-                        serde_json::to_value(Metadata {
-                            correlation_id: Some(format!("corr-{i}")),
-                            causation_id: Some(Uuid::new_v4().to_string()),
-                            occurred_at: Some(start + Duration::minutes((i + step * 7) as i64)),
-                            ..Metadata::default()
-                        })
-                        .unwrap(),
+                    let metadata = serde_json::to_value(Metadata {
+                        correlation_id: Some(format!("corr-{i}")),
+                        causation_id: Some(Uuid::new_v4().to_string()),
+                        occurred_at: Some(start + Duration::minutes((i + step * 7) as i64)),
+                        ..Metadata::default()
+                    })
+                    .unwrap();
+                    let row = (
+                        format!("order-{id}"),
+                        history.len() as i64,
+                        event.event_type().to_owned(),
+                        event.data(),
+                        metadata,
                     );
-                    revision += 1;
+                    history.push(row);
                     state = evolve(state, &event);
                 }
             }
+            histories.push(history);
+        }
+        // Contiguous: one order's events after another. Interleaved: every order's first event,
+        // then every order's second, and so on, as when workflows progress side by side.
+        let ordered: Vec<_> = if interleave {
+            let longest = histories.iter().map(Vec::len).max().unwrap_or(0);
+            let mut iters: Vec<_> = histories.into_iter().map(Vec::into_iter).collect();
+            (0..longest)
+                .flat_map(|_| {
+                    iters
+                        .iter_mut()
+                        .filter_map(Iterator::next)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        } else {
+            histories.into_iter().flatten().collect()
+        };
+        let (mut streams, mut revisions, mut ids, mut types, mut data, mut metadata) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (stream, revision, event_type, event_data, event_metadata) in ordered {
+            streams.push(stream);
+            revisions.push(revision);
+            ids.push(Uuid::new_v4());
+            types.push(event_type);
+            data.push(event_data);
+            metadata.push(event_metadata);
         }
         total += streams.len();
         client
@@ -134,7 +164,8 @@ async fn main() {
         .unwrap();
     tokio::spawn(conn);
     let started = Instant::now();
-    let events = generate(&client, orders).await;
+    let interleave = test_support::bench_env("BENCH_INTERLEAVE", 0) == 1;
+    let events = generate(&client, orders, interleave).await;
     client
         .batch_execute("vacuum analyze es_events")
         .await

@@ -91,23 +91,76 @@ pub async fn store_checkpoint(
     Ok(())
 }
 
-/// The current rows of these orders.
+/// The current rows of these orders, read in binary column by column (no JSON on either side
+/// but `lines` and `shipping_address`).
 pub async fn load_rows(
     tx: &Transaction<'_>,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, OrderRow>, crate::ProjectorError> {
-    let stmt = tx
-        .prepare_cached("select to_jsonb(s)::text from order_status s where order_id = any($1)")
-        .await?;
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let names: Vec<&str> = ORDER_BINDINGS.iter().map(|(n, _)| *n).collect();
+        format!(
+            "select {} from order_status where order_id = any($1)",
+            names.join(", ")
+        )
+    });
+    let stmt = tx.prepare_cached(sql).await?;
     let rows = tx.query(&stmt, &[&ids]).await?;
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
-        let row: OrderRow = serde_json::from_str(r.get(0)).map_err(|e| {
+        let row = order_row(&r).map_err(|e| {
             crate::ProjectorError::Corrupt(format!("order_status row does not load: {e}"))
         })?;
         out.insert(row.order_id, row);
     }
     Ok(out)
+}
+
+/// A row selected with [`ORDER_BINDINGS`]' columns, in that order.
+fn order_row(r: &tokio_postgres::Row) -> Result<OrderRow, tokio_postgres::Error> {
+    Ok(OrderRow {
+        order_id: r.try_get(0)?,
+        status: r.try_get(1)?,
+        customer_id: r.try_get(2)?,
+        currency: r.try_get(3)?,
+        total_minor: r.try_get(4)?,
+        line_count: r.try_get(5)?,
+        lines: r.try_get(6)?,
+        shipping_address: r.try_get(7)?,
+        last_milestone: r.try_get(8)?,
+        last_milestone_at: r.try_get(9)?,
+        pending_actions: r.try_get(10)?,
+        failure_reason: r.try_get(11)?,
+        compensations_owed: r.try_get(12)?,
+        compensations_done: r.try_get(13)?,
+        payment_id: r.try_get(14)?,
+        reservation_id: r.try_get(15)?,
+        carrier: r.try_get(16)?,
+        tracking_number: r.try_get(17)?,
+        placed_at: r.try_get(18)?,
+        payment_authorized_at: r.try_get(19)?,
+        inventory_reserved_at: r.try_get(20)?,
+        accepted_at: r.try_get(21)?,
+        rejected_at: r.try_get(22)?,
+        fulfillment_started_at: r.try_get(23)?,
+        shipped_at: r.try_get(24)?,
+        delivered_at: r.try_get(25)?,
+        cancelled_at: r.try_get(26)?,
+        payment_voided_at: r.try_get(27)?,
+        inventory_released_at: r.try_get(28)?,
+        escalated_at: r.try_get(29)?,
+        escalation_count: r.try_get(30)?,
+        escalation_reason: r.try_get(31)?,
+        correlation_id: r.try_get(32)?,
+        deadline_at: r.try_get(33)?,
+        stream_revision: r.try_get(34)?,
+        last_position: r.try_get(35)?,
+        last_position_commit: r.try_get(36)?,
+        last_position_prepare: r.try_get(37)?,
+        state: r.try_get(38)?,
+        order: None,
+    })
 }
 
 /// The PostgreSQL array literal of simple identifiers (`{A,B}`), cast to `text[]` in SQL: one
@@ -160,9 +213,6 @@ const ORDER_BINDINGS: [(&str, &str); 39] = [
     ("state", "text"),
 ];
 
-/// Writes these rows: `new` ones are inserted, `existing` ones (loaded in this transaction)
-/// replaced. Columns travel as typed arrays in binary, so the server parses no JSON but the
-/// small `lines` and `shipping_address` documents.
 pub async fn write_rows(
     tx: &Transaction<'_>,
     new: &[&OrderRow],
@@ -361,6 +411,9 @@ fn row_statements() -> (&'static str, &'static str) {
     (insert, update)
 }
 
+/// Inserts timeline entries. A plain insert: an entry is made only for an event newer than its
+/// order's row, and the row moves with it in the same transaction, so an entry is never written
+/// twice (a duplicate would be a bug, and fails the batch loudly rather than hiding it).
 /// Inserts timeline entries. A plain insert: an entry is made only for an event newer than its
 /// order's row, and the row moves with it in the same transaction, so an entry is never written
 /// twice (a duplicate would be a bug, and fails the batch loudly rather than hiding it).

@@ -8,11 +8,11 @@ use crate::config::Deadlines;
 use chrono::{DateTime, Utc};
 use domain::{evolve, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
 use event_store::RecordedEvent;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
-/// A row of `order_status`; field names are the column names (rows load as JSON).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A row of `order_status`; field names are the column names.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderRow {
     pub order_id: Uuid,
     pub status: String,
@@ -55,7 +55,6 @@ pub struct OrderRow {
     pub state: String,
     /// The parsed `state`, kept while a batch works on the row so that each event does not
     /// parse and serialise it again; [`OrderRow::seal`] writes it back.
-    #[serde(skip)]
     pub order: Option<Order>,
 }
 
