@@ -128,6 +128,22 @@ async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fi
     .await;
     project(&env.projector, 1).await;
     assert_eq!(row(&env.projector, good).await["status"], "IN_FULFILLMENT");
+
+    // So do the retried order's: the projector goes on from the row the retry wrote, not from
+    // the copy it kept of the row before.
+    append_raw(env.store.as_ref(), bad, 2, "OrderAccepted", json!({})).await;
+    project(&env.projector, 1).await;
+    let b = row(&env.projector, bad).await;
+    assert_eq!(b["stream_revision"], 3);
+    assert_eq!(b["payment_id"], "p-1");
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_dead_letters"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
