@@ -43,20 +43,7 @@ async fn a_crash_mid_run_then_resume_gives_the_same_tables_as_a_clean_replay() {
     // The live projector is killed (its task dropped mid-batch) while commands keep arriving.
     let live = env.projector.clone();
     let running = tokio::spawn(async move { live.run(std::future::pending()).await });
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while scalar(
-        &env.projector,
-        "select coalesce(max(events_applied), 0) from projection_checkpoints",
-    )
-    .await
-        < 20
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the live projector made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_applied(&env.projector, 20).await;
     running.abort();
     let _ = running.await;
     let second = generate(&env, 10).await;
@@ -155,29 +142,9 @@ async fn a_backlog_is_caught_up_in_one_large_batch_then_live_events_come_in_smal
     })
     .await
     .unwrap();
-    let applied = |n: usize| {
-        let projector = env.projector.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while (scalar(
-                &projector,
-                "select events_applied from projection_checkpoints",
-            )
-            .await as usize)
-                < n
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the live projector stalled"
-                );
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    };
-
     let live = env.projector.clone();
     let running = tokio::spawn(async move { live.run(std::future::pending()).await });
-    applied(backlog).await;
+    wait_for_applied(&env.projector, backlog).await;
     let mut backlog_commits = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), commits.recv()).await {
         backlog_commits += 1;
@@ -188,7 +155,7 @@ async fn a_backlog_is_caught_up_in_one_large_batch_then_live_events_come_in_smal
     );
 
     let more = generate(&env, 2).await;
-    applied(backlog + more).await;
+    wait_for_applied(&env.projector, backlog + more).await;
     let mut live_commits = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), commits.recv()).await {
         live_commits += 1;

@@ -237,3 +237,22 @@ pub async fn assert_counts_consistent(projector: &Projector) {
         "order_status_counts disagrees with order_status"
     );
 }
+
+/// Waits (at most 15 s) until the projection's checkpoint has counted `n` applied events, as
+/// a live projector running elsewhere applies them.
+pub async fn wait_for_applied(projector: &Projector, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while (scalar(
+        projector,
+        "select coalesce(max(events_applied), 0) from projection_checkpoints",
+    )
+    .await as usize)
+        < n
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all {n} events were applied in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -77,23 +77,6 @@ async fn two_live_instances_never_both_apply_and_the_standby_finishes_the_work()
     assert_counts_consistent(&second).await;
 }
 
-async fn wait_for_applied(projector: &Projector, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while (scalar(
-        projector,
-        "select coalesce(max(events_applied), 0) from projection_checkpoints",
-    )
-    .await as usize)
-        < n
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all {n} events were applied in time"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_fences_two_writers_of_the_same_batch() {
     let env = env().await;
