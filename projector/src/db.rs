@@ -119,46 +119,52 @@ pub async fn load_rows(
 
 /// A row selected with [`ORDER_BINDINGS`]' columns, in that order.
 fn order_row(r: &tokio_postgres::Row) -> Result<OrderRow, tokio_postgres::Error> {
+    // Each column's index, found at compile time (a name that is not there fails the build).
+    macro_rules! at {
+        ($name:literal) => {
+            const { column_index($name) }
+        };
+    }
     Ok(OrderRow {
-        order_id: r.try_get(0)?,
-        status: r.try_get(1)?,
-        customer_id: r.try_get(2)?,
-        currency: r.try_get(3)?,
-        total_minor: r.try_get(4)?,
-        line_count: r.try_get(5)?,
-        lines: r.try_get(6)?,
-        shipping_address: r.try_get(7)?,
-        last_milestone: r.try_get(8)?,
-        last_milestone_at: r.try_get(9)?,
-        pending_actions: r.try_get(10)?,
-        failure_reason: r.try_get(11)?,
-        compensations_owed: r.try_get(12)?,
-        compensations_done: r.try_get(13)?,
-        payment_id: r.try_get(14)?,
-        reservation_id: r.try_get(15)?,
-        carrier: r.try_get(16)?,
-        tracking_number: r.try_get(17)?,
-        placed_at: r.try_get(18)?,
-        payment_authorized_at: r.try_get(19)?,
-        inventory_reserved_at: r.try_get(20)?,
-        accepted_at: r.try_get(21)?,
-        rejected_at: r.try_get(22)?,
-        fulfillment_started_at: r.try_get(23)?,
-        shipped_at: r.try_get(24)?,
-        delivered_at: r.try_get(25)?,
-        cancelled_at: r.try_get(26)?,
-        payment_voided_at: r.try_get(27)?,
-        inventory_released_at: r.try_get(28)?,
-        escalated_at: r.try_get(29)?,
-        escalation_count: r.try_get(30)?,
-        escalation_reason: r.try_get(31)?,
-        correlation_id: r.try_get(32)?,
-        deadline_at: r.try_get(33)?,
-        stream_revision: r.try_get(34)?,
-        last_position: r.try_get(35)?,
-        last_position_commit: r.try_get(36)?,
-        last_position_prepare: r.try_get(37)?,
-        state: r.try_get(38)?,
+        order_id: r.try_get(at!("order_id"))?,
+        status: r.try_get(at!("status"))?,
+        customer_id: r.try_get(at!("customer_id"))?,
+        currency: r.try_get(at!("currency"))?,
+        total_minor: r.try_get(at!("total_minor"))?,
+        line_count: r.try_get(at!("line_count"))?,
+        lines: r.try_get(at!("lines"))?,
+        shipping_address: r.try_get(at!("shipping_address"))?,
+        last_milestone: r.try_get(at!("last_milestone"))?,
+        last_milestone_at: r.try_get(at!("last_milestone_at"))?,
+        pending_actions: r.try_get(at!("pending_actions"))?,
+        failure_reason: r.try_get(at!("failure_reason"))?,
+        compensations_owed: r.try_get(at!("compensations_owed"))?,
+        compensations_done: r.try_get(at!("compensations_done"))?,
+        payment_id: r.try_get(at!("payment_id"))?,
+        reservation_id: r.try_get(at!("reservation_id"))?,
+        carrier: r.try_get(at!("carrier"))?,
+        tracking_number: r.try_get(at!("tracking_number"))?,
+        placed_at: r.try_get(at!("placed_at"))?,
+        payment_authorized_at: r.try_get(at!("payment_authorized_at"))?,
+        inventory_reserved_at: r.try_get(at!("inventory_reserved_at"))?,
+        accepted_at: r.try_get(at!("accepted_at"))?,
+        rejected_at: r.try_get(at!("rejected_at"))?,
+        fulfillment_started_at: r.try_get(at!("fulfillment_started_at"))?,
+        shipped_at: r.try_get(at!("shipped_at"))?,
+        delivered_at: r.try_get(at!("delivered_at"))?,
+        cancelled_at: r.try_get(at!("cancelled_at"))?,
+        payment_voided_at: r.try_get(at!("payment_voided_at"))?,
+        inventory_released_at: r.try_get(at!("inventory_released_at"))?,
+        escalated_at: r.try_get(at!("escalated_at"))?,
+        escalation_count: r.try_get(at!("escalation_count"))?,
+        escalation_reason: r.try_get(at!("escalation_reason"))?,
+        correlation_id: r.try_get(at!("correlation_id"))?,
+        deadline_at: r.try_get(at!("deadline_at"))?,
+        stream_revision: r.try_get(at!("stream_revision"))?,
+        last_position: r.try_get(at!("last_position"))?,
+        last_position_commit: r.try_get(at!("last_position_commit"))?,
+        last_position_prepare: r.try_get(at!("last_position_prepare"))?,
+        state: r.try_get(at!("state"))?,
         order: None,
     })
 }
@@ -212,6 +218,26 @@ const ORDER_BINDINGS: [(&str, &str); 39] = [
     ("last_position_prepare", "bigint"),
     ("state", "text"),
 ];
+
+/// Where `name` stands in [`ORDER_BINDINGS`]; evaluated at compile time.
+const fn column_index(name: &str) -> usize {
+    let mut i = 0;
+    while i < ORDER_BINDINGS.len() {
+        let candidate = ORDER_BINDINGS[i].0.as_bytes();
+        let wanted = name.as_bytes();
+        if candidate.len() == wanted.len() {
+            let mut j = 0;
+            while j < wanted.len() && candidate[j] == wanted[j] {
+                j += 1;
+            }
+            if j == wanted.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a column of order_status");
+}
 
 pub async fn write_rows(
     tx: &Transaction<'_>,
