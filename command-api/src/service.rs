@@ -177,8 +177,19 @@ pub async fn execute(
 ) -> Result<Executed, ApiError> {
     let stream = order_id.stream_name();
     let command_id = ctx.command_id(&stream);
-    for _ in 0..MAX_ATTEMPTS {
-        let history = read_whole_stream(store, &stream).await?;
+    for attempt in 0..MAX_ATTEMPTS {
+        // A new order's stream is empty, so the first attempt to place one appends without
+        // reading it. If the stream exists after all (a retry, a reused key), the append is
+        // refused or says the events were already stored, and the next attempt reads the
+        // stream to answer from it.
+        let optimistic = attempt == 0
+            && ctx.if_match.is_none()
+            && matches!(command, OrderCommand::PlaceOrder(_));
+        let history = if optimistic {
+            Vec::new()
+        } else {
+            read_whole_stream(store, &stream).await?
+        };
         let decoded = decode(&history)?;
         if let Some(original) = find_original(order_id, &history, &decoded, ctx)? {
             return Ok(Executed {
@@ -229,6 +240,8 @@ pub async fn execute(
             Some(r) => ExpectedRevision::Exact(r),
         };
         match store.append(&stream, expected, new_events).await {
+            // An identical request got there first: answer as its replay, from the stream.
+            Ok(result) if result.already_stored => {}
             Ok(result) => {
                 let state = decided.iter().fold(state, evolve);
                 let mut out = outcome(

@@ -167,13 +167,19 @@ impl EventStore for KurrentStore {
         match self.client.append_to_stream(stream, &options, data).await {
             Ok(write) => {
                 let first = (write.next_expected_version + 1).saturating_sub(n);
-                self.check_written(stream, first, &events)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Backend(format!(
-                            "append to {stream} succeeded but the events were not found at revision {first}"
-                        ))
-                    })
+                let stored = self.read_range(stream, first, events.len()).await?;
+                let mut result = crate::compare_with_stored(&stored, &events)?.ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "append to {stream} succeeded but the events were not found at revision {first}"
+                    ))
+                })?;
+                // The server answers an identical retry with success too; what it holds is then
+                // the earlier write, whose metadata (its time, its causation) is not this one's.
+                result.already_stored = stored
+                    .iter()
+                    .zip(&events)
+                    .any(|(s, e)| s.metadata != e.metadata);
+                Ok(result)
             }
             Err(kurrentdb::Error::WrongExpectedVersion { current, .. }) => {
                 let first = match expected {

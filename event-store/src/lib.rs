@@ -114,6 +114,9 @@ pub struct AppendResult {
     pub next_expected_revision: u64,
     /// The log position of the last event written: the consistency token.
     pub position: Position,
+    /// True when an earlier identical append had already stored these events and this one
+    /// wrote nothing (an idempotent retry); the result is then that append's.
+    pub already_stored: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +263,7 @@ pub(crate) fn compare_with_stored(
         return Ok(stored.last().map(|s| AppendResult {
             next_expected_revision: s.revision,
             position: s.position,
+            already_stored: true,
         }));
     }
     match stored.iter().find(|s| events.iter().any(|e| e.id == s.id)) {

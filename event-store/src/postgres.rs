@@ -319,6 +319,7 @@ impl PgEventStore {
                 Ok(AppendResult {
                     next_expected_revision: revision,
                     position,
+                    already_stored: false,
                 })
             }
             Ok(_) => self.explain_refusal(stream, expected, last, events).await,

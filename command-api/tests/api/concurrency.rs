@@ -25,6 +25,12 @@ async fn fifty_identical_requests_with_one_key_place_one_order() {
     assert!(replies.iter().all(|r| r.status == 201), "{replies:?}");
     let id = replies[0].body["order_id"].as_str().unwrap().to_owned();
     assert!(replies.iter().all(|r| r.body == replies[0].body));
+    // One request placed the order; every other one says it is a replay of that one.
+    let fresh = replies
+        .iter()
+        .filter(|r| r.header("idempotent-replayed").is_none())
+        .count();
+    assert_eq!(fresh, 1, "{fresh} replies claim to have placed the order");
     assert_eq!(types(&app.stream(&id).await), ["OrderPlaced"]);
 }
 

@@ -1,6 +1,6 @@
 use crate::contract;
 use crate::support::{event, events, Backend};
-use event_store::{read_whole_stream, CurrentRevision, ExpectedRevision, StoreError};
+use event_store::{read_whole_stream, AppendResult, CurrentRevision, ExpectedRevision, StoreError};
 use std::sync::Arc;
 
 contract!(a_new_stream_is_created_with_no_stream_and_reads_back_with_metadata);
@@ -109,11 +109,22 @@ async fn re_sending_the_same_events_succeeds_without_writing_and_returns_the_ori
         .append(&stream, ExpectedRevision::NoStream, first.clone())
         .await
         .unwrap();
+    assert!(!original.already_stored);
+    // A retry, as a client sends it: the same events, sent again later (other metadata).
+    let mut retry = first.clone();
+    for e in &mut retry {
+        e.metadata.occurred_at = Some("2026-01-02T03:04:06Z".parse().unwrap());
+    }
     let again = b
         .store
-        .append(&stream, ExpectedRevision::NoStream, first.clone())
+        .append(&stream, ExpectedRevision::NoStream, retry)
         .await
         .unwrap();
+    assert!(again.already_stored, "a retry says it wrote nothing");
+    let original = AppendResult {
+        already_stored: true,
+        ..original
+    };
     assert_eq!(again, original);
 
     let second = events(1);
@@ -127,19 +138,23 @@ async fn re_sending_the_same_events_succeeds_without_writing_and_returns_the_ori
         .append(&stream, ExpectedRevision::Exact(2), events(1))
         .await
         .unwrap();
+    let retried = b
+        .store
+        .append(&stream, ExpectedRevision::Exact(1), second)
+        .await
+        .unwrap();
     assert_eq!(
-        b.store
-            .append(&stream, ExpectedRevision::Exact(1), second)
-            .await
-            .unwrap(),
-        next
+        (retried.next_expected_revision, retried.position),
+        (next.next_expected_revision, next.position)
     );
+    let retried = b
+        .store
+        .append(&stream, ExpectedRevision::NoStream, first)
+        .await
+        .unwrap();
     assert_eq!(
-        b.store
-            .append(&stream, ExpectedRevision::NoStream, first)
-            .await
-            .unwrap(),
-        original
+        (retried.next_expected_revision, retried.position),
+        (original.next_expected_revision, original.position)
     );
     assert_eq!(
         read_whole_stream(b.store.as_ref(), &stream)
@@ -180,8 +195,12 @@ async fn racing_identical_appends_write_once_and_all_succeed(b: Backend) {
     let batch = events(3);
     let store = b.store.clone();
     let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let (store, stream, batch) = (Arc::clone(&store), stream.clone(), batch.clone());
+        .map(|i| {
+            let (store, stream, mut batch) = (Arc::clone(&store), stream.clone(), batch.clone());
+            // Each racer is another request: same events, its own metadata.
+            for e in &mut batch {
+                e.metadata.causation_id = Some(format!("racer-{i}"));
+            }
             tokio::spawn(async move {
                 store
                     .append(&stream, ExpectedRevision::NoStream, batch)
@@ -193,7 +212,15 @@ async fn racing_identical_appends_write_once_and_all_succeed(b: Backend) {
     for t in tasks {
         results.push(t.await.unwrap().unwrap());
     }
-    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    assert!(
+        results
+            .windows(2)
+            .all(|w| (w[0].next_expected_revision, w[0].position)
+                == (w[1].next_expected_revision, w[1].position)),
+        "{results:?}"
+    );
+    let fresh = results.iter().filter(|r| !r.already_stored).count();
+    assert_eq!(fresh, 1, "exactly one racer wrote: {results:?}");
     assert_eq!(
         read_whole_stream(b.store.as_ref(), &stream)
             .await
