@@ -19,6 +19,17 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// POSTs `body` as JSON with one extra header and returns the JSON answer.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    (name, value): (&str, &str),
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    let response = http.post(url).header(name, value).json(body).send().await;
+    response.unwrap().json().await.unwrap()
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 16);
@@ -73,34 +84,15 @@ async fn main() {
         let (legs, stale) = (legs.clone(), stale_count.clone());
         async move {
             let sent = Instant::now();
-            let placed: serde_json::Value = http
-                .post(&orders)
-                .header("Idempotency-Key", Uuid::new_v4().to_string())
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let key = Uuid::new_v4().to_string();
+            let placed = post(&http, &orders, ("Idempotency-Key", &key), &body).await;
             legs.lock().unwrap().push(sent.elapsed());
             let query = serde_json::json!({
                 "query": "query($id: ID!) { order(id: $id) { id status } }",
                 "variables": {"id": placed["order_id"]}
             });
-            let answer: serde_json::Value = http
-                .post(&graphql)
-                .header(
-                    "X-Consistency-Token",
-                    placed["consistency_token"].as_str().unwrap(),
-                )
-                .json(&query)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let token = placed["consistency_token"].as_str().unwrap();
+            let answer = post(&http, &graphql, ("X-Consistency-Token", token), &query).await;
             assert!(answer.get("errors").is_none(), "{answer}");
             if answer["data"]["order"]["status"] != "PLACED" {
                 stale.fetch_add(1, Ordering::Relaxed);
