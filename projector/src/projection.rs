@@ -302,10 +302,10 @@ impl Projector {
         if letters.is_empty() {
             return Err(ProjectorError::NotParked(order_id));
         }
-        let rows = db::load_rows(&tx, &[order_id]).await?;
+        let mut rows = db::load_rows(&tx, &[order_id]).await?;
         let before: HashMap<Uuid, String> =
             rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
-        let mut row = rows.get(&order_id).cloned();
+        let mut row = rows.remove(&order_id);
         let mut timeline = Vec::new();
         for (_, event) in &letters {
             match apply(&mut row, event, &self.config.deadlines) {

@@ -1,5 +1,5 @@
 use crate::contract;
-use crate::support::{event, events, Backend};
+use crate::support::{event, events, landing, Backend};
 use event_store::{read_whole_stream, AppendResult, CurrentRevision, ExpectedRevision, StoreError};
 use std::sync::Arc;
 
@@ -83,13 +83,7 @@ async fn a_wrong_expected_revision_is_a_typed_conflict_and_writes_nothing(b: Bac
         "{err:?}"
     );
 
-    assert_eq!(
-        read_whole_stream(b.store.as_ref(), &stream)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(b.len(&stream).await, 2);
     let ok = b
         .store
         .append(&stream, ExpectedRevision::Exact(1), events(1))
@@ -143,26 +137,14 @@ async fn re_sending_the_same_events_succeeds_without_writing_and_returns_the_ori
         .append(&stream, ExpectedRevision::Exact(1), second)
         .await
         .unwrap();
-    assert_eq!(
-        (retried.next_expected_revision, retried.position),
-        (next.next_expected_revision, next.position)
-    );
+    assert_eq!(landing(&retried), landing(&next));
     let retried = b
         .store
         .append(&stream, ExpectedRevision::NoStream, first)
         .await
         .unwrap();
-    assert_eq!(
-        (retried.next_expected_revision, retried.position),
-        (original.next_expected_revision, original.position)
-    );
-    assert_eq!(
-        read_whole_stream(b.store.as_ref(), &stream)
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
+    assert_eq!(landing(&retried), landing(&original));
+    assert_eq!(b.len(&stream).await, 4);
 }
 
 contract!(the_same_event_ids_with_other_content_are_a_conflict);
@@ -213,21 +195,12 @@ async fn racing_identical_appends_write_once_and_all_succeed(b: Backend) {
         results.push(t.await.unwrap().unwrap());
     }
     assert!(
-        results
-            .windows(2)
-            .all(|w| (w[0].next_expected_revision, w[0].position)
-                == (w[1].next_expected_revision, w[1].position)),
+        results.windows(2).all(|w| landing(&w[0]) == landing(&w[1])),
         "{results:?}"
     );
     let fresh = results.iter().filter(|r| !r.already_stored).count();
     assert_eq!(fresh, 1, "exactly one racer wrote: {results:?}");
-    assert_eq!(
-        read_whole_stream(b.store.as_ref(), &stream)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(b.len(&stream).await, 3);
 }
 
 contract!(racing_different_appends_at_one_revision_let_exactly_one_through);
@@ -262,13 +235,7 @@ async fn racing_different_appends_at_one_revision_let_exactly_one_through(b: Bac
         }
     }
     assert_eq!(won, 1);
-    assert_eq!(
-        read_whole_stream(b.store.as_ref(), &stream)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(b.len(&stream).await, 2);
 }
 
 contract!(any_revision_appends_at_the_end);

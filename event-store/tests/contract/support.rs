@@ -1,4 +1,6 @@
-use event_store::{EventStore, Metadata, NewEvent, StoreOptions};
+use event_store::{
+    read_whole_stream, AppendResult, EventStore, Metadata, NewEvent, Position, StoreOptions,
+};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -16,6 +18,19 @@ impl Backend {
     pub fn stream(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
+
+    /// How many events `stream` holds.
+    pub async fn len(&self, stream: &str) -> usize {
+        read_whole_stream(self.store.as_ref(), stream)
+            .await
+            .unwrap()
+            .len()
+    }
+}
+
+/// Where an append left its stream and the log, whether it wrote or found its events stored.
+pub fn landing(r: &AppendResult) -> (u64, Position) {
+    (r.next_expected_revision, r.position)
 }
 
 pub async fn postgres() -> Backend {

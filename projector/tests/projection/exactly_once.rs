@@ -58,7 +58,7 @@ async fn a_crash_mid_run_then_resume_gives_the_same_tables_as_a_clean_replay() {
     .await;
     assert_eq!(applied as usize, first + second);
     assert_eq!(
-        scalar(&resumed, "select count(*) from order_timeline").await as usize,
+        rows_in(&resumed, "order_timeline").await as usize,
         first + second
     );
     assert_counts_consistent(&resumed).await;
@@ -79,7 +79,7 @@ async fn a_rebuild_gives_byte_identical_tables_to_the_incremental_run() {
     }
     let incremental = dump(&env.projector).await;
     assert_eq!(
-        scalar(&env.projector, "select count(*) from order_timeline").await as usize,
+        rows_in(&env.projector, "order_timeline").await as usize,
         total
     );
 

@@ -222,6 +222,11 @@ pub async fn row(projector: &Projector, id: Uuid) -> serde_json::Value {
         .get(0)
 }
 
+/// How many rows `table` holds.
+pub async fn rows_in(projector: &Projector, table: &str) -> i64 {
+    scalar(projector, &format!("select count(*) from {table}")).await
+}
+
 pub async fn scalar(projector: &Projector, sql: &str) -> i64 {
     let client = projector.pool().get().await.unwrap();
     client.query_one(sql, &[]).await.unwrap().get(0)

@@ -39,20 +39,9 @@ async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fi
         b["stream_revision"], 0,
         "the poisoned order stops before the bad event"
     );
+    assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 2);
     assert_eq!(
-        scalar(
-            &env.projector,
-            "select count(*) from projection_dead_letters"
-        )
-        .await,
-        2
-    );
-    assert_eq!(
-        scalar(
-            &env.projector,
-            "select count(*) from projection_parked_streams"
-        )
-        .await,
+        rows_in(&env.projector, "projection_parked_streams").await,
         1
     );
     let client = env.projector.pool().get().await.unwrap();
@@ -78,14 +67,7 @@ async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fi
         ),
         "{err}"
     );
-    assert_eq!(
-        scalar(
-            &env.projector,
-            "select count(*) from projection_dead_letters"
-        )
-        .await,
-        2
-    );
+    assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 2);
 
     // The fix: an operator corrects the stored payload.
     client
@@ -100,20 +82,9 @@ async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fi
     assert_eq!(b["stream_revision"], 2);
     assert_eq!(b["payment_id"], "p-1");
     assert_eq!(b["reservation_id"], "r-1");
+    assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 0);
     assert_eq!(
-        scalar(
-            &env.projector,
-            "select count(*) from projection_dead_letters"
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        scalar(
-            &env.projector,
-            "select count(*) from projection_parked_streams"
-        )
-        .await,
+        rows_in(&env.projector, "projection_parked_streams").await,
         0
     );
     assert_counts_consistent(&env.projector).await;
@@ -136,14 +107,7 @@ async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fi
     let b = row(&env.projector, bad).await;
     assert_eq!(b["stream_revision"], 3);
     assert_eq!(b["payment_id"], "p-1");
-    assert_eq!(
-        scalar(
-            &env.projector,
-            "select count(*) from projection_dead_letters"
-        )
-        .await,
-        0
-    );
+    assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 0);
 }
 
 #[tokio::test]
