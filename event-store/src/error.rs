@@ -26,6 +26,18 @@ pub enum StoreError {
     /// A stored event could not be read back (bad JSON, missing fields).
     #[error("corrupt event at {position}: {reason}")]
     Corrupt { position: Position, reason: String },
+    /// The PostgreSQL log holds transaction ids this cluster has not reached: it was copied
+    /// from another cluster. Its history would be invisible and new events would sort before
+    /// it, so the store refuses to start.
+    #[error(
+        "es_events holds transaction ids up to {newest}, ahead of this PostgreSQL cluster's next \
+         transaction id {next}: the log was copied from another cluster (dump and restore, or \
+         logical replication) and would be read out of order. Stop PostgreSQL, advance its \
+         transaction id epoch past the copied ids with `pg_resetwal --epoch={epoch} -D <data \
+         directory>`, and start it again",
+        epoch = (.newest >> 32) + 1
+    )]
+    LogFromAnotherCluster { newest: u64, next: u64 },
     #[error("event store error: {0}")]
     Backend(String),
 }

@@ -118,11 +118,29 @@ pub fn build_pool_from(
 }
 
 /// Applies the named SQL migrations not yet recorded in `table`, in order, each in its own
-/// transaction, under an advisory lock so concurrent starters do not race.
+/// transaction. The whole run, the creation of `table` included, holds an advisory lock, so
+/// processes starting at once on a fresh database take turns instead of racing to create it.
 ///
 /// # Errors
 /// The database's error when a migration fails; nothing of that migration is kept.
 pub async fn apply_migrations(
+    client: &mut tokio_postgres::Client,
+    table: &str,
+    migrations: &[(&str, &str)],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("select pg_advisory_lock(hashtext($1))", &[&table])
+        .await?;
+    let applied = apply_migrations_locked(client, table, migrations).await;
+    // A pooled connection lives on: the session lock must not outlive the run, failed or not.
+    let unlocked = client
+        .execute("select pg_advisory_unlock(hashtext($1))", &[&table])
+        .await;
+    applied?;
+    unlocked.map(|_| ())
+}
+
+async fn apply_migrations_locked(
     client: &mut tokio_postgres::Client,
     table: &str,
     migrations: &[(&str, &str)],
@@ -134,8 +152,6 @@ pub async fn apply_migrations(
         .await?;
     for (name, sql) in migrations {
         let tx = client.transaction().await?;
-        tx.execute("select pg_advisory_xact_lock(hashtext($1))", &[&table])
-            .await?;
         let done = tx
             .query_opt(&format!("select 1 from {table} where name = $1"), &[name])
             .await?
@@ -223,16 +239,41 @@ fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// Refuses a log whose transaction ids are ahead of this cluster's counter. A logical copy of
+/// `es_events` (dump and restore, logical replication) keeps the ids of the cluster it came
+/// from; readers here see only ids below the oldest running transaction, so such a history is
+/// invisible and every new event sorts before it, behind the checkpoints of its readers.
+async fn check_log_belongs_to_cluster(client: &tokio_postgres::Client) -> Result<(), StoreError> {
+    let row = client
+        .query_one(
+            "select (select max(tx_id) from es_events) as newest,
+                    pg_snapshot_xmax(pg_current_snapshot())::text::bigint as next",
+            &[],
+        )
+        .await?;
+    let next = row.get::<_, i64>("next") as u64;
+    match row.get::<_, Option<i64>>("newest") {
+        Some(newest) if newest as u64 >= next => Err(StoreError::LogFromAnotherCluster {
+            newest: newest as u64,
+            next,
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl PgEventStore {
-    /// Connects, and creates the event tables if they are missing.
+    /// Connects, creates the event tables if they are missing, and checks that the log was
+    /// written by this cluster.
     ///
     /// # Errors
-    /// [`StoreError::InvalidUrl`], or [`StoreError::Unavailable`] when PostgreSQL cannot be
-    /// reached.
+    /// [`StoreError::InvalidUrl`]; [`StoreError::Unavailable`] when PostgreSQL cannot be
+    /// reached; [`StoreError::LogFromAnotherCluster`] when the log was copied from another
+    /// cluster.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let (pool, config) = build_pool(url, pool_size)?;
         let mut client = pool.get().await?;
         apply_migrations(&mut client, "es_migrations", MIGRATIONS).await?;
+        check_log_belongs_to_cluster(&client).await?;
         drop(client);
         let notifier = Arc::new(Notifier::start(pool.clone()));
         Ok(Self {

@@ -6,4 +6,5 @@ mod support;
 mod appends;
 mod ordering;
 mod reads;
+mod startup;
 mod subscriptions;
