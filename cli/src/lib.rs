@@ -81,9 +81,20 @@ pub fn occurred_at(e: &RecordedEvent) -> chrono::DateTime<chrono::Utc> {
     e.metadata.occurred_at.unwrap_or(e.recorded_at)
 }
 
+/// The domain event a stored event holds; a malformed one does not decode, with its reason.
+///
+/// # Errors
+/// Why the event does not decode.
+pub fn decode(e: &RecordedEvent) -> Result<domain::OrderEvent, String> {
+    if let Some(reason) = &e.malformed {
+        return Err(format!("malformed: {reason}"));
+    }
+    domain::OrderEvent::decode(&e.event_type, e.schema_version, &e.data).map_err(|e| e.to_string())
+}
+
 /// A readable one-line summary; the raw type when the event does not decode.
 pub fn summary(e: &RecordedEvent) -> String {
-    domain::OrderEvent::decode(&e.event_type, e.schema_version, &e.data)
+    decode(e)
         .map(|d| d.summary())
         .unwrap_or_else(|err| format!("(cannot decode: {err})"))
 }

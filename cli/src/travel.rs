@@ -1,8 +1,8 @@
 //! `milestone state <order-id> --at <revision | time>`: the order as it stood then.
 
 use crate::args::At;
-use crate::{occurred_at, order_events, CliError};
-use domain::{evolve, OrderEvent, OrderState};
+use crate::{decode, occurred_at, order_events, CliError};
+use domain::{evolve, OrderState};
 use event_store::EventStore;
 use serde_json::json;
 use std::io::Write;
@@ -42,10 +42,9 @@ pub async fn state_at(
     };
     let mut state = OrderState::NotPlaced;
     for e in &upto {
-        let decoded =
-            OrderEvent::decode(&e.event_type, e.schema_version, &e.data).map_err(|err| {
-                CliError::Failed(format!("revision {} cannot be decoded: {err}", e.revision))
-            })?;
+        let decoded = decode(e).map_err(|err| {
+            CliError::Failed(format!("revision {} cannot be decoded: {err}", e.revision))
+        })?;
         state = evolve(state, &decoded);
     }
     let last = upto

@@ -75,7 +75,12 @@ fn decode(history: &[RecordedEvent]) -> Result<Vec<OrderEvent>, ApiError> {
     history
         .iter()
         .map(|e| {
-            OrderEvent::decode(&e.event_type, e.schema_version, &e.data).map_err(|err| {
+            let decoded = match &e.malformed {
+                Some(reason) => Err(reason.clone()),
+                None => OrderEvent::decode(&e.event_type, e.schema_version, &e.data)
+                    .map_err(|err| err.to_string()),
+            };
+            decoded.map_err(|err| {
                 ApiError::Internal(format!(
                     "stream {} revision {} cannot be decoded: {err}",
                     e.stream_id, e.revision

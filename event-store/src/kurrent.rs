@@ -86,6 +86,7 @@ fn to_recorded(event: &kurrentdb::RecordedEvent) -> Result<RecordedEvent, StoreE
         data,
         metadata: stored.metadata,
         recorded_at: event.created,
+        malformed: None,
     })
 }
 

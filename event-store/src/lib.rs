@@ -94,6 +94,10 @@ pub struct NewEvent {
 }
 
 /// An event as stored.
+///
+/// A stored event that does not decode (data that is not JSON, metadata of other types, as
+/// another tool may write them) is still delivered, in its place in the log, with `malformed`
+/// saying why: a reader sets it aside (a projector dead-letters it) instead of stalling on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
     pub stream_id: String,
@@ -102,9 +106,43 @@ pub struct RecordedEvent {
     pub id: Uuid,
     pub event_type: String,
     pub schema_version: u32,
+    /// The payload; `null` when a malformed event's data is not JSON.
     pub data: serde_json::Value,
+    /// The context; of a malformed event, the fields that decoded.
     pub metadata: Metadata,
     pub recorded_at: DateTime<Utc>,
+    /// Why the stored event does not decode, if it does not. Such an event must not be
+    /// applied as if it were well formed.
+    pub malformed: Option<String>,
+}
+
+/// Decodes stored metadata leniently: the fields that decode are kept, and the first that
+/// does not (or a value that is not an object) is the reason the event is malformed.
+pub(crate) fn decode_metadata(value: &serde_json::Value) -> (Metadata, Option<String>) {
+    if let Ok(metadata) = Metadata::deserialize(value) {
+        return (metadata, None);
+    }
+    let serde_json::Value::Object(fields) = value else {
+        return (
+            Metadata::default(),
+            Some(format!("metadata is not a JSON object: {value}")),
+        );
+    };
+    let mut reason = None;
+    let mut kept = serde_json::Map::new();
+    for (key, field) in fields {
+        let alone = serde_json::Map::from_iter([(key.clone(), field.clone())]);
+        match Metadata::deserialize(&serde_json::Value::Object(alone)) {
+            Ok(_) => {
+                kept.insert(key.clone(), field.clone());
+            }
+            Err(e) => {
+                reason.get_or_insert_with(|| format!("metadata field {key}: {e}"));
+            }
+        }
+    }
+    let metadata = Metadata::deserialize(&serde_json::Value::Object(kept)).unwrap_or_default();
+    (metadata, reason)
 }
 
 /// The outcome of an append (or of an idempotent replay of one).

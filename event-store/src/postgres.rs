@@ -15,8 +15,8 @@
 //! not notify.
 
 use crate::{
-    AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, Metadata, NewEvent,
-    Position, RecordedEvent, StoreError, Subscription,
+    AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewEvent, Position,
+    RecordedEvent, StoreError, Subscription,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -219,24 +219,22 @@ fn row_position(row: &Row) -> Position {
     )
 }
 
-fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
-    let position = row_position(row);
-    let metadata: Metadata =
-        serde_json::from_value(row.get("metadata")).map_err(|e| StoreError::Corrupt {
-            position,
-            reason: format!("metadata: {e}"),
-        })?;
-    Ok(RecordedEvent {
+/// Decodes a row; metadata that does not decode makes the event malformed, not the read.
+fn row_to_event(row: &Row) -> RecordedEvent {
+    let (metadata, malformed) =
+        crate::decode_metadata(&row.get::<_, serde_json::Value>("metadata"));
+    RecordedEvent {
         stream_id: row.get("stream_id"),
         revision: row.get::<_, i64>("revision") as u64,
-        position,
+        position: row_position(row),
         id: row.get("event_id"),
         event_type: row.get("event_type"),
         schema_version: row.get::<_, i32>("schema_version") as u32,
         data: row.get("data"),
         metadata,
         recorded_at: row.get("recorded_at"),
-    })
+        malformed,
+    }
 }
 
 /// Refuses a log whose transaction ids are ahead of this cluster's counter. A logical copy of
@@ -390,10 +388,7 @@ impl PgEventStore {
         let rows = client
             .query(&stmt, &[&stream, &last, &(events.len() as i64)])
             .await?;
-        let stored = rows
-            .iter()
-            .map(row_to_event)
-            .collect::<Result<Vec<_>, _>>()?;
+        let stored: Vec<RecordedEvent> = rows.iter().map(row_to_event).collect();
         drop(client);
         if let Some(original) = crate::compare_with_stored(&stored, events)? {
             return Ok(original);
@@ -482,7 +477,7 @@ impl EventStore for PgEventStore {
                 return Err(StoreError::StreamNotFound(stream.to_owned()));
             }
         }
-        rows.iter().map(row_to_event).collect()
+        Ok(rows.iter().map(row_to_event).collect())
     }
 
     async fn read_all(
@@ -513,7 +508,7 @@ impl EventStore for PgEventStore {
                 ],
             )
             .await?;
-        rows.iter().map(row_to_event).collect()
+        Ok(rows.iter().map(row_to_event).collect())
     }
 
     async fn subscribe_all(

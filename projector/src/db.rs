@@ -618,6 +618,8 @@ pub async fn load_dead_letters(
                     data: r.get(7),
                     metadata: serde_json::from_value(r.get(8)).unwrap_or_default(),
                     recorded_at: r.get(9),
+                    // Kept apart to be fixed and retried: what it holds now is what is applied.
+                    malformed: None,
                 },
             ))
         })

@@ -111,6 +111,9 @@ pub fn apply(
     event: &RecordedEvent,
     deadlines: &Deadlines,
 ) -> Result<Option<TimelineRow>, String> {
+    if let Some(reason) = &event.malformed {
+        return Err(format!("malformed {} event: {reason}", event.event_type));
+    }
     let order_id = order_id_of(&event.stream_id)
         .ok_or_else(|| format!("stream '{}' is not an order stream", event.stream_id))?;
     let revision = i64::try_from(event.revision).map_err(|_| "revision out of range".to_owned())?;

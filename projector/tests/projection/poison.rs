@@ -120,3 +120,65 @@ async fn retrying_an_order_that_is_not_parked_says_so() {
         .unwrap_err();
     assert!(matches!(err, projector::ProjectorError::NotParked(_)));
 }
+
+#[tokio::test]
+async fn events_with_metadata_of_other_types_are_dead_lettered_while_other_orders_are_projected() {
+    let env = env().await;
+    let (odd_time, odd_correlation, good) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    record(env.store.as_ref(), good, vec![place(good)], t0()).await;
+    // Written straight into the log by another tool, with metadata the store cannot decode.
+    let (client, conn) = tokio_postgres::connect(&env.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (id, metadata) in [
+        (odd_time, json!({"occurredAt": 5})),
+        (odd_correlation, json!({"$correlationId": 7})),
+    ] {
+        client
+            .execute(
+                "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+                 values ($1, 0, gen_random_uuid(), 'OrderPlaced', 1, '{}', $2)",
+                &[&format!("order-{id}"), &metadata],
+            )
+            .await
+            .unwrap();
+    }
+    record(
+        env.store.as_ref(),
+        good,
+        vec![authorize("pay-g"), reserve("res-g")],
+        t0(),
+    )
+    .await;
+    project(&env.projector, 1 + 2 + 3).await;
+
+    assert_eq!(
+        row(&env.projector, good).await["status"],
+        "ACCEPTED",
+        "the order after the malformed events is projected"
+    );
+    let errors: Vec<String> = client
+        .query(
+            "select error from projection_dead_letters order by stream_id = $1",
+            &[&format!("order-{odd_correlation}")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("malformed") && errors[0].contains("occurredAt"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("malformed") && errors[1].contains("$correlationId"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        rows_in(&env.projector, "projection_parked_streams").await,
+        2
+    );
+}
