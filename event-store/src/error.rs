@@ -16,6 +16,9 @@ pub enum StoreError {
     DuplicateEventId { event_id: Uuid },
     #[error("stream {0} not found")]
     StreamNotFound(String),
+    /// The stream was deleted and cannot be written again; nothing was written.
+    #[error("stream {0} was deleted")]
+    StreamDeleted(String),
     /// The store cannot be reached now; retrying later may work.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
@@ -47,7 +50,9 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Self::WrongExpectedRevision { .. } | Self::DuplicateEventId { .. }
+            Self::WrongExpectedRevision { .. }
+                | Self::DuplicateEventId { .. }
+                | Self::StreamDeleted(_)
         )
     }
 }
