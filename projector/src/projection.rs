@@ -3,15 +3,16 @@
 
 use crate::config::Config;
 use crate::db;
+use crate::db::{DeadLetter, RepairNote};
 use crate::lease::Lease;
-use crate::model::{apply, order_id_of, OrderRow};
+use crate::model::{apply, corrected, order_id_of, Correction, OrderRow};
 use crate::ProjectorError;
 use deadpool_postgres::Pool;
 use event_store::{EventStore, Position, RecordedEvent, StoreError, StoreOptions};
 use futures::TryFutureExt;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -45,6 +46,16 @@ pub struct Projector {
     pool: Pool,
     pg_config: tokio_postgres::Config,
     config: Config,
+    /// The operators' corrections of logged events, applied in their place; shared by the
+    /// clones, reloaded when the checkpoint row shows a newer corrections version.
+    corrections: Arc<Mutex<CorrectionCache>>,
+}
+
+/// The corrections as of one `corrections_version` of the checkpoint row.
+#[derive(Default)]
+struct CorrectionCache {
+    version: Option<i64>,
+    events: Arc<HashMap<Uuid, Correction>>,
 }
 
 impl Projector {
@@ -76,6 +87,7 @@ impl Projector {
             pool,
             pg_config,
             config,
+            corrections: Arc::default(),
         };
         projector.migrate().await?;
         Ok(projector)
@@ -147,12 +159,13 @@ impl Projector {
         let current = current.ok_or_else(|| {
             ProjectorError::Corrupt(format!("the checkpoint row of {PROJECTION} is missing"))
         })?;
-        if current != expected {
+        if current.position != expected {
             return Err(ProjectorError::CheckpointMoved {
                 expected,
-                found: current,
+                found: current.position,
             });
         }
+        let corrections = self.corrections(&tx, current.corrections_version).await?;
         let before: HashMap<Uuid, String> =
             rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
 
@@ -161,6 +174,8 @@ impl Projector {
         let mut timeline = Vec::new();
         let mut dead_lettered = 0;
         for event in events {
+            let event = corrected(&corrections, event);
+            let event = event.as_ref();
             if parked.contains(&event.stream_id) {
                 let reason =
                     "parked behind an earlier event of this order that could not be applied";
@@ -216,6 +231,33 @@ impl Projector {
             dead_lettered,
             orders_changed: touched.len(),
         })
+    }
+
+    /// The corrections as of `version`, from the cache when it is that recent: no round trip
+    /// unless a retry has written one since the last batch.
+    async fn corrections(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        version: i64,
+    ) -> Result<Arc<HashMap<Uuid, Correction>>, ProjectorError> {
+        {
+            let cache = self
+                .corrections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.version == Some(version) {
+                return Ok(cache.events.clone());
+            }
+        }
+        let events = Arc::new(db::load_corrections(tx, PROJECTION).await?);
+        *self
+            .corrections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = CorrectionCache {
+            version: Some(version),
+            events: events.clone(),
+        };
+        Ok(events)
     }
 
     /// Processes every event available now and returns how many it read. Tests drive the
@@ -284,15 +326,33 @@ impl Projector {
         self.catch_up(None, progress).await
     }
 
+    /// [`Projector::retry_parked_noting`] with nothing noted.
+    ///
+    /// # Errors
+    /// As [`Projector::retry_parked_noting`].
+    pub async fn retry_parked(&self, order_id: Uuid) -> Result<usize, ProjectorError> {
+        self.retry_parked_noting(order_id, &RepairNote::default())
+            .await
+    }
+
     /// Retries an order's dead-lettered events, in order, after a fix (of the code, or of the
     /// stored payload in `projection_dead_letters`). All apply and the order is unparked, or
-    /// nothing changes.
+    /// nothing changes. Returns how many events were applied; they count in the checkpoint's
+    /// `events_applied`. A stored payload that differs from the logged event is kept as a
+    /// correction (with `note`), which the projection applies in place of the logged event from
+    /// then on, rebuilds included.
     ///
     /// # Errors
     /// [`ProjectorError::NotParked`]; [`ProjectorError::StillFailing`] with the error of the
     /// first event that still fails.
-    pub async fn retry_parked(&self, order_id: Uuid) -> Result<usize, ProjectorError> {
+    pub async fn retry_parked_noting(
+        &self,
+        order_id: Uuid,
+        note: &RepairNote,
+    ) -> Result<usize, ProjectorError> {
         let stream = format!("{}{order_id}", domain::ORDER_STREAM_PREFIX);
+        // The log as written, to tell an operator's edits from untouched letters.
+        let logged = event_store::read_whole_stream(self.store.as_ref(), &stream).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Serialises with the live projector's batches.
@@ -307,7 +367,7 @@ impl Projector {
             rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
         let mut row = rows.remove(&order_id);
         let mut timeline = Vec::new();
-        for (_, event) in &letters {
+        for DeadLetter { event, .. } in &letters {
             match apply(&mut row, event, &self.config.deadlines) {
                 Ok(None) => {}
                 Ok(Some(entry)) => timeline.push(entry),
@@ -330,6 +390,15 @@ impl Projector {
             db::add_status_counts(&tx, &status_deltas(&before, &[row])).await?;
         }
         db::insert_timeline(&tx, &timeline).await?;
+        let mut corrected = false;
+        for letter in &letters {
+            let original = logged.iter().find(|e| e.id == letter.event.id);
+            if let Some(correction) = Correction::of(&letter.event, original) {
+                db::upsert_correction(&tx, PROJECTION, letter, &correction, note).await?;
+                corrected = true;
+            }
+        }
+        db::record_retry(&tx, PROJECTION, timeline.len() as i64, corrected).await?;
         tx.execute(
             "delete from projection_dead_letters where projection = $1 and stream_id = $2",
             &[&PROJECTION, &stream],
