@@ -17,6 +17,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0002_projection_corrections",
         include_str!("../../schemas/read-models/0002_projection_corrections.sql"),
     ),
+    (
+        "0003_projection_leases",
+        include_str!("../../schemas/read-models/0003_projection_leases.sql"),
+    ),
 ];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
@@ -92,21 +96,26 @@ pub async fn load_checkpoint(
     Ok(row.and_then(|r| checkpoint_of(r.get(0), r.get(1))))
 }
 
+/// Moves the checkpoint and counts the applied events. With a `fence` (the writer's lease
+/// token) the update happens only while that token is the checkpoint's; false when it is not
+/// (the writer's lease was taken over).
 pub async fn store_checkpoint(
     tx: &Transaction<'_>,
     projection: &str,
     position: Option<Position>,
     applied: i64,
-) -> Result<(), tokio_postgres::Error> {
+    fence: Option<i64>,
+) -> Result<bool, tokio_postgres::Error> {
     let (text, commit, prepare) = position_parts(position);
-    tx.execute(
-        "update projection_checkpoints set position = $2, position_commit = $3, position_prepare = $4,
-                events_applied = events_applied + $5, updated_at = now()
-         where projection = $1",
-        &[&projection, &text, &commit, &prepare, &applied],
-    )
-    .await?;
-    Ok(())
+    let stored = tx
+        .execute(
+            "update projection_checkpoints set position = $2, position_commit = $3, position_prepare = $4,
+                    events_applied = events_applied + $5, updated_at = now()
+             where projection = $1 and ($6::bigint is null or fencing_token = $6)",
+            &[&projection, &text, &commit, &prepare, &applied, &fence],
+        )
+        .await?;
+    Ok(stored == 1)
 }
 
 /// Counts the events a retry applied and, when it wrote corrections, moves the corrections'

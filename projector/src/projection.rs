@@ -79,7 +79,13 @@ impl Projector {
         // Plan every statement for the table as it is now: a cached generic plan made while
         // the read models are small (after a rebuild's truncate) would keep scanning them
         // sequentially once they are large (measured: row loads went from 0.6 ms to 15 ms).
-        pg_config.options("-c plan_cache_mode=force_custom_plan");
+        // A transaction left open by a host that vanished mid-batch would hold the checkpoint
+        // row for as long as TCP keeps its connection alive (hours) and keep a standby from
+        // taking over: the server ends such a transaction after the lease's time to live.
+        pg_config.options(format!(
+            "-c plan_cache_mode=force_custom_plan -c idle_in_transaction_session_timeout={}",
+            config.lease_ttl.as_millis()
+        ));
         let (pool, pg_config) =
             event_store::postgres::build_pool_from(pg_config, config.pool_size)?;
         let projector = Self {
@@ -123,13 +129,38 @@ impl Projector {
     }
 
     /// Applies `events` (which follow `expected` in the log) and moves the checkpoint to the
-    /// last of them, all in one transaction.
+    /// last of them, all in one transaction, without a lease (tools and tests).
     ///
     /// # Errors
     /// [`ProjectorError::CheckpointMoved`] when another writer moved the checkpoint (nothing is
     /// written); database errors.
     pub async fn apply_batch(
         &self,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        self.apply_fenced_batch(None, expected, events).await
+    }
+
+    /// [`Projector::apply_batch`] as the holder of `lease`: the batch commits only while the
+    /// lease's fencing token is the checkpoint's, even if the lease was lost meanwhile.
+    ///
+    /// # Errors
+    /// [`ProjectorError::LeaseLost`] when another instance has taken the lease over (nothing is
+    /// written); as [`Projector::apply_batch`].
+    pub async fn apply_batch_holding(
+        &self,
+        lease: &Lease,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        self.apply_fenced_batch(Some(lease.token()), expected, events)
+            .await
+    }
+
+    async fn apply_fenced_batch(
+        &self,
+        fence: Option<i64>,
         expected: Option<Position>,
         events: &[RecordedEvent],
     ) -> Result<BatchOutcome, ProjectorError> {
@@ -217,13 +248,16 @@ impl Projector {
         let notification = notification(last.position, &touched);
         let deltas = status_deltas(&before, &changed);
         let applied = timeline.len() as i64;
-        futures::try_join!(
+        let ((), (), (), stored, ()) = futures::try_join!(
             db::write_rows(&tx, &new, &existing),
             db::insert_timeline(&tx, &timeline),
             db::add_status_counts(&tx, &deltas).err_into(),
-            db::store_checkpoint(&tx, PROJECTION, Some(last.position), applied).err_into(),
+            db::store_checkpoint(&tx, PROJECTION, Some(last.position), applied, fence).err_into(),
             db::notify(&tx, CHANGES_CHANNEL, &notification).err_into(),
         )?;
+        if !stored {
+            return Err(ProjectorError::LeaseLost);
+        }
         tx.commit().await?;
         Ok(BatchOutcome {
             checkpoint: Some(last.position),
@@ -291,7 +325,9 @@ impl Projector {
             let store = self.store.clone();
             let prefetch =
                 tokio::spawn(async move { store.read_all(next_from, prefix, size).await });
-            let outcome = self.apply_batch(checkpoint, &page).await;
+            let outcome = self
+                .apply_fenced_batch(lease.map(Lease::token), checkpoint, &page)
+                .await;
             let next = prefetch
                 .await
                 .map_err(|e| ProjectorError::Corrupt(e.to_string()))?;
@@ -313,7 +349,9 @@ impl Projector {
     /// # Errors
     /// [`ProjectorError::LeaseHeld`] when a live projector is running; store or database errors.
     pub async fn rebuild(&self, progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
-        let Some(_lease) = Lease::try_acquire(&self.pg_config, PROJECTION).await? else {
+        let Some(lease) =
+            Lease::try_acquire(&self.pg_config, PROJECTION, self.config.lease_ttl).await?
+        else {
             return Err(ProjectorError::LeaseHeld);
         };
         let mut client = self.pool.get().await?;
@@ -323,7 +361,7 @@ impl Projector {
         db::reset_projection(&tx, PROJECTION).await?;
         tx.commit().await?;
         drop(client);
-        self.catch_up(None, progress).await
+        self.catch_up(Some(&lease), progress).await
     }
 
     /// [`Projector::retry_parked_noting`] with nothing noted.
@@ -418,17 +456,24 @@ impl Projector {
     }
 
     /// The live loop: stand by until this instance holds the projection's lease, then follow the
-    /// log in batches until `shutdown` resolves. Errors are logged and retried.
+    /// log in batches until `shutdown` resolves. Errors are logged and retried; a lost lease
+    /// stops the work at once (a batch under way rolls back) and the instance stands by again.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let (ttl, poll) = (self.config.lease_ttl, self.config.standby_poll);
         loop {
             let lease = tokio::select! {
                 () = &mut shutdown => return,
-                lease = Lease::acquire(&self.pg_config, PROJECTION, self.config.standby_poll) => lease,
+                lease = Lease::acquire(&self.pg_config, PROJECTION, ttl, poll) => lease,
             };
-            tracing::info!(projection = PROJECTION, "active: applying events");
+            tracing::info!(
+                projection = PROJECTION,
+                token = lease.token(),
+                "active: applying events"
+            );
             tokio::select! {
                 () = &mut shutdown => return,
+                () = lease.lost() => tracing::warn!("lost the lease; standing by"),
                 result = self.follow(&lease) => {
                     if let Err(e) = result {
                         tracing::warn!(error = %e, "projection interrupted; resuming");
@@ -476,7 +521,7 @@ impl Projector {
             if !lease.is_held() {
                 return Err(ProjectorError::LeaseLost);
             }
-            let outcome = self.apply_batch(checkpoint, &batch).await?;
+            let outcome = self.apply_batch_holding(lease, checkpoint, &batch).await?;
             tracing::debug!(
                 applied = outcome.applied,
                 dead = outcome.dead_lettered,
