@@ -65,6 +65,10 @@ pub struct Config {
     pub batch_wait: Duration,
     /// `MILESTONE_PROJECTOR_STANDBY_POLL_MS`: how often a standby tries to take over (default 1000).
     pub standby_poll: Duration,
+    /// `MILESTONE_PROJECTOR_LEASE_TTL_MS`: how long the active instance's lease lasts without
+    /// renewal (default 5000; renewed every fifth of it). A standby takes over within about this
+    /// long after the active host vanishes.
+    pub lease_ttl: Duration,
     pub deadlines: Deadlines,
 }
 
@@ -81,6 +85,7 @@ impl Config {
             catch_up_batch_size: 4000,
             batch_wait: Duration::from_millis(5),
             standby_poll: Duration::from_millis(1000),
+            lease_ttl: Duration::from_millis(5000),
             deadlines: Deadlines::default(),
         }
     }
@@ -110,6 +115,14 @@ impl Config {
         }
         let batch_size = batch("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
         let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 4000)?;
+        let lease_ttl = match var("MILESTONE_PROJECTOR_LEASE_TTL_MS", 5000u64)? {
+            ms @ 500..=600_000 => Duration::from_millis(ms),
+            _ => {
+                return Err(
+                    "MILESTONE_PROJECTOR_LEASE_TTL_MS must be between 500 and 600000".into(),
+                )
+            }
+        };
         Ok(Self {
             event_store_url,
             read_model_url,
@@ -118,6 +131,7 @@ impl Config {
             catch_up_batch_size,
             batch_wait: Duration::from_millis(var("MILESTONE_PROJECTOR_BATCH_WAIT_MS", 5)?),
             standby_poll: Duration::from_millis(var("MILESTONE_PROJECTOR_STANDBY_POLL_MS", 1000)?),
+            lease_ttl,
             deadlines: Deadlines {
                 placed: secs("MILESTONE_DEADLINE_PLACED_SECS", d.placed)?,
                 accepted: secs("MILESTONE_DEADLINE_ACCEPTED_SECS", d.accepted)?,

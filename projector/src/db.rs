@@ -1,17 +1,27 @@
 //! The projector's SQL: free functions taking a transaction, one statement each; a batch's rows
 //! travel as typed arrays through `unnest`, so a whole batch costs a handful of round trips.
 
-use crate::model::{OrderRow, TimelineRow};
+use crate::model::{Correction, OrderRow, TimelineRow};
 use deadpool_postgres::{GenericClient, Transaction};
 use event_store::{Position, RecordedEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// The read-model migrations, from `schemas/read-models/`.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_order_read_models",
-    include_str!("../../schemas/read-models/0001_order_read_models.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_order_read_models",
+        include_str!("../../schemas/read-models/0001_order_read_models.sql"),
+    ),
+    (
+        "0002_projection_corrections",
+        include_str!("../../schemas/read-models/0002_projection_corrections.sql"),
+    ),
+    (
+        "0003_projection_leases",
+        include_str!("../../schemas/read-models/0003_projection_leases.sql"),
+    ),
+];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {
@@ -38,20 +48,32 @@ pub async fn ensure_checkpoint(
     Ok(())
 }
 
+/// A checkpoint row, read under its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockedCheckpoint {
+    pub position: Option<Position>,
+    /// Moves whenever a correction is written (see `projection_corrections`).
+    pub corrections_version: i64,
+}
+
 /// Locks the projection's checkpoint row for this transaction and returns it (`None` when the
 /// row is missing). One statement, so that statements pipelined after it run under the lock.
 /// The lock fences concurrent writers: a second one waits, then sees a moved checkpoint.
 pub async fn lock_checkpoint(
     tx: &Transaction<'_>,
     projection: &str,
-) -> Result<Option<Option<Position>>, tokio_postgres::Error> {
+) -> Result<Option<LockedCheckpoint>, tokio_postgres::Error> {
     let stmt = tx
         .prepare_cached(
-            "select position_commit, position_prepare from projection_checkpoints where projection = $1 for update",
+            "select position_commit, position_prepare, corrections_version from projection_checkpoints
+             where projection = $1 for update",
         )
         .await?;
     let row = tx.query_opt(&stmt, &[&projection]).await?;
-    Ok(row.map(|row| checkpoint_of(row.get(0), row.get(1))))
+    Ok(row.map(|row| LockedCheckpoint {
+        position: checkpoint_of(row.get(0), row.get(1)),
+        corrections_version: row.get(2),
+    }))
 }
 
 fn checkpoint_of(commit: Option<i64>, prepare: Option<i64>) -> Option<Position> {
@@ -74,18 +96,41 @@ pub async fn load_checkpoint(
     Ok(row.and_then(|r| checkpoint_of(r.get(0), r.get(1))))
 }
 
+/// Moves the checkpoint and counts the applied events. With a `fence` (the writer's lease
+/// token) the update happens only while that token is the checkpoint's; false when it is not
+/// (the writer's lease was taken over).
 pub async fn store_checkpoint(
     tx: &Transaction<'_>,
     projection: &str,
     position: Option<Position>,
     applied: i64,
-) -> Result<(), tokio_postgres::Error> {
+    fence: Option<i64>,
+) -> Result<bool, tokio_postgres::Error> {
     let (text, commit, prepare) = position_parts(position);
+    let stored = tx
+        .execute(
+            "update projection_checkpoints set position = $2, position_commit = $3, position_prepare = $4,
+                    events_applied = events_applied + $5, updated_at = now()
+             where projection = $1 and ($6::bigint is null or fencing_token = $6)",
+            &[&projection, &text, &commit, &prepare, &applied, &fence],
+        )
+        .await?;
+    Ok(stored == 1)
+}
+
+/// Counts the events a retry applied and, when it wrote corrections, moves the corrections'
+/// version so that every projector reloads them; the position stays where it is.
+pub async fn record_retry(
+    tx: &Transaction<'_>,
+    projection: &str,
+    applied: i64,
+    corrected: bool,
+) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "update projection_checkpoints set position = $2, position_commit = $3, position_prepare = $4,
-                events_applied = events_applied + $5, updated_at = now()
+        "update projection_checkpoints set events_applied = events_applied + $2,
+                corrections_version = corrections_version + $3::bool::int, updated_at = now()
          where projection = $1",
-        &[&projection, &text, &commit, &prepare, &applied],
+        &[&projection, &applied, &corrected],
     )
     .await?;
     Ok(())
@@ -558,13 +603,17 @@ pub async fn park_stream(
     Ok(())
 }
 
+fn metadata_json(metadata: &event_store::Metadata) -> serde_json::Value {
+    serde_json::to_value(metadata).unwrap_or(serde_json::Value::Null)
+}
+
 pub async fn insert_dead_letter(
     tx: &Transaction<'_>,
     projection: &str,
     event: &RecordedEvent,
     error: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let metadata = serde_json::to_value(&event.metadata).unwrap_or(serde_json::Value::Null);
+    let metadata = metadata_json(&event.metadata);
     tx.execute(
         "insert into projection_dead_letters
            (projection, stream_id, revision, position, event_id, event_type, schema_version, data, metadata, recorded_at, error)
@@ -588,45 +637,126 @@ pub async fn insert_dead_letter(
     Ok(())
 }
 
+/// A dead-lettered event, as stored (and perhaps edited by an operator), with the error that
+/// put it there.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub event: RecordedEvent,
+    pub error: String,
+}
+
 /// A stream's dead letters, oldest first, as events again.
 pub async fn load_dead_letters(
     tx: &Transaction<'_>,
     projection: &str,
     stream: &str,
-) -> Result<Vec<(i64, RecordedEvent)>, crate::ProjectorError> {
+) -> Result<Vec<DeadLetter>, crate::ProjectorError> {
     let rows = tx
         .query(
-            "select id, stream_id, revision, position, event_id, event_type, schema_version, data, metadata, recorded_at
+            "select stream_id, revision, position, event_id, event_type, schema_version, data, metadata, recorded_at, error
              from projection_dead_letters where projection = $1 and stream_id = $2 order by revision",
             &[&projection, &stream],
         )
         .await?;
     rows.into_iter()
         .map(|r| {
-            let position: String = r.get(3);
-            Ok((
-                r.get(0),
-                RecordedEvent {
-                    stream_id: r.get(1),
-                    revision: r.get::<_, i64>(2) as u64,
+            let position: String = r.get(2);
+            Ok(DeadLetter {
+                event: RecordedEvent {
+                    stream_id: r.get(0),
+                    revision: r.get::<_, i64>(1) as u64,
                     position: position.parse().map_err(|e: event_store::StoreError| {
                         crate::ProjectorError::Corrupt(e.to_string())
                     })?,
-                    id: r.get(4),
-                    event_type: r.get(5),
-                    schema_version: r.get::<_, i32>(6) as u32,
-                    data: r.get(7),
-                    metadata: serde_json::from_value(r.get(8)).unwrap_or_default(),
-                    recorded_at: r.get(9),
+                    id: r.get(3),
+                    event_type: r.get(4),
+                    schema_version: r.get::<_, i32>(5) as u32,
+                    data: r.get(6),
+                    metadata: serde_json::from_value(r.get(7)).unwrap_or_default(),
+                    recorded_at: r.get(8),
                     // Kept apart to be fixed and retried: what it holds now is what is applied.
                     malformed: None,
                 },
-            ))
+                error: r.get(9),
+            })
         })
         .collect()
 }
 
-/// Empties every table of the projection and its checkpoint.
+/// Who repaired an event and why, as far as known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairNote {
+    /// Defaults to the database user.
+    pub by: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Records `correction` of the dead-lettered `letter`'s event (replacing an earlier one).
+pub async fn upsert_correction(
+    tx: &Transaction<'_>,
+    projection: &str,
+    letter: &DeadLetter,
+    correction: &Correction,
+    note: &RepairNote,
+) -> Result<(), tokio_postgres::Error> {
+    let event = &letter.event;
+    tx.execute(
+        "insert into projection_corrections
+           (projection, event_id, stream_id, revision, event_type, schema_version, data, metadata,
+            corrected_by, reason, repaired_error)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, current_user), $10, $11)
+         on conflict (projection, event_id) do update set
+           event_type = excluded.event_type, schema_version = excluded.schema_version,
+           data = excluded.data, metadata = excluded.metadata, corrected_by = excluded.corrected_by,
+           reason = excluded.reason, repaired_error = excluded.repaired_error, corrected_at = now()",
+        &[
+            &projection,
+            &event.id,
+            &event.stream_id,
+            &(event.revision as i64),
+            &correction.event_type,
+            &(correction.schema_version as i32),
+            &correction.data,
+            &metadata_json(&correction.metadata),
+            &note.by,
+            &note.reason,
+            &letter.error,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every correction of the projection, by event id.
+pub async fn load_corrections(
+    tx: &Transaction<'_>,
+    projection: &str,
+) -> Result<HashMap<Uuid, Correction>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "select event_id, event_type, schema_version, data, metadata
+             from projection_corrections where projection = $1",
+            &[&projection],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Correction {
+                    event_type: r.get(1),
+                    schema_version: r.get::<_, i32>(2) as u32,
+                    data: r.get(3),
+                    metadata: serde_json::from_value(r.get(4)).unwrap_or_default(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Empties every table of the projection and its checkpoint. Corrections stay: the replay
+/// applies them again.
 pub async fn reset_projection(
     tx: &Transaction<'_>,
     projection: &str,

@@ -3,8 +3,8 @@
 //! `model` is the pure part (a row, and what one event does to it); `db` holds the SQL, one
 //! batched statement per table; `projection` applies batches of events and their checkpoint in
 //! one transaction, NOTIFYs listeners, follows the log live, rebuilds and retries parked
-//! orders; `lease` keeps one active instance per projection. The read-model SQL itself lives in
-//! `schemas/read-models/`, the contract with the query API.
+//! orders; `lease` keeps one active instance per projection and fences the ones it replaced.
+//! The read-model SQL itself lives in `schemas/read-models/`, the contract with the query API.
 
 #![forbid(unsafe_code)]
 
@@ -40,6 +40,8 @@ pub enum ProjectorError {
     LeaseHeld,
     #[error("lost the projection's lease")]
     LeaseLost,
+    #[error("cannot take the projection's lease")]
+    Lease(#[from] lease::LeaseError),
     #[error("the event subscription ended")]
     SubscriptionEnded,
     #[error("order {0} has no parked events")]

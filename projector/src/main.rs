@@ -1,6 +1,8 @@
 //! `projector`            follow the log and keep the read models (standby if another runs)
 //! `projector rebuild`    empty the read models and replay the whole log, with progress
-//! `projector retry <id>` re-apply an order's dead-lettered events after a fix
+//! `projector retry <id> [--reason <text>]`
+//!                        re-apply an order's dead-lettered events after a fix; an edited
+//!                        payload is kept as a correction (by `$USER`, for the reason given)
 
 use anyhow::Context;
 use projector::{Config, Projector};
@@ -62,18 +64,27 @@ async fn main() -> anyhow::Result<()> {
                 .context("rebuilding the read models")?;
             println!("rebuild done: {total} events replayed");
         }
-        ["retry", id] => {
+        ["retry", id, rest @ ..] => {
             let id = uuid::Uuid::parse_str(id)
                 .with_context(|| format!("'{id}' is not an order id (a UUID)"))?;
+            let reason = match rest {
+                [] => None,
+                ["--reason", reason] => Some((*reason).to_owned()),
+                _ => anyhow::bail!("usage: projector retry <order-id> [--reason <text>]"),
+            };
+            let note = projector::db::RepairNote {
+                by: std::env::var("USER").ok(),
+                reason,
+            };
             let applied = projector
-                .retry_parked(id)
+                .retry_parked_noting(id, &note)
                 .await
                 .context("retrying the parked order")?;
             println!(
                 "order {id}: {applied} parked event(s) applied; the order is no longer parked"
             );
         }
-        _ => anyhow::bail!("usage: projector [run | rebuild | retry <order-id>]"),
+        _ => anyhow::bail!("usage: projector [run | rebuild | retry <order-id> [--reason <text>]]"),
     }
     Ok(())
 }

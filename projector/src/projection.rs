@@ -3,15 +3,16 @@
 
 use crate::config::Config;
 use crate::db;
+use crate::db::{DeadLetter, RepairNote};
 use crate::lease::Lease;
-use crate::model::{apply, order_id_of, OrderRow};
+use crate::model::{apply, corrected, order_id_of, Correction, OrderRow};
 use crate::ProjectorError;
 use deadpool_postgres::Pool;
 use event_store::{EventStore, Position, RecordedEvent, StoreError, StoreOptions};
 use futures::TryFutureExt;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -45,6 +46,16 @@ pub struct Projector {
     pool: Pool,
     pg_config: tokio_postgres::Config,
     config: Config,
+    /// The operators' corrections of logged events, applied in their place; shared by the
+    /// clones, reloaded when the checkpoint row shows a newer corrections version.
+    corrections: Arc<Mutex<CorrectionCache>>,
+}
+
+/// The corrections as of one `corrections_version` of the checkpoint row.
+#[derive(Default)]
+struct CorrectionCache {
+    version: Option<i64>,
+    events: Arc<HashMap<Uuid, Correction>>,
 }
 
 impl Projector {
@@ -68,7 +79,13 @@ impl Projector {
         // Plan every statement for the table as it is now: a cached generic plan made while
         // the read models are small (after a rebuild's truncate) would keep scanning them
         // sequentially once they are large (measured: row loads went from 0.6 ms to 15 ms).
-        pg_config.options("-c plan_cache_mode=force_custom_plan");
+        // A transaction left open by a host that vanished mid-batch would hold the checkpoint
+        // row for as long as TCP keeps its connection alive (hours) and keep a standby from
+        // taking over: the server ends such a transaction after the lease's time to live.
+        pg_config.options(format!(
+            "-c plan_cache_mode=force_custom_plan -c idle_in_transaction_session_timeout={}",
+            config.lease_ttl.as_millis()
+        ));
         let (pool, pg_config) =
             event_store::postgres::build_pool_from(pg_config, config.pool_size)?;
         let projector = Self {
@@ -76,6 +93,7 @@ impl Projector {
             pool,
             pg_config,
             config,
+            corrections: Arc::default(),
         };
         projector.migrate().await?;
         Ok(projector)
@@ -111,13 +129,38 @@ impl Projector {
     }
 
     /// Applies `events` (which follow `expected` in the log) and moves the checkpoint to the
-    /// last of them, all in one transaction.
+    /// last of them, all in one transaction, without a lease (tools and tests).
     ///
     /// # Errors
     /// [`ProjectorError::CheckpointMoved`] when another writer moved the checkpoint (nothing is
     /// written); database errors.
     pub async fn apply_batch(
         &self,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        self.apply_fenced_batch(None, expected, events).await
+    }
+
+    /// [`Projector::apply_batch`] as the holder of `lease`: the batch commits only while the
+    /// lease's fencing token is the checkpoint's, even if the lease was lost meanwhile.
+    ///
+    /// # Errors
+    /// [`ProjectorError::LeaseLost`] when another instance has taken the lease over (nothing is
+    /// written); as [`Projector::apply_batch`].
+    pub async fn apply_batch_holding(
+        &self,
+        lease: &Lease,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        self.apply_fenced_batch(Some(lease.token()), expected, events)
+            .await
+    }
+
+    async fn apply_fenced_batch(
+        &self,
+        fence: Option<i64>,
         expected: Option<Position>,
         events: &[RecordedEvent],
     ) -> Result<BatchOutcome, ProjectorError> {
@@ -147,12 +190,13 @@ impl Projector {
         let current = current.ok_or_else(|| {
             ProjectorError::Corrupt(format!("the checkpoint row of {PROJECTION} is missing"))
         })?;
-        if current != expected {
+        if current.position != expected {
             return Err(ProjectorError::CheckpointMoved {
                 expected,
-                found: current,
+                found: current.position,
             });
         }
+        let corrections = self.corrections(&tx, current.corrections_version).await?;
         let before: HashMap<Uuid, String> =
             rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
 
@@ -161,6 +205,8 @@ impl Projector {
         let mut timeline = Vec::new();
         let mut dead_lettered = 0;
         for event in events {
+            let event = corrected(&corrections, event);
+            let event = event.as_ref();
             if parked.contains(&event.stream_id) {
                 let reason =
                     "parked behind an earlier event of this order that could not be applied";
@@ -202,13 +248,16 @@ impl Projector {
         let notification = notification(last.position, &touched);
         let deltas = status_deltas(&before, &changed);
         let applied = timeline.len() as i64;
-        futures::try_join!(
+        let ((), (), (), stored, ()) = futures::try_join!(
             db::write_rows(&tx, &new, &existing),
             db::insert_timeline(&tx, &timeline),
             db::add_status_counts(&tx, &deltas).err_into(),
-            db::store_checkpoint(&tx, PROJECTION, Some(last.position), applied).err_into(),
+            db::store_checkpoint(&tx, PROJECTION, Some(last.position), applied, fence).err_into(),
             db::notify(&tx, CHANGES_CHANNEL, &notification).err_into(),
         )?;
+        if !stored {
+            return Err(ProjectorError::LeaseLost);
+        }
         tx.commit().await?;
         Ok(BatchOutcome {
             checkpoint: Some(last.position),
@@ -216,6 +265,33 @@ impl Projector {
             dead_lettered,
             orders_changed: touched.len(),
         })
+    }
+
+    /// The corrections as of `version`, from the cache when it is that recent: no round trip
+    /// unless a retry has written one since the last batch.
+    async fn corrections(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        version: i64,
+    ) -> Result<Arc<HashMap<Uuid, Correction>>, ProjectorError> {
+        {
+            let cache = self
+                .corrections
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.version == Some(version) {
+                return Ok(cache.events.clone());
+            }
+        }
+        let events = Arc::new(db::load_corrections(tx, PROJECTION).await?);
+        *self
+            .corrections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = CorrectionCache {
+            version: Some(version),
+            events: events.clone(),
+        };
+        Ok(events)
     }
 
     /// Processes every event available now and returns how many it read. Tests drive the
@@ -249,7 +325,9 @@ impl Projector {
             let store = self.store.clone();
             let prefetch =
                 tokio::spawn(async move { store.read_all(next_from, prefix, size).await });
-            let outcome = self.apply_batch(checkpoint, &page).await;
+            let outcome = self
+                .apply_fenced_batch(lease.map(Lease::token), checkpoint, &page)
+                .await;
             let next = prefetch
                 .await
                 .map_err(|e| ProjectorError::Corrupt(e.to_string()))?;
@@ -271,7 +349,9 @@ impl Projector {
     /// # Errors
     /// [`ProjectorError::LeaseHeld`] when a live projector is running; store or database errors.
     pub async fn rebuild(&self, progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
-        let Some(_lease) = Lease::try_acquire(&self.pg_config, PROJECTION).await? else {
+        let Some(lease) =
+            Lease::try_acquire(&self.pg_config, PROJECTION, self.config.lease_ttl).await?
+        else {
             return Err(ProjectorError::LeaseHeld);
         };
         let mut client = self.pool.get().await?;
@@ -281,18 +361,36 @@ impl Projector {
         db::reset_projection(&tx, PROJECTION).await?;
         tx.commit().await?;
         drop(client);
-        self.catch_up(None, progress).await
+        self.catch_up(Some(&lease), progress).await
+    }
+
+    /// [`Projector::retry_parked_noting`] with nothing noted.
+    ///
+    /// # Errors
+    /// As [`Projector::retry_parked_noting`].
+    pub async fn retry_parked(&self, order_id: Uuid) -> Result<usize, ProjectorError> {
+        self.retry_parked_noting(order_id, &RepairNote::default())
+            .await
     }
 
     /// Retries an order's dead-lettered events, in order, after a fix (of the code, or of the
     /// stored payload in `projection_dead_letters`). All apply and the order is unparked, or
-    /// nothing changes.
+    /// nothing changes. Returns how many events were applied; they count in the checkpoint's
+    /// `events_applied`. A stored payload that differs from the logged event is kept as a
+    /// correction (with `note`), which the projection applies in place of the logged event from
+    /// then on, rebuilds included.
     ///
     /// # Errors
     /// [`ProjectorError::NotParked`]; [`ProjectorError::StillFailing`] with the error of the
     /// first event that still fails.
-    pub async fn retry_parked(&self, order_id: Uuid) -> Result<usize, ProjectorError> {
+    pub async fn retry_parked_noting(
+        &self,
+        order_id: Uuid,
+        note: &RepairNote,
+    ) -> Result<usize, ProjectorError> {
         let stream = format!("{}{order_id}", domain::ORDER_STREAM_PREFIX);
+        // The log as written, to tell an operator's edits from untouched letters.
+        let logged = event_store::read_whole_stream(self.store.as_ref(), &stream).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Serialises with the live projector's batches.
@@ -307,7 +405,7 @@ impl Projector {
             rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
         let mut row = rows.remove(&order_id);
         let mut timeline = Vec::new();
-        for (_, event) in &letters {
+        for DeadLetter { event, .. } in &letters {
             match apply(&mut row, event, &self.config.deadlines) {
                 Ok(None) => {}
                 Ok(Some(entry)) => timeline.push(entry),
@@ -330,6 +428,15 @@ impl Projector {
             db::add_status_counts(&tx, &status_deltas(&before, &[row])).await?;
         }
         db::insert_timeline(&tx, &timeline).await?;
+        let mut corrected = false;
+        for letter in &letters {
+            let original = logged.iter().find(|e| e.id == letter.event.id);
+            if let Some(correction) = Correction::of(&letter.event, original) {
+                db::upsert_correction(&tx, PROJECTION, letter, &correction, note).await?;
+                corrected = true;
+            }
+        }
+        db::record_retry(&tx, PROJECTION, timeline.len() as i64, corrected).await?;
         tx.execute(
             "delete from projection_dead_letters where projection = $1 and stream_id = $2",
             &[&PROJECTION, &stream],
@@ -349,17 +456,24 @@ impl Projector {
     }
 
     /// The live loop: stand by until this instance holds the projection's lease, then follow the
-    /// log in batches until `shutdown` resolves. Errors are logged and retried.
+    /// log in batches until `shutdown` resolves. Errors are logged and retried; a lost lease
+    /// stops the work at once (a batch under way rolls back) and the instance stands by again.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let (ttl, poll) = (self.config.lease_ttl, self.config.standby_poll);
         loop {
             let lease = tokio::select! {
                 () = &mut shutdown => return,
-                lease = Lease::acquire(&self.pg_config, PROJECTION, self.config.standby_poll) => lease,
+                lease = Lease::acquire(&self.pg_config, PROJECTION, ttl, poll) => lease,
             };
-            tracing::info!(projection = PROJECTION, "active: applying events");
+            tracing::info!(
+                projection = PROJECTION,
+                token = lease.token(),
+                "active: applying events"
+            );
             tokio::select! {
                 () = &mut shutdown => return,
+                () = lease.lost() => tracing::warn!("lost the lease; standing by"),
                 result = self.follow(&lease) => {
                     if let Err(e) = result {
                         tracing::warn!(error = %e, "projection interrupted; resuming");
@@ -407,7 +521,7 @@ impl Projector {
             if !lease.is_held() {
                 return Err(ProjectorError::LeaseLost);
             }
-            let outcome = self.apply_batch(checkpoint, &batch).await?;
+            let outcome = self.apply_batch_holding(lease, checkpoint, &batch).await?;
             tracing::debug!(
                 applied = outcome.applied,
                 dead = outcome.dead_lettered,

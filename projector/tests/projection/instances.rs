@@ -4,22 +4,31 @@ use projector::{Projector, ProjectorError, PROJECTION};
 use std::time::Duration;
 use uuid::Uuid;
 
+const LEASE_TTL: Duration = Duration::from_secs(3);
+
 #[tokio::test]
 async fn only_one_instance_holds_the_projection_and_a_standby_takes_over_when_it_dies() {
     let env = env().await;
     let pg: tokio_postgres::Config = env.url.parse().unwrap();
-    let first = Lease::try_acquire(&pg, PROJECTION)
+    let first = Lease::try_acquire(&pg, PROJECTION, LEASE_TTL)
         .await
         .unwrap()
         .expect("free lease");
     assert!(
-        Lease::try_acquire(&pg, PROJECTION).await.unwrap().is_none(),
+        Lease::try_acquire(&pg, PROJECTION, LEASE_TTL)
+            .await
+            .unwrap()
+            .is_none(),
         "a second instance must wait"
     );
     drop(first);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        if Lease::try_acquire(&pg, PROJECTION).await.unwrap().is_some() {
+        if Lease::try_acquire(&pg, PROJECTION, LEASE_TTL)
+            .await
+            .unwrap()
+            .is_some()
+        {
             break;
         }
         assert!(
@@ -105,4 +114,132 @@ async fn the_checkpoint_fences_two_writers_of_the_same_batch() {
         .iter()
         .any(|o| matches!(o, Err(ProjectorError::CheckpointMoved { .. }))));
     assert_eq!(rows_in(&other, "order_timeline").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_within_seconds_when_the_active_host_vanishes_without_closing_its_connections(
+) {
+    let env = env().await;
+    // The active instance reaches the database through a proxy that can cut it off; the
+    // standby connects directly.
+    let proxy = crate::proxy::Proxy::to(&env.url).await;
+    let mut cut_off = config(&proxy.url);
+    cut_off.lease_ttl = LEASE_TTL;
+    let active = Projector::connect(cut_off).await.unwrap();
+    let standby = env.projector.clone();
+    let run_active = tokio::spawn(async move { active.run(std::future::pending()).await });
+    let mut written = 0;
+    for _ in 0..3 {
+        let id = Uuid::new_v4();
+        written += record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    }
+    wait_for_applied(&standby, written).await;
+    let run_standby = tokio::spawn(async move { standby.run(std::future::pending()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The active host freezes: its connections stay open but nothing gets through.
+    proxy.freeze();
+    let vanished = std::time::Instant::now();
+    for _ in 0..3 {
+        let id = Uuid::new_v4();
+        written += record(
+            env.store.as_ref(),
+            id,
+            vec![place(id), authorize("p")],
+            t0(),
+        )
+        .await;
+    }
+    wait_for_applied(&env.projector, written).await;
+    assert!(
+        vanished.elapsed() < Duration::from_secs(12),
+        "the standby took {:?} to take over",
+        vanished.elapsed()
+    );
+
+    // The former active instance comes back: it finds the lease gone and writes nothing.
+    proxy.thaw();
+    let id = Uuid::new_v4();
+    written += record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    wait_for_applied(&env.projector, written).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run_active.abort();
+    run_standby.abort();
+    assert_eq!(
+        rows_in(&env.projector, "order_timeline").await as usize,
+        written
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select events_applied from projection_checkpoints"
+        )
+        .await as usize,
+        written
+    );
+    assert_counts_consistent(&env.projector).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_cut_off_from_the_database_loses_the_lease_within_seconds_and_cannot_commit_after_a_takeover(
+) {
+    let env = env().await;
+    let id = Uuid::new_v4();
+    record(
+        env.store.as_ref(),
+        id,
+        vec![place(id), authorize("p")],
+        t0(),
+    )
+    .await;
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        events = env.store.read_all(None, "order-", 100).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let direct: tokio_postgres::Config = env.url.parse().unwrap();
+    let proxy = crate::proxy::Proxy::to(&env.url).await;
+    let via_proxy: tokio_postgres::Config = proxy.url.parse().unwrap();
+    let old = Lease::try_acquire(&via_proxy, PROJECTION, LEASE_TTL)
+        .await
+        .unwrap()
+        .expect("free lease");
+
+    // The holder's host freezes: its renewals stop reaching the database.
+    proxy.freeze();
+    let frozen = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), old.lost())
+        .await
+        .expect("the holder notices it lost the lease");
+    assert!(!old.is_held());
+    let new = loop {
+        if let Some(lease) = Lease::try_acquire(&direct, PROJECTION, LEASE_TTL)
+            .await
+            .unwrap()
+        {
+            break lease;
+        }
+        assert!(
+            frozen.elapsed() < Duration::from_secs(10),
+            "no standby could take the lease over"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(new.token() > old.token(), "a takeover gets a newer token");
+
+    // The former holder wakes and sends the batch it had prepared: refused, nothing written.
+    let fenced = env.projector.apply_batch_holding(&old, None, &events).await;
+    assert!(
+        matches!(fenced, Err(ProjectorError::LeaseLost)),
+        "{fenced:?}"
+    );
+    assert_eq!(rows_in(&env.projector, "order_timeline").await, 0);
+    assert_eq!(env.projector.checkpoint().await.unwrap(), None);
+
+    // The new holder's batch commits.
+    env.projector
+        .apply_batch_holding(&new, None, &events)
+        .await
+        .unwrap();
+    assert_eq!(rows_in(&env.projector, "order_timeline").await, 2);
 }

@@ -6,4 +6,5 @@ mod helpers;
 mod exactly_once;
 mod instances;
 mod poison;
+mod proxy;
 mod read_models;

@@ -182,3 +182,83 @@ async fn events_with_metadata_of_other_types_are_dead_lettered_while_other_order
         2
     );
 }
+
+/// An order whose second event does not decode (a malformed `PaymentAuthorized`) and whose
+/// third waits behind it, projected: the order is parked at revision 0.
+async fn project_a_poisoned_order(env: &Env) -> Uuid {
+    let bad = Uuid::new_v4();
+    record(env.store.as_ref(), bad, vec![place(bad)], t0()).await;
+    append_raw(
+        env.store.as_ref(),
+        bad,
+        0,
+        "PaymentAuthorized",
+        json!({"payment": "p-1", "amount": 2250}),
+    )
+    .await;
+    append_raw(
+        env.store.as_ref(),
+        bad,
+        1,
+        "InventoryReserved",
+        json!({"reservation_id": "r-1"}),
+    )
+    .await;
+    project(&env.projector, 3).await;
+    assert_eq!(row(&env.projector, bad).await["stream_revision"], 0);
+    bad
+}
+
+/// What an operator does: corrects the stored payload of the dead-lettered event.
+async fn correct_the_payment_payload(env: &Env) {
+    let client = env.projector.pool().get().await.unwrap();
+    client
+        .execute(
+            "update projection_dead_letters set data = $1 where revision = 1",
+            &[&json!({"payment_id": "p-1", "amount": {"amount_minor": TOTAL, "currency": "EUR"}})],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_repaired_event_stays_repaired_after_a_rebuild() {
+    let env = env().await;
+    let bad = project_a_poisoned_order(&env).await;
+    correct_the_payment_payload(&env).await;
+    env.projector.retry_parked(bad).await.unwrap();
+
+    env.projector.rebuild(|_| {}).await.unwrap();
+
+    let b = row(&env.projector, bad).await;
+    assert_eq!(
+        b["stream_revision"], 2,
+        "the rebuild applies the repair again"
+    );
+    assert_eq!(b["payment_id"], "p-1");
+    assert_eq!(b["reservation_id"], "r-1");
+    assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 0);
+    assert_eq!(
+        rows_in(&env.projector, "projection_parked_streams").await,
+        0,
+        "the repaired order is not parked again"
+    );
+    assert_eq!(rows_in(&env.projector, "order_timeline").await, 3);
+    assert_counts_consistent(&env.projector).await;
+}
+
+#[tokio::test]
+async fn a_retry_counts_the_events_it_applies_in_the_projection_status() {
+    let env = env().await;
+    let bad = project_a_poisoned_order(&env).await;
+    correct_the_payment_payload(&env).await;
+    assert_eq!(env.projector.retry_parked(bad).await.unwrap(), 2);
+
+    let applied = scalar(
+        &env.projector,
+        "select events_applied from projection_checkpoints",
+    )
+    .await;
+    assert_eq!(applied, 3, "one event by the live run, two by the retry");
+    assert_eq!(applied, rows_in(&env.projector, "order_timeline").await);
+}
