@@ -219,7 +219,8 @@ fn sink<'a, W: Write + Send + 'a>(format: Format, out: W) -> Result<Box<dyn Sink
 
 fn wanted(args: &ExportArgs, e: &RecordedEvent) -> bool {
     let at = occurred_at(e);
-    args.since.is_none_or(|s| at >= s)
+    !event_store::is_bookkeeping_stream(&e.stream_id)
+        && args.since.is_none_or(|s| at >= s)
         && args.until.is_none_or(|u| at < u)
         && (args.types.is_empty() || args.types.contains(&e.event_type))
 }

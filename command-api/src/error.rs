@@ -3,10 +3,21 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use domain::{DomainError, ErrorKind};
+use domain::{DecodeError, DomainError, ErrorKind};
 use event_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+/// Why a stored event of an order cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum UnreadableEvent {
+    /// The store could not decode it (data or metadata another tool wrote).
+    #[error("the stored event is malformed: {0}")]
+    Malformed(String),
+    /// The domain does not understand it.
+    #[error(transparent)]
+    Decode(DecodeError),
+}
 
 /// One invalid field: where it is (e.g. `lines[2].quantity`) and what is wrong.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
@@ -59,12 +70,40 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
+    /// An event in the order's stream cannot be decoded (written by another tool, or by a
+    /// version of the service that is not deployed): no command can be decided on the order
+    /// until an operator repairs or upcasts it. Nothing was written.
+    #[error("order {order_id} cannot be read at revision {revision}")]
+    OrderHistoryUnreadable {
+        order_id: String,
+        stream: String,
+        revision: u64,
+        #[source]
+        source: UnreadableEvent,
+    },
+    /// A record of the idempotency bookkeeping cannot be read back.
+    #[error("idempotency record {stream} cannot be read at revision {revision}")]
+    KeyRecordUnreadable {
+        stream: String,
+        revision: u64,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The refusal an earlier request with the same idempotency key was given, as it was
+    /// rendered then.
+    #[error("the refusal given to an earlier request with this idempotency key")]
+    Replayed {
+        status: StatusCode,
+        code: String,
+        /// The original problem+json body, byte for byte.
+        problem: String,
+    },
     #[error("internal error")]
     Internal(String),
 }
 
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidBody(_) => "invalid_body",
@@ -79,7 +118,9 @@ impl ApiError {
             Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable(_) => "event_store_unavailable",
-            Self::Internal(_) => "internal_error",
+            Self::OrderHistoryUnreadable { .. } => "order_history_unreadable",
+            Self::Replayed { code, .. } => code,
+            Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "internal_error",
         }
     }
 
@@ -102,9 +143,60 @@ impl ApiError {
             Self::IdempotencyKeyReused(_) => "Idempotency key reused",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Unavailable(_) => "Event store unavailable",
-            Self::Internal(_) => "Internal server error",
+            Self::OrderHistoryUnreadable { .. } => "Order history unreadable",
+            Self::Replayed { .. } => "Replayed refusal",
+            Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "Internal server error",
         }
     }
+
+    /// What the client is told; causes the client cannot act on stay in the log.
+    fn detail(&self) -> String {
+        match self {
+            Self::KeyRecordUnreadable { .. } | Self::Internal(_) => {
+                "an unexpected error occurred; it has been logged".to_owned()
+            }
+            Self::Unavailable(_) => "the event store cannot be reached; retry later".to_owned(),
+            Self::OrderHistoryUnreadable {
+                order_id, revision, ..
+            } => format!(
+                "contact an operator: order {order_id} cannot be read at revision {revision}, \
+                 so no command can be decided on it until the event is repaired; nothing was written"
+            ),
+            other => other.to_string(),
+        }
+    }
+
+    /// The RFC 9457 body this error is answered with. A replayed refusal is its stored body.
+    pub fn problem_body(&self) -> String {
+        if let Self::Replayed { problem, .. } = self {
+            return problem.clone();
+        }
+        let code = self.code();
+        let problem = Problem {
+            kind: format!("https://milestone.dev/problems/{}", code.replace('_', "-")),
+            title: self.title().to_owned(),
+            status: self.status_code().as_u16(),
+            detail: self.detail(),
+            code: code.to_owned(),
+            errors: match self {
+                Self::Validation(errors) => errors.clone(),
+                _ => Vec::new(),
+            },
+        };
+        serde_json::to_string(&problem).unwrap_or_default()
+    }
+}
+
+/// An error and its causes, outermost first, joined for one log line.
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    chain
 }
 
 impl From<DomainError> for ApiError {
@@ -141,40 +233,47 @@ impl ResponseError for ApiError {
             Self::Contention(_) => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::OrderHistoryUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Replayed { status, .. } => *status,
+            Self::KeyRecordUnreadable { .. } | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let detail = match self {
-            Self::Internal(cause) => {
-                tracing::error!(cause = %cause, "unexpected error");
-                "an unexpected error occurred; it has been logged".to_owned()
-            }
-            Self::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "event store unavailable");
-                "the event store cannot be reached; retry later".to_owned()
-            }
-            other => other.to_string(),
-        };
-        let code = self.code();
-        let problem = Problem {
-            kind: format!("https://milestone.dev/problems/{}", code.replace('_', "-")),
-            title: self.title().to_owned(),
-            status: status.as_u16(),
-            detail,
-            code: code.to_owned(),
-            errors: match self {
-                Self::Validation(errors) => errors.clone(),
-                _ => Vec::new(),
-            },
-        };
-        let mut response = HttpResponse::build(status);
-        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
-        if matches!(self, Self::Unavailable(_)) {
-            response.insert_header((header::RETRY_AFTER, "5"));
+        match self {
+            Self::Internal(cause) => tracing::error!(cause = %cause, "unexpected error"),
+            Self::KeyRecordUnreadable {
+                stream, revision, ..
+            } => tracing::error!(
+                stream,
+                revision,
+                cause = %cause_chain(self),
+                "unexpected error"
+            ),
+            Self::Unavailable(cause) => tracing::warn!(cause = %cause, "event store unavailable"),
+            Self::OrderHistoryUnreadable {
+                stream, revision, ..
+            } => tracing::error!(
+                stream,
+                revision,
+                cause = %cause_chain(self),
+                "an order's stream holds an event that cannot be decoded"
+            ),
+            _ => {}
         }
-        response.body(serde_json::to_string(&problem).unwrap_or_default())
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        match self {
+            Self::Unavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::Replayed { .. } => {
+                response.insert_header((crate::http::REPLAYED_HEADER, "true"));
+            }
+            _ => {}
+        }
+        response.body(self.problem_body())
     }
 }

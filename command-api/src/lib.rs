@@ -3,7 +3,8 @@
 //! A caller states an intent (`POST /orders`, `POST /orders/{id}/<action>`) and gets an
 //! immediate answer. `http` turns the request into a command (body limit, content type, JSON,
 //! headers), `dto` parses bodies into the domain's value objects, `service` reads the order's
-//! stream, decides with the domain and appends with the expected revision, retrying lost races.
+//! stream, decides with the domain and appends with the expected revision, retrying lost races;
+//! `idempotency` keeps the answers of keyed requests that wrote no events.
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
 //! `startup` wires the server.
 
@@ -13,6 +14,7 @@ pub mod config;
 pub mod dto;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod openapi;
 pub mod routes;
 pub mod service;

@@ -1,8 +1,12 @@
 //! Handling one command: read the order's stream, rebuild the aggregate, decide, append with the
-//! expected revision. Retries on a concurrent append unless the caller pinned a revision.
+//! expected revision. Retries on a concurrent append unless the caller pinned a revision. A keyed
+//! command's answer is found again from its events, or from its key's ledger
+//! ([`crate::idempotency`]) when it wrote none.
 
 use crate::dto::CommandOutcome;
-use crate::error::ApiError;
+use crate::error::{ApiError, UnreadableEvent};
+use crate::idempotency::{Answer, KeyLedger};
+use actix_web::http::StatusCode;
 use chrono::Utc;
 use domain::{decide, evolve, OrderCommand, OrderEvent, OrderId, OrderState};
 use event_store::{
@@ -71,20 +75,24 @@ pub struct Executed {
     pub replayed: bool,
 }
 
-fn decode(history: &[RecordedEvent]) -> Result<Vec<OrderEvent>, ApiError> {
+/// The stream's events as the domain's.
+///
+/// # Errors
+/// [`ApiError::OrderHistoryUnreadable`] naming the first event that cannot be decoded.
+fn decode(order_id: OrderId, history: &[RecordedEvent]) -> Result<Vec<OrderEvent>, ApiError> {
     history
         .iter()
         .map(|e| {
             let decoded = match &e.malformed {
-                Some(reason) => Err(reason.clone()),
+                Some(reason) => Err(UnreadableEvent::Malformed(reason.clone())),
                 None => OrderEvent::decode(&e.event_type, e.schema_version, &e.data)
-                    .map_err(|err| err.to_string()),
+                    .map_err(UnreadableEvent::Decode),
             };
-            decoded.map_err(|err| {
-                ApiError::Internal(format!(
-                    "stream {} revision {} cannot be decoded: {err}",
-                    e.stream_id, e.revision
-                ))
+            decoded.map_err(|source| ApiError::OrderHistoryUnreadable {
+                order_id: order_id.to_string(),
+                stream: e.stream_id.clone(),
+                revision: e.revision,
+                source,
             })
         })
         .collect()
@@ -173,7 +181,9 @@ fn find_original(
 ///
 /// # Errors
 /// Domain errors, [`ApiError::PreconditionFailed`] for an `If-Match` mismatch,
-/// [`ApiError::Contention`] after too many lost races, store errors.
+/// [`ApiError::Contention`] after too many lost races, [`ApiError::IdempotencyKeyReused`],
+/// [`ApiError::Replayed`] for the recorded refusal of an earlier request with the same key,
+/// [`ApiError::OrderHistoryUnreadable`], store errors.
 pub async fn execute(
     store: &dyn EventStore,
     order_id: OrderId,
@@ -182,20 +192,47 @@ pub async fn execute(
 ) -> Result<Executed, ApiError> {
     let stream = order_id.stream_name();
     let command_id = ctx.command_id(&stream);
+    let ledger = ctx.idempotency_key.as_deref().map(|key| {
+        KeyLedger::new(
+            &stream,
+            key,
+            ctx.request_hash.as_deref().unwrap_or_default(),
+        )
+    });
+    let places = matches!(command, OrderCommand::PlaceOrder(_));
+    // Whether this request owns its key's claim (its own, or that of an earlier identical
+    // request it carries on); its answer is then recorded after the claim.
+    let mut claimed = false;
     for attempt in 0..MAX_ATTEMPTS {
         // A new order's stream is empty, so the first attempt to place one appends without
-        // reading it. If the stream exists after all (a retry, a reused key), the append is
+        // reading it (a keyed one reads only its key's ledger). If the stream exists after all (a retry, a reused key), the append is
         // refused or says the events were already stored, and the next attempt reads the
         // stream to answer from it.
-        let optimistic = attempt == 0
-            && ctx.if_match.is_none()
-            && matches!(command, OrderCommand::PlaceOrder(_));
-        let history = if optimistic {
-            Vec::new()
-        } else {
-            read_whole_stream(store, &stream).await?
-        };
-        let decoded = decode(&history)?;
+        let optimistic = attempt == 0 && ctx.if_match.is_none() && places;
+        let (recorded, history) = read(store, ledger.as_ref(), &stream, optimistic).await?;
+        match recorded {
+            Some(Answer::Unchanged { outcome }) => {
+                return Ok(Executed {
+                    outcome,
+                    replayed: true,
+                })
+            }
+            Some(Answer::Refused {
+                status,
+                code,
+                problem,
+            }) => {
+                return Err(ApiError::Replayed {
+                    status: StatusCode::from_u16(status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    code,
+                    problem,
+                })
+            }
+            Some(Answer::Claimed) => claimed = true,
+            None => {}
+        }
+        let decoded = decode(order_id, &history)?;
         if let Some(original) = find_original(order_id, &history, &decoded, ctx)? {
             return Ok(Executed {
                 outcome: original,
@@ -209,18 +246,54 @@ pub async fn execute(
             }
         }
         let state = decoded.iter().fold(OrderState::NotPlaced, evolve);
-        let decided = decide(&state, command.clone())?;
+        let decided = match decide(&state, command.clone()) {
+            Ok(decided) => decided,
+            Err(refusal) => {
+                let error = ApiError::from(refusal);
+                if let Some(ledger) = &ledger {
+                    let answer = Answer::refused(&error);
+                    if !ledger
+                        .record(store, answer, claimed, &ctx.correlation_id)
+                        .await?
+                    {
+                        continue;
+                    }
+                }
+                return Err(error);
+            }
+        };
         if decided.is_empty() {
+            let unchanged = outcome(
+                order_id,
+                &state,
+                history.last(),
+                ctx.correlation_id.clone(),
+                Vec::new(),
+            );
+            if let Some(ledger) = &ledger {
+                let answer = Answer::Unchanged {
+                    outcome: unchanged.clone(),
+                };
+                if !ledger
+                    .record(store, answer, claimed, &ctx.correlation_id)
+                    .await?
+                {
+                    continue;
+                }
+            }
             return Ok(Executed {
-                outcome: outcome(
-                    order_id,
-                    &state,
-                    history.last(),
-                    ctx.correlation_id.clone(),
-                    Vec::new(),
-                ),
+                outcome: unchanged,
                 replayed: false,
             });
+        }
+        if let Some(ledger) = ledger.as_ref().filter(|_| !places && !claimed) {
+            if !ledger
+                .record(store, Answer::Claimed, false, &ctx.correlation_id)
+                .await?
+            {
+                continue;
+            }
+            claimed = true;
         }
         let now = Utc::now();
         let new_events: Vec<NewEvent> = decided
@@ -278,6 +351,32 @@ pub async fn execute(
         }
     }
     Err(ApiError::Contention(MAX_ATTEMPTS))
+}
+
+/// The key's record (when the request has a key) and the order's stream (unless `skip_stream`),
+/// read side by side.
+async fn read(
+    store: &dyn EventStore,
+    ledger: Option<&KeyLedger<'_>>,
+    stream: &str,
+    skip_stream: bool,
+) -> Result<(Option<Answer>, Vec<RecordedEvent>), ApiError> {
+    let recorded = async {
+        match ledger {
+            Some(ledger) => ledger.read(store).await,
+            None => Ok(None),
+        }
+    };
+    let history = async {
+        if skip_stream {
+            Ok(Vec::new())
+        } else {
+            read_whole_stream(store, stream)
+                .await
+                .map_err(ApiError::from)
+        }
+    };
+    futures::try_join!(recorded, history)
 }
 
 fn precondition_failed(expected: u64, actual: Option<u64>) -> ApiError {

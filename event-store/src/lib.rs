@@ -25,6 +25,17 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+/// Streams whose names start with this hold a service's own bookkeeping (such as the answer
+/// recorded for an idempotent command that wrote no events), never workflow events. No
+/// workflow's stream prefix starts with it, so projections never follow these streams, and
+/// exports skip them whatever prefix they are given.
+pub const BOOKKEEPING_STREAM_PREFIX: &str = "_bookkeeping-";
+
+/// Whether `stream` is a bookkeeping stream (see [`BOOKKEEPING_STREAM_PREFIX`]).
+pub fn is_bookkeeping_stream(stream: &str) -> bool {
+    stream.starts_with(BOOKKEEPING_STREAM_PREFIX)
+}
+
 /// The revision a stream must be at for an append to go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedRevision {

@@ -388,6 +388,52 @@ async fn exports_every_format_with_filters() {
 }
 
 #[tokio::test]
+async fn an_export_of_every_stream_leaves_out_the_services_bookkeeping() {
+    let log = known_log().await;
+    let store = event_store::connect(&log.url, &StoreOptions { pool_size: 1 })
+        .await
+        .unwrap();
+    let bookkeeping = format!(
+        "{}idempotency-order-{}-key",
+        event_store::BOOKKEEPING_STREAM_PREFIX,
+        log.order
+    );
+    let record = NewEvent {
+        id: Uuid::new_v4(),
+        event_type: "IdempotentRequestAnswered".into(),
+        schema_version: 1,
+        data: serde_json::json!({"request_hash": "h", "kind": "claimed"}),
+        metadata: Metadata::default(),
+    };
+    store
+        .append(&bookkeeping, ExpectedRevision::NoStream, vec![record])
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if store.read_all(None, "", 100).await.unwrap().len() >= 9 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    for prefix in ["--stream-prefix=", "--stream-prefix=_"] {
+        let exported = json_lines(&stdout(&milestone(
+            &log.url,
+            &["export", "--quiet", prefix],
+        )));
+        let streams: Vec<&str> = exported
+            .iter()
+            .map(|r| r["stream_id"].as_str().unwrap())
+            .collect();
+        assert!(
+            streams.iter().all(|s| s.starts_with("order-")),
+            "{prefix}: {streams:?}"
+        );
+        assert_eq!(exported.len(), if prefix.ends_with('_') { 0 } else { 8 });
+    }
+}
+
+#[tokio::test]
 async fn rebuild_replays_the_log_into_the_read_models() {
     let log = known_log().await;
     settle(&log.url, 8).await;

@@ -234,3 +234,39 @@ async fn an_unreachable_event_store_is_503_with_retry_after() {
     assert_eq!(reply.code(), "event_store_unavailable");
     assert_eq!(reply.header("retry-after"), Some("5"));
 }
+
+#[tokio::test]
+async fn an_order_whose_stream_holds_an_undecodable_event_is_refused_with_order_history_unreadable()
+{
+    let app = spawn_app().await;
+    let id = app.placed_order().await;
+    app.store
+        .append(
+            &format!("order-{id}"),
+            event_store::ExpectedRevision::Exact(0),
+            vec![event_store::NewEvent {
+                id: uuid::Uuid::new_v4(),
+                event_type: "PaymentAuthorized".into(),
+                schema_version: domain::OrderEvent::SCHEMA_VERSION,
+                data: json!({"written_by": "another tool"}),
+                metadata: event_store::Metadata::default(),
+            }],
+        )
+        .await
+        .unwrap();
+
+    let reply = app
+        .action(&id, "inventory-reserved", json!({"reservation_id": "r1"}))
+        .await;
+    assert_eq!(reply.status, 500, "{reply:?}");
+    assert_eq!(reply.code(), "order_history_unreadable");
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("contact an operator"), "{detail}");
+    assert!(detail.contains(&id), "{detail}");
+    assert!(detail.contains("revision 1"), "{detail}");
+    assert_eq!(
+        types(&app.stream(&id).await),
+        ["OrderPlaced", "PaymentAuthorized"],
+        "nothing was appended"
+    );
+}

@@ -86,6 +86,12 @@ impl TestApp {
         self.send(self.post(path).json(&body)).await
     }
 
+    /// A command sent with an `Idempotency-Key`.
+    pub async fn keyed(&self, path: &str, key: &str, body: Value) -> Reply {
+        self.send(self.post(path).header("Idempotency-Key", key).json(&body))
+            .await
+    }
+
     pub async fn place(&self, body: Value) -> Reply {
         self.command("/orders", body).await
     }

@@ -1,0 +1,172 @@
+//! What a keyed request was answered, for the answers the order's own stream cannot hold.
+//!
+//! A command that appends events is found again from those events: they carry its idempotency
+//! key and request hash. A refusal or a re-reported fact appends nothing, so its answer is kept
+//! in a bookkeeping stream of its own per (order stream, key), written with `NoStream` and a
+//! deterministic event id, which both backends de-duplicate. That stream's first event decides
+//! who owns the key: the answer itself, or a claim written just before a command other than
+//! placing an order appends its events. A request that finds the key owned by a different
+//! request is refused; one that finds its own claim carries the command on as its owner and
+//! records its answer after the claim. Placing an order needs no claim: it appends with
+//! `NoStream`, and nothing but a `404` can have been recorded for an order that does not exist,
+//! which the read before the append finds.
+
+use crate::dto::CommandOutcome;
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::ResponseError;
+use chrono::Utc;
+use event_store::{
+    Direction, EventStore, ExpectedRevision, Metadata, NewEvent, StoreError,
+    BOOKKEEPING_STREAM_PREFIX,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Namespace of the ids derived here (the key's part of a stream name, record event ids).
+const NAMESPACE: Uuid = Uuid::from_u128(0x6d69_6c65_7374_6f6e_6520_6b65_7973_0001);
+
+/// A keyed request's answer, or the claim that its events will be.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Answer {
+    /// The request is appending events to the order; those events, which carry the key, are
+    /// its answer.
+    Claimed,
+    /// A re-reported fact: the order did not change.
+    Unchanged { outcome: CommandOutcome },
+    /// Refused by the order: the status and the problem+json body it was answered with.
+    Refused {
+        status: u16,
+        code: String,
+        problem: String,
+    },
+}
+
+impl Answer {
+    /// The answer that renders `error` again, byte for byte.
+    pub fn refused(error: &ApiError) -> Self {
+        Self::Refused {
+            status: error.status_code().as_u16(),
+            code: error.code().to_owned(),
+            problem: error.problem_body(),
+        }
+    }
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::Claimed => "IdempotencyKeyClaimed",
+            Self::Unchanged { .. } | Self::Refused { .. } => "IdempotentRequestAnswered",
+        }
+    }
+}
+
+/// One record of the bookkeeping stream.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    request_hash: String,
+    #[serde(flatten)]
+    answer: Answer,
+}
+
+/// The bookkeeping stream of one (order stream, idempotency key).
+#[derive(Debug)]
+pub struct KeyLedger<'a> {
+    stream: String,
+    key: &'a str,
+    /// Tells a retry (same hash) from another request reusing the key.
+    request_hash: &'a str,
+}
+
+impl<'a> KeyLedger<'a> {
+    pub fn new(order_stream: &str, key: &'a str, request_hash: &'a str) -> Self {
+        let key_id = Uuid::new_v5(&NAMESPACE, format!("key/{order_stream}/{key}").as_bytes());
+        Self {
+            stream: format!("{BOOKKEEPING_STREAM_PREFIX}idempotency-{order_stream}-{key_id}"),
+            key,
+            request_hash,
+        }
+    }
+
+    /// What is recorded for the key: its last record (an answer, or a claim not yet answered
+    /// here), `None` when the key was never recorded.
+    ///
+    /// # Errors
+    /// [`ApiError::IdempotencyKeyReused`] when another request owns the key;
+    /// [`ApiError::KeyRecordUnreadable`]; store errors.
+    pub async fn read(&self, store: &dyn EventStore) -> Result<Option<Answer>, ApiError> {
+        // A claim and the answer after it: a ledger never holds more.
+        let records = match store
+            .read_stream(&self.stream, Direction::Forwards, None, 2)
+            .await
+        {
+            Ok(records) => records,
+            Err(StoreError::StreamNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(last) = records.last() else {
+            return Ok(None);
+        };
+        let unreadable =
+            |source: Box<dyn std::error::Error + Send + Sync>| ApiError::KeyRecordUnreadable {
+                stream: self.stream.clone(),
+                revision: last.revision,
+                source,
+            };
+        let entry: Entry =
+            serde_json::from_value(last.data.clone()).map_err(|e| unreadable(Box::new(e)))?;
+        if entry.request_hash != self.request_hash {
+            return Err(ApiError::IdempotencyKeyReused(self.key.to_owned()));
+        }
+        if let Answer::Refused { status, .. } = &entry.answer {
+            StatusCode::from_u16(*status).map_err(|e| unreadable(Box::new(e)))?;
+        }
+        Ok(Some(entry.answer))
+    }
+
+    /// Records `answer`: first in the ledger, or after this request's own claim.
+    ///
+    /// Returns `false` when another request recorded first (the same request racing, or another
+    /// one reusing the key): nothing was written, and reading the ledger again tells the answer.
+    ///
+    /// # Errors
+    /// Store errors other than a lost race.
+    pub async fn record(
+        &self,
+        store: &dyn EventStore,
+        answer: Answer,
+        after_claim: bool,
+        correlation_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (expected, slot) = if after_claim {
+            (ExpectedRevision::Exact(0), 1)
+        } else {
+            (ExpectedRevision::NoStream, 0)
+        };
+        let event = NewEvent {
+            id: Uuid::new_v5(
+                &NAMESPACE,
+                format!("record/{}/{slot}/{}", self.stream, self.request_hash).as_bytes(),
+            ),
+            event_type: answer.event_type().to_owned(),
+            schema_version: 1,
+            data: serde_json::to_value(Entry {
+                request_hash: self.request_hash.to_owned(),
+                answer,
+            })
+            .expect("an answer serializes to JSON"),
+            metadata: Metadata {
+                correlation_id: Some(correlation_id.to_owned()),
+                causation_id: None,
+                idempotency_key: Some(self.key.to_owned()),
+                request_hash: Some(self.request_hash.to_owned()),
+                occurred_at: Some(Utc::now()),
+            },
+        };
+        match store.append(&self.stream, expected, vec![event]).await {
+            Ok(result) => Ok(!result.already_stored),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
