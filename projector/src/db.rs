@@ -21,6 +21,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0003_projection_leases",
         include_str!("../../schemas/read-models/0003_projection_leases.sql"),
     ),
+    (
+        "0004_checkpoint_event_store",
+        include_str!("../../schemas/read-models/0004_checkpoint_event_store.sql"),
+    ),
 ];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
@@ -46,6 +50,32 @@ pub async fn ensure_checkpoint(
         )
         .await?;
     Ok(())
+}
+
+/// Claims the checkpoint for the event-store backend `backend` (`postgres`, `kurrentdb`):
+/// a checkpoint that has not moved, or predates the record, becomes the backend's; one that
+/// moved reading the other backend is returned as `Err(its backend)`, untouched.
+pub async fn claim_checkpoint_backend(
+    client: &impl GenericClient,
+    projection: &str,
+    backend: &str,
+) -> Result<Result<(), String>, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "update projection_checkpoints
+                set event_store = case when position_commit is null or event_store is null
+                                       then $2 else event_store end
+              where projection = $1
+          returning event_store",
+            &[&projection, &backend],
+        )
+        .await?;
+    let recorded: String = row.get("event_store");
+    Ok(if recorded == backend {
+        Ok(())
+    } else {
+        Err(recorded)
+    })
 }
 
 /// A checkpoint row, read under its lock.
@@ -775,7 +805,7 @@ pub async fn reset_projection(
     .await?;
     tx.execute(
         "update projection_checkpoints set position = null, position_commit = null, position_prepare = null,
-                events_applied = 0, updated_at = now() where projection = $1",
+                event_store = null, events_applied = 0, updated_at = now() where projection = $1",
         &[&projection],
     )
     .await?;

@@ -50,4 +50,15 @@ pub enum ProjectorError {
     StillFailing { revision: u64, error: String },
     #[error("{0}")]
     Corrupt(String),
+    #[error(
+        "the checkpoint of projection {projection} was written reading the {checkpoint} event store, \
+         but the configured event store is {configured}; positions of the two cannot be compared: \
+         point MILESTONE_EVENT_STORE_URL back at the {checkpoint} store, or rebuild the projection \
+         (`projector rebuild`) to replay it from the {configured} store"
+    )]
+    OtherEventStore {
+        projection: &'static str,
+        checkpoint: String,
+        configured: &'static str,
+    },
 }

@@ -47,6 +47,11 @@ async fn main() -> anyhow::Result<()> {
         .as_slice()
     {
         [] | ["run"] => {
+            // A checkpoint from the other event store is a configuration error: say so and stop.
+            projector
+                .checkpoint()
+                .await
+                .context("resuming the projection")?;
             projector.run(shutdown_signal()).await;
             tracing::info!("projector stopped");
         }

@@ -7,7 +7,7 @@ use crate::db::{DeadLetter, RepairNote};
 use crate::lease::Lease;
 use crate::model::{apply, corrected, order_id_of, Correction, OrderRow};
 use crate::ProjectorError;
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use event_store::{EventStore, Position, RecordedEvent, StoreError, StoreOptions};
 use futures::TryFutureExt;
 use std::collections::{HashMap, HashSet};
@@ -111,6 +111,19 @@ impl Projector {
         Ok(())
     }
 
+    /// Refuses to resume from a checkpoint written while reading the other backend: its
+    /// position means nothing in this store's log.
+    async fn claim_checkpoint(&self, client: &impl GenericClient) -> Result<(), ProjectorError> {
+        let configured = self.store.backend();
+        db::claim_checkpoint_backend(client, PROJECTION, configured)
+            .await?
+            .map_err(|checkpoint| ProjectorError::OtherEventStore {
+                projection: PROJECTION,
+                checkpoint,
+                configured,
+            })
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -119,12 +132,14 @@ impl Projector {
         &self.store
     }
 
-    /// Where the projection has got to.
+    /// Where the projection has got to in the configured store's log.
     ///
     /// # Errors
-    /// When the read-model database cannot be reached.
+    /// When the read-model database cannot be reached; [`ProjectorError::OtherEventStore`]
+    /// when the checkpoint was written reading the other backend.
     pub async fn checkpoint(&self) -> Result<Option<Position>, ProjectorError> {
         let client = self.pool.get().await?;
+        self.claim_checkpoint(&client).await?;
         Ok(db::load_checkpoint(&client, PROJECTION).await?)
     }
 
@@ -359,6 +374,7 @@ impl Projector {
         db::ensure_checkpoint(&tx, PROJECTION).await?;
         db::lock_checkpoint(&tx, PROJECTION).await?;
         db::reset_projection(&tx, PROJECTION).await?;
+        self.claim_checkpoint(&tx).await?;
         tx.commit().await?;
         drop(client);
         self.catch_up(Some(&lease), progress).await

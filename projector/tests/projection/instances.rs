@@ -243,3 +243,47 @@ async fn a_holder_cut_off_from_the_database_loses_the_lease_within_seconds_and_c
         .unwrap();
     assert_eq!(rows_in(&env.projector, "order_timeline").await, 2);
 }
+
+#[tokio::test]
+async fn a_checkpoint_written_reading_the_other_event_store_is_refused_until_a_rebuild() {
+    let env = env().await;
+    record(
+        env.store.as_ref(),
+        Uuid::new_v4(),
+        vec![place(Uuid::new_v4())],
+        t0(),
+    )
+    .await;
+    env.projector.run_once().await.unwrap();
+    let client = env.projector.pool().get().await.unwrap();
+    // As a projector reading a KurrentDB log would have left it.
+    client
+        .execute(
+            "update projection_checkpoints set event_store = 'kurrentdb' where projection = $1",
+            &[&PROJECTION],
+        )
+        .await
+        .unwrap();
+
+    let err = env.projector.run_once().await.unwrap_err();
+    assert!(
+        matches!(err, ProjectorError::OtherEventStore { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("kurrentdb") && err.to_string().contains("projector rebuild"),
+        "the message says what to do: {err}"
+    );
+
+    env.projector.rebuild(|_| {}).await.unwrap();
+    assert_eq!(env.projector.run_once().await.unwrap(), 0);
+    let backend: String = client
+        .query_one(
+            "select event_store from projection_checkpoints where projection = $1",
+            &[&PROJECTION],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(backend, "postgres");
+}
