@@ -83,6 +83,7 @@ pub fn occurred_at(e: &RecordedEvent) -> chrono::DateTime<chrono::Utc> {
 
 /// A readable one-line summary; the raw type when the event does not decode.
 pub fn summary(e: &RecordedEvent) -> String {
+    use domain::EventContract;
     domain::OrderEvent::decode(&e.event_type, e.schema_version, &e.data)
         .map(|d| d.summary())
         .unwrap_or_else(|err| format!("(cannot decode: {err})"))

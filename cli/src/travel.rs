@@ -2,7 +2,7 @@
 
 use crate::args::At;
 use crate::{occurred_at, order_events, CliError};
-use domain::{evolve, OrderEvent, OrderState};
+use domain::{evolve, EventContract, OrderEvent, OrderState};
 use event_store::EventStore;
 use serde_json::json;
 use std::io::Write;
