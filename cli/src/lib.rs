@@ -12,6 +12,7 @@ pub mod export;
 pub mod history;
 pub mod travel;
 
+use domain::EventContract;
 use event_store::{EventStore, RecordedEvent, StoreError};
 
 /// What the command line reports to the user, with the exit code it leaves.

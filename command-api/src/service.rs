@@ -8,7 +8,7 @@ use crate::error::{ApiError, UnreadableEvent};
 use crate::idempotency::{Answer, KeyLedger};
 use actix_web::http::StatusCode;
 use chrono::Utc;
-use domain::{decide, evolve, OrderCommand, OrderEvent, OrderId, OrderState};
+use domain::{decide, evolve, EventContract, OrderCommand, OrderEvent, OrderId, OrderState};
 use event_store::{
     read_whole_stream, EventStore, ExpectedRevision, Metadata, NewEvent, RecordedEvent, StoreError,
 };
@@ -302,7 +302,7 @@ pub async fn execute(
             .map(|(i, e)| NewEvent {
                 id: event_id(&stream, command_id, i),
                 event_type: e.event_type().to_owned(),
-                schema_version: OrderEvent::SCHEMA_VERSION,
+                schema_version: e.schema_version(),
                 data: e.data(),
                 metadata: Metadata {
                     correlation_id: Some(ctx.correlation_id.clone()),

@@ -1,19 +1,22 @@
-//! Milestone's domain: the order-fulfilment workflow as pure functions.
+//! Milestone's domain: the workflow kernel and the workflows built on it, as pure functions.
 //!
-//! `values` holds the value objects that parse raw input; `order` holds the aggregate in decider
-//! style (`decide`, `evolve`), its commands, events (the wire contracts) and named errors. No
-//! async, no I/O: the command API feeds it commands, the projector and the analyst tools fold
-//! its events.
+//! `kernel` declares what a workflow is ([`Workflow`], [`EventContract`], the [`Spec`] test
+//! helper); `values` holds the value objects that parse raw input; `order` is the order
+//! workflow in decider style (`decide`, `evolve`), its commands, events (the wire contracts) and
+//! named errors, implemented for the kernel by [`Orders`]. No async, no I/O: the command API
+//! feeds workflows commands, the projector and the analyst tools fold their events.
 
 #![forbid(unsafe_code)]
 
+pub mod kernel;
 pub mod order;
 pub mod values;
 
+pub use kernel::{DecodeError, EventContract, EventType, Label, Spec, Then, Upcaster, Workflow};
 pub use order::{
-    decide, evolve, rebuild, Compensation, DecodeError, DomainError, ErrorKind, Inventory, Order,
-    OrderCommand, OrderEvent, OrderState, Payment, PendingAction, PlaceOrder, RejectionCause,
-    Stage, Status, EVENT_TYPES,
+    decide, evolve, rebuild, Compensation, DomainError, ErrorKind, Inventory, Order, OrderCommand,
+    OrderEvent, OrderState, Orders, Payment, PendingAction, PlaceOrder, RejectionCause, Stage,
+    Status, COMPENSATION_STEP,
 };
 pub use values::{
     AddressLine, Carrier, CountryCode, Currency, CustomerId, Money, OrderId, OrderLine, PaymentId,
@@ -21,4 +24,4 @@ pub use values::{
 };
 
 /// Every order stream's name starts with this.
-pub const ORDER_STREAM_PREFIX: &str = "order-";
+pub const ORDER_STREAM_PREFIX: &str = <Orders as Workflow>::STREAM_PREFIX;

@@ -73,8 +73,14 @@ fn one_of_each() -> Vec<OrderEvent> {
     ]
 }
 
+/// The committed schema of an event type's current version.
 fn load_schema(event_type: &str) -> serde_json::Value {
-    let path = schema_dir().join(format!("{event_type}.v{}.json", OrderEvent::SCHEMA_VERSION));
+    let version = OrderEvent::TYPES
+        .iter()
+        .find(|t| t.name == event_type)
+        .unwrap_or_else(|| panic!("{event_type} is not an event type"))
+        .version;
+    let path = schema_dir().join(format!("{event_type}.v{version}.json"));
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("missing schema {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -84,8 +90,9 @@ fn load_schema(event_type: &str) -> serde_json::Value {
 fn every_event_variant_validates_against_its_committed_schema() {
     let events = one_of_each();
     let covered: Vec<_> = events.iter().map(OrderEvent::event_type).collect();
+    let types: Vec<_> = OrderEvent::TYPES.iter().map(|t| t.name).collect();
     assert_eq!(
-        covered, EVENT_TYPES,
+        covered, types,
         "the sample must hold one of every event type"
     );
     for event in events {
@@ -116,10 +123,40 @@ fn every_committed_schema_names_a_known_event_type() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    let mut expected: Vec<String> = EVENT_TYPES
+    // Every version ever released stays, beside the current one.
+    let mut expected: Vec<String> = OrderEvent::TYPES
         .iter()
-        .map(|t| format!("{t}.v{}.json", OrderEvent::SCHEMA_VERSION))
+        .flat_map(|t| (1..=t.version).map(move |v| format!("{}.v{v}.json", t.name)))
         .collect();
     expected.sort();
     assert_eq!(names, expected);
+}
+
+/// `schemas/events.sha256` pins every released schema file (`sha256sum` format): a released
+/// version is never edited, a new version is a new file and a new line.
+#[test]
+fn released_schema_files_are_never_edited() {
+    use sha2::{Digest, Sha256};
+    let manifest = std::fs::read_to_string(schema_dir().join("../events.sha256")).unwrap();
+    let mut pinned: Vec<&str> = Vec::new();
+    for line in manifest.lines().filter(|l| !l.trim().is_empty()) {
+        let (hash, name) = line
+            .split_once("  ")
+            .unwrap_or_else(|| panic!("malformed line in events.sha256: {line}"));
+        let bytes = std::fs::read(schema_dir().join(name))
+            .unwrap_or_else(|e| panic!("{name} is pinned but cannot be read: {e}"));
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            hash,
+            "{name} was edited after its release; add a new version with an upcaster instead"
+        );
+        pinned.push(name);
+    }
+    for entry in std::fs::read_dir(schema_dir()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            pinned.contains(&name.as_str()),
+            "{name} is not pinned in schemas/events.sha256; add its line when releasing it"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::config::Deadlines;
 use chrono::{DateTime, Utc};
-use domain::{evolve, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
+use domain::{evolve, EventContract, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
 use event_store::{Metadata, RecordedEvent};
 use serde::Serialize;
 use std::borrow::Cow;

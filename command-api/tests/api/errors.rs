@@ -247,7 +247,7 @@ async fn an_order_whose_stream_holds_an_undecodable_event_is_refused_with_order_
             vec![event_store::NewEvent {
                 id: uuid::Uuid::new_v4(),
                 event_type: "PaymentAuthorized".into(),
-                schema_version: domain::OrderEvent::SCHEMA_VERSION,
+                schema_version: 1,
                 data: json!({"written_by": "another tool"}),
                 metadata: event_store::Metadata::default(),
             }],

@@ -15,154 +15,61 @@ pub enum RejectionCause {
     InventoryShortage,
 }
 
-/// The order's events. Serialised as `{"type": ..., "data": {...}}`; the event store keeps the
-/// type apart from the data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum OrderEvent {
-    OrderPlaced {
-        order_id: OrderId,
-        customer_id: CustomerId,
-        currency: Currency,
-        lines: Vec<OrderLine>,
-        total_minor: i64,
-        shipping_address: ShippingAddress,
-    },
-    PaymentAuthorized {
-        payment_id: PaymentId,
-        amount: Money,
-    },
-    PaymentDeclined {
-        payment_id: PaymentId,
-        reason: Reason,
-    },
-    InventoryReserved {
-        reservation_id: ReservationId,
-    },
-    InventoryReservationFailed {
-        reservation_id: ReservationId,
-        reason: Reason,
-    },
-    OrderAccepted {},
-    OrderRejected {
-        cause: RejectionCause,
-        reason: Reason,
-    },
-    FulfillmentStarted {},
-    OrderShipped {
-        carrier: Carrier,
-        tracking_number: TrackingNumber,
-    },
-    OrderDelivered {},
-    OrderCancelled {
-        reason: Reason,
-    },
-    PaymentVoided {
-        payment_id: PaymentId,
-    },
-    InventoryReleased {
-        reservation_id: ReservationId,
-    },
-    OrderEscalated {
-        reason: Reason,
-    },
-}
-
-/// Every event type name, in the order of the workflow.
-pub const EVENT_TYPES: &[&str] = &[
-    "OrderPlaced",
-    "PaymentAuthorized",
-    "PaymentDeclined",
-    "InventoryReserved",
-    "InventoryReservationFailed",
-    "OrderAccepted",
-    "OrderRejected",
-    "FulfillmentStarted",
-    "OrderShipped",
-    "OrderDelivered",
-    "OrderCancelled",
-    "PaymentVoided",
-    "InventoryReleased",
-    "OrderEscalated",
-];
-
-/// Why stored bytes could not be turned back into an [`OrderEvent`].
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    #[error("unknown event type '{0}'")]
-    UnknownType(String),
-    #[error("unsupported schema version {version} for {event_type}")]
-    UnsupportedVersion { event_type: String, version: u32 },
-    #[error("event {event_type} does not match its schema: {source}")]
-    Invalid {
-        event_type: String,
-        source: serde_json::Error,
-    },
-}
-
-impl OrderEvent {
-    /// The current schema version of every event type. A released version is never edited; a
-    /// new one comes with an upcaster in [`OrderEvent::decode`].
-    pub const SCHEMA_VERSION: u32 = 1;
-
-    /// The stable type name stored beside the data.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Self::OrderPlaced { .. } => "OrderPlaced",
-            Self::PaymentAuthorized { .. } => "PaymentAuthorized",
-            Self::PaymentDeclined { .. } => "PaymentDeclined",
-            Self::InventoryReserved { .. } => "InventoryReserved",
-            Self::InventoryReservationFailed { .. } => "InventoryReservationFailed",
-            Self::OrderAccepted {} => "OrderAccepted",
-            Self::OrderRejected { .. } => "OrderRejected",
-            Self::FulfillmentStarted {} => "FulfillmentStarted",
-            Self::OrderShipped { .. } => "OrderShipped",
-            Self::OrderDelivered {} => "OrderDelivered",
-            Self::OrderCancelled { .. } => "OrderCancelled",
-            Self::PaymentVoided { .. } => "PaymentVoided",
-            Self::InventoryReleased { .. } => "InventoryReleased",
-            Self::OrderEscalated { .. } => "OrderEscalated",
-        }
+crate::event_contract! {
+    /// The order's events. Serialised as `{"type": ..., "data": {...}}`; the event store keeps
+    /// the type (the variant's name) and the schema version apart from the data.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum OrderEvent {
+        OrderPlaced(version 1) {
+            order_id: OrderId,
+            customer_id: CustomerId,
+            currency: Currency,
+            lines: Vec<OrderLine>,
+            total_minor: i64,
+            shipping_address: ShippingAddress,
+        },
+        PaymentAuthorized(version 1) {
+            payment_id: PaymentId,
+            amount: Money,
+        },
+        PaymentDeclined(version 1) {
+            payment_id: PaymentId,
+            reason: Reason,
+        },
+        InventoryReserved(version 1) {
+            reservation_id: ReservationId,
+        },
+        InventoryReservationFailed(version 1) {
+            reservation_id: ReservationId,
+            reason: Reason,
+        },
+        OrderAccepted(version 1) {},
+        OrderRejected(version 1) {
+            cause: RejectionCause,
+            reason: Reason,
+        },
+        FulfillmentStarted(version 1) {},
+        OrderShipped(version 1) {
+            carrier: Carrier,
+            tracking_number: TrackingNumber,
+        },
+        OrderDelivered(version 1) {},
+        OrderCancelled(version 1) {
+            reason: Reason,
+        },
+        PaymentVoided(version 1) {
+            payment_id: PaymentId,
+        },
+        InventoryReleased(version 1) {
+            reservation_id: ReservationId,
+        },
+        OrderEscalated(version 1) {
+            reason: Reason,
+        },
     }
+    upcasters = &[];
 
-    /// The event's data, without its type name.
-    pub fn data(&self) -> serde_json::Value {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut map)) => {
-                map.remove("data").unwrap_or(serde_json::Value::Null)
-            }
-            // Every variant serialises to an object with "type" and "data".
-            _ => serde_json::Value::Null,
-        }
-    }
-
-    /// Rebuilds an event from its stored type, schema version and data.
-    ///
-    /// # Errors
-    /// Unknown type, unsupported version, or data that does not match the schema.
-    pub fn decode(
-        event_type: &str,
-        version: u32,
-        data: &serde_json::Value,
-    ) -> Result<Self, DecodeError> {
-        if !EVENT_TYPES.contains(&event_type) {
-            return Err(DecodeError::UnknownType(event_type.to_owned()));
-        }
-        if version != Self::SCHEMA_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                event_type: event_type.to_owned(),
-                version,
-            });
-        }
-        let tagged = serde_json::json!({ "type": event_type, "data": data });
-        serde_json::from_value(tagged).map_err(|source| DecodeError::Invalid {
-            event_type: event_type.to_owned(),
-            source,
-        })
-    }
-
-    /// A one-line human summary, for timelines and history output.
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         match self {
             Self::OrderPlaced {
                 lines,

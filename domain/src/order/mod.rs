@@ -5,17 +5,19 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod state;
+mod workflow;
 
 #[cfg(test)]
 mod tests;
 
 pub use command::{OrderCommand, PlaceOrder};
 pub use error::{DomainError, ErrorKind};
-pub use event::{DecodeError, OrderEvent, RejectionCause, EVENT_TYPES};
+pub use event::{OrderEvent, RejectionCause};
 pub use state::{
     evolve, rebuild, Compensation, Inventory, Order, OrderState, Payment, PendingAction, Stage,
     Status,
 };
+pub use workflow::{Orders, COMPENSATION_STEP};
 
 use std::collections::HashSet;
 

@@ -1,6 +1,7 @@
 //! Given events / when command / then events or error. No database.
 
 use super::*;
+use crate::kernel::{DecodeError, EventContract};
 use crate::values::*;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -590,6 +591,93 @@ proptest! {
             } else {
                 prop_assert!(history.is_empty());
             }
+        }
+    }
+}
+
+mod kernel {
+    //! The order workflow through the kernel's spec helper: whole events, typed errors.
+    use super::*;
+    use crate::kernel::{Label, Spec, Workflow};
+
+    fn placed() -> OrderEvent {
+        given(vec![place()]).1.remove(0)
+    }
+
+    #[test]
+    fn a_payment_authorized_after_cancellation_is_recorded_and_owes_a_void() {
+        let state = Spec::<Orders>::given_commands([place(), cancel()])
+            .when(authorize("pay-9"))
+            .then([OrderEvent::PaymentAuthorized {
+                payment_id: pay_id("pay-9"),
+                amount: Money::parse(TOTAL, eur()).unwrap(),
+            }]);
+        assert_eq!(Orders::status(&state), Some(Status::Cancelled));
+        assert_eq!(
+            Orders::compensations_owed(&state),
+            vec![Compensation::VoidPayment]
+        );
+        assert_eq!(Orders::deadline_step(&state), Some(COMPENSATION_STEP));
+    }
+
+    #[test]
+    fn a_shipped_order_cannot_be_cancelled() {
+        Spec::<Orders>::given_commands([
+            place(),
+            authorize("pay-1"),
+            reserve("res-1"),
+            OrderCommand::StartFulfillment,
+            ship(),
+        ])
+        .when(cancel())
+        .then_error(DomainError::CannotCancel {
+            status: Status::Shipped,
+        });
+    }
+
+    #[test]
+    fn the_deadline_step_follows_the_status_while_something_is_awaited() {
+        let state = Spec::<Orders>::given([placed()])
+            .when(authorize("pay-1"))
+            .then([OrderEvent::PaymentAuthorized {
+                payment_id: pay_id("pay-1"),
+                amount: Money::parse(TOTAL, eur()).unwrap(),
+            }]);
+        assert_eq!(Orders::deadline_step(&state), Some("PLACED"));
+        assert_eq!(
+            Orders::pending_actions(&state),
+            vec![PendingAction::ReserveInventory]
+        );
+        let delivered = Orders::rebuild(
+            &given(vec![
+                place(),
+                authorize("p"),
+                reserve("r"),
+                OrderCommand::StartFulfillment,
+                ship(),
+                OrderCommand::ConfirmDelivery,
+            ])
+            .1,
+        );
+        assert_eq!(Orders::deadline_step(&delivered), None);
+        for step in Orders::DEADLINE_STEPS {
+            assert!(
+                *step == COMPENSATION_STEP || Status::parse(step).is_some(),
+                "{step} names no status"
+            );
+        }
+    }
+
+    #[test]
+    fn every_label_round_trips_through_its_wire_form() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(*s));
+        }
+        for a in PendingAction::ALL {
+            assert_eq!(PendingAction::parse(a.as_str()), Some(*a));
+        }
+        for c in Compensation::ALL {
+            assert_eq!(Compensation::parse(c.as_str()), Some(*c));
         }
     }
 }
