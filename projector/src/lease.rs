@@ -2,8 +2,10 @@
 //! expiry and a fencing token. The holder renews the expiry every fifth of the time to live on
 //! a connection of its own; a standby takes over a lease that has expired (the token goes up
 //! by one), so a host that crashed or was cut off by a partition is replaced within the time to
-//! live, whatever TCP thinks of its connections. A holder that cannot renew before expiry
-//! counts the lease as lost and stops.
+//! live, whatever TCP thinks of its connections. When the holder's process dies, the server
+//! sees its renewing connection close and a standby takes over at once (the lease row names
+//! that connection's server process). A holder that cannot renew before expiry counts the
+//! lease as lost and stops.
 //!
 //! The token is the fence: a takeover copies it onto the projection's checkpoint row, and every
 //! batch's checkpoint update requires the token of its writer, so a former holder that was
@@ -160,12 +162,15 @@ async fn take_over(
     let attempt = async {
         let row = tx
             .query_opt(
-                "insert into projection_leases as l (projection, owner, fencing_token, expires_at)
-                 values ($1, $2, 1, now() + $3::float8 * interval '1 millisecond')
+                "insert into projection_leases as l
+                   (projection, owner, fencing_token, expires_at, holder_pid)
+                 values ($1, $2, 1, now() + $3::float8 * interval '1 millisecond', pg_backend_pid())
                  on conflict (projection) do update set
                    owner = excluded.owner, fencing_token = l.fencing_token + 1,
-                   expires_at = excluded.expires_at, acquired_at = now(), renewed_at = now()
+                   expires_at = excluded.expires_at, holder_pid = excluded.holder_pid,
+                   acquired_at = now(), renewed_at = now()
                  where l.expires_at <= now()
+                    or not exists (select 1 from pg_stat_activity a where a.pid = l.holder_pid)
                  returning fencing_token",
                 &[&projection, &owner(), &millis(ttl)],
             )
@@ -220,7 +225,8 @@ impl Renewal {
         let renewed = c
             .execute(
                 "update projection_leases
-                 set expires_at = now() + $3::float8 * interval '1 millisecond', renewed_at = now()
+                 set expires_at = now() + $3::float8 * interval '1 millisecond', renewed_at = now(),
+                     holder_pid = pg_backend_pid()
                  where projection = $1 and fencing_token = $2",
                 &[&self.projection, &self.token, &millis(self.ttl)],
             )

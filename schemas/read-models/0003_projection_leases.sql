@@ -2,12 +2,15 @@
 -- edit it; add the next one.
 
 -- The lease: its holder renews `expires_at` every fraction of the time to live; a standby takes
--- over an expired lease and increments `fencing_token`.
+-- over an expired lease and increments `fencing_token`. `holder_pid` is the server process of
+-- the holder's renewing connection: when that process is gone (the holder died and the server
+-- saw its connection close), a standby takes over at once instead of waiting for the expiry.
 create table if not exists projection_leases (
     projection     text primary key,
     owner          text not null,
     fencing_token  bigint not null,
     expires_at     timestamptz not null,
+    holder_pid     integer,
     acquired_at    timestamptz not null default now(),
     renewed_at     timestamptz not null default now()
 );
