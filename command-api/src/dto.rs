@@ -7,7 +7,8 @@ use domain::{
     OrderLine, PaymentId, PlaceOrder, Quantity, Reason, ReservationId, ShippingAddress, Sku,
     TrackingNumber, ValueError,
 };
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// Collects field errors while parsing.
@@ -202,6 +203,23 @@ pub mod rules {
     }
 }
 
+/// An integer field: JSON Schema, and so the OpenAPI document, calls `2.0` an integer too, so a
+/// whole number written with a decimal point is read as that integer.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    // Between these bounds every f64 converts to an i64 exactly.
+    const BOUND: f64 = 9_223_372_036_854_775_808.0;
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (-BOUND..BOUND).contains(&f) => Ok(f as i64),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {n}, expected a whole number that fits in 64 bits"
+        ))),
+    }
+}
+
 /// A request body that becomes one command for an order.
 pub trait CommandBody: for<'de> Deserialize<'de> {
     /// Parses the body into a command for `order_id`.
@@ -217,8 +235,10 @@ pub struct OrderLineRequest {
     #[schema(schema_with = rules::sku)]
     pub sku: String,
     #[schema(schema_with = rules::quantity)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
     #[schema(schema_with = rules::unit_price_minor)]
+    #[serde(deserialize_with = "whole_number")]
     pub unit_price_minor: i64,
 }
 
@@ -356,6 +376,7 @@ pub struct PaymentAuthorizedRequest {
     #[schema(schema_with = rules::payment_id)]
     pub payment_id: String,
     #[schema(schema_with = rules::amount_minor)]
+    #[serde(deserialize_with = "whole_number")]
     pub amount_minor: i64,
     #[schema(schema_with = rules::currency)]
     pub currency: String,

@@ -74,11 +74,42 @@ fn add_action_links(doc: &mut Value) {
     }
 }
 
+/// The server reads a missing body as `{}` (see `http::read_body`), so a body is required only
+/// where `{}` is not a valid one: where its schema requires some field.
+fn mark_optional_bodies(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(body) = item
+            .pointer_mut("/post/requestBody")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let accepts_empty = body
+            .get("content")
+            .and_then(|c| c.pointer("/application~1json/schema/$ref"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .is_some_and(|name| {
+                let schema = &schemas[name];
+                schema["type"] == "object"
+                    && schema["required"].as_array().is_none_or(Vec::is_empty)
+            });
+        if accepts_empty {
+            body.remove("required");
+        }
+    }
+}
+
 /// The document as served and committed.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi())
         .unwrap_or_else(|e| json!({ "error": e.to_string() }));
     add_action_links(&mut doc);
+    mark_optional_bodies(&mut doc);
     doc
 }
 

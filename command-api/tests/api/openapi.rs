@@ -320,3 +320,22 @@ fn the_documented_text_rule_agrees_with_the_parser_for_every_character() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_body_may_be_left_out_exactly_where_the_openapi_document_says() {
+    let app = spawn_app().await;
+    let doc = served_document(&app).await;
+    let order = "7f0e3c1e-5d7a-4c39-9a8e-4a0f3d9b1c2d";
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let required = item["post"]["requestBody"]["required"] == true;
+        let reply = app
+            .send(app.post(&path.replace("{order_id}", order)))
+            .await;
+        assert_eq!(
+            required,
+            refused_shape(&reply),
+            "the document says the body of {path} is {}required, the server answered {reply:?}",
+            if required { "" } else { "not " }
+        );
+    }
+}
