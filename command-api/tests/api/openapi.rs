@@ -328,9 +328,7 @@ async fn a_body_may_be_left_out_exactly_where_the_openapi_document_says() {
     let order = "7f0e3c1e-5d7a-4c39-9a8e-4a0f3d9b1c2d";
     for (path, item) in doc["paths"].as_object().unwrap() {
         let required = item["post"]["requestBody"]["required"] == true;
-        let reply = app
-            .send(app.post(&path.replace("{order_id}", order)))
-            .await;
+        let reply = app.send(app.post(&path.replace("{order_id}", order))).await;
         assert_eq!(
             required,
             refused_shape(&reply),
