@@ -7,7 +7,8 @@ use domain::{
     OrderLine, PaymentId, PlaceOrder, Quantity, Reason, ReservationId, ShippingAddress, Sku,
     TrackingNumber, ValueError,
 };
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// Collects field errors while parsing.
@@ -48,6 +49,177 @@ impl Fields {
     }
 }
 
+/// The documented rule of each request field, built from the limits the domain's parsers
+/// enforce, so that what the OpenAPI document calls valid is exactly what the server accepts.
+/// (Patterns use only syntax that ECMA-262, Rust's `regex` and Python's `re` read alike.)
+pub mod rules {
+    use domain::values::CURRENCIES;
+    use domain::{
+        AddressLine, Carrier, CustomerId, Money, PaymentId, Quantity, Reason, ReservationId, Sku,
+        TrackingNumber,
+    };
+    use utoipa::openapi::schema::{
+        ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type,
+    };
+    use utoipa::openapi::{Array, Object, Ref};
+
+    /// The characters `str::trim` removes around a value (Unicode `White_Space`).
+    const WHITESPACE: &str = r"\t-\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+    /// Control characters (Unicode `Cc`), refused inside a value.
+    const CONTROL: &str = r"\u0000-\u001F\u007F-\u009F";
+
+    /// `core`, with anything the parser trims around it.
+    fn trimmed(core: &str) -> String {
+        format!("^[{WHITESPACE}]*{core}[{WHITESPACE}]*$")
+    }
+
+    fn string(pattern: String, description: String) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .description(Some(description))
+    }
+
+    /// Free text as the domain parses it: 1 to `max` characters once trimmed, no control
+    /// characters.
+    fn text(max: usize) -> ObjectBuilder {
+        let edge = format!("[^{WHITESPACE}{CONTROL}]");
+        let core = format!("({edge}|{edge}[^{CONTROL}]{{0,{}}}{edge})", max - 2);
+        string(
+            trimmed(&core),
+            format!(
+                "1 to {max} characters (surrounding whitespace is trimmed); no control characters."
+            ),
+        )
+        .min_length(Some(1))
+    }
+
+    fn integer(min: i64, max: i64, description: &str) -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(min))
+            .maximum(Some(max))
+            .description(Some(description))
+            .build()
+    }
+
+    pub fn customer_id() -> Object {
+        text(CustomerId::MAX_CHARS)
+            .examples(["customer-42"])
+            .build()
+    }
+    pub fn payment_id() -> Object {
+        text(PaymentId::MAX_CHARS).build()
+    }
+    pub fn reservation_id() -> Object {
+        text(ReservationId::MAX_CHARS).build()
+    }
+    pub fn carrier() -> Object {
+        text(Carrier::MAX_CHARS).examples(["DHL"]).build()
+    }
+    pub fn reason() -> Object {
+        text(Reason::MAX_CHARS).build()
+    }
+    pub fn address_line() -> Object {
+        text(AddressLine::MAX_CHARS).build()
+    }
+    /// An optional address line: absent, `null`, or an address line.
+    pub fn optional_address_line() -> Object {
+        text(AddressLine::MAX_CHARS)
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .build()
+    }
+
+    pub fn currency() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(CURRENCIES.iter().copied()))
+            .description(Some("ISO 4217, upper case."))
+            .examples(["EUR"])
+            .build()
+    }
+
+    /// Exactly two upper-case letters, not trimmed (the length bound also keeps out a trailing
+    /// newline, which a `$` in some regex dialects lets through).
+    pub fn country() -> Object {
+        string(
+            "^[A-Z]{2}$".to_owned(),
+            "ISO 3166-1 alpha-2, e.g. `DE`.".to_owned(),
+        )
+        .min_length(Some(2))
+        .max_length(Some(2))
+        .examples(["DE"])
+        .build()
+    }
+
+    pub fn sku() -> Object {
+        let max = Sku::MAX_LEN;
+        string(
+            trimmed(&format!("[A-Za-z0-9._-]{{1,{max}}}")),
+            format!("Letters, digits, `-`, `_`, `.`; 1-{max} characters (surrounding whitespace is trimmed); distinct within an order."),
+        )
+        .examples(["SKU-123"])
+        .build()
+    }
+
+    pub fn tracking_number() -> Object {
+        let (min, max) = (TrackingNumber::MIN_LEN, TrackingNumber::MAX_LEN);
+        string(
+            trimmed(&format!("[A-Za-z0-9-]{{{min},{max}}}")),
+            format!("{min}-{max} letters, digits or `-` (surrounding whitespace is trimmed)."),
+        )
+        .examples(["JD014600006281230"])
+        .build()
+    }
+
+    pub fn quantity() -> Object {
+        integer(1, Quantity::MAX, "How many units.")
+    }
+
+    pub fn unit_price_minor() -> Object {
+        integer(
+            0,
+            Money::MAX_UNIT_MINOR,
+            "Unit price in minor units (cents) of the order's currency.",
+        )
+    }
+
+    pub fn amount_minor() -> Object {
+        integer(
+            0,
+            Money::MAX_UNIT_MINOR,
+            "Must equal the order total, in minor units.",
+        )
+    }
+
+    pub fn lines() -> Array {
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name("OrderLineRequest"))
+            .min_items(Some(1))
+            .max_items(Some(domain::order::MAX_LINES))
+            .description(Some("The order's lines, with distinct SKUs."))
+            .build()
+    }
+}
+
+/// An integer field: JSON Schema, and so the OpenAPI document, calls `2.0` an integer too, so a
+/// whole number written with a decimal point is read as that integer.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    // Between these bounds every f64 converts to an i64 exactly.
+    const BOUND: f64 = 9_223_372_036_854_775_808.0;
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (-BOUND..BOUND).contains(&f) => Ok(f as i64),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: {n}, expected a whole number that fits in 64 bits"
+        ))),
+    }
+}
+
 /// A request body that becomes one command for an order.
 pub trait CommandBody: for<'de> Deserialize<'de> {
     /// Parses the body into a command for `order_id`.
@@ -60,28 +232,31 @@ pub trait CommandBody: for<'de> Deserialize<'de> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLineRequest {
-    /// Letters, digits, `-`, `_`, `.`; 1-64 characters; distinct within an order.
-    #[schema(example = "SKU-123")]
+    #[schema(schema_with = rules::sku)]
     pub sku: String,
-    /// 1 to 1000.
-    #[schema(example = 2)]
+    #[schema(schema_with = rules::quantity)]
+    #[serde(deserialize_with = "whole_number")]
     pub quantity: i64,
-    /// Unit price in minor units (cents) of the order's currency; 0 or more.
-    #[schema(example = 1999)]
+    #[schema(schema_with = rules::unit_price_minor)]
+    #[serde(deserialize_with = "whole_number")]
     pub unit_price_minor: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressRequest {
+    #[schema(schema_with = rules::address_line)]
     pub name: String,
+    #[schema(schema_with = rules::address_line)]
     pub line1: String,
     #[serde(default)]
+    #[schema(schema_with = rules::optional_address_line)]
     pub line2: Option<String>,
+    #[schema(schema_with = rules::address_line)]
     pub city: String,
+    #[schema(schema_with = rules::address_line)]
     pub postal_code: String,
-    /// ISO 3166-1 alpha-2, e.g. `DE`.
-    #[schema(example = "DE")]
+    #[schema(schema_with = rules::country)]
     pub country: String,
 }
 
@@ -93,12 +268,11 @@ pub struct PlaceOrderRequest {
     #[serde(default)]
     #[schema(format = Uuid)]
     pub order_id: Option<String>,
-    #[schema(example = "customer-42")]
+    #[schema(schema_with = rules::customer_id)]
     pub customer_id: String,
-    /// ISO 4217, e.g. `EUR`.
-    #[schema(example = "EUR")]
+    #[schema(schema_with = rules::currency)]
     pub currency: String,
-    /// 1 to 100 lines.
+    #[schema(schema_with = rules::lines)]
     pub lines: Vec<OrderLineRequest>,
     pub shipping_address: AddressRequest,
 }
@@ -199,9 +373,12 @@ impl PlaceOrderRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentAuthorizedRequest {
+    #[schema(schema_with = rules::payment_id)]
     pub payment_id: String,
-    /// Must equal the order total, in minor units.
+    #[schema(schema_with = rules::amount_minor)]
+    #[serde(deserialize_with = "whole_number")]
     pub amount_minor: i64,
+    #[schema(schema_with = rules::currency)]
     pub currency: String,
 }
 
@@ -223,7 +400,9 @@ impl CommandBody for PaymentAuthorizedRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentDeclinedRequest {
+    #[schema(schema_with = rules::payment_id)]
     pub payment_id: String,
+    #[schema(schema_with = rules::reason)]
     pub reason: String,
 }
 
@@ -243,6 +422,7 @@ impl CommandBody for PaymentDeclinedRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentVoidedRequest {
+    #[schema(schema_with = rules::payment_id)]
     pub payment_id: String,
 }
 
@@ -258,6 +438,7 @@ impl CommandBody for PaymentVoidedRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationRequest {
+    #[schema(schema_with = rules::reservation_id)]
     pub reservation_id: String,
 }
 
@@ -297,7 +478,9 @@ impl CommandBody for InventoryReleasedRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryShortageRequest {
+    #[schema(schema_with = rules::reservation_id)]
     pub reservation_id: String,
+    #[schema(schema_with = rules::reason)]
     pub reason: String,
 }
 
@@ -321,10 +504,9 @@ impl CommandBody for InventoryShortageRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShipRequest {
-    #[schema(example = "DHL")]
+    #[schema(schema_with = rules::carrier)]
     pub carrier: String,
-    /// 4-64 letters, digits or `-`.
-    #[schema(example = "JD014600006281230")]
+    #[schema(schema_with = rules::tracking_number)]
     pub tracking_number: String,
 }
 
@@ -351,6 +533,7 @@ impl CommandBody for ShipRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonRequest {
+    #[schema(schema_with = rules::reason)]
     pub reason: String,
 }
 

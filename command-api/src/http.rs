@@ -5,20 +5,30 @@ use crate::dto::{CommandBody, PlaceOrderRequest};
 use crate::error::ApiError;
 use crate::service::{self, CommandContext, Executed};
 use crate::startup::AppState;
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use domain::OrderId;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 /// The header that marks a response as the stored outcome of an earlier identical request.
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// The longest `Idempotency-Key` or `X-Correlation-Id` accepted, after trimming.
+pub const TOKEN_MAX_LEN: usize = 255;
 
-fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, ApiError> {
-    match req.headers().get(name) {
+/// The most digits a revision in `If-Match` may have (any 19-digit number fits a `u64`).
+pub const REVISION_MAX_DIGITS: usize = 19;
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match headers.get(name) {
         None => Ok(None),
         Some(v) => v
             .to_str()
@@ -27,31 +37,124 @@ fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Result<Option<&'a str>, A
     }
 }
 
-fn token_header(req: &HttpRequest, name: &str) -> Result<Option<String>, ApiError> {
-    match header_str(req, name)? {
+/// An `Idempotency-Key` or `X-Correlation-Id`: 1 to [`TOKEN_MAX_LEN`] visible ASCII characters.
+fn token_header(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    match header_str(headers, name)? {
         None => Ok(None),
-        Some(v) if v.is_empty() || v.len() > 255 => Err(ApiError::InvalidHeader(format!(
-            "{name} must be 1 to 255 characters"
-        ))),
+        Some(v) if v.is_empty() || v.len() > TOKEN_MAX_LEN => Err(ApiError::InvalidHeader(
+            format!("{name} must be 1 to {TOKEN_MAX_LEN} characters"),
+        )),
         Some(v) => Ok(Some(v.to_owned())),
     }
 }
 
-/// `If-Match: "3"` (or `3`, or `W/"3"`) pins the revision the command expects.
-fn if_match(req: &HttpRequest) -> Result<Option<u64>, ApiError> {
-    let Some(raw) = header_str(req, "If-Match")? else {
+/// `If-Match: "3"` (or `3`, or `W/"3"`) pins the revision the command expects; `*` pins none.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = header_str(headers, "If-Match")? else {
         return Ok(None);
     };
     if raw == "*" {
         return Ok(None);
     }
-    let unquoted = raw.trim_start_matches("W/").trim_matches('"');
-    unquoted.parse::<u64>().map(Some).map_err(|_| {
-        ApiError::InvalidHeader(format!(
-            "If-Match must be a revision number such as \"3\" (from the ETag or `revision`), not '{}'",
-            raw.chars().take(40).collect::<String>()
-        ))
-    })
+    let tag = raw.strip_prefix("W/").unwrap_or(raw);
+    let digits = match tag.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"'),
+        None => Some(tag),
+    };
+    digits
+        .filter(|d| {
+            (1..=REVISION_MAX_DIGITS).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit())
+        })
+        .and_then(|d| d.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidHeader(format!(
+                "If-Match must be a revision number such as \"3\" (from the ETag or `revision`), not '{}'",
+                raw.chars().take(40).collect::<String>()
+            ))
+        })
+}
+
+/// How the HTTP parser and [`header_str`] see a header value: optional spaces or tabs around it.
+fn header_pattern(core: &str) -> String {
+    format!("^[\\t ]*{core}[\\t ]*$")
+}
+
+/// The documented form of an `Idempotency-Key` or `X-Correlation-Id`, as [`token_header`]
+/// enforces it: 1 to [`TOKEN_MAX_LEN`] visible ASCII characters (inner spaces allowed).
+pub fn token_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(header_pattern(&format!(
+            "[!-~]([\\t !-~]{{0,{}}}[!-~])?",
+            TOKEN_MAX_LEN - 2
+        ))))
+        .build()
+}
+
+/// The documented form of `If-Match`, as [`if_match`] enforces it.
+pub fn if_match_schema() -> Object {
+    let revision = format!("[0-9]{{1,{REVISION_MAX_DIGITS}}}");
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(header_pattern(&format!(
+            "(\\*|(W/)?(\"{revision}\"|{revision}))"
+        ))))
+        .examples(["\"3\""])
+        .build()
+}
+
+/// The correlation id a request carries through the command and back to the caller.
+#[derive(Debug, Clone)]
+struct CorrelationId(String);
+
+/// The caller's `X-Correlation-Id` if it is valid, otherwise one derived from the
+/// `Idempotency-Key` (so a retry gets the same one) or a new one.
+fn choose_correlation_id(headers: &HeaderMap) -> String {
+    token_header(headers, CORRELATION_HEADER)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            let key = token_header(headers, IDEMPOTENCY_HEADER).ok().flatten();
+            service::default_correlation_id(key.as_deref())
+        })
+}
+
+/// Middleware: chooses each request's correlation id before routing and echoes it on every
+/// response, errors of any kind included. A response that already names one (a replay, which
+/// carries the original request's) keeps it.
+///
+/// # Errors
+/// An error of the inner service, passed on with the header added to its response.
+pub async fn echo_correlation_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = choose_correlation_id(req.headers());
+    req.extensions_mut().insert(CorrelationId(id.clone()));
+    match next.call(req).await {
+        Ok(mut response) => {
+            echo(response.headers_mut(), &id);
+            Ok(response)
+        }
+        Err(e) => {
+            let mut response = e.error_response();
+            echo(response.headers_mut(), &id);
+            Err(InternalError::from_response(e, response).into())
+        }
+    }
+}
+
+fn echo(headers: &mut HeaderMap, id: &str) {
+    if headers.contains_key(CORRELATION_HEADER) {
+        return;
+    }
+    if let (Ok(name), Ok(value)) = (
+        HeaderName::try_from(CORRELATION_HEADER),
+        HeaderValue::from_str(id),
+    ) {
+        headers.insert(name, value);
+    }
 }
 
 /// Reads the body up to the configured limit and checks its content type. An empty body
@@ -80,7 +183,7 @@ async fn read_body(
         }
         body.extend_from_slice(&chunk);
     }
-    let content_type = header_str(req, "Content-Type")?;
+    let content_type = header_str(req.headers(), "Content-Type")?;
     let is_json = content_type.is_some_and(|ct| {
         let mime = ct
             .split(';')
@@ -130,11 +233,16 @@ fn context(
     endpoint: &str,
     body: &serde_json::Value,
 ) -> Result<CommandContext, ApiError> {
-    let idempotency_key = token_header(req, IDEMPOTENCY_HEADER)?;
-    let correlation_id = token_header(req, CORRELATION_HEADER)?
-        .unwrap_or_else(|| service::default_correlation_id(idempotency_key.as_deref()));
+    let headers = req.headers();
+    let idempotency_key = token_header(headers, IDEMPOTENCY_HEADER)?;
+    // An invalid caller id is refused here; the response still echoes the one chosen instead.
+    token_header(headers, CORRELATION_HEADER)?;
+    let correlation_id = match req.extensions().get::<CorrelationId>() {
+        Some(CorrelationId(id)) => id.clone(),
+        None => choose_correlation_id(headers),
+    };
     Ok(CommandContext {
-        if_match: if_match(req)?,
+        if_match: if_match(headers)?,
         request_hash: idempotency_key
             .as_ref()
             .map(|_| request_hash(endpoint, body)),

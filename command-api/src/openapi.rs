@@ -4,6 +4,7 @@
 use crate::dto::*;
 use crate::error::{FieldError, Problem};
 use crate::routes;
+use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -27,14 +28,92 @@ use utoipa::OpenApi;
         routes::inventory_released,
         routes::escalate,
     ),
-    components(schemas(CommandOutcome, Problem, FieldError, ReservationRequest, ReasonRequest)),
+    components(schemas(CommandOutcome, Problem, FieldError, OrderLineRequest, ReservationRequest, ReasonRequest)),
     tags((name = "orders", description = "Order-fulfilment commands"))
 )]
 pub struct ApiDoc;
 
+/// The paths of the actions on one order.
+const ACTION_PATH_PREFIX: &str = "/orders/{order_id}/";
+
+/// Adds links from every successful command's `order_id` to each action on that order, so a
+/// client (or a stateful fuzzer) can follow an order from its placing through its workflow.
+/// Done on the JSON because utoipa's `Link` serialises its fields in snake case
+/// (`operation_id`), which OpenAPI readers do not know.
+fn add_action_links(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let actions: Vec<(String, Value)> = paths
+        .iter()
+        .filter_map(|(path, item)| {
+            let action = path.strip_prefix(ACTION_PATH_PREFIX)?;
+            Some((action.to_owned(), item["post"]["operationId"].clone()))
+        })
+        .collect();
+    let links: Map<String, Value> = actions
+        .into_iter()
+        .map(|(action, operation_id)| {
+            let link = json!({
+                "operationId": operation_id,
+                "parameters": { "order_id": "$response.body#/order_id" },
+                "description": format!("`{action}` on this order"),
+            });
+            (action, link)
+        })
+        .collect();
+    for item in paths.values_mut() {
+        for status in ["200", "201"] {
+            if let Some(response) = item
+                .pointer_mut(&format!("/post/responses/{status}"))
+                .and_then(Value::as_object_mut)
+            {
+                response.insert("links".to_owned(), Value::Object(links.clone()));
+            }
+        }
+    }
+}
+
+/// The server reads a missing body as `{}` (see `http::read_body`), so a body is required only
+/// where `{}` is not a valid one: where its schema requires some field.
+fn mark_optional_bodies(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(body) = item
+            .pointer_mut("/post/requestBody")
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        let accepts_empty = body
+            .get("content")
+            .and_then(|c| c.pointer("/application~1json/schema/$ref"))
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .is_some_and(|name| {
+                let schema = &schemas[name];
+                schema["type"] == "object"
+                    && schema["required"].as_array().is_none_or(Vec::is_empty)
+            });
+        if accepts_empty {
+            body.remove("required");
+        }
+    }
+}
+
+/// The document as served and committed.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())
+        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    add_action_links(&mut doc);
+    mark_optional_bodies(&mut doc);
+    doc
+}
+
 /// The document as pretty JSON, as committed.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    serde_json::to_string_pretty(&document()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

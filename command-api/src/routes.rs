@@ -4,7 +4,10 @@ use crate::dto::*;
 use crate::error::{ApiError, Problem};
 use crate::http::{handle_action, handle_place_order};
 use crate::startup::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
+use actix_web::ResponseError;
+use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -17,13 +20,17 @@ pub struct CommandHeaders {
     /// `Idempotent-Replayed: true`) and writes nothing; the same key with a different body is
     /// refused with 422 `idempotency_key_reused`. Keys are scoped to one order.
     #[serde(rename = "Idempotency-Key")]
+    #[param(schema_with = crate::http::token_schema)]
     idempotency_key: Option<String>,
     /// The revision the command expects (the `ETag` or `revision` of an earlier response). A
     /// mismatch is 412 and nothing is written. Without it, a concurrent change is retried.
     #[serde(rename = "If-Match")]
+    #[param(schema_with = crate::http::if_match_schema)]
     if_match: Option<String>,
-    /// Stored in every event's metadata and echoed back; generated when absent.
+    /// Stored in every event's metadata and echoed on every response, errors included;
+    /// generated when absent.
     #[serde(rename = "X-Correlation-Id")]
+    #[param(schema_with = crate::http::token_schema)]
     x_correlation_id: Option<String>,
 }
 
@@ -60,7 +67,7 @@ macro_rules! action_route {
             post,
             path = $path,
             tag = "orders",
-            params(("order_id" = String, Path, description = "The order's id (a UUID)"), CommandHeaders),
+            params(("order_id" = uuid::Uuid, Path, description = "The order's id (a UUID)"), CommandHeaders),
             request_body(content = $body, content_type = "application/json"),
             responses(
                 (status = 200, description = "Applied, or a no-op re-report of a known fact", body = CommandOutcome),
@@ -163,20 +170,28 @@ action_route!(
     "Escalate an unfinished order to a person."
 );
 
+/// A resource that answers `method` with `handler`, and any other method with a 405 whose
+/// `Allow` header names `method`.
+pub fn only<F, Args>(path: &str, method: Method, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let allowed = method.clone();
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move |req: HttpRequest| {
+            method_not_allowed(req, allowed.clone())
+        }))
+}
+
 /// Registers every command route; other methods on them answer 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/orders")
-            .route(web::post().to(place_order))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.service(only("/orders", Method::POST, place_order));
     macro_rules! register {
         ($($action:literal => $handler:ident),* $(,)?) => {
-            $(cfg.service(
-                web::resource(concat!("/orders/{order_id}/", $action))
-                    .route(web::post().to($handler))
-                    .default_service(web::to(method_not_allowed)),
-            );)*
+            $(cfg.service(only(concat!("/orders/{order_id}/", $action), Method::POST, $handler));)*
         };
     }
     register!(
@@ -194,12 +209,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}; use POST",
+async fn method_not_allowed(req: HttpRequest, allowed: Method) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}; use {allowed}",
         req.method(),
         req.path()
-    )))
+    ))
+    .error_response();
+    if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// Any path that is not a route.

@@ -2,8 +2,10 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::{openapi, routes};
+use crate::{http, openapi, routes};
 use actix_web::dev::Server;
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use event_store::{EventStore, StoreOptions};
 use std::net::TcpListener;
@@ -49,10 +51,11 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(from_fn(http::echo_correlation_id))
                 .configure(routes::configure)
-                .route("/openapi.json", web::get().to(openapi_document))
-                .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(readyz))
+                .service(routes::only("/openapi.json", Method::GET, openapi_document))
+                .service(routes::only("/healthz", Method::GET, healthz))
+                .service(routes::only("/readyz", Method::GET, readyz))
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)

@@ -37,6 +37,9 @@ macro_rules! text_value {
         pub struct $name(String);
 
         impl $name {
+            /// The most characters the value may have, after trimming.
+            pub const MAX_CHARS: usize = $max;
+
             /// Parses a raw value.
             ///
             /// # Errors
@@ -132,12 +135,15 @@ fn truncate(raw: &str) -> String {
 pub struct Sku(String);
 
 impl Sku {
+    /// The most characters a SKU may have, after trimming.
+    pub const MAX_LEN: usize = 64;
+
     /// # Errors
     /// When the SKU is empty, longer than 64 characters or holds other characters.
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let s = raw.trim();
-        if s.is_empty() || s.len() > 64 {
-            return err("sku must be 1 to 64 characters");
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return err(format!("sku must be 1 to {} characters", Self::MAX_LEN));
         }
         if !s
             .chars()
@@ -196,7 +202,7 @@ impl From<Quantity> for i64 {
 }
 
 /// ISO 4217 currencies we accept.
-const CURRENCIES: &[&str] = &[
+pub const CURRENCIES: &[&str] = &[
     "AUD", "BRL", "CAD", "CHF", "CNY", "CZK", "DKK", "EUR", "GBP", "HKD", "HUF", "INR", "JPY",
     "KRW", "MXN", "NOK", "NZD", "PLN", "SEK", "SGD", "USD", "ZAR",
 ];
@@ -291,13 +297,23 @@ impl fmt::Display for Money {
 pub struct TrackingNumber(String);
 
 impl TrackingNumber {
+    /// The fewest characters a tracking number may have, after trimming.
+    pub const MIN_LEN: usize = 4;
+    /// The most characters a tracking number may have, after trimming.
+    pub const MAX_LEN: usize = 64;
+
     /// # Errors
     /// When the tracking number is not 4 to 64 letters, digits or `-`.
     pub fn parse(raw: &str) -> Result<Self, ValueError> {
         let s = raw.trim();
-        if !(4..=64).contains(&s.len()) || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&s.len())
+            || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         {
-            return err("tracking number must be 4 to 64 letters, digits or '-'");
+            return err(format!(
+                "tracking number must be {} to {} letters, digits or '-'",
+                Self::MIN_LEN,
+                Self::MAX_LEN
+            ));
         }
         Ok(Self(s.to_owned()))
     }

@@ -270,3 +270,33 @@ async fn an_order_whose_stream_holds_an_undecodable_event_is_refused_with_order_
         "nothing was appended"
     );
 }
+
+/// JSON Schema (and so the OpenAPI document) calls `2.0` an integer.
+#[tokio::test]
+async fn whole_numbers_written_with_a_decimal_point_are_accepted() {
+    let app = spawn_app().await;
+    let mut body = order_body();
+    body["lines"][0]["quantity"] = json!(2.0);
+    body["lines"][0]["unit_price_minor"] = json!(1999.0);
+    let placed = app.place(body).await;
+    assert_eq!(placed.status, 201, "{placed:?}");
+    let id = placed.body["order_id"].as_str().unwrap();
+    let paid = app
+        .action(
+            id,
+            "payment-authorized",
+            json!({"payment_id": "p", "amount_minor": 4498.0, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{paid:?}");
+
+    let mut body = order_body();
+    body["lines"][0]["quantity"] = json!(2.5);
+    let reply = app.place(body).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    assert_eq!(reply.code(), "invalid_body");
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("2.5"),
+        "{reply:?}"
+    );
+}

@@ -1,0 +1,54 @@
+"""Schemathesis hooks for scripts/fuzz-command-api.sh.
+
+`positive_data_acceptance` is told (in schemathesis.toml) to let 422 through, because some
+well-formed requests are refused by design with 422. This check takes its place for 422s: a
+schema-valid request may be refused only for one of those reasons, never because the server's
+validation is stricter than the OpenAPI document.
+"""
+
+import json
+
+import schemathesis
+
+# Refusals of a well-formed request that the design makes on purpose (README, "REST command API").
+BY_DESIGN = {
+    # The same Idempotency-Key with a different body; generated keys repeat ("0"), bodies differ.
+    "idempotency_key_reused",
+    # A payment must equal the order's total, which the document cannot know.
+    "amount_mismatch",
+}
+
+# What Rust's `str::trim` removes (Unicode White_Space); Python's `str.strip` removes other
+# characters too.
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+
+
+def _has_duplicate_skus(body):
+    """Distinct SKUs per order is the one rule of a body the schema cannot state."""
+    lines = body.get("lines") if isinstance(body, dict) else None
+    if not isinstance(lines, list):
+        return False
+    skus = [line.get("sku", "").strip(WHITESPACE) for line in lines if isinstance(line, dict)]
+    return len(skus) != len(set(skus))
+
+
+@schemathesis.check
+def schema_valid_requests_are_refused_only_by_design(ctx, response, case):
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or response.status_code != 422:
+        return None
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        raise AssertionError("a 422 that is not a problem+json document")
+    code = problem.get("code")
+    if code in BY_DESIGN:
+        return None
+    if code == "validation_failed" and _has_duplicate_skus(case.body):
+        fields = {e.get("field", "") for e in problem.get("errors", [])}
+        if all(f.startswith("lines[") and f.endswith("].sku") for f in fields):
+            return None
+    raise AssertionError(
+        f"a schema-valid request was refused with 422 {code}: {problem.get('detail')} "
+        f"{problem.get('errors', '')}"
+    )
