@@ -7,7 +7,8 @@ use event_store::EventStore;
 use serde_json::json;
 use std::io::Write;
 
-/// The order's state as of `at`, folded from its history.
+/// The order's state as of `at`, folded from its history: up to a revision, or up to the last
+/// event that happened by a moment.
 ///
 /// # Errors
 /// Unknown order; a revision beyond the stream or a time before the order existed; an event
@@ -30,14 +31,16 @@ pub async fn state_at(
             events.iter().filter(|e| e.revision <= r).collect()
         }
         Some(At::Time(t)) => {
-            let upto: Vec<_> = events.iter().filter(|e| occurred_at(e) <= t).collect();
-            if upto.is_empty() {
+            // Instances' clocks differ, so times need not rise with revisions: the order at `t`
+            // is its history up to the last event that happened by then, every earlier
+            // revision included.
+            let Some(last) = events.iter().rposition(|e| occurred_at(e) <= t) else {
                 return Err(CliError::Usage(format!(
                     "the order did not exist yet at {t}; it was placed at {}",
                     occurred_at(&events[0])
                 )));
-            }
-            upto
+            };
+            events[..=last].iter().collect()
         }
     };
     let mut state = OrderState::NotPlaced;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-const PROJECTION: &str = "order_status";
+/// The projection the query API reads.
+pub const PROJECTION: &str = "order_status";
 const CHANGES_CHANNEL: &str = "milestone_projection";
 
 /// The latest checkpoint this process knows of.
@@ -71,18 +72,24 @@ impl CheckpointWatch {
         }
     }
 
-    /// Reads the checkpoint from the database.
+    /// The latest checkpoint this process knows of, without asking the database.
+    pub fn known(&self) -> Option<Position> {
+        *self.tx.borrow()
+    }
+
+    /// Reads the checkpoint from the database and returns it.
+    ///
+    /// What the watch knows only ever rises: a notification may already have announced a
+    /// later checkpoint than the one this read saw.
     ///
     /// # Errors
     /// When the database cannot be reached.
     pub async fn refresh(&self) -> Result<Option<Position>, crate::db::DbError> {
-        // The database is authoritative: after a rebuild the checkpoint moves back.
-        let checkpoint = crate::db::load_checkpoint(&self.pool, PROJECTION).await?;
-        self.tx.send_if_modified(|current| {
-            let changed = *current != checkpoint;
-            *current = checkpoint;
-            changed
-        });
+        let client = self.pool.get().await?;
+        let checkpoint = crate::db::load_checkpoint(&client, PROJECTION).await?;
+        if let Some(p) = checkpoint {
+            advance(&self.tx, p);
+        }
         Ok(checkpoint)
     }
 
@@ -97,12 +104,13 @@ impl CheckpointWatch {
             .is_ok_and(|r| r.is_ok());
         WaitOutcome {
             reached,
-            checkpoint: *self.tx.borrow(),
+            checkpoint: self.known(),
             waited: started.elapsed(),
         }
     }
 }
 
+/// Raises the known checkpoint to `p`; never lowers it.
 fn advance(tx: &watch::Sender<Option<Position>>, p: Position) {
     tx.send_if_modified(|current| {
         if current.is_none_or(|c| p > c) {

@@ -1,7 +1,8 @@
-//! Reads of the read models. Free functions over the pool, prepared and cached statements.
+//! Reads of the read models: free functions over a client, prepared and cached statements,
+//! and the [`Snapshot`] a request reads them through.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{ClientWrapper, Object, Pool};
 use event_store::Position;
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
@@ -27,6 +28,67 @@ impl From<tokio_postgres::Error> for DbError {
         match event_store::postgres::map_pg_error(&e) {
             event_store::StoreError::Unavailable(m) => Self::Unavailable(m),
             other => Self::Query(other.to_string()),
+        }
+    }
+}
+
+/// The stream of every order, `order-<id>`.
+const ORDER_STREAM_PREFIX: &str = "order-";
+
+/// One request's view of the read models: a repeatable-read, read-only transaction on one
+/// pooled connection, begun by the first read. Every field of a response then reflects the same
+/// commits of the projector (an order's row and its timeline at one revision), and the fields
+/// share one connection.
+pub struct Snapshot {
+    /// Where the connection comes from.
+    pool: Pool,
+    /// The connection, inside the transaction once begun.
+    client: tokio::sync::OnceCell<Object>,
+}
+
+impl Snapshot {
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The connection inside the snapshot's transaction, begun on the first call.
+    ///
+    /// # Errors
+    /// When no connection can be had or the transaction cannot begin.
+    pub async fn client(&self) -> Result<&ClientWrapper, DbError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let client = self.pool.get().await?;
+                client
+                    .batch_execute("start transaction isolation level repeatable read, read only")
+                    .await?;
+                Ok::<_, DbError>(client)
+            })
+            .await?;
+        Ok(client)
+    }
+
+    /// Ends the transaction and gives the connection back to the pool.
+    pub async fn finish(mut self) {
+        if let Some(client) = self.client.take() {
+            if let Err(e) = client.batch_execute("rollback").await {
+                tracing::warn!(error = %e, "cannot end a read snapshot; closing its connection");
+                drop(Object::take(client));
+            }
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        // Not finished (the request was cancelled): the connection may be inside the
+        // transaction, and must not serve another request from the pool.
+        if let Some(client) = self.client.take() {
+            drop(Object::take(client));
         }
     }
 }
@@ -121,8 +183,7 @@ impl OrderRecord {
     }
 }
 
-pub async fn order_by_id(pool: &Pool, id: Uuid) -> Result<Option<OrderRecord>, DbError> {
-    let client = pool.get().await?;
+pub async fn order_by_id(client: &ClientWrapper, id: Uuid) -> Result<Option<OrderRecord>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
             "select {ORDER_COLUMNS} from order_status where order_id = $1"
@@ -149,7 +210,10 @@ pub struct OrderQuery {
 }
 
 /// Orders newest first, by (placed_at, order_id) descending: a stable order for cursors.
-pub async fn list_orders(pool: &Pool, q: &OrderQuery) -> Result<Vec<OrderRecord>, DbError> {
+pub async fn list_orders(
+    client: &ClientWrapper,
+    q: &OrderQuery,
+) -> Result<Vec<OrderRecord>, DbError> {
     let mut conditions: Vec<String> = Vec::new();
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let mut bind = |value: Box<dyn ToSql + Sync + Send>| {
@@ -184,7 +248,6 @@ pub async fn list_orders(pool: &Pool, q: &OrderQuery) -> Result<Vec<OrderRecord>
         format!("where {}", conditions.join(" and "))
     };
     let sql = format!("select {ORDER_COLUMNS} from order_status {filter} order by placed_at desc, order_id desc limit {limit}");
-    let client = pool.get().await?;
     let stmt = client.prepare_cached(&sql).await?;
     let refs: Vec<&(dyn ToSql + Sync)> = params
         .iter()
@@ -199,8 +262,10 @@ pub async fn list_orders(pool: &Pool, q: &OrderQuery) -> Result<Vec<OrderRecord>
 }
 
 /// Overdue orders, the longest overdue first.
-pub async fn stalled_orders(pool: &Pool, limit: i64) -> Result<Vec<OrderRecord>, DbError> {
-    let client = pool.get().await?;
+pub async fn stalled_orders(
+    client: &ClientWrapper,
+    limit: i64,
+) -> Result<Vec<OrderRecord>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
             "select {ORDER_COLUMNS} from order_status where deadline_at < now() order by deadline_at, order_id limit $1"
@@ -232,10 +297,9 @@ pub struct TimelineRecord {
 
 /// The timelines of several orders in one query (the DataLoader's batch).
 pub async fn timelines(
-    pool: &Pool,
+    client: &ClientWrapper,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Vec<TimelineRecord>>, DbError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "select order_id, revision, event_type, occurred_at, recorded_at, position, correlation_id, causation_id, summary
@@ -259,8 +323,7 @@ pub async fn timelines(
     Ok(out)
 }
 
-pub async fn status_counts(pool: &Pool) -> Result<HashMap<String, i64>, DbError> {
-    let client = pool.get().await?;
+pub async fn status_counts(client: &ClientWrapper) -> Result<HashMap<String, i64>, DbError> {
     let stmt = client
         .prepare_cached("select status, orders from order_status_counts")
         .await?;
@@ -272,8 +335,10 @@ pub async fn status_counts(pool: &Pool) -> Result<HashMap<String, i64>, DbError>
         .collect())
 }
 
-pub async fn load_checkpoint(pool: &Pool, projection: &str) -> Result<Option<Position>, DbError> {
-    let client = pool.get().await?;
+pub async fn load_checkpoint(
+    client: &ClientWrapper,
+    projection: &str,
+) -> Result<Option<Position>, DbError> {
     let stmt = client
         .prepare_cached("select position_commit, position_prepare from projection_checkpoints where projection = $1")
         .await?;
@@ -302,8 +367,10 @@ pub struct ProjectionRecord {
 
 /// The projection's status. Lag is measured against the PostgreSQL event log when it lives in
 /// the same database; with KurrentDB it is unknown here (null).
-pub async fn projection_status(pool: &Pool, projection: &str) -> Result<ProjectionRecord, DbError> {
-    let client = pool.get().await?;
+pub async fn projection_status(
+    client: &ClientWrapper,
+    projection: &str,
+) -> Result<ProjectionRecord, DbError> {
     let row = client
         .query_opt(
             "select position, position_commit, position_prepare, events_applied, updated_at from projection_checkpoints where projection = $1",
@@ -329,8 +396,8 @@ pub async fn projection_status(pool: &Pool, projection: &str) -> Result<Projecti
             .query_one(
                 "select count(*), extract(epoch from now() - min(recorded_at))::float8 from es_events
                  where (tx_id, seq) > ($1, $2) and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                   and starts_with(stream_id, 'order-')",
-                &[&commit.unwrap_or(0), &prepare.unwrap_or(0)],
+                   and starts_with(stream_id, $3)",
+                &[&commit.unwrap_or(0), &prepare.unwrap_or(0), &ORDER_STREAM_PREFIX],
             )
             .await?;
         (
@@ -356,4 +423,29 @@ pub async fn projection_status(pool: &Pool, projection: &str) -> Result<Projecti
         dead_letters: counts.get(0),
         parked_orders: counts.get(1),
     })
+}
+
+/// The orders whose event at `position` the projection dead-lettered: it parked them, so their
+/// rows stop before that event.
+pub async fn orders_parked_at(
+    client: &ClientWrapper,
+    projection: &str,
+    position: Position,
+) -> Result<Vec<String>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "select stream_id from projection_dead_letters where projection = $1 and position = $2 order by stream_id",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&projection, &position.to_string()])
+        .await?
+        .iter()
+        .map(|r| {
+            let stream: String = r.get(0);
+            stream
+                .strip_prefix(ORDER_STREAM_PREFIX)
+                .map_or_else(|| stream.clone(), str::to_owned)
+        })
+        .collect())
 }

@@ -1,11 +1,15 @@
 //! The HTTP edge: `POST /graphql` with read-your-writes, GraphiQL on `GET /graphql`, health.
 
+use crate::consistency::PROJECTION;
+use crate::db::{self, Snapshot};
+use crate::schema;
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_graphql::http::GraphiQLSource;
 use event_store::Position;
 use serde_json::json;
+use std::sync::Arc;
 
 /// The header (or request extension `consistencyToken`) carrying a command's consistency token.
 pub const CONSISTENCY_HEADER: &str = "X-Consistency-Token";
@@ -91,19 +95,38 @@ pub async fn graphql(
         )),
         None => None,
     };
-    let mut response = app.schema.execute(request).await;
+    let snapshot = Arc::new(Snapshot::new(app.pool.clone()));
+    let mut response = app
+        .schema
+        .execute(schema::for_request(request, &snapshot))
+        .await;
     classify(&mut response);
     if let Some((token, outcome)) = wait {
+        // From the answer's own snapshot: parked as of what the answer shows.
+        let parked = match snapshot.client().await {
+            Ok(client) => db::orders_parked_at(client, PROJECTION, token).await,
+            Err(e) => Err(e),
+        };
+        let parked = parked
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot tell whether the order is parked"))
+            .ok();
         let consistency = json!({
             "token": token.to_string(),
             "reached": outcome.reached,
-            "stale": !outcome.reached,
+            // The write does not show: not applied yet, parked, or not known to be applied.
+            "stale": !outcome.reached || parked.as_ref().is_none_or(|p| !p.is_empty()),
+            "parked": parked,
             "checkpoint": outcome.checkpoint.map(|p| p.to_string()),
             "waitedMs": outcome.waited.as_millis() as u64,
         });
         if let Ok(value) = async_graphql::Value::from_json(consistency) {
             response.extensions.insert("consistency".to_owned(), value);
         }
+    }
+    // The request's data (its DataLoader) is gone; a loader task still holding the snapshot
+    // drops it later, closing the connection rather than reusing it mid-transaction.
+    if let Ok(snapshot) = Arc::try_unwrap(snapshot) {
+        snapshot.finish().await;
     }
     HttpResponse::Ok().json(response)
 }

@@ -1,8 +1,8 @@
 //! The GraphQL schema: types over the read models, resolvers split by area and merged, a
-//! DataLoader for timelines. Built once from a pool.
+//! DataLoader for timelines. Built once; each request reads through its own snapshot.
 
 use crate::config::Config;
-use crate::db::{self, DbError, OrderRecord, ProjectionRecord, TimelineRecord};
+use crate::db::{self, DbError, OrderRecord, ProjectionRecord, Snapshot, TimelineRecord};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Enum, ErrorExtensions, InputObject, MergedObject,
@@ -10,28 +10,75 @@ use async_graphql::{
 };
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::ClientWrapper;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
 pub type MilestoneSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Builds the schema with its limits and data.
-pub fn build_schema(pool: Pool, config: &Config) -> MilestoneSchema {
+/// Builds the schema with its limits. Each request brings its own data: see [`for_request`].
+pub fn build_schema(config: &Config) -> MilestoneSchema {
+    PAGE_COST_CAP.fetch_max(
+        usize::try_from(config.max_page_size).unwrap_or(0),
+        Ordering::Relaxed,
+    );
     Schema::build(Query::default(), EmptyMutation, EmptySubscription)
-        .data(DataLoader::new(TimelineLoader(pool.clone()), tokio::spawn))
         .data(Limits {
             max_page_size: config.max_page_size,
         })
-        .data(pool)
         .limit_depth(config.max_depth)
         .limit_complexity(config.max_complexity)
         .finish()
 }
 
+/// Gives a request what its resolvers read through: its snapshot of the read models, and the
+/// DataLoader batching timelines out of it.
+pub fn for_request(
+    request: async_graphql::Request,
+    snapshot: &Arc<Snapshot>,
+) -> async_graphql::Request {
+    request.data(Arc::clone(snapshot)).data(DataLoader::new(
+        TimelineLoader(Arc::clone(snapshot)),
+        tokio::spawn,
+    ))
+}
+
+/// The request's snapshot of the read models, its transaction begun on first use.
+async fn read_models<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a ClientWrapper> {
+    ctx.data_unchecked::<Arc<Snapshot>>()
+        .client()
+        .await
+        .map_err(db_error)
+}
+
 struct Limits {
     max_page_size: i32,
+}
+
+/// `first` when a query leaves it out.
+const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// The page-size cap as the complexity hooks see it. They are plain functions that cannot
+/// reach the schema's data, so [`build_schema`] records its cap here (the largest of the
+/// schemas built in this process, so a page never costs less than any of their caps).
+static PAGE_COST_CAP: AtomicUsize = AtomicUsize::new(0);
+
+/// The most one field can cost: far above any useful limit, yet the sum over every field a
+/// request can hold stays far from overflowing.
+const MAX_FIELD_COST: usize = u32::MAX as usize;
+
+/// What a page of `first` items costs in the complexity limit: `first` times one item. A
+/// `first` outside 1..=cap costs a full page: it is refused when resolved, so it must not let
+/// its siblings through as cheaper than they are, nor overflow.
+fn page_cost(first: Option<i32>, item: usize) -> usize {
+    let cap = PAGE_COST_CAP.load(Ordering::Relaxed);
+    let items = usize::try_from(first.unwrap_or(DEFAULT_PAGE_SIZE))
+        .ok()
+        .filter(|n| (1..=cap).contains(n))
+        .unwrap_or(cap);
+    items.saturating_mul(item).min(MAX_FIELD_COST)
 }
 
 /// A GraphQL error with a stable `extensions.code`.
@@ -137,15 +184,16 @@ pub struct Milestones {
     pub escalated_at: Option<DateTime<Utc>>,
 }
 
-/// Loads the timelines of every order in a response with one query.
-pub struct TimelineLoader(Pool);
+/// Loads the timelines of every order in a response with one query, from its snapshot.
+pub struct TimelineLoader(Arc<Snapshot>);
 
 impl Loader<Uuid> for TimelineLoader {
     type Value = Vec<TimelineRecord>;
     type Error = Arc<DbError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        db::timelines(&self.0, keys).await.map_err(Arc::new)
+        let client = self.0.client().await.map_err(Arc::new)?;
+        db::timelines(client, keys).await.map_err(Arc::new)
     }
 }
 
@@ -293,7 +341,7 @@ impl Order {
         &self.0.last_position
     }
     /// Every event of the order, oldest first.
-    #[graphql(complexity = "10 * child_complexity")]
+    #[graphql(complexity = "child_complexity.saturating_mul(10)")]
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineRecord>> {
         load_timeline(ctx, self.0.order_id).await
     }
@@ -345,9 +393,46 @@ fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let text = String::from_utf8(bytes).ok()?;
     let (micros, id) = text.split_once('|')?;
     Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+        DateTime::from_timestamp_micros(micros.parse().ok()?).filter(storable)?,
         Uuid::parse_str(id).ok()?,
     ))
+}
+
+/// The earliest moment PostgreSQL stores (4714-11-24 BC); the latest is beyond what chrono
+/// represents.
+const EARLIEST_STORABLE_SECS: i64 = -210_866_803_200;
+
+/// A moment the read models can be asked about.
+fn storable(at: &DateTime<Utc>) -> bool {
+    at.timestamp() >= EARLIEST_STORABLE_SECS
+}
+
+fn bad_argument(argument: &str, problem: &str) -> async_graphql::Error {
+    coded("BAD_USER_INPUT", format!("{argument} {problem}"))
+}
+
+/// A moment given as `argument`, refused when the read models cannot hold it.
+fn moment(
+    argument: &str,
+    at: Option<DateTime<Utc>>,
+) -> async_graphql::Result<Option<DateTime<Utc>>> {
+    match at {
+        Some(t) if !storable(&t) => Err(bad_argument(
+            argument,
+            "is before the earliest supported moment (4714-11-24 BC)",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Text given as `argument`, refused when it holds a character PostgreSQL cannot store.
+fn text(argument: &str, value: Option<String>) -> async_graphql::Result<Option<String>> {
+    match value {
+        Some(v) if v.contains('\0') => {
+            Err(bad_argument(argument, "must not contain a NUL character"))
+        }
+        other => Ok(other),
+    }
 }
 
 fn parse_id(id: &ID) -> async_graphql::Result<Uuid> {
@@ -364,7 +449,7 @@ fn parse_id(id: &ID) -> async_graphql::Result<Uuid> {
 
 fn page_size(ctx: &Context<'_>, first: Option<i32>) -> async_graphql::Result<i64> {
     let max = ctx.data_unchecked::<Limits>().max_page_size;
-    match first.unwrap_or(20) {
+    match first.unwrap_or(DEFAULT_PAGE_SIZE) {
         n if n < 1 => Err(coded("BAD_USER_INPUT", "first must be at least 1")),
         n if n > max => Err(coded(
             "PAGE_SIZE_TOO_LARGE",
@@ -383,7 +468,7 @@ impl OrderQueries {
     /// One order, or null when the projection has not seen it.
     async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
         let id = parse_id(&id)?;
-        Ok(db::order_by_id(ctx.data_unchecked::<Pool>(), id)
+        Ok(db::order_by_id(read_models(ctx).await?, id)
             .await
             .map_err(db_error)?
             .map(Order))
@@ -400,7 +485,7 @@ impl OrderQueries {
 
     /// Orders, newest first, filtered; `first` at most the page-size cap, `after` a cursor from
     /// a previous page.
-    #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -409,24 +494,24 @@ impl OrderQueries {
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
         let limit = page_size(ctx, first)?;
-        let after =
-            match after {
-                Some(c) => Some(decode_cursor(&c).ok_or_else(|| {
-                    coded("BAD_USER_INPUT", "after is not a cursor from this API")
-                })?),
-                None => None,
-            };
+        let after = match after {
+            Some(c) => Some(
+                decode_cursor(&c)
+                    .ok_or_else(|| bad_argument("after", "is not a cursor from this API"))?,
+            ),
+            None => None,
+        };
         let filter = filter.unwrap_or_default();
         let query = db::OrderQuery {
             status: filter.status.map(|s| s.as_str().to_owned()),
-            customer_id: filter.customer_id,
-            placed_from: filter.placed_from,
-            placed_to: filter.placed_to,
+            customer_id: text("filter.customerId", filter.customer_id)?,
+            placed_from: moment("filter.placedFrom", filter.placed_from)?,
+            placed_to: moment("filter.placedTo", filter.placed_to)?,
             overdue: filter.overdue,
             after,
             limit: limit + 1,
         };
-        let mut rows = db::list_orders(ctx.data_unchecked::<Pool>(), &query)
+        let mut rows = db::list_orders(read_models(ctx).await?, &query)
             .await
             .map_err(db_error)?;
         let has_next_page = rows.len() as i64 > limit;
@@ -449,14 +534,14 @@ impl OrderQueries {
     }
 
     /// Orders past their deadline, the longest overdue first.
-    #[graphql(complexity = "first.unwrap_or(20) as usize * child_complexity")]
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn stalled_orders(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
     ) -> async_graphql::Result<Vec<Order>> {
         let limit = page_size(ctx, first)?;
-        Ok(db::stalled_orders(ctx.data_unchecked::<Pool>(), limit)
+        Ok(db::stalled_orders(read_models(ctx).await?, limit)
             .await
             .map_err(db_error)?
             .into_iter()
@@ -479,7 +564,7 @@ pub struct StatusQueries;
 impl StatusQueries {
     /// How many orders are in each status (kept by the projector, not counted on read).
     async fn status_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StatusCount>> {
-        let counts = db::status_counts(ctx.data_unchecked::<Pool>())
+        let counts = db::status_counts(read_models(ctx).await?)
             .await
             .map_err(db_error)?;
         Ok(OrderStatus::ALL
@@ -495,7 +580,7 @@ impl StatusQueries {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<ProjectionRecord> {
-        db::projection_status(ctx.data_unchecked::<Pool>(), "order_status")
+        db::projection_status(read_models(ctx).await?, crate::consistency::PROJECTION)
             .await
             .map_err(db_error)
     }

@@ -6,11 +6,14 @@ use crate::http;
 use crate::schema::{build_schema, MilestoneSchema};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
+use deadpool_postgres::Pool;
 use std::net::TcpListener;
 
 /// What every handler can reach.
 pub struct AppState {
     pub schema: MilestoneSchema,
+    /// The read-model connections; each request takes one for its snapshot.
+    pub pool: Pool,
     pub checkpoints: CheckpointWatch,
     pub config: Config,
 }
@@ -30,13 +33,14 @@ impl Application {
         let (pool, pg_config) =
             event_store::postgres::build_pool(&config.read_model_url, config.pool_size)?;
         let checkpoints = CheckpointWatch::start(pool.clone(), pg_config);
-        let schema = build_schema(pool, &config);
+        let schema = build_schema(&config);
         let listener = TcpListener::bind(config.listen)?;
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
         let body_limit = config.body_limit_bytes;
         let state = web::Data::new(AppState {
             schema,
+            pool,
             checkpoints,
             config,
         });

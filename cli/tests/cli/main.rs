@@ -16,6 +16,28 @@ fn t(h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, h, m, 0).unwrap()
 }
 
+/// An order of four SKU-9 at 2.50 EUR.
+fn place_order(id: Uuid) -> OrderCommand {
+    OrderCommand::PlaceOrder(PlaceOrder {
+        order_id: OrderId::new(id),
+        customer_id: CustomerId::parse("analyst-c").unwrap(),
+        currency: Currency::parse("EUR").unwrap(),
+        lines: vec![OrderLine {
+            sku: Sku::parse("SKU-9").unwrap(),
+            quantity: Quantity::parse(4).unwrap(),
+            unit_price_minor: 250,
+        }],
+        shipping_address: ShippingAddress {
+            name: AddressLine::parse("Ada").unwrap(),
+            line1: AddressLine::parse("1 Main St").unwrap(),
+            line2: None,
+            city: AddressLine::parse("Lyon").unwrap(),
+            postal_code: AddressLine::parse("69001").unwrap(),
+            country: CountryCode::parse("FR").unwrap(),
+        },
+    })
+}
+
 /// Two orders: `order` placed 09:00, paid 09:10, reserved (accepted) 09:20, shipped after
 /// fulfilment at 10:00 and 10:30; `other` placed 09:05 then cancelled 09:15.
 async fn known_log() -> Log {
@@ -25,29 +47,9 @@ async fn known_log() -> Log {
         .unwrap();
     let (order, other) = (Uuid::new_v4(), Uuid::new_v4());
     let eur = Currency::parse("EUR").unwrap();
-    let place = |id: Uuid| {
-        OrderCommand::PlaceOrder(PlaceOrder {
-            order_id: OrderId::new(id),
-            customer_id: CustomerId::parse("analyst-c").unwrap(),
-            currency: eur,
-            lines: vec![OrderLine {
-                sku: Sku::parse("SKU-9").unwrap(),
-                quantity: Quantity::parse(4).unwrap(),
-                unit_price_minor: 250,
-            }],
-            shipping_address: ShippingAddress {
-                name: AddressLine::parse("Ada").unwrap(),
-                line1: AddressLine::parse("1 Main St").unwrap(),
-                line2: None,
-                city: AddressLine::parse("Lyon").unwrap(),
-                postal_code: AddressLine::parse("69001").unwrap(),
-                country: CountryCode::parse("FR").unwrap(),
-            },
-        })
-    };
     let steps: Vec<(Uuid, OrderCommand, DateTime<Utc>)> = vec![
-        (order, place(order), t(9, 0)),
-        (other, place(other), t(9, 5)),
+        (order, place_order(order), t(9, 0)),
+        (other, place_order(other), t(9, 5)),
         (
             order,
             OrderCommand::RecordPaymentAuthorized {
@@ -238,6 +240,59 @@ async fn state_at_a_revision_or_a_time_folds_the_history_up_to_it() {
     assert_eq!(cancelled["status"], "CANCELLED");
     let text = stdout(&milestone(&log.url, &["state", &id, "--at", "3"]));
     assert!(text.contains("status             ACCEPTED"), "{text}");
+}
+
+/// Two instances with different clocks: the payment is recorded at 09:30 by one, the
+/// cancellation after it at 09:20 by the other.
+#[tokio::test]
+async fn state_at_a_time_folds_every_event_before_the_last_one_recorded_by_then() {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 1 })
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let eur = Currency::parse("EUR").unwrap();
+    let steps = [
+        (place_order(id), t(9, 0)),
+        (
+            OrderCommand::RecordPaymentAuthorized {
+                payment_id: PaymentId::parse("pay-skew").unwrap(),
+                amount: Money::parse(1000, eur).unwrap(),
+            },
+            t(9, 30),
+        ),
+        (
+            OrderCommand::CancelOrder {
+                reason: Reason::parse("changed mind").unwrap(),
+            },
+            t(9, 20),
+        ),
+    ];
+    for (command, at) in steps {
+        append(store.as_ref(), id, command, at).await;
+    }
+    let id = id.to_string();
+    let at = |arg: &str| -> serde_json::Value {
+        serde_json::from_str(&stdout(&milestone(
+            &url,
+            &["state", &id, "--at", arg, "--json"],
+        )))
+        .unwrap()
+    };
+    let s = at("2026-03-01T09:25:00Z");
+    assert_eq!(s["as_of_revision"], 2, "{s}");
+    assert_eq!(s["status"], "CANCELLED", "{s}");
+    assert_eq!(
+        s["compensations_owed"],
+        serde_json::json!(["VOID_PAYMENT"]),
+        "the payment recorded before the cancellation is folded too: {s}"
+    );
+    assert_eq!(s["pending_actions"], serde_json::json!(["VOID_PAYMENT"]));
+    let s = at("2026-03-01T09:15:00Z");
+    assert_eq!(
+        (s["status"].as_str(), s["as_of_revision"].as_u64()),
+        (Some("PLACED"), Some(0))
+    );
 }
 
 #[tokio::test]

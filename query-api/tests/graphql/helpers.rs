@@ -1,6 +1,6 @@
 use command_api::service::{execute, CommandContext};
 use domain::*;
-use event_store::{EventStore, Position, StoreOptions};
+use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, Position, StoreOptions};
 use projector::Projector;
 use query_api::config::Config;
 use query_api::startup::Application;
@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 pub struct TestApp {
     pub address: String,
+    /// The test's database: event log and read models.
+    pub url: String,
     pub store: Arc<dyn EventStore>,
     pub projector: Projector,
     pub client: reqwest::Client,
@@ -60,6 +62,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        url,
         store,
         projector,
         client: reqwest::Client::new(),
@@ -117,6 +120,44 @@ impl TestApp {
         let mut last = self.last_token.lock().unwrap();
         *last = (*last).max(Some(token));
         token
+    }
+
+    /// Appends one event as given, bypassing the domain (e.g. a payload the projector cannot
+    /// apply); returns its consistency token.
+    pub async fn append_raw(
+        &self,
+        id: Uuid,
+        expected: u64,
+        event_type: &str,
+        data: Value,
+    ) -> Position {
+        let appended = self
+            .store
+            .append(
+                &format!("order-{id}"),
+                ExpectedRevision::Exact(expected),
+                vec![NewEvent {
+                    id: Uuid::new_v4(),
+                    event_type: event_type.into(),
+                    schema_version: 1,
+                    data,
+                    metadata: Metadata::default(),
+                }],
+            )
+            .await
+            .unwrap();
+        let mut last = self.last_token.lock().unwrap();
+        *last = (*last).max(Some(appended.position));
+        appended.position
+    }
+
+    /// A connection to the test's database, for what the API cannot show.
+    pub async fn database(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
     }
 
     /// Places an order for `customer` and returns its id.

@@ -119,3 +119,47 @@ async fn graphiql_and_health_are_served() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_negative_first_is_refused_as_bad_input_and_the_server_keeps_answering() {
+    let app = spawn_app().await;
+    for query in [
+        "{ orders(first: -1) { edges { cursor } } }",
+        "{ orders(first: -2147483648) { edges { node { id timeline { summary } } } } }",
+        "{ stalledOrders(first: -1) { id } }",
+    ] {
+        let (status, body) = app.query_with(query, json!({}), None).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{query}: {body}");
+    }
+    let (status, _) = app
+        .query_with("{ statusCounts { orders } }", json!({}), None)
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// Each query costs far more than the limit; with wrapping arithmetic the negative `first`
+/// would cancel exactly what its siblings cost.
+#[tokio::test]
+async fn a_negative_first_does_not_cancel_the_cost_of_its_siblings() {
+    let app = spawn_with(Options {
+        max_complexity: 500,
+        ..Options::default()
+    })
+    .await;
+    // 13 per order: edges, node, id, and the timeline at 10 per entry field.
+    let expensive = "edges { node { id timeline { summary } } }";
+    for query in [
+        format!("{{ a: orders(first: -100) {{ {expensive} }} b: orders(first: 100) {{ {expensive} }} }}"),
+        format!(
+            "{{ a: orders(first: -2147483648) {{ {expensive} }}
+                b: orders(first: 2147483647) {{ {expensive} }}
+                c: orders(first: 30) {{ {expensive} }} }}"
+        ),
+    ] {
+        let (status, body) = app.query_with(&query, json!({}), None).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(error_code(&body), "QUERY_TOO_COMPLEX", "{query}: {body}");
+        assert!(body["data"].is_null(), "nothing ran: {body}");
+    }
+}

@@ -197,3 +197,123 @@ async fn counts_stalled_orders_and_projection_status_answer() {
             .to_string()
     );
 }
+
+/// A cursor as this API writes them, around any moment and id.
+fn cursor_at(micros: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{micros}|{}", uuid::Uuid::new_v4()))
+}
+
+#[tokio::test]
+async fn arguments_the_database_cannot_hold_are_bad_input_naming_the_argument() {
+    let app = spawn_app().await;
+    app.order("alice", vec![]).await;
+    app.project_all().await;
+    let q = "query($f: OrderFilter, $after: String) { orders(filter: $f, first: 5, after: $after) { edges { node { id } } } }";
+    let earliest = chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_micros();
+    let mut wrong = Vec::new();
+    for (variables, argument) in [
+        (json!({"f": {"customerId": "ali\u{0}ce"}}), "customerId"),
+        (json!({"after": cursor_at(earliest)}), "after"),
+        (
+            json!({"f": {"placedFrom": "-10000-01-01T00:00:00Z"}}),
+            "placedFrom",
+        ),
+        (
+            json!({"f": {"placedTo": "-10000-01-01T00:00:00Z"}}),
+            "placedTo",
+        ),
+    ] {
+        let body = app.query(q, variables.clone()).await;
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        if error_code(&body) != "BAD_USER_INPUT" || !message.contains(argument) {
+            wrong.push(format!("{variables}: {body}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    let fine = app
+        .query(
+            q,
+            json!({"f": {"customerId": "alice"}, "after": cursor_at(0)}),
+        )
+        .await;
+    assert!(fine["errors"].is_null(), "{fine}");
+}
+
+/// The projector commits an order's next event (row and timeline entry in one transaction)
+/// after the query has read the row but before it reads the timeline: a lock on the timeline
+/// holds the query between the two, and the commit is written here by hand under that lock.
+#[tokio::test]
+async fn an_order_and_its_timeline_are_read_at_the_same_revision() {
+    let app = spawn_app().await;
+    let id = app.order("c", vec![]).await;
+    app.project_all().await;
+
+    let mut projector_tx = app.database().await;
+    let tx = projector_tx.transaction().await.unwrap();
+    tx.batch_execute("lock table order_timeline in access exclusive mode")
+        .await
+        .unwrap();
+    let query = {
+        let (client, address) = (app.client.clone(), app.address.clone());
+        tokio::spawn(async move {
+            client
+                .post(format!("{address}/graphql"))
+                .json(&json!({
+                    "query": "query($id: ID!) { order(id: $id) { revision timeline { revision } } }",
+                    "variables": {"id": id},
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        })
+    };
+    let observer = app.database().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+                 where c.relname = 'order_timeline' and not l.granted
+                   and l.database = (select oid from pg_database where datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query never reached the timeline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tx.batch_execute(&format!(
+        "insert into order_timeline (order_id, revision, event_type, occurred_at, recorded_at, position, event_id, summary)
+           values ('{id}', 1, 'PaymentAuthorized', now(), now(), '999999999-1', gen_random_uuid(), 'payment authorized');
+         update order_status set stream_revision = 1, payment_id = 'pay-1' where order_id = '{id}'"
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let body = query.await.unwrap();
+    let order = &body["data"]["order"];
+    let timeline: Vec<i64> = order["timeline"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|e| e["revision"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        timeline.last().copied(),
+        order["revision"].as_i64(),
+        "{body}"
+    );
+}

@@ -1,5 +1,8 @@
 use crate::helpers::*;
+use event_store::Position;
+use query_api::consistency::CheckpointWatch;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 const Q: &str = "query($id: ID!) { order(id: $id) { status revision } }";
 
@@ -52,4 +55,78 @@ async fn a_malformed_token_is_a_clear_error() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(error_code(&body), "INVALID_CONSISTENCY_TOKEN");
+}
+
+/// The race: a refresh reads the stored checkpoint, the projector commits further and announces
+/// it, then the refresh's older answer lands. Here the announcement comes first, so the refresh
+/// reads a checkpoint behind it every time.
+#[tokio::test]
+async fn a_refresh_never_lowers_a_checkpoint_already_announced() {
+    let app = spawn_app().await;
+    app.order("c", vec![]).await;
+    app.project_all().await;
+    let stored = app.projector.checkpoint().await.unwrap().unwrap();
+    let (pool, pg_config) = event_store::postgres::build_pool(&app.url, 2).unwrap();
+    let watch = CheckpointWatch::start(pool, pg_config);
+    assert!(watch.wait_for(stored, Duration::from_secs(5)).await.reached);
+
+    let ahead = Position::new(stored.commit + 1, 1);
+    app.database()
+        .await
+        .execute(
+            "select pg_notify('milestone_projection', $1)",
+            &[&json!({ "position": ahead.to_string() }).to_string()],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watch.known() != Some(ahead) {
+        assert!(Instant::now() < deadline, "the announcement never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    assert_eq!(
+        watch.refresh().await.unwrap(),
+        Some(stored),
+        "the table is behind"
+    );
+    assert_eq!(watch.known(), Some(ahead));
+    let outcome = watch.wait_for(ahead, Duration::from_secs(2)).await;
+    assert!(outcome.reached, "{outcome:?}");
+    assert!(outcome.waited < Duration::from_millis(500), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_token_whose_event_was_dead_lettered_says_its_order_is_parked() {
+    let app = spawn_app().await;
+    let healthy = app.order("c", vec![]).await;
+    let id = app.order("c", vec![]).await;
+    let poison = app
+        .append_raw(
+            id,
+            0,
+            "PaymentAuthorized",
+            json!({"payment": "p-1", "amount": 2100}),
+        )
+        .await;
+    let fine = app.command(healthy, authorize()).await;
+    app.project_all().await;
+
+    let (status, body) = app
+        .query_with(Q, json!({"id": id}), Some(&poison.to_string()))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["order"]["status"], "PLACED", "{body}");
+    let consistency = &body["extensions"]["consistency"];
+    assert_eq!(consistency["reached"], true, "{body}");
+    assert_eq!(consistency["stale"], true, "{body}");
+    assert_eq!(consistency["parked"], json!([id.to_string()]), "{body}");
+
+    let (_, body) = app
+        .query_with(Q, json!({"id": healthy}), Some(&fine.to_string()))
+        .await;
+    assert_eq!(body["data"]["order"]["revision"], 1, "{body}");
+    let consistency = &body["extensions"]["consistency"];
+    assert_eq!(consistency["stale"], false, "{body}");
+    assert_eq!(consistency["parked"], json!([]), "{body}");
 }
