@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Milestone locally: PostgreSQL (started if needed) as event store and read-model database,
-# then command-api, projector and query-api. Ctrl-C stops everything.
+# then command-api, projector and query-api. Ctrl-C, or a SIGTERM to this script, stops everything.
 #
 # Set MILESTONE_EVENT_STORE_URL to a KurrentDB node (e.g. kurrentdb://127.0.0.1:2113?tls=false)
 # to use it as the event store; the read models stay in PostgreSQL.
@@ -23,34 +23,62 @@ if ! psql "$ADMIN_URL" -Atqc "select 1 from pg_database where datname = '$DATABA
   psql "$ADMIN_URL" -qc "create database $DATABASE"
 fi
 
-echo "building the services (release)..."
-cargo build --release --locked -p command-api -p projector -p query-api
+# MILESTONE_BIN_DIR: run the services from there as they are (no build).
+if [ -n "${MILESTONE_BIN_DIR:-}" ]; then
+  BIN_DIR="$MILESTONE_BIN_DIR"
+else
+  echo "building the services (release)..."
+  cargo build --release --locked -p command-api -p projector -p query-api
+  BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+fi
 
+# The services' own PIDs (not those of subshells around them), so that stopping reaches them.
 PIDS=()
+running() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && return 0; done
+  return 1
+}
+# However the script ends (Ctrl-C, a signal sent to it alone, an error), the services stop:
+# SIGTERM, up to 15 s to drain, then SIGKILL.
 stop() {
+  trap - EXIT INT TERM HUP
+  [ ${#PIDS[@]} -gt 0 ] || return 0
   echo; echo "stopping..."
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  kill -TERM "${PIDS[@]}" 2>/dev/null || true
+  for _ in $(seq 1 75); do running || break; sleep 0.2; done
+  kill -KILL "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   echo "stopped"
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Each service's logs, prefixed with its name. Migrations are applied by the services:
 # the event tables by the command API, the read models by the projector.
 start() {
   local name="$1"; shift
-  ( exec "target/release/$name" "$@" 2>&1 | sed -u "s/^/[$name] /" ) &
+  "$BIN_DIR/$name" "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
   PIDS+=($!)
 }
 wait_ready() {
   for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done
   echo "$1 did not become ready" >&2; return 1
 }
+wait_for_read_models() {
+  for _ in $(seq 1 100); do
+    psql "$MILESTONE_READ_MODEL_URL" -Atqc "select to_regclass('projection_checkpoints') is not null" 2>/dev/null | grep -q t && return 0
+    sleep 0.2
+  done
+  echo "the projector did not create the read models" >&2; return 1
+}
 
 start command-api
 wait_ready "http://$MILESTONE_COMMAND_API_ADDR/readyz"
 start projector
-until psql "$MILESTONE_READ_MODEL_URL" -Atqc "select to_regclass('projection_checkpoints') is not null" 2>/dev/null | grep -q t; do sleep 0.2; done
+wait_for_read_models
 start query-api
 wait_ready "http://$MILESTONE_QUERY_API_ADDR/readyz"
 

@@ -3,4 +3,5 @@
 mod stack;
 
 mod crash;
+mod run_script;
 mod workflow;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 /// The workspace's debug binaries. A workspace test run builds them (each service has
 /// integration tests); they are built here when missing or when `MILESTONE_E2E_BUILD` is set.
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -36,7 +36,7 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
