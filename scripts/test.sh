@@ -8,9 +8,10 @@ ensure_postgres
 
 export MILESTONE_TEST_DATABASE_URL="${MILESTONE_TEST_DATABASE_URL:-$DEFAULT_DATABASE_URL}"
 
-# Each test creates its own database named test_<32 hex digits>; drop those of earlier runs.
+# Each test creates its own database named test_<32 hex digits> (the run-script test: run_…);
+# drop those of earlier runs.
 psql "$MILESTONE_TEST_DATABASE_URL" -Atqc \
-  "select datname from pg_database where datname ~ '^test_[0-9a-f]{32}$'" |
+  "select datname from pg_database where datname ~ '^(test|run)_[0-9a-f]{32}$'" |
   while read -r db; do psql "$MILESTONE_TEST_DATABASE_URL" -qc "drop database if exists $db with (force)"; done
 
 echo "== compose.yaml and Dockerfile"

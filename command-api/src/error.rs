@@ -58,6 +58,10 @@ pub enum ApiError {
     InvalidHeader(String),
     #[error("{0}")]
     NotFound(String),
+    /// The instance's stream was deleted from the event store (KurrentDB): it takes no more
+    /// commands, and retrying cannot change that.
+    #[error("{0} was deleted from the event store; it takes no more commands")]
+    StreamDeleted(String),
     #[error("{0}")]
     Domain(DomainError),
     #[error("the order is at {actual}, not at revision {expected} given in If-Match; nothing was written")]
@@ -112,6 +116,7 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::InvalidHeader(_) => "invalid_header",
             Self::NotFound(_) => "not_found",
+            Self::StreamDeleted(_) => "stream_deleted",
             Self::Domain(e) => e.code(),
             Self::PreconditionFailed { .. } => "precondition_failed",
             Self::Contention(_) => "concurrent_modification",
@@ -133,6 +138,7 @@ impl ApiError {
             Self::Validation(_) => "Validation failed",
             Self::InvalidHeader(_) => "Invalid header",
             Self::NotFound(_) => "Not found",
+            Self::StreamDeleted(_) => "Deleted",
             Self::Domain(e) => match e.kind() {
                 ErrorKind::NotFound => "Order not found",
                 ErrorKind::Conflict => "Not allowed in the order's current state",
@@ -209,6 +215,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(msg) => Self::Unavailable(msg),
+            StoreError::StreamDeleted(stream) => Self::StreamDeleted(stream),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -224,6 +231,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::StreamDeleted(_) => StatusCode::GONE,
             Self::Domain(e) => match e.kind() {
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -275,5 +283,18 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response.body(self.problem_body())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_stream_is_410_stream_deleted_not_a_race_to_retry() {
+        let e = ApiError::from(StoreError::StreamDeleted("order-1".to_owned()));
+        assert_eq!(e.status_code(), StatusCode::GONE);
+        assert_eq!(e.code(), "stream_deleted");
+        assert!(!StoreError::StreamDeleted("order-1".to_owned()).is_conflict());
     }
 }

@@ -353,30 +353,26 @@ pub async fn execute(
     Err(ApiError::Contention(MAX_ATTEMPTS))
 }
 
-/// The key's record (when the request has a key) and the order's stream (unless `skip_stream`),
-/// read side by side.
+/// The key's record (when the request has a key), then the order's stream (unless
+/// `skip_stream`). In that order, never side by side: a request that finds another's claim of
+/// its key then reads a stream at least as new as the one the claimer decided on, so the two
+/// cannot decide differently on the same state (one refusing while the other's events land).
 async fn read(
     store: &dyn EventStore,
     ledger: Option<&KeyLedger<'_>>,
     stream: &str,
     skip_stream: bool,
 ) -> Result<(Option<Answer>, Vec<RecordedEvent>), ApiError> {
-    let recorded = async {
-        match ledger {
-            Some(ledger) => ledger.read(store).await,
-            None => Ok(None),
-        }
+    let recorded = match ledger {
+        Some(ledger) => ledger.read(store).await?,
+        None => None,
     };
-    let history = async {
-        if skip_stream {
-            Ok(Vec::new())
-        } else {
-            read_whole_stream(store, stream)
-                .await
-                .map_err(ApiError::from)
-        }
+    let history = if skip_stream {
+        Vec::new()
+    } else {
+        read_whole_stream(store, stream).await?
     };
-    futures::try_join!(recorded, history)
+    Ok((recorded, history))
 }
 
 fn precondition_failed(expected: u64, actual: Option<u64>) -> ApiError {

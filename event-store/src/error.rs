@@ -50,9 +50,7 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Self::WrongExpectedRevision { .. }
-                | Self::DuplicateEventId { .. }
-                | Self::StreamDeleted(_)
+            Self::WrongExpectedRevision { .. } | Self::DuplicateEventId { .. }
         )
     }
 }

@@ -805,7 +805,8 @@ pub async fn reset_projection(
     .await?;
     tx.execute(
         "update projection_checkpoints set position = null, position_commit = null, position_prepare = null,
-                event_store = null, events_applied = 0, updated_at = now() where projection = $1",
+                event_store = null, events_applied = 0, rebuilds = rebuilds + 1, updated_at = now()
+          where projection = $1",
         &[&projection],
     )
     .await?;

@@ -99,20 +99,23 @@ pub struct Correction {
 }
 
 impl Correction {
-    /// The repair `fixed` carries, or `None` when it is the same as the `logged` event.
+    /// The repair `fixed` carries, or `None` when it is the same as the `logged` event. A
+    /// malformed logged event always needs one: what the dead letter holds (the fields that
+    /// decoded) is the repair, or every replay would dead-letter the logged event again.
     pub fn of(fixed: &RecordedEvent, logged: Option<&RecordedEvent>) -> Option<Self> {
         let unchanged = logged.is_some_and(|logged| {
-            (
-                &logged.event_type,
-                logged.schema_version,
-                &logged.data,
-                &logged.metadata,
-            ) == (
-                &fixed.event_type,
-                fixed.schema_version,
-                &fixed.data,
-                &fixed.metadata,
-            )
+            logged.malformed.is_none()
+                && (
+                    &logged.event_type,
+                    logged.schema_version,
+                    &logged.data,
+                    &logged.metadata,
+                ) == (
+                    &fixed.event_type,
+                    fixed.schema_version,
+                    &fixed.data,
+                    &fixed.metadata,
+                )
         });
         (!unchanged).then(|| Self {
             event_type: fixed.event_type.clone(),

@@ -81,10 +81,15 @@ impl Projector {
         // sequentially once they are large (measured: row loads went from 0.6 ms to 15 ms).
         // A transaction left open by a host that vanished mid-batch would hold the checkpoint
         // row for as long as TCP keeps its connection alive (hours) and keep a standby from
-        // taking over: the server ends such a transaction after the lease's time to live.
+        // taking over: the server ends such a transaction after the lease's time to live, and
+        // gives up on a connection that leaves its data unacknowledged (mid-statement) or stops
+        // answering keepalives within about the same time.
+        let ttl = config.lease_ttl.as_millis();
+        let probe_secs = (config.lease_ttl.as_secs() / 3).max(1);
         pg_config.options(format!(
-            "-c plan_cache_mode=force_custom_plan -c idle_in_transaction_session_timeout={}",
-            config.lease_ttl.as_millis()
+            "-c plan_cache_mode=force_custom_plan -c idle_in_transaction_session_timeout={ttl} \
+             -c tcp_user_timeout={ttl} -c tcp_keepalives_idle={probe_secs} \
+             -c tcp_keepalives_interval={probe_secs} -c tcp_keepalives_count=3"
         ));
         let (pool, pg_config) =
             event_store::postgres::build_pool_from(pg_config, config.pool_size)?;

@@ -1,6 +1,7 @@
 //! Read-your-writes: the projection's checkpoint, kept current by the projector's NOTIFY, and a
 //! bounded wait until it reaches a consistency token handed out by the command API.
 
+use crate::db::Checkpoint;
 use deadpool_postgres::Pool;
 use event_store::Position;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ const CHANGES_CHANNEL: &str = "milestone_projection";
 /// The latest checkpoint this process knows of.
 #[derive(Clone)]
 pub struct CheckpointWatch {
-    tx: Arc<watch::Sender<Option<Position>>>,
+    tx: Arc<watch::Sender<Checkpoint>>,
     pool: Pool,
 }
 
@@ -30,7 +31,7 @@ impl CheckpointWatch {
     /// Starts listening for the projector's notifications (reconnecting when the connection
     /// drops).
     pub fn start(pool: Pool, config: tokio_postgres::Config) -> Self {
-        let (tx, _) = watch::channel(None);
+        let (tx, _) = watch::channel(Checkpoint::default());
         let watch = Self {
             tx: Arc::new(tx),
             pool,
@@ -74,23 +75,29 @@ impl CheckpointWatch {
 
     /// The latest checkpoint this process knows of, without asking the database.
     pub fn known(&self) -> Option<Position> {
-        *self.tx.borrow()
+        self.tx.borrow().position
     }
 
     /// Reads the checkpoint from the database and returns it.
     ///
-    /// What the watch knows only ever rises: a notification may already have announced a
-    /// later checkpoint than the one this read saw.
+    /// What the watch knows only ever rises (a notification may already have announced a
+    /// later checkpoint than the one this read saw), except after a rebuild, which starts the
+    /// checkpoint over: then the watch starts over too.
     ///
     /// # Errors
     /// When the database cannot be reached.
     pub async fn refresh(&self) -> Result<Option<Position>, crate::db::DbError> {
         let client = self.pool.get().await?;
-        let checkpoint = crate::db::load_checkpoint(&client, PROJECTION).await?;
-        if let Some(p) = checkpoint {
-            advance(&self.tx, p);
-        }
-        Ok(checkpoint)
+        let stored = crate::db::load_checkpoint(&client, PROJECTION).await?;
+        self.tx.send_if_modified(|known| {
+            if stored.rebuilds > known.rebuilds {
+                *known = stored;
+                true
+            } else {
+                stored.position.is_some_and(|p| raise(known, p))
+            }
+        });
+        Ok(stored.position)
     }
 
     /// Waits, at most `timeout`, until the projection has applied the event at `token`.
@@ -99,9 +106,12 @@ impl CheckpointWatch {
         let mut rx = self.tx.subscribe();
         // A notification may have been missed while reconnecting; one read settles it.
         let _ = self.refresh().await;
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|c| c.is_some_and(|c| c >= token)))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let reached = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|c| c.position.is_some_and(|c| c >= token)),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
         WaitOutcome {
             reached,
             checkpoint: self.known(),
@@ -111,13 +121,15 @@ impl CheckpointWatch {
 }
 
 /// Raises the known checkpoint to `p`; never lowers it.
-fn advance(tx: &watch::Sender<Option<Position>>, p: Position) {
-    tx.send_if_modified(|current| {
-        if current.is_none_or(|c| p > c) {
-            *current = Some(p);
-            true
-        } else {
-            false
-        }
-    });
+fn advance(tx: &watch::Sender<Checkpoint>, p: Position) {
+    tx.send_if_modified(|known| raise(known, p));
+}
+
+fn raise(known: &mut Checkpoint, p: Position) -> bool {
+    if known.position.is_none_or(|c| p > c) {
+        known.position = Some(p);
+        true
+    } else {
+        false
+    }
 }

@@ -335,17 +335,31 @@ pub async fn status_counts(client: &ClientWrapper) -> Result<HashMap<String, i64
         .collect())
 }
 
+/// A projection's checkpoint and how many times it was rebuilt (a rebuild moves it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub rebuilds: i64,
+    pub position: Option<Position>,
+}
+
 pub async fn load_checkpoint(
     client: &ClientWrapper,
     projection: &str,
-) -> Result<Option<Position>, DbError> {
+) -> Result<Checkpoint, DbError> {
     let stmt = client
-        .prepare_cached("select position_commit, position_prepare from projection_checkpoints where projection = $1")
+        .prepare_cached(
+            "select position_commit, position_prepare, rebuilds from projection_checkpoints
+              where projection = $1",
+        )
         .await?;
     let row = client.query_opt(&stmt, &[&projection]).await?;
-    Ok(row.and_then(|r| {
-        let (c, p): (Option<i64>, Option<i64>) = (r.get(0), r.get(1));
-        c.zip(p).map(|(c, p)| Position::new(c as u64, p as u64))
+    Ok(row.map_or_else(Checkpoint::default, |r| {
+        let (c, p): (Option<i64>, Option<i64>) =
+            (r.get("position_commit"), r.get("position_prepare"));
+        Checkpoint {
+            rebuilds: r.get("rebuilds"),
+            position: c.zip(p).map(|(c, p)| Position::new(c as u64, p as u64)),
+        }
     }))
 }
 

@@ -464,12 +464,18 @@ async fn an_export_of_every_stream_leaves_out_the_services_bookkeeping() {
         .append(&bookkeeping, ExpectedRevision::NoStream, vec![record])
         .await
         .unwrap();
-    for _ in 0..500 {
-        if store.read_all(None, "", 100).await.unwrap().len() >= 9 {
+    let mut visible = 0;
+    for _ in 0..1500 {
+        visible = store.read_all(None, "", 100).await.unwrap().len();
+        if visible >= 9 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        visible, 9,
+        "the bookkeeping event must be in the log the export reads"
+    );
 
     for prefix in ["--stream-prefix=", "--stream-prefix=_"] {
         let exported = json_lines(&stdout(&milestone(

@@ -262,3 +262,48 @@ async fn a_retry_counts_the_events_it_applies_in_the_projection_status() {
     assert_eq!(applied, 3, "one event by the live run, two by the retry");
     assert_eq!(applied, rows_in(&env.projector, "order_timeline").await);
 }
+
+#[tokio::test]
+async fn a_malformed_event_retried_as_it_decoded_stays_repaired_after_a_rebuild() {
+    let env = env().await;
+    let id = Uuid::new_v4();
+    // Well-formed data, metadata of another type: written by another tool.
+    let placed = domain::decide(&domain::OrderState::NotPlaced, place(id))
+        .unwrap()
+        .remove(0);
+    let (client, conn) = tokio_postgres::connect(&env.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+             values ($1, 0, gen_random_uuid(), 'OrderPlaced', 1, $2, $3)",
+            &[
+                &format!("order-{id}"),
+                &domain::EventContract::data(&placed),
+                &json!({"occurredAt": 5, "$correlationId": "c-1"}),
+            ],
+        )
+        .await
+        .unwrap();
+    project(&env.projector, 1).await;
+    assert_eq!(
+        rows_in(&env.projector, "projection_parked_streams").await,
+        1
+    );
+
+    // The operator retries it as it decoded (the fields that could be read).
+    env.projector.retry_parked(id).await.unwrap();
+    assert_eq!(row(&env.projector, id).await["status"], "PLACED");
+
+    env.projector.rebuild(|_| {}).await.unwrap();
+    assert_eq!(
+        rows_in(&env.projector, "projection_parked_streams").await,
+        0,
+        "the rebuild applied the repair instead of parking the order again"
+    );
+    let after = row(&env.projector, id).await;
+    assert_eq!(after["status"], "PLACED");
+    assert_eq!(after["correlation_id"], "c-1");
+}

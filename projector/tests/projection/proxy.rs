@@ -15,21 +15,22 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy to the database at `url` (a `postgres://…@127.0.0.1:5432/…` URL).
+    /// A proxy to the database at `url` (a `postgres://user:password@host:port/db` URL).
     pub async fn to(url: &str) -> Self {
-        let upstream = "127.0.0.1:5432";
-        assert!(
-            url.contains(upstream),
-            "the proxy expects {upstream} in {url}"
-        );
+        let (before, authority, after) = split_authority(url);
+        let upstream = if authority.contains(':') {
+            authority.to_owned()
+        } else {
+            format!("{authority}:5432")
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (frozen, gate) = watch::channel(false);
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let gate = gate.clone();
+                let (gate, upstream) = (gate.clone(), upstream.clone());
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
+                    let Ok(server) = TcpStream::connect(upstream.as_str()).await else {
                         return;
                     };
                     let (client_read, client_write) = client.into_split();
@@ -42,7 +43,7 @@ impl Proxy {
             }
         });
         Self {
-            url: url.replace(upstream, &format!("127.0.0.1:{port}")),
+            url: format!("{before}127.0.0.1:{port}{after}"),
             frozen,
             accept,
         }
@@ -57,6 +58,19 @@ impl Proxy {
     pub fn thaw(&self) {
         self.frozen.send_replace(false);
     }
+}
+
+/// `url` cut around its `host[:port]`: what comes before it, it, and what follows.
+fn split_authority(url: &str) -> (&str, &str, &str) {
+    let start = url
+        .find('@')
+        .map(|at| at + 1)
+        .or_else(|| url.find("://").map(|s| s + 3))
+        .expect("a postgres:// URL");
+    let end = url[start..]
+        .find('/')
+        .map_or(url.len(), |slash| start + slash);
+    (&url[..start], &url[start..end], &url[end..])
 }
 
 impl Drop for Proxy {

@@ -130,3 +130,43 @@ async fn a_token_whose_event_was_dead_lettered_says_its_order_is_parked() {
     assert_eq!(consistency["stale"], false, "{body}");
     assert_eq!(consistency["parked"], json!([]), "{body}");
 }
+
+#[tokio::test]
+async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_reading_empty_models() {
+    let app = spawn_with(Options {
+        read_your_writes_timeout: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    let id = app.order("c", vec![]).await;
+    let token = app.command(id, authorize()).await;
+    app.project_all().await;
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
+
+    // What `projector rebuild` does first: empty the read models and start the checkpoint over.
+    let mut client = app.projector.pool().get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    projector::db::reset_projection(&tx, projector::PROJECTION)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    assert_eq!(body["data"]["order"], json!(null), "{body}");
+    assert_eq!(
+        body["extensions"]["consistency"]["stale"], true,
+        "an empty read model must not be reported as current: {body}"
+    );
+
+    app.project_all().await;
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    assert_eq!(body["data"]["order"]["revision"], 1, "{body}");
+    assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
+}
