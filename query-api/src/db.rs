@@ -85,10 +85,23 @@ impl Snapshot {
 
 impl Drop for Snapshot {
     fn drop(&mut self) {
-        // Not finished (the request was cancelled): the connection may be inside the
-        // transaction, and must not serve another request from the pool.
-        if let Some(client) = self.client.take() {
-            drop(Object::take(client));
+        // Not finished (the request was cancelled, or a DataLoader task still held the
+        // snapshot when the response was sent): the connection may be inside the transaction.
+        // End it on a task of its own so the connection goes back to the pool clean; close the
+        // connection when that fails, so it never serves another request mid-transaction.
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = client.batch_execute("rollback").await {
+                        tracing::warn!(error = %e, "cannot end a read snapshot; closing its connection");
+                        drop(Object::take(client));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(client)),
         }
     }
 }
