@@ -149,12 +149,17 @@ async fn settle(url: &str, n: usize) {
     let store = event_store::connect(url, &StoreOptions { pool_size: 1 })
         .await
         .unwrap();
-    for _ in 0..500 {
-        if store.read_all(None, "order-", 100).await.unwrap().len() >= n {
+    // Events become visible once every older transaction on the server has ended; other tests
+    // running beside this one can hold that back for a while.
+    let mut visible = 0;
+    for _ in 0..1500 {
+        visible = store.read_all(None, "order-", 100).await.unwrap().len();
+        if visible >= n {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    panic!("only {visible} of {n} events became visible in 30 s");
 }
 
 #[tokio::test]
