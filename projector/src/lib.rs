@@ -13,6 +13,7 @@ pub mod db;
 pub mod lease;
 pub mod model;
 pub mod projection;
+pub mod startup;
 
 pub use config::{Config, Deadlines};
 pub use projection::{BatchOutcome, Progress, Projector, CHANGES_CHANNEL, PROJECTION};
