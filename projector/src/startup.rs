@@ -2,9 +2,71 @@
 
 use crate::config::Config;
 use crate::db::RepairNote;
-use crate::projection::{Progress, Projector};
+use crate::orders::OrderProjection;
+use crate::projection::{Progress, Projection};
+use crate::runtime::Runtime;
+use crate::ProjectorError;
 use anyhow::Context;
+use event_store::Position;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use uuid::Uuid;
+
+/// Every projection this binary keeps: adding one is one line here.
+async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
+    Ok(vec![Box::new(
+        Runtime::start(
+            config.clone(),
+            OrderProjection {
+                deadlines: config.deadlines.clone(),
+            },
+        )
+        .await?,
+    )])
+}
+
+/// A shutdown signal every projection's live loop waits on.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// A registered projection's runtime, whatever its projection.
+pub trait Registered: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn checkpoint(&self) -> BoxFuture<'_, Result<Option<Position>, ProjectorError>>;
+    fn run(&self, shutdown: Shutdown) -> BoxFuture<'_, ()>;
+    fn rebuild<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<u64, ProjectorError>>;
+    fn retry<'a>(
+        &'a self,
+        id: Uuid,
+        note: &'a RepairNote,
+    ) -> BoxFuture<'a, Result<usize, ProjectorError>>;
+}
+
+impl<P: Projection> Registered for Runtime<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+    fn checkpoint(&self) -> BoxFuture<'_, Result<Option<Position>, ProjectorError>> {
+        Runtime::checkpoint(self).boxed()
+    }
+    fn run(&self, shutdown: Shutdown) -> BoxFuture<'_, ()> {
+        Runtime::run(self, shutdown).boxed()
+    }
+    fn rebuild<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<u64, ProjectorError>> {
+        Runtime::rebuild(self, progress).boxed()
+    }
+    fn retry<'a>(
+        &'a self,
+        id: Uuid,
+        note: &'a RepairNote,
+    ) -> BoxFuture<'a, Result<usize, ProjectorError>> {
+        Runtime::retry_parked_noting(self, id, note).boxed()
+    }
+}
 
 /// `projector [run | rebuild | retry <order-id> [--reason <text>]]`.
 #[derive(Debug, clap::Parser)]
@@ -60,7 +122,7 @@ pub async fn shutdown_signal() {
 
 /// The connected projections, ready for a command.
 pub struct Application {
-    projector: Projector,
+    projections: Vec<Box<dyn Registered>>,
 }
 
 impl Application {
@@ -69,10 +131,8 @@ impl Application {
     /// # Errors
     /// When either cannot be reached or a migration fails.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let projector = Projector::connect(config)
-            .await
-            .context("starting the projector")?;
-        Ok(Self { projector })
+        let projections = register(&config).await.context("starting the projector")?;
+        Ok(Self { projections })
     }
 
     /// Carries out `command` (`run` when none is given).
@@ -83,34 +143,49 @@ impl Application {
         match command.unwrap_or(Command::Run) {
             Command::Run => {
                 // A checkpoint from the other event store is a configuration error: say so and stop.
-                self.projector
-                    .checkpoint()
-                    .await
-                    .context("resuming the projection")?;
-                self.projector.run(shutdown_signal()).await;
+                for projection in &self.projections {
+                    projection
+                        .checkpoint()
+                        .await
+                        .with_context(|| format!("resuming projection {}", projection.name()))?;
+                }
+                let shutdown: Shutdown = shutdown_signal().boxed().shared();
+                futures::future::join_all(self.projections.iter().map(|p| p.run(shutdown.clone())))
+                    .await;
                 tracing::info!("projector stopped");
             }
             Command::Rebuild => {
-                let total = self
-                    .projector
-                    .rebuild(print_progress)
-                    .await
-                    .context("rebuilding the read models")?;
-                println!("rebuild done: {total} events replayed");
+                for projection in &self.projections {
+                    let total = projection
+                        .rebuild(&mut print_progress)
+                        .await
+                        .with_context(|| format!("rebuilding projection {}", projection.name()))?;
+                    println!(
+                        "rebuild of {} done: {total} events replayed",
+                        projection.name()
+                    );
+                }
             }
             Command::Retry { id, reason } => {
                 let note = RepairNote {
                     by: std::env::var("USER").ok(),
                     reason,
                 };
-                let applied = self
-                    .projector
-                    .retry_parked_noting(id, &note)
-                    .await
-                    .context("retrying the parked order")?;
-                println!(
-                    "order {id}: {applied} parked event(s) applied; the order is no longer parked"
-                );
+                let mut applied = None;
+                for projection in &self.projections {
+                    match projection.retry(id, &note).await {
+                        Err(ProjectorError::NotParked(_)) => {}
+                        done => {
+                            applied = Some(done.with_context(|| {
+                                format!("retrying {id} in projection {}", projection.name())
+                            })?);
+                        }
+                    }
+                }
+                let Some(applied) = applied else {
+                    return Err(ProjectorError::NotParked(id)).context("retrying a parked stream");
+                };
+                println!("{id}: {applied} parked event(s) applied; it is no longer parked");
             }
         }
         Ok(())
