@@ -1,36 +1,11 @@
-//! The projector's SQL: free functions taking a transaction, one statement each; a batch's rows
-//! travel as typed arrays through `unnest`, so a whole batch costs a handful of round trips.
+//! The runtime's SQL, shared by every projection: checkpoints, dead letters, parked streams and
+//! corrections; free functions taking a client or transaction, one statement each.
 
 use crate::correction::Correction;
 use deadpool_postgres::{GenericClient, Transaction};
 use event_store::{Position, RecordedEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
-
-/// The read-model migrations, from `schemas/read-models/`: the order read models and the
-/// runtime's own tables (checkpoints, dead letters, corrections, leases).
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_order_read_models",
-        include_str!("../../schemas/read-models/0001_order_read_models.sql"),
-    ),
-    (
-        "0002_projection_corrections",
-        include_str!("../../schemas/read-models/0002_projection_corrections.sql"),
-    ),
-    (
-        "0003_projection_leases",
-        include_str!("../../schemas/read-models/0003_projection_leases.sql"),
-    ),
-    (
-        "0004_checkpoint_event_store",
-        include_str!("../../schemas/read-models/0004_checkpoint_event_store.sql"),
-    ),
-    (
-        "0005_order_state_version",
-        include_str!("../../schemas/read-models/0005_order_state_version.sql"),
-    ),
-];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {

@@ -37,9 +37,7 @@ impl Projector {
     /// # Errors
     /// As [`Runtime::start`].
     pub async fn connect(config: Config) -> Result<Self, ProjectorError> {
-        let projection = OrderProjection {
-            deadlines: config.deadlines.clone(),
-        };
+        let projection = OrderProjection::new(config.deadlines.clone());
         Self::start(config, projection).await
     }
 }
@@ -79,6 +77,8 @@ pub enum ProjectorError {
     },
     #[error("{0}")]
     Corrupt(String),
+    #[error("a row of the batch cannot be written")]
+    Seal(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(
         "the checkpoint of projection {projection} was written reading the {checkpoint} event store, \
          but the configured event store is {configured}; positions of the two cannot be compared: \

@@ -78,7 +78,7 @@ pub struct BatchOutcome {
     pub checkpoint: Option<Position>,
     pub applied: usize,
     pub dead_lettered: usize,
-    pub orders_changed: usize,
+    pub changed: usize,
 }
 
 /// Progress of a long run (rebuild), for printing.

@@ -250,7 +250,7 @@ impl<P: Projection> Runtime<P> {
             checkpoint: Some(last.position),
             applied,
             dead_lettered,
-            orders_changed: changed.len(),
+            changed: changed.len(),
         })
     }
 

@@ -13,15 +13,16 @@ use uuid::Uuid;
 
 /// Every projection this binary keeps: adding one is one line here.
 async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
-    Ok(vec![Box::new(
-        Runtime::start(
-            config.clone(),
-            OrderProjection {
-                deadlines: config.deadlines.clone(),
-            },
-        )
-        .await?,
-    )])
+    Ok(vec![
+        start(config, OrderProjection::new(config.deadlines.clone())).await?,
+    ])
+}
+
+async fn start<P: Projection>(
+    config: &Config,
+    projection: P,
+) -> Result<Box<dyn Registered>, ProjectorError> {
+    Ok(Box::new(Runtime::start(config.clone(), projection).await?))
 }
 
 /// A shutdown signal every projection's live loop waits on.

@@ -17,10 +17,41 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use uuid::Uuid;
 
+/// The read-model migrations, from `schemas/read-models/`: the order read models and the
+/// runtime's own tables (checkpoints, dead letters, corrections, leases).
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_order_read_models",
+        include_str!("../../../schemas/read-models/0001_order_read_models.sql"),
+    ),
+    (
+        "0002_projection_corrections",
+        include_str!("../../../schemas/read-models/0002_projection_corrections.sql"),
+    ),
+    (
+        "0003_projection_leases",
+        include_str!("../../../schemas/read-models/0003_projection_leases.sql"),
+    ),
+    (
+        "0004_checkpoint_event_store",
+        include_str!("../../../schemas/read-models/0004_checkpoint_event_store.sql"),
+    ),
+    (
+        "0005_order_state_version",
+        include_str!("../../../schemas/read-models/0005_order_state_version.sql"),
+    ),
+];
+
 /// Keeps the order read models; `deadlines` set each row's `deadline_at`.
 #[derive(Debug, Clone)]
 pub struct OrderProjection {
     pub deadlines: Deadlines,
+}
+
+impl OrderProjection {
+    pub fn new(deadlines: Deadlines) -> Self {
+        Self { deadlines }
+    }
 }
 
 /// The orders a batch works on.
@@ -38,7 +69,7 @@ pub struct OrderBatch {
 impl Projection for OrderProjection {
     const NAME: &'static str = "order_status";
     const STREAM_PREFIX: &'static str = domain::ORDER_STREAM_PREFIX;
-    const MIGRATIONS: &'static [(&'static str, &'static str)] = crate::db::MIGRATIONS;
+    const MIGRATIONS: &'static [(&'static str, &'static str)] = MIGRATIONS;
     const TABLES: &'static [&'static str] =
         &["order_status", "order_timeline", "order_status_counts"];
     const CHANGED_KEY: &'static str = "orders";
@@ -90,8 +121,7 @@ impl Projection for OrderProjection {
     fn seal(&self, batch: &mut OrderBatch) -> Result<Vec<Uuid>, ProjectorError> {
         for id in &batch.touched {
             if let Some(row) = batch.rows.get_mut(id) {
-                row.seal()
-                    .map_err(|e| ProjectorError::Corrupt(e.to_string()))?;
+                row.seal().map_err(|e| ProjectorError::Seal(Box::new(e)))?;
             }
         }
         Ok(batch.touched.clone())
