@@ -1,31 +1,11 @@
-//! The projector's SQL: free functions taking a transaction, one statement each; a batch's rows
-//! travel as typed arrays through `unnest`, so a whole batch costs a handful of round trips.
+//! The runtime's SQL, shared by every projection: checkpoints, dead letters, parked streams and
+//! corrections; free functions taking a client or transaction, one statement each.
 
-use crate::model::{Correction, OrderRow, TimelineRow};
+use crate::correction::Correction;
 use deadpool_postgres::{GenericClient, Transaction};
 use event_store::{Position, RecordedEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
-
-/// The read-model migrations, from `schemas/read-models/`.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_order_read_models",
-        include_str!("../../schemas/read-models/0001_order_read_models.sql"),
-    ),
-    (
-        "0002_projection_corrections",
-        include_str!("../../schemas/read-models/0002_projection_corrections.sql"),
-    ),
-    (
-        "0003_projection_leases",
-        include_str!("../../schemas/read-models/0003_projection_leases.sql"),
-    ),
-    (
-        "0004_checkpoint_event_store",
-        include_str!("../../schemas/read-models/0004_checkpoint_event_store.sql"),
-    ),
-];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {
@@ -166,405 +146,6 @@ pub async fn record_retry(
     Ok(())
 }
 
-/// The current rows of these orders, read in binary column by column (no JSON on either side
-/// but `lines` and `shipping_address`).
-pub async fn load_rows(
-    tx: &Transaction<'_>,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, OrderRow>, crate::ProjectorError> {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sql = SQL.get_or_init(|| {
-        let names: Vec<&str> = ORDER_BINDINGS.iter().map(|(n, _)| *n).collect();
-        format!(
-            "select {} from order_status where order_id = any($1)",
-            names.join(", ")
-        )
-    });
-    let stmt = tx.prepare_cached(sql).await?;
-    let rows = tx.query(&stmt, &[&ids]).await?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let row = order_row(&r).map_err(|e| {
-            crate::ProjectorError::Corrupt(format!("order_status row does not load: {e}"))
-        })?;
-        out.insert(row.order_id, row);
-    }
-    Ok(out)
-}
-
-/// A row selected with [`ORDER_BINDINGS`]' columns, in that order.
-fn order_row(r: &tokio_postgres::Row) -> Result<OrderRow, tokio_postgres::Error> {
-    // Each column's index, found at compile time (a name that is not there fails the build).
-    macro_rules! at {
-        ($name:literal) => {
-            const { column_index($name) }
-        };
-    }
-    Ok(OrderRow {
-        order_id: r.try_get(at!("order_id"))?,
-        status: r.try_get(at!("status"))?,
-        customer_id: r.try_get(at!("customer_id"))?,
-        currency: r.try_get(at!("currency"))?,
-        total_minor: r.try_get(at!("total_minor"))?,
-        line_count: r.try_get(at!("line_count"))?,
-        lines: r.try_get(at!("lines"))?,
-        shipping_address: r.try_get(at!("shipping_address"))?,
-        last_milestone: r.try_get(at!("last_milestone"))?,
-        last_milestone_at: r.try_get(at!("last_milestone_at"))?,
-        pending_actions: r.try_get(at!("pending_actions"))?,
-        failure_reason: r.try_get(at!("failure_reason"))?,
-        compensations_owed: r.try_get(at!("compensations_owed"))?,
-        compensations_done: r.try_get(at!("compensations_done"))?,
-        payment_id: r.try_get(at!("payment_id"))?,
-        reservation_id: r.try_get(at!("reservation_id"))?,
-        carrier: r.try_get(at!("carrier"))?,
-        tracking_number: r.try_get(at!("tracking_number"))?,
-        placed_at: r.try_get(at!("placed_at"))?,
-        payment_authorized_at: r.try_get(at!("payment_authorized_at"))?,
-        inventory_reserved_at: r.try_get(at!("inventory_reserved_at"))?,
-        accepted_at: r.try_get(at!("accepted_at"))?,
-        rejected_at: r.try_get(at!("rejected_at"))?,
-        fulfillment_started_at: r.try_get(at!("fulfillment_started_at"))?,
-        shipped_at: r.try_get(at!("shipped_at"))?,
-        delivered_at: r.try_get(at!("delivered_at"))?,
-        cancelled_at: r.try_get(at!("cancelled_at"))?,
-        payment_voided_at: r.try_get(at!("payment_voided_at"))?,
-        inventory_released_at: r.try_get(at!("inventory_released_at"))?,
-        escalated_at: r.try_get(at!("escalated_at"))?,
-        escalation_count: r.try_get(at!("escalation_count"))?,
-        escalation_reason: r.try_get(at!("escalation_reason"))?,
-        correlation_id: r.try_get(at!("correlation_id"))?,
-        deadline_at: r.try_get(at!("deadline_at"))?,
-        stream_revision: r.try_get(at!("stream_revision"))?,
-        last_position: r.try_get(at!("last_position"))?,
-        last_position_commit: r.try_get(at!("last_position_commit"))?,
-        last_position_prepare: r.try_get(at!("last_position_prepare"))?,
-        state: r.try_get(at!("state"))?,
-        order: None,
-    })
-}
-
-/// The PostgreSQL array literal of simple identifiers (`{A,B}`), cast to `text[]` in SQL: one
-/// text per row keeps `unnest` one-dimensional.
-fn text_array_literal(values: &[String]) -> String {
-    format!("{{{}}}", values.join(","))
-}
-
-/// `order_status`'s columns with the array type each is bound as; `text[]` columns travel as
-/// array literals (see [`text_array_literal`]).
-const ORDER_BINDINGS: [(&str, &str); 39] = [
-    ("order_id", "uuid"),
-    ("status", "text"),
-    ("customer_id", "text"),
-    ("currency", "text"),
-    ("total_minor", "bigint"),
-    ("line_count", "integer"),
-    ("lines", "jsonb"),
-    ("shipping_address", "jsonb"),
-    ("last_milestone", "text"),
-    ("last_milestone_at", "timestamptz"),
-    ("pending_actions", "text"),
-    ("failure_reason", "text"),
-    ("compensations_owed", "text"),
-    ("compensations_done", "text"),
-    ("payment_id", "text"),
-    ("reservation_id", "text"),
-    ("carrier", "text"),
-    ("tracking_number", "text"),
-    ("placed_at", "timestamptz"),
-    ("payment_authorized_at", "timestamptz"),
-    ("inventory_reserved_at", "timestamptz"),
-    ("accepted_at", "timestamptz"),
-    ("rejected_at", "timestamptz"),
-    ("fulfillment_started_at", "timestamptz"),
-    ("shipped_at", "timestamptz"),
-    ("delivered_at", "timestamptz"),
-    ("cancelled_at", "timestamptz"),
-    ("payment_voided_at", "timestamptz"),
-    ("inventory_released_at", "timestamptz"),
-    ("escalated_at", "timestamptz"),
-    ("escalation_count", "integer"),
-    ("escalation_reason", "text"),
-    ("correlation_id", "text"),
-    ("deadline_at", "timestamptz"),
-    ("stream_revision", "bigint"),
-    ("last_position", "text"),
-    ("last_position_commit", "bigint"),
-    ("last_position_prepare", "bigint"),
-    ("state", "text"),
-];
-
-/// Where `name` stands in [`ORDER_BINDINGS`]; evaluated at compile time.
-const fn column_index(name: &str) -> usize {
-    let mut i = 0;
-    while i < ORDER_BINDINGS.len() {
-        let candidate = ORDER_BINDINGS[i].0.as_bytes();
-        let wanted = name.as_bytes();
-        if candidate.len() == wanted.len() {
-            let mut j = 0;
-            while j < wanted.len() && candidate[j] == wanted[j] {
-                j += 1;
-            }
-            if j == wanted.len() {
-                return i;
-            }
-        }
-        i += 1;
-    }
-    panic!("not a column of order_status");
-}
-
-pub async fn write_rows(
-    tx: &Transaction<'_>,
-    new: &[&OrderRow],
-    existing: &[&OrderRow],
-) -> Result<(), crate::ProjectorError> {
-    let (insert, update) = row_statements();
-    let (insert, update) =
-        futures::try_join!(tx.prepare_cached(insert), tx.prepare_cached(update))?;
-    let (new, existing) = (Columns::of(new), Columns::of(existing));
-    let writes = [(insert, new), (update, existing)]
-        .into_iter()
-        .filter(|(_, columns)| !columns.order_id.is_empty());
-    futures::future::try_join_all(
-        writes.map(|(stmt, columns)| async move { tx.execute(&stmt, &columns.params()).await }),
-    )
-    .await?;
-    Ok(())
-}
-
-type Ts = Option<chrono::DateTime<chrono::Utc>>;
-
-/// [`ORDER_BINDINGS`]' columns of some rows, as the arrays they are bound as.
-struct Columns<'a> {
-    order_id: Vec<Uuid>,
-    status: Vec<&'a str>,
-    customer_id: Vec<&'a str>,
-    currency: Vec<&'a str>,
-    total_minor: Vec<i64>,
-    line_count: Vec<i32>,
-    lines: Vec<&'a serde_json::Value>,
-    address: Vec<&'a serde_json::Value>,
-    last_milestone: Vec<&'a str>,
-    last_milestone_at: Vec<chrono::DateTime<chrono::Utc>>,
-    pending: Vec<String>,
-    failure: Vec<Option<&'a str>>,
-    owed: Vec<String>,
-    done: Vec<String>,
-    payment_id: Vec<Option<&'a str>>,
-    reservation_id: Vec<Option<&'a str>>,
-    carrier: Vec<Option<&'a str>>,
-    tracking: Vec<Option<&'a str>>,
-    placed_at: Vec<chrono::DateTime<chrono::Utc>>,
-    stamps: [Vec<Ts>; 11],
-    escalation_count: Vec<i32>,
-    escalation_reason: Vec<Option<&'a str>>,
-    correlation_id: Vec<Option<&'a str>>,
-    deadline_at: Vec<Ts>,
-    stream_revision: Vec<i64>,
-    last_position: Vec<&'a str>,
-    commit: Vec<i64>,
-    prepare: Vec<i64>,
-    state: Vec<&'a str>,
-}
-
-impl<'a> Columns<'a> {
-    fn of(rows: &[&'a OrderRow]) -> Self {
-        macro_rules! column {
-            ($f:expr) => {
-                rows.iter().map(|r| $f(*r)).collect::<Vec<_>>()
-            };
-        }
-        Columns {
-            order_id: column!(|r: &OrderRow| r.order_id),
-            status: column!(|r: &'a OrderRow| r.status.as_str()),
-            customer_id: column!(|r: &'a OrderRow| r.customer_id.as_str()),
-            currency: column!(|r: &'a OrderRow| r.currency.as_str()),
-            total_minor: column!(|r: &OrderRow| r.total_minor),
-            line_count: column!(|r: &OrderRow| r.line_count),
-            lines: column!(|r: &'a OrderRow| &r.lines),
-            address: column!(|r: &'a OrderRow| &r.shipping_address),
-            last_milestone: column!(|r: &'a OrderRow| r.last_milestone.as_str()),
-            last_milestone_at: column!(|r: &OrderRow| r.last_milestone_at),
-            pending: column!(|r: &OrderRow| text_array_literal(&r.pending_actions)),
-            failure: column!(|r: &'a OrderRow| r.failure_reason.as_deref()),
-            owed: column!(|r: &OrderRow| text_array_literal(&r.compensations_owed)),
-            done: column!(|r: &OrderRow| text_array_literal(&r.compensations_done)),
-            payment_id: column!(|r: &'a OrderRow| r.payment_id.as_deref()),
-            reservation_id: column!(|r: &'a OrderRow| r.reservation_id.as_deref()),
-            carrier: column!(|r: &'a OrderRow| r.carrier.as_deref()),
-            tracking: column!(|r: &'a OrderRow| r.tracking_number.as_deref()),
-            placed_at: column!(|r: &OrderRow| r.placed_at),
-            stamps: [
-                column!(|r: &OrderRow| r.payment_authorized_at),
-                column!(|r: &OrderRow| r.inventory_reserved_at),
-                column!(|r: &OrderRow| r.accepted_at),
-                column!(|r: &OrderRow| r.rejected_at),
-                column!(|r: &OrderRow| r.fulfillment_started_at),
-                column!(|r: &OrderRow| r.shipped_at),
-                column!(|r: &OrderRow| r.delivered_at),
-                column!(|r: &OrderRow| r.cancelled_at),
-                column!(|r: &OrderRow| r.payment_voided_at),
-                column!(|r: &OrderRow| r.inventory_released_at),
-                column!(|r: &OrderRow| r.escalated_at),
-            ],
-            escalation_count: column!(|r: &OrderRow| r.escalation_count),
-            escalation_reason: column!(|r: &'a OrderRow| r.escalation_reason.as_deref()),
-            correlation_id: column!(|r: &'a OrderRow| r.correlation_id.as_deref()),
-            deadline_at: column!(|r: &OrderRow| r.deadline_at),
-            stream_revision: column!(|r: &OrderRow| r.stream_revision),
-            last_position: column!(|r: &'a OrderRow| r.last_position.as_str()),
-            commit: column!(|r: &OrderRow| r.last_position_commit),
-            prepare: column!(|r: &OrderRow| r.last_position_prepare),
-            state: column!(|r: &'a OrderRow| r.state.as_str()),
-        }
-    }
-
-    /// The parameters, in [`ORDER_BINDINGS`]' order.
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 39] {
-        let [s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10] = &self.stamps;
-        [
-            &self.order_id,
-            &self.status,
-            &self.customer_id,
-            &self.currency,
-            &self.total_minor,
-            &self.line_count,
-            &self.lines,
-            &self.address,
-            &self.last_milestone,
-            &self.last_milestone_at,
-            &self.pending,
-            &self.failure,
-            &self.owed,
-            &self.done,
-            &self.payment_id,
-            &self.reservation_id,
-            &self.carrier,
-            &self.tracking,
-            &self.placed_at,
-            s0,
-            s1,
-            s2,
-            s3,
-            s4,
-            s5,
-            s6,
-            s7,
-            s8,
-            s9,
-            s10,
-            &self.escalation_count,
-            &self.escalation_reason,
-            &self.correlation_id,
-            &self.deadline_at,
-            &self.stream_revision,
-            &self.last_position,
-            &self.commit,
-            &self.prepare,
-            &self.state,
-        ]
-    }
-}
-
-/// The insert and the update statement for [`ORDER_BINDINGS`], built once. A plain insert
-/// rather than an upsert: the caller knows which rows exist (it loaded them under the
-/// checkpoint's lock), and `on conflict` costs the server a speculative insertion per row.
-fn row_statements() -> (&'static str, &'static str) {
-    static SQL: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
-    let (insert, update) = SQL.get_or_init(|| {
-        let array_literal = [
-            "pending_actions",
-            "compensations_owed",
-            "compensations_done",
-        ];
-        let names: Vec<&str> = ORDER_BINDINGS.iter().map(|(n, _)| *n).collect();
-        let arrays: Vec<String> = ORDER_BINDINGS
-            .iter()
-            .enumerate()
-            .map(|(i, (_, t))| format!("${}::{t}[]", i + 1))
-            .collect();
-        let value = |n: &str| {
-            if array_literal.contains(&n) {
-                format!("u.{n}::text[]")
-            } else {
-                format!("u.{n}")
-            }
-        };
-        let source = format!("unnest({}) as u({})", arrays.join(", "), names.join(", "));
-        let selected: Vec<String> = names.iter().map(|n| value(n)).collect();
-        let assigned: Vec<String> = names[1..]
-            .iter()
-            .map(|n| format!("{n} = {}", value(n)))
-            .collect();
-        (
-            format!(
-                "insert into order_status ({}) select {} from {source}",
-                names.join(", "),
-                selected.join(", ")
-            ),
-            format!(
-                "update order_status o set {} from {source} where o.order_id = u.order_id",
-                assigned.join(", ")
-            ),
-        )
-    });
-    (insert, update)
-}
-
-/// Inserts timeline entries. A plain insert: an entry is made only for an event newer than its
-/// order's row, and the row moves with it in the same transaction, so an entry is never written
-/// twice (a duplicate would be a bug, and fails the batch loudly rather than hiding it).
-/// Inserts timeline entries. A plain insert: an entry is made only for an event newer than its
-/// order's row, and the row moves with it in the same transaction, so an entry is never written
-/// twice (a duplicate would be a bug, and fails the batch loudly rather than hiding it).
-pub async fn insert_timeline(
-    tx: &Transaction<'_>,
-    rows: &[TimelineRow],
-) -> Result<(), crate::ProjectorError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    // Typed arrays travel in binary: no JSON for the server to parse.
-    let order_ids: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
-    let revisions: Vec<i64> = rows.iter().map(|r| r.revision).collect();
-    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
-    let occurred: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.occurred_at).collect();
-    let recorded: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.recorded_at).collect();
-    let positions: Vec<&str> = rows.iter().map(|r| r.position.as_str()).collect();
-    let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
-    let correlations: Vec<Option<&str>> =
-        rows.iter().map(|r| r.correlation_id.as_deref()).collect();
-    let causations: Vec<Option<&str>> = rows.iter().map(|r| r.causation_id.as_deref()).collect();
-    let summaries: Vec<&str> = rows.iter().map(|r| r.summary.as_str()).collect();
-    let stmt = tx
-        .prepare_cached(
-            "insert into order_timeline (order_id, revision, event_type, occurred_at, recorded_at, position,
-                                         event_id, correlation_id, causation_id, summary)
-             select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-                                  $6::text[], $7::uuid[], $8::text[], $9::text[], $10::text[])
-",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &order_ids,
-            &revisions,
-            &types,
-            &occurred,
-            &recorded,
-            &positions,
-            &event_ids,
-            &correlations,
-            &causations,
-            &summaries,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
 /// Sends `payload` on `channel` when the transaction commits.
 pub async fn notify(
     tx: &Transaction<'_>,
@@ -572,35 +153,6 @@ pub async fn notify(
     payload: &str,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute("select pg_notify($1, $2)", &[&channel, &payload])
-        .await?;
-    Ok(())
-}
-
-/// Adds `delta` to each status's count.
-pub async fn add_status_counts(
-    tx: &Transaction<'_>,
-    deltas: &HashMap<String, i64>,
-) -> Result<(), tokio_postgres::Error> {
-    let mut statuses: Vec<&String> = deltas
-        .iter()
-        .filter(|(_, d)| **d != 0)
-        .map(|(s, _)| s)
-        .collect();
-    if statuses.is_empty() {
-        return Ok(());
-    }
-    // A fixed order keeps concurrent transactions from deadlocking on these rows.
-    statuses.sort();
-    let amounts: Vec<i64> = statuses.iter().map(|s| deltas[*s]).collect();
-    let stmt = tx
-        .prepare_cached(
-            "insert into order_status_counts (status, orders) select * from unnest($1::text[], $2::bigint[])
-             on conflict (status) do update set orders = order_status_counts.orders + excluded.orders",
-        )
-        .await?;
-    tx.execute(&stmt, &[&statuses, &amounts]).await?;
-    // Zero rows would make the table depend on batch boundaries.
-    tx.execute("delete from order_status_counts where orders = 0", &[])
         .await?;
     Ok(())
 }
@@ -713,6 +265,26 @@ pub async fn load_dead_letters(
         .collect()
 }
 
+/// Lets the stream's events through again: its dead letters and its parking go.
+pub async fn unpark_stream(
+    tx: &Transaction<'_>,
+    projection: &str,
+    stream: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&projection, &stream];
+    futures::try_join!(
+        tx.execute(
+            "delete from projection_dead_letters where projection = $1 and stream_id = $2",
+            &params,
+        ),
+        tx.execute(
+            "delete from projection_parked_streams where projection = $1 and stream_id = $2",
+            &params,
+        ),
+    )?;
+    Ok(())
+}
+
 /// Who repaired an event and why, as far as known.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairNote {
@@ -785,13 +357,14 @@ pub async fn load_corrections(
         .collect())
 }
 
-/// Empties every table of the projection and its checkpoint. Corrections stay: the replay
+/// Empties `tables` (the projection's) and its checkpoint. Corrections stay: the replay
 /// applies them again.
 pub async fn reset_projection(
     tx: &Transaction<'_>,
     projection: &str,
+    tables: &[&str],
 ) -> Result<(), tokio_postgres::Error> {
-    tx.batch_execute("truncate order_status, order_timeline, order_status_counts")
+    tx.batch_execute(&format!("truncate {}", tables.join(", ")))
         .await?;
     tx.execute(
         "delete from projection_dead_letters where projection = $1",

@@ -1,23 +1,46 @@
-//! Milestone's projector: the PostgreSQL read models of the order workflow.
+//! Milestone's projector: PostgreSQL read models kept from the event log.
 //!
-//! `model` is the pure part (a row, and what one event does to it); `db` holds the SQL, one
-//! batched statement per table; `projection` applies batches of events and their checkpoint in
-//! one transaction, NOTIFYs listeners, follows the log live, rebuilds and retries parked
-//! orders; `lease` keeps one active instance per projection and fences the ones it replaced.
-//! The read-model SQL itself lives in `schemas/read-models/`, the contract with the query API.
+//! `projection` says what a projection is (the [`Projection`] trait); `runtime` runs any
+//! projection: batches of events applied with their checkpoint in one transaction, NOTIFY,
+//! the live loop, rebuild, dead letters, parking, retries and `correction`s; `db` holds the
+//! runtime's SQL; `lease` keeps one active instance per projection and fences the ones it
+//! replaced. `orders` is the order projection (its model, its columns, its SQL); `startup`
+//! registers the projections and carries out the command line. The read-model SQL itself lives
+//! in `schemas/read-models/`, the contract with the query API.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod correction;
 pub mod db;
 pub mod lease;
-pub mod model;
+pub mod orders;
 pub mod projection;
+pub mod runtime;
+pub mod startup;
 
 pub use config::{Config, Deadlines};
-pub use projection::{BatchOutcome, Progress, Projector, CHANGES_CHANNEL, PROJECTION};
+pub use orders::{OrderProjection, ORDER_STATUS_COLUMNS};
+pub use projection::{BatchOutcome, Progress, Projection, CHANGES_CHANNEL};
+pub use runtime::Runtime;
 
 use event_store::{Position, StoreError};
+
+/// The order projection's runtime, as the binaries and tests use it.
+pub type Projector = Runtime<OrderProjection>;
+/// The order projection's name in `projection_checkpoints`.
+pub const PROJECTION: &str = <OrderProjection as Projection>::NAME;
+
+impl Projector {
+    /// Connects the order projection, its deadlines from `config`.
+    ///
+    /// # Errors
+    /// As [`Runtime::start`].
+    pub async fn connect(config: Config) -> Result<Self, ProjectorError> {
+        let projection = OrderProjection::new(config.deadlines.clone());
+        Self::start(config, projection).await
+    }
+}
 
 impl From<deadpool_postgres::PoolError> for ProjectorError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
@@ -44,12 +67,18 @@ pub enum ProjectorError {
     Lease(#[from] lease::LeaseError),
     #[error("the event subscription ended")]
     SubscriptionEnded,
-    #[error("order {0} has no parked events")]
+    #[error("{0} has no parked events")]
     NotParked(uuid::Uuid),
     #[error("revision {revision} still cannot be applied: {error}")]
-    StillFailing { revision: u64, error: String },
+    StillFailing {
+        revision: u64,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Corrupt(String),
+    #[error("a row of the batch cannot be written")]
+    Seal(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(
         "the checkpoint of projection {projection} was written reading the {checkpoint} event store, \
          but the configured event store is {configured}; positions of the two cannot be compared: \

@@ -149,9 +149,13 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
     // What `projector rebuild` does first: empty the read models and start the checkpoint over.
     let mut client = app.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    projector::db::reset_projection(&tx, projector::PROJECTION)
-        .await
-        .unwrap();
+    projector::db::reset_projection(
+        &tx,
+        projector::PROJECTION,
+        <projector::OrderProjection as projector::projection::Projection>::TABLES,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 
     let (_, body) = app

@@ -1,73 +1,55 @@
-//! The rows of the read models and how one event changes them. Pure: no database here.
+//! How one event changes an order's rows. Pure: no database here.
 //!
 //! A row carries the domain's aggregate state (`state`), so applying the next event is
 //! `evolve` plus copying the derived fields; nothing depends on the wall clock or on batch
 //! boundaries, which is what makes a rebuild identical to the incremental run.
 
+use super::columns::{OrderRow, ORDER_STATE_VERSION};
 use crate::config::Deadlines;
 use chrono::{DateTime, Utc};
 use domain::{evolve, EventContract, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
-use event_store::{Metadata, RecordedEvent};
+use event_store::RecordedEvent;
 use serde::Serialize;
-use std::borrow::Cow;
-use std::collections::HashMap;
 use uuid::Uuid;
 
-/// A row of `order_status`; field names are the column names.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderRow {
-    pub order_id: Uuid,
-    pub status: String,
-    pub customer_id: String,
-    pub currency: String,
-    pub total_minor: i64,
-    pub line_count: i32,
-    pub lines: serde_json::Value,
-    pub shipping_address: serde_json::Value,
-    pub last_milestone: String,
-    pub last_milestone_at: DateTime<Utc>,
-    pub pending_actions: Vec<String>,
-    pub failure_reason: Option<String>,
-    pub compensations_owed: Vec<String>,
-    pub compensations_done: Vec<String>,
-    pub payment_id: Option<String>,
-    pub reservation_id: Option<String>,
-    pub carrier: Option<String>,
-    pub tracking_number: Option<String>,
-    pub placed_at: DateTime<Utc>,
-    pub payment_authorized_at: Option<DateTime<Utc>>,
-    pub inventory_reserved_at: Option<DateTime<Utc>>,
-    pub accepted_at: Option<DateTime<Utc>>,
-    pub rejected_at: Option<DateTime<Utc>>,
-    pub fulfillment_started_at: Option<DateTime<Utc>>,
-    pub shipped_at: Option<DateTime<Utc>>,
-    pub delivered_at: Option<DateTime<Utc>>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub payment_voided_at: Option<DateTime<Utc>>,
-    pub inventory_released_at: Option<DateTime<Utc>>,
-    pub escalated_at: Option<DateTime<Utc>>,
-    pub escalation_count: i32,
-    pub escalation_reason: Option<String>,
-    pub correlation_id: Option<String>,
-    pub deadline_at: Option<DateTime<Utc>>,
-    pub stream_revision: i64,
-    pub last_position: String,
-    pub last_position_commit: i64,
-    pub last_position_prepare: i64,
-    pub state: String,
-    /// The parsed `state`, kept while a batch works on the row so that each event does not
-    /// parse and serialise it again; [`OrderRow::seal`] writes it back.
-    pub order: Option<Order>,
+/// Why an event cannot be applied to an order's row; the event is dead-lettered with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("malformed {event_type} event: {reason}")]
+    Malformed { event_type: String, reason: String },
+    #[error("stream '{0}' is not an order stream")]
+    NotAnOrderStream(String),
+    #[error("revision out of range")]
+    RevisionOutOfRange,
+    #[error("revision gap: the read model is at revision {at}, this event is revision {revision}")]
+    RevisionGap { at: i64, revision: i64 },
+    #[error("the read model has no row for this order, but this event is revision {0}")]
+    NoRow(i64),
+    #[error(transparent)]
+    Decode(#[from] domain::DecodeError),
+    #[error("{0} cannot be an order's first event; OrderPlaced must come first")]
+    NotFirst(String),
+    #[error("stored state of the order does not load: {0}")]
+    StateDoesNotLoad(#[source] serde_json::Error),
+    #[error(
+        "stored state of the order is in version {stored} of its form, this projector reads \
+         version {ORDER_STATE_VERSION}: rebuild the projection (`projector rebuild`)"
+    )]
+    StateVersion { stored: i32 },
+    #[error("the order does not serialise")]
+    Serialise(#[source] serde_json::Error),
 }
 
 impl OrderRow {
-    /// Writes the working aggregate back into `state`, before the row is stored.
+    /// Writes the working aggregate back into `state`, in the current version of its form,
+    /// before the row is stored.
     ///
     /// # Errors
     /// When the state does not serialise (it always does for domain types).
-    pub fn seal(&mut self) -> Result<(), String> {
+    pub fn seal(&mut self) -> Result<(), ApplyError> {
         if let Some(order) = &self.order {
-            self.state = serde_json::to_string(order).map_err(|e| e.to_string())?;
+            self.state = serde_json::to_string(order).map_err(ApplyError::Serialise)?;
+            self.state_version = ORDER_STATE_VERSION;
         }
         Ok(())
     }
@@ -88,63 +70,6 @@ pub struct TimelineRow {
     pub summary: String,
 }
 
-/// An operator's repair of a logged event: what the projection applies in its place (a row
-/// of `projection_corrections`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Correction {
-    pub event_type: String,
-    pub schema_version: u32,
-    pub data: serde_json::Value,
-    pub metadata: Metadata,
-}
-
-impl Correction {
-    /// The repair `fixed` carries, or `None` when it is the same as the `logged` event. A
-    /// malformed logged event always needs one: what the dead letter holds (the fields that
-    /// decoded) is the repair, or every replay would dead-letter the logged event again.
-    pub fn of(fixed: &RecordedEvent, logged: Option<&RecordedEvent>) -> Option<Self> {
-        let unchanged = logged.is_some_and(|logged| {
-            logged.malformed.is_none()
-                && (
-                    &logged.event_type,
-                    logged.schema_version,
-                    &logged.data,
-                    &logged.metadata,
-                ) == (
-                    &fixed.event_type,
-                    fixed.schema_version,
-                    &fixed.data,
-                    &fixed.metadata,
-                )
-        });
-        (!unchanged).then(|| Self {
-            event_type: fixed.event_type.clone(),
-            schema_version: fixed.schema_version,
-            data: fixed.data.clone(),
-            metadata: fixed.metadata.clone(),
-        })
-    }
-}
-
-/// `event` as the projection applies it: its correction when it has one, else as logged.
-pub fn corrected<'a>(
-    corrections: &HashMap<Uuid, Correction>,
-    event: &'a RecordedEvent,
-) -> Cow<'a, RecordedEvent> {
-    match corrections.get(&event.id) {
-        None => Cow::Borrowed(event),
-        Some(c) => Cow::Owned(RecordedEvent {
-            event_type: c.event_type.clone(),
-            schema_version: c.schema_version,
-            data: c.data.clone(),
-            metadata: c.metadata.clone(),
-            // The correction is what an operator made of it: well formed by construction.
-            malformed: None,
-            ..event.clone()
-        }),
-    }
-}
-
 /// The order id of an `order-<uuid>` stream.
 pub fn order_id_of(stream_id: &str) -> Option<Uuid> {
     stream_id
@@ -162,44 +87,49 @@ fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
 /// than the row's).
 ///
 /// # Errors
-/// A message saying why the event cannot be applied: it does not decode, it is not the next
-/// revision, or an order's first event is not `OrderPlaced`. The row is then unchanged and the
+/// Why the event cannot be applied: it does not decode, it is not the next revision, an
+/// order's first event is not `OrderPlaced`, or the stored state is in another version. The row is then unchanged and the
 /// caller dead-letters the event.
 pub fn apply(
     slot: &mut Option<OrderRow>,
     event: &RecordedEvent,
     deadlines: &Deadlines,
-) -> Result<Option<TimelineRow>, String> {
+) -> Result<Option<TimelineRow>, ApplyError> {
     if let Some(reason) = &event.malformed {
-        return Err(format!("malformed {} event: {reason}", event.event_type));
+        return Err(ApplyError::Malformed {
+            event_type: event.event_type.clone(),
+            reason: reason.clone(),
+        });
     }
     let order_id = order_id_of(&event.stream_id)
-        .ok_or_else(|| format!("stream '{}' is not an order stream", event.stream_id))?;
-    let revision = i64::try_from(event.revision).map_err(|_| "revision out of range".to_owned())?;
+        .ok_or_else(|| ApplyError::NotAnOrderStream(event.stream_id.clone()))?;
+    let revision = i64::try_from(event.revision).map_err(|_| ApplyError::RevisionOutOfRange)?;
     if let Some(row) = slot.as_ref() {
         if revision <= row.stream_revision {
             return Ok(None);
         }
         if revision != row.stream_revision + 1 {
-            return Err(format!(
-                "revision gap: the read model is at revision {}, this event is revision {revision}",
-                row.stream_revision
-            ));
+            return Err(ApplyError::RevisionGap {
+                at: row.stream_revision,
+                revision,
+            });
         }
     } else if revision != 0 {
-        return Err(format!(
-            "the read model has no row for this order, but this event is revision {revision}"
-        ));
+        return Err(ApplyError::NoRow(revision));
     }
-    let decoded = OrderEvent::decode(&event.event_type, event.schema_version, &event.data)
-        .map_err(|e| e.to_string())?;
+    let decoded = OrderEvent::decode(&event.event_type, event.schema_version, &event.data)?;
     let at = occurred_at(event);
     let row = match slot {
         Some(row) => {
             let order = match row.order.take() {
                 Some(order) => order,
+                None if row.state_version != ORDER_STATE_VERSION => {
+                    return Err(ApplyError::StateVersion {
+                        stored: row.state_version,
+                    })
+                }
                 None => serde_json::from_str::<Order>(&row.state)
-                    .map_err(|e| format!("stored state of the order does not load: {e}"))?,
+                    .map_err(ApplyError::StateDoesNotLoad)?,
             };
             // A placed order stays placed whatever the event.
             row.order = evolve(OrderState::Placed(Box::new(order)), &decoded)
@@ -209,10 +139,7 @@ pub fn apply(
         }
         None => {
             let Some(order) = evolve(OrderState::NotPlaced, &decoded).into_order() else {
-                return Err(format!(
-                    "{} cannot be an order's first event; OrderPlaced must come first",
-                    event.event_type
-                ));
+                return Err(ApplyError::NotFirst(event.event_type.clone()));
             };
             slot.insert(new_row(order_id, *order, at)?)
         }
@@ -242,7 +169,7 @@ pub fn apply(
     }))
 }
 
-fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, String> {
+fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, ApplyError> {
     Ok(OrderRow {
         order_id,
         status: String::new(),
@@ -283,12 +210,13 @@ fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, 
         last_position_commit: 0,
         last_position_prepare: 0,
         state: String::new(),
+        state_version: ORDER_STATE_VERSION,
         order: Some(order),
     })
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, String> {
-    serde_json::to_value(value).map_err(|e| e.to_string())
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApplyError> {
+    serde_json::to_value(value).map_err(ApplyError::Serialise)
 }
 
 fn stamp_milestone(row: &mut OrderRow, event: &OrderEvent, at: DateTime<Utc>) {

@@ -1,0 +1,244 @@
+//! Wiring: the command line, the logs, the projections and what each command does with them.
+
+use crate::config::Config;
+use crate::db::RepairNote;
+use crate::orders::OrderProjection;
+use crate::projection::{Progress, Projection};
+use crate::runtime::Runtime;
+use crate::ProjectorError;
+use anyhow::Context;
+use event_store::Position;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use uuid::Uuid;
+
+/// Every projection this binary keeps: adding one is one line here.
+async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
+    Ok(vec![
+        start(config, OrderProjection::new(config.deadlines.clone())).await?,
+    ])
+}
+
+async fn start<P: Projection>(
+    config: &Config,
+    projection: P,
+) -> Result<Box<dyn Registered>, ProjectorError> {
+    Ok(Box::new(Runtime::start(config.clone(), projection).await?))
+}
+
+/// A shutdown signal every projection's live loop waits on.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+/// A registered projection's runtime, whatever its projection.
+pub trait Registered: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn checkpoint(&self) -> BoxFuture<'_, Result<Option<Position>, ProjectorError>>;
+    fn run(&self, shutdown: Shutdown) -> BoxFuture<'_, ()>;
+    fn rebuild<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<u64, ProjectorError>>;
+    fn retry<'a>(
+        &'a self,
+        id: Uuid,
+        note: &'a RepairNote,
+    ) -> BoxFuture<'a, Result<usize, ProjectorError>>;
+}
+
+impl<P: Projection> Registered for Runtime<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+    fn checkpoint(&self) -> BoxFuture<'_, Result<Option<Position>, ProjectorError>> {
+        Runtime::checkpoint(self).boxed()
+    }
+    fn run(&self, shutdown: Shutdown) -> BoxFuture<'_, ()> {
+        Runtime::run(self, shutdown).boxed()
+    }
+    fn rebuild<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<u64, ProjectorError>> {
+        Runtime::rebuild(self, progress).boxed()
+    }
+    fn retry<'a>(
+        &'a self,
+        id: Uuid,
+        note: &'a RepairNote,
+    ) -> BoxFuture<'a, Result<usize, ProjectorError>> {
+        Runtime::retry_parked_noting(self, id, note).boxed()
+    }
+}
+
+/// `projector [run | rebuild | retry <order-id> [--reason <text>]]`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "projector", about = "Keeps Milestone's read models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Follow the log and keep the read models (standby while another instance runs).
+    Run,
+    /// Empty the read models and replay the whole log, with progress.
+    Rebuild,
+    /// Re-apply an order's dead-lettered events after a fix; an edited payload is kept as a
+    /// correction (by `$USER`, for the reason given).
+    Retry {
+        /// The parked order's id.
+        id: Uuid,
+        /// Why the events were edited, kept with the correction.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// JSON logs on stderr, `RUST_LOG` or `info`.
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// The connected projections, ready for a command.
+pub struct Application {
+    projections: Vec<Box<dyn Registered>>,
+}
+
+impl Application {
+    /// Connects to the event store and the read-model database and applies the migrations.
+    ///
+    /// # Errors
+    /// When either cannot be reached or a migration fails.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let projections = register(&config).await.context("starting the projector")?;
+        Ok(Self { projections })
+    }
+
+    /// Carries out `command` (`run` when none is given).
+    ///
+    /// # Errors
+    /// What the command ran into, with its context.
+    pub async fn execute(self, command: Option<Command>) -> anyhow::Result<()> {
+        match command.unwrap_or(Command::Run) {
+            Command::Run => {
+                // A checkpoint from the other event store is a configuration error: say so and stop.
+                for projection in &self.projections {
+                    projection
+                        .checkpoint()
+                        .await
+                        .with_context(|| format!("resuming projection {}", projection.name()))?;
+                }
+                let shutdown: Shutdown = shutdown_signal().boxed().shared();
+                futures::future::join_all(self.projections.iter().map(|p| p.run(shutdown.clone())))
+                    .await;
+                tracing::info!("projector stopped");
+            }
+            Command::Rebuild => {
+                for projection in &self.projections {
+                    let total = projection
+                        .rebuild(&mut print_progress)
+                        .await
+                        .with_context(|| format!("rebuilding projection {}", projection.name()))?;
+                    println!(
+                        "rebuild of {} done: {total} events replayed",
+                        projection.name()
+                    );
+                }
+            }
+            Command::Retry { id, reason } => {
+                let note = RepairNote {
+                    by: std::env::var("USER").ok(),
+                    reason,
+                };
+                let mut applied = None;
+                for projection in &self.projections {
+                    match projection.retry(id, &note).await {
+                        Err(ProjectorError::NotParked(_)) => {}
+                        done => {
+                            applied = Some(done.with_context(|| {
+                                format!("retrying {id} in projection {}", projection.name())
+                            })?);
+                        }
+                    }
+                }
+                let Some(applied) = applied else {
+                    return Err(ProjectorError::NotParked(id)).context("retrying a parked stream");
+                };
+                println!("{id}: {applied} parked event(s) applied; it is no longer parked");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn print_progress(p: Progress) {
+    let rate = p.events as f64 / p.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "rebuild: {} events, {rate:.0} events/s, at {:?}",
+        p.events,
+        p.position.map(|p| p.to_string())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn no_command_means_run() {
+        let cli = Cli::try_parse_from(["projector"]).unwrap();
+        assert_eq!(cli.command, None);
+        let cli = Cli::try_parse_from(["projector", "run"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Run));
+    }
+
+    #[test]
+    fn retry_takes_an_order_id_and_an_optional_reason() {
+        let id = Uuid::new_v4();
+        let cli = Cli::try_parse_from([
+            "projector",
+            "retry",
+            &id.to_string(),
+            "--reason",
+            "fixed the amount",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Retry {
+                id,
+                reason: Some("fixed the amount".into())
+            })
+        );
+    }
+
+    #[test]
+    fn retry_of_something_that_is_not_an_order_id_is_refused_naming_the_argument() {
+        let err = Cli::try_parse_from(["projector", "retry", "order-7"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("order-7"), "{err}");
+    }
+}
