@@ -3,6 +3,7 @@
 
 use crate::dto::*;
 use crate::error::{FieldError, Problem};
+use crate::orders::OrderOutcome;
 use crate::routes;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
@@ -28,7 +29,7 @@ use utoipa::OpenApi;
         routes::inventory_released,
         routes::escalate,
     ),
-    components(schemas(CommandOutcome, Problem, FieldError, OrderLineRequest, ReservationRequest, ReasonRequest)),
+    components(schemas(OrderOutcome, Problem, FieldError, OrderLineRequest, ReservationRequest, ReasonRequest)),
     tags((name = "orders", description = "Order-fulfilment commands"))
 )]
 pub struct ApiDoc;

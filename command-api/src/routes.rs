@@ -2,12 +2,14 @@
 
 use crate::dto::*;
 use crate::error::{ApiError, Problem};
-use crate::http::{handle_action, handle_place_order};
+use crate::http::{handle_action, handle_create};
+use crate::orders::OrderOutcome;
 use crate::startup::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::ResponseError;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
+use domain::Orders;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -42,7 +44,7 @@ pub struct CommandHeaders {
     params(CommandHeaders),
     request_body(content = PlaceOrderRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Order placed; `Location` names it", body = CommandOutcome),
+        (status = 201, description = "Order placed; `Location` names it", body = OrderOutcome),
         (status = 400, description = "Malformed JSON, unknown field or bad header", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An order with this id already exists", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
@@ -57,7 +59,7 @@ pub async fn place_order(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    handle_place_order(app, req, payload).await
+    handle_create::<Orders, PlaceOrderRequest>(app, req, "place-order", payload).await
 }
 
 macro_rules! action_route {
@@ -70,7 +72,7 @@ macro_rules! action_route {
             params(("order_id" = uuid::Uuid, Path, description = "The order's id (a UUID)"), CommandHeaders),
             request_body(content = $body, content_type = "application/json"),
             responses(
-                (status = 200, description = "Applied, or a no-op re-report of a known fact", body = CommandOutcome),
+                (status = 200, description = "Applied, or a no-op re-report of a known fact", body = OrderOutcome),
                 (status = 400, description = "Malformed JSON, unknown field or bad header", body = Problem, content_type = "application/problem+json"),
                 (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "Not allowed in the order's current state, or contention", body = Problem, content_type = "application/problem+json"),
@@ -87,7 +89,7 @@ macro_rules! action_route {
             path: web::Path<String>,
             payload: web::Payload,
         ) -> Result<HttpResponse, ApiError> {
-            handle_action::<$body>(app, req, path.into_inner(), $action, payload).await
+            handle_action::<Orders, $body>(app, req, path.into_inner(), $action, payload).await
         }
     };
 }
