@@ -1,5 +1,8 @@
-//! The order workflow on the command API: how its instances and refusals appear on the wire.
+//! The order workflow on the command API: how its instances and refusals appear on the wire,
+//! and its routes, each declared once.
 
+use crate::dto::*;
+use crate::routes::command_routes;
 use crate::workflow::{InstanceId, Refusal, RefusalKind, WorkflowApi};
 use domain::{DomainError, ErrorKind, OrderCommand, OrderId, Orders};
 use serde::Serialize;
@@ -73,4 +76,41 @@ pub struct OrderOutcome {
     pub correlation_id: String,
     /// The events this command recorded (empty for a re-reported fact).
     pub events: Vec<String>,
+}
+
+command_routes! {
+    workflow: Orders, tag: "orders", outcome: OrderOutcome,
+    id: "order_id": uuid::Uuid = "The order's id (a UUID)",
+    create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
+        created: "Order placed; `Location` names it",
+        exists: "An order with this id already exists";
+    actions (
+        not_found: "No such order",
+        conflict: "Not allowed in the order's current state, or contention",
+        invalid: "Invalid fields (listed), contradicts the order, or Idempotency-Key reused"
+    ) {
+        payment_authorized => "payment-authorized", PaymentAuthorizedRequest,
+            "Record that the payment was authorized.";
+        payment_declined => "payment-declined", PaymentDeclinedRequest,
+            "Record that the payment was declined (rejects a placed order).";
+        inventory_reserved => "inventory-reserved", InventoryReservedRequest,
+            "Record that the stock was reserved.";
+        inventory_shortage => "inventory-shortage", InventoryShortageRequest,
+            "Record that the stock could not be reserved (rejects a placed order).";
+        start_fulfillment => "start-fulfillment", StartFulfillmentRequest,
+            "Start fulfilling an accepted order.";
+        ship => "ship", ShipRequest,
+            "Record that the order left with a carrier.";
+        confirm_delivery => "confirm-delivery", ConfirmDeliveryRequest,
+            "Record that the carrier delivered the order.";
+        cancel => "cancel", CancelRequest,
+            "Cancel an order that has not started fulfilment.";
+        payment_voided => "payment-voided", PaymentVoidedRequest,
+            "Record that an owed payment void was done.";
+        inventory_released => "inventory-released", InventoryReleasedRequest,
+            "Record that an owed stock release was done.";
+        escalate => "escalate", EscalateRequest,
+            "Escalate an unfinished order to a person.";
+    }
+    openapi: OrderRoutes
 }
