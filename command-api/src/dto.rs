@@ -2,10 +2,11 @@
 //! domain's value objects and collects every invalid field, so one 422 lists them all.
 
 use crate::error::FieldError;
+use crate::workflow::WorkflowApi;
 use domain::{
     AddressLine, Carrier, CountryCode, Currency, CustomerId, Money, OrderCommand, OrderId,
-    OrderLine, PaymentId, PlaceOrder, Quantity, Reason, ReservationId, ShippingAddress, Sku,
-    TrackingNumber, ValueError,
+    OrderLine, Orders, PaymentId, PlaceOrder, Quantity, Reason, ReservationId, ShippingAddress,
+    Sku, TrackingNumber, ValueError,
 };
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -220,13 +221,23 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
-/// A request body that becomes one command for an order.
-pub trait CommandBody: for<'de> Deserialize<'de> {
-    /// Parses the body into a command for `order_id`.
+/// A request body that becomes one command for an existing instance of workflow `W`.
+pub trait CommandBody<W: WorkflowApi>: for<'de> Deserialize<'de> {
+    /// Parses the body into a command for the instance `id`.
     ///
     /// # Errors
     /// Every invalid field, with a message.
-    fn into_command(self, order_id: OrderId) -> Result<OrderCommand, Vec<FieldError>>;
+    fn into_command(self, id: W::Id) -> Result<W::Command, Vec<FieldError>>;
+}
+
+/// A request body that creates an instance of workflow `W`.
+pub trait CreateBody<W: WorkflowApi>: for<'de> Deserialize<'de> {
+    /// Parses the body into the new instance's id and the command creating it; `fallback_id`
+    /// is the id chosen when the body does not name one.
+    ///
+    /// # Errors
+    /// Every invalid field, with a message.
+    fn into_command(self, fallback_id: W::Id) -> Result<(W::Id, W::Command), Vec<FieldError>>;
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -277,12 +288,8 @@ pub struct PlaceOrderRequest {
     pub shipping_address: AddressRequest,
 }
 
-impl PlaceOrderRequest {
-    /// Parses the body; `order_id` is the id chosen when the body does not name one.
-    ///
-    /// # Errors
-    /// Every invalid field, with a message.
-    pub fn into_command(
+impl CreateBody<Orders> for PlaceOrderRequest {
+    fn into_command(
         self,
         fallback_id: OrderId,
     ) -> Result<(OrderId, OrderCommand), Vec<FieldError>> {
@@ -382,7 +389,7 @@ pub struct PaymentAuthorizedRequest {
     pub currency: String,
 }
 
-impl CommandBody for PaymentAuthorizedRequest {
+impl CommandBody<Orders> for PaymentAuthorizedRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let payment_id = f.check("payment_id", PaymentId::parse(&self.payment_id));
@@ -406,7 +413,7 @@ pub struct PaymentDeclinedRequest {
     pub reason: String,
 }
 
-impl CommandBody for PaymentDeclinedRequest {
+impl CommandBody<Orders> for PaymentDeclinedRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let payment_id = f.check("payment_id", PaymentId::parse(&self.payment_id));
@@ -426,7 +433,7 @@ pub struct PaymentVoidedRequest {
     pub payment_id: String,
 }
 
-impl CommandBody for PaymentVoidedRequest {
+impl CommandBody<Orders> for PaymentVoidedRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let payment_id = f.check("payment_id", PaymentId::parse(&self.payment_id));
@@ -447,7 +454,7 @@ pub struct ReservationRequest {
 #[serde(transparent)]
 pub struct InventoryReservedRequest(pub ReservationRequest);
 
-impl CommandBody for InventoryReservedRequest {
+impl CommandBody<Orders> for InventoryReservedRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let id = f.check(
@@ -463,7 +470,7 @@ impl CommandBody for InventoryReservedRequest {
 #[serde(transparent)]
 pub struct InventoryReleasedRequest(pub ReservationRequest);
 
-impl CommandBody for InventoryReleasedRequest {
+impl CommandBody<Orders> for InventoryReleasedRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let id = f.check(
@@ -484,7 +491,7 @@ pub struct InventoryShortageRequest {
     pub reason: String,
 }
 
-impl CommandBody for InventoryShortageRequest {
+impl CommandBody<Orders> for InventoryShortageRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let id = f.check("reservation_id", ReservationId::parse(&self.reservation_id));
@@ -510,7 +517,7 @@ pub struct ShipRequest {
     pub tracking_number: String,
 }
 
-impl CommandBody for ShipRequest {
+impl CommandBody<Orders> for ShipRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let carrier = f.check("carrier", Carrier::parse(&self.carrier));
@@ -542,7 +549,7 @@ pub struct ReasonRequest {
 #[serde(transparent)]
 pub struct CancelRequest(pub ReasonRequest);
 
-impl CommandBody for CancelRequest {
+impl CommandBody<Orders> for CancelRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let reason = f.check("reason", Reason::parse(&self.0.reason));
@@ -555,7 +562,7 @@ impl CommandBody for CancelRequest {
 #[serde(transparent)]
 pub struct EscalateRequest(pub ReasonRequest);
 
-impl CommandBody for EscalateRequest {
+impl CommandBody<Orders> for EscalateRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         let mut f = Fields::default();
         let reason = f.check("reason", Reason::parse(&self.0.reason));
@@ -568,7 +575,7 @@ impl CommandBody for EscalateRequest {
 #[serde(deny_unknown_fields)]
 pub struct StartFulfillmentRequest {}
 
-impl CommandBody for StartFulfillmentRequest {
+impl CommandBody<Orders> for StartFulfillmentRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         Ok(OrderCommand::StartFulfillment)
     }
@@ -579,30 +586,79 @@ impl CommandBody for StartFulfillmentRequest {
 #[serde(deny_unknown_fields)]
 pub struct ConfirmDeliveryRequest {}
 
-impl CommandBody for ConfirmDeliveryRequest {
+impl CommandBody<Orders> for ConfirmDeliveryRequest {
     fn into_command(self, _: OrderId) -> Result<OrderCommand, Vec<FieldError>> {
         Ok(OrderCommand::ConfirmDelivery)
     }
 }
 
-/// What happened: the order's state after the command, and where to wait for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// What happened: the instance's state after the command, and where to wait for it. Serialised
+/// with the instance's id first, under its workflow's name for it ([`WorkflowApi::ID_FIELD`],
+/// e.g. `order_id`); each workflow's route module documents the shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandOutcome {
-    #[schema(format = Uuid)]
-    pub order_id: String,
-    /// PLACED, ACCEPTED, IN_FULFILLMENT, SHIPPED, DELIVERED, REJECTED or CANCELLED.
-    #[schema(example = "PLACED")]
+    /// The field the id is written under.
+    pub id_field: &'static str,
+    pub id: String,
     pub status: String,
-    /// What the workflow waits for next, e.g. AUTHORIZE_PAYMENT.
     pub pending_actions: Vec<String>,
-    /// Compensations owed and not yet done: VOID_PAYMENT, RELEASE_INVENTORY.
     pub compensations_owed: Vec<String>,
-    /// The order stream's revision after the command; use it in `If-Match`.
     pub revision: u64,
-    /// The log position of the append; pass it to the query API to read your own write.
-    #[schema(example = "812-3")]
     pub consistency_token: String,
     pub correlation_id: String,
-    /// The events this command recorded (empty for a re-reported fact).
     pub events: Vec<String>,
+}
+
+/// Every field of an outcome but the id, in the order they are written.
+#[derive(Deserialize)]
+struct OutcomeFields {
+    status: String,
+    pending_actions: Vec<String>,
+    compensations_owed: Vec<String>,
+    revision: u64,
+    consistency_token: String,
+    correlation_id: String,
+    events: Vec<String>,
+}
+
+impl CommandOutcome {
+    /// An outcome of workflow `W` as [`CommandOutcome`]'s `Serialize` wrote it.
+    ///
+    /// # Errors
+    /// When `value` is not such an outcome.
+    pub fn from_json<W: WorkflowApi>(mut value: serde_json::Value) -> serde_json::Result<Self> {
+        let id = value
+            .as_object_mut()
+            .and_then(|o| o.remove(W::ID_FIELD))
+            .ok_or_else(|| serde_json::Error::missing_field(W::ID_FIELD))?;
+        let id = String::deserialize(id)?;
+        let f = OutcomeFields::deserialize(value)?;
+        Ok(Self {
+            id_field: W::ID_FIELD,
+            id,
+            status: f.status,
+            pending_actions: f.pending_actions,
+            compensations_owed: f.compensations_owed,
+            revision: f.revision,
+            consistency_token: f.consistency_token,
+            correlation_id: f.correlation_id,
+            events: f.events,
+        })
+    }
+}
+
+impl Serialize for CommandOutcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("CommandOutcome", 8)?;
+        s.serialize_field(self.id_field, &self.id)?;
+        s.serialize_field("status", &self.status)?;
+        s.serialize_field("pending_actions", &self.pending_actions)?;
+        s.serialize_field("compensations_owed", &self.compensations_owed)?;
+        s.serialize_field("revision", &self.revision)?;
+        s.serialize_field("consistency_token", &self.consistency_token)?;
+        s.serialize_field("correlation_id", &self.correlation_id)?;
+        s.serialize_field("events", &self.events)?;
+        s.end()
+    }
 }

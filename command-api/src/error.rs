@@ -1,14 +1,15 @@
 //! The API's one error type. Every error renders as RFC 9457 `application/problem+json` with a
 //! stable `code`; unexpected ones are logged once with their cause and shown as a bare 500.
 
+use crate::workflow::{Refusal, RefusalKind, WorkflowApi};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use domain::{DecodeError, DomainError, ErrorKind};
+use domain::DecodeError;
 use event_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Why a stored event of an order cannot be read.
+/// Why a stored event of a workflow instance cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum UnreadableEvent {
     /// The store could not decode it (data or metadata another tool wrote).
@@ -62,28 +63,47 @@ pub enum ApiError {
     /// commands, and retrying cannot change that.
     #[error("{0} was deleted from the event store; it takes no more commands")]
     StreamDeleted(String),
-    #[error("{0}")]
-    Domain(DomainError),
-    #[error("the order is at {actual}, not at revision {expected} given in If-Match; nothing was written")]
-    PreconditionFailed { expected: u64, actual: String },
-    #[error("the order changed concurrently {0} times while this command was decided; retry")]
-    Contention(u32),
-    #[error("Idempotency-Key '{0}' was already used for a different request on this order")]
-    IdempotencyKeyReused(String),
+    /// The workflow refused the command; built by [`ApiError::refused`].
+    #[error("{source}")]
+    Refused {
+        code: &'static str,
+        kind: RefusalKind,
+        /// The workflow's title for refusals of this kind.
+        title: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the {subject} is at {actual}, not at revision {expected} given in If-Match; nothing was written")]
+    PreconditionFailed {
+        subject: &'static str,
+        expected: u64,
+        actual: String,
+    },
+    #[error(
+        "the {subject} changed concurrently {attempts} times while this command was decided; retry"
+    )]
+    Contention {
+        subject: &'static str,
+        attempts: u32,
+    },
+    #[error("Idempotency-Key '{key}' was already used for a different request on this {subject}")]
+    IdempotencyKeyReused { subject: &'static str, key: String },
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
-    /// An event in the order's stream cannot be decoded (written by another tool, or by a
-    /// version of the service that is not deployed): no command can be decided on the order
+    /// An event in an instance's stream cannot be decoded (written by another tool, or by a
+    /// version of the service that is not deployed): no command can be decided on the instance
     /// until an operator repairs or upcasts it. Nothing was written.
-    #[error("order {order_id} cannot be read at revision {revision}")]
-    OrderHistoryUnreadable {
-        order_id: String,
+    #[error("{subject} {instance} cannot be read at revision {revision}")]
+    HistoryUnreadable {
+        subject: &'static str,
+        code: &'static str,
+        instance: String,
         stream: String,
         revision: u64,
         #[source]
-        source: UnreadableEvent,
+        source: Box<UnreadableEvent>,
     },
     /// A record of the idempotency bookkeeping cannot be read back.
     #[error("idempotency record {stream} cannot be read at revision {revision}")]
@@ -107,6 +127,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The answer to a command workflow `W` refused.
+    pub fn refused<W: WorkflowApi>(refusal: W::Error) -> Self {
+        Self::Refused {
+            code: refusal.code(),
+            kind: refusal.kind(),
+            title: W::refusal_title(refusal.kind()),
+            source: Box::new(refusal),
+        }
+    }
+
     pub fn code(&self) -> &str {
         match self {
             Self::MalformedJson(_) => "malformed_json",
@@ -117,19 +147,19 @@ impl ApiError {
             Self::InvalidHeader(_) => "invalid_header",
             Self::NotFound(_) => "not_found",
             Self::StreamDeleted(_) => "stream_deleted",
-            Self::Domain(e) => e.code(),
+            Self::Refused { code, .. } => code,
             Self::PreconditionFailed { .. } => "precondition_failed",
-            Self::Contention(_) => "concurrent_modification",
-            Self::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            Self::Contention { .. } => "concurrent_modification",
+            Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable(_) => "event_store_unavailable",
-            Self::OrderHistoryUnreadable { .. } => "order_history_unreadable",
+            Self::HistoryUnreadable { code, .. } => code,
             Self::Replayed { code, .. } => code,
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "internal_error",
         }
     }
 
-    fn title(&self) -> &'static str {
+    fn title(&self) -> String {
         match self {
             Self::MalformedJson(_) => "Malformed JSON",
             Self::InvalidBody(_) => "Invalid request body",
@@ -139,20 +169,19 @@ impl ApiError {
             Self::InvalidHeader(_) => "Invalid header",
             Self::NotFound(_) => "Not found",
             Self::StreamDeleted(_) => "Deleted",
-            Self::Domain(e) => match e.kind() {
-                ErrorKind::NotFound => "Order not found",
-                ErrorKind::Conflict => "Not allowed in the order's current state",
-                ErrorKind::Invalid => "Command contradicts the order",
-            },
+            Self::Refused { title, .. } => title,
             Self::PreconditionFailed { .. } => "Revision mismatch",
-            Self::Contention(_) => "Concurrent modification",
-            Self::IdempotencyKeyReused(_) => "Idempotency key reused",
+            Self::Contention { .. } => "Concurrent modification",
+            Self::IdempotencyKeyReused { .. } => "Idempotency key reused",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Unavailable(_) => "Event store unavailable",
-            Self::OrderHistoryUnreadable { .. } => "Order history unreadable",
+            Self::HistoryUnreadable { subject, .. } => {
+                return format!("{} history unreadable", capitalized(subject))
+            }
             Self::Replayed { .. } => "Replayed refusal",
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "Internal server error",
         }
+        .to_owned()
     }
 
     /// What the client is told; causes the client cannot act on stay in the log.
@@ -162,10 +191,13 @@ impl ApiError {
                 "an unexpected error occurred; it has been logged".to_owned()
             }
             Self::Unavailable(_) => "the event store cannot be reached; retry later".to_owned(),
-            Self::OrderHistoryUnreadable {
-                order_id, revision, ..
+            Self::HistoryUnreadable {
+                subject,
+                instance,
+                revision,
+                ..
             } => format!(
-                "contact an operator: order {order_id} cannot be read at revision {revision}, \
+                "contact an operator: {subject} {instance} cannot be read at revision {revision}, \
                  so no command can be decided on it until the event is repaired; nothing was written"
             ),
             other => other.to_string(),
@@ -180,7 +212,7 @@ impl ApiError {
         let code = self.code();
         let problem = Problem {
             kind: format!("https://milestone.dev/problems/{}", code.replace('_', "-")),
-            title: self.title().to_owned(),
+            title: self.title(),
             status: self.status_code().as_u16(),
             detail: self.detail(),
             code: code.to_owned(),
@@ -205,10 +237,13 @@ fn cause_chain(error: &dyn std::error::Error) -> String {
     chain
 }
 
-impl From<DomainError> for ApiError {
-    fn from(e: DomainError) -> Self {
-        Self::Domain(e)
-    }
+/// `subject` with its first letter in upper case.
+fn capitalized(subject: &str) -> String {
+    let mut chars = subject.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 impl From<StoreError> for ApiError {
@@ -229,19 +264,21 @@ impl ResponseError for ApiError {
             }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) | Self::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::IdempotencyKeyReused { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::StreamDeleted(_) => StatusCode::GONE,
-            Self::Domain(e) => match e.kind() {
-                ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::Conflict => StatusCode::CONFLICT,
-                ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Refused { kind, .. } => match kind {
+                RefusalKind::NotFound => StatusCode::NOT_FOUND,
+                RefusalKind::Conflict => StatusCode::CONFLICT,
+                RefusalKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             },
             Self::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
-            Self::Contention(_) => StatusCode::CONFLICT,
+            Self::Contention { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::OrderHistoryUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::HistoryUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Replayed { status, .. } => *status,
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -261,13 +298,17 @@ impl ResponseError for ApiError {
                 "unexpected error"
             ),
             Self::Unavailable(cause) => tracing::warn!(cause = %cause, "event store unavailable"),
-            Self::OrderHistoryUnreadable {
-                stream, revision, ..
+            Self::HistoryUnreadable {
+                subject,
+                stream,
+                revision,
+                ..
             } => tracing::error!(
+                subject,
                 stream,
                 revision,
                 cause = %cause_chain(self),
-                "an order's stream holds an event that cannot be decoded"
+                "a stream holds an event that cannot be decoded"
             ),
             _ => {}
         }

@@ -1,17 +1,17 @@
 //! The HTTP edge of a command: headers, body limits and content type, JSON parsing, and the
 //! response. Everything a client can send is answered with a problem, never a panic.
 
-use crate::dto::{CommandBody, PlaceOrderRequest};
+use crate::dto::{CommandBody, CreateBody};
 use crate::error::ApiError;
 use crate::service::{self, CommandContext, Executed};
 use crate::startup::AppState;
+use crate::workflow::WorkflowApi;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use domain::OrderId;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -251,14 +251,17 @@ fn context(
     })
 }
 
-fn respond(executed: Executed, created: bool) -> HttpResponse {
+/// The response to a command; `collection` is where a created instance lives (`None` for an
+/// action on an existing one).
+fn respond(executed: Executed, collection: Option<&str>) -> HttpResponse {
     let Executed { outcome, replayed } = executed;
-    let mut response = if created {
-        let mut r = HttpResponse::Created();
-        r.insert_header((header::LOCATION, format!("/orders/{}", outcome.order_id)));
-        r
-    } else {
-        HttpResponse::Ok()
+    let mut response = match collection {
+        Some(collection) => {
+            let mut r = HttpResponse::Created();
+            r.insert_header((header::LOCATION, format!("{collection}/{}", outcome.id)));
+            r
+        }
+        None => HttpResponse::Ok(),
     };
     response.insert_header((header::ETAG, format!("\"{}\"", outcome.revision)));
     response.insert_header((CORRELATION_HEADER, outcome.correlation_id.clone()));
@@ -268,39 +271,38 @@ fn respond(executed: Executed, created: bool) -> HttpResponse {
     response.json(outcome)
 }
 
-/// `POST /orders`.
-pub async fn handle_place_order(
+/// `POST <collection>`: creates an instance of `W`; `endpoint` names the request in its hash.
+pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
     app: web::Data<AppState>,
     req: HttpRequest,
+    endpoint: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;
-    let (request, value) = parse_json::<PlaceOrderRequest>(&body)?;
-    let ctx = context(&req, "place-order", &value)?;
-    let fallback = service::order_id_for(ctx.idempotency_key.as_deref());
-    let (order_id, command) = request
+    let (request, value) = parse_json::<B>(&body)?;
+    let ctx = context(&req, endpoint, &value)?;
+    let fallback = service::instance_id_for::<W>(ctx.idempotency_key.as_deref());
+    let (id, command) = request
         .into_command(fallback)
         .map_err(ApiError::Validation)?;
-    let executed = service::execute(app.store.as_ref(), order_id, command, &ctx).await?;
-    Ok(respond(executed, true))
+    let executed = service::execute(app.store.as_ref(), id, command, &ctx).await?;
+    Ok(respond(executed, Some(W::COLLECTION)))
 }
 
-/// `POST /orders/{order_id}/<action>`.
-pub async fn handle_action<B: CommandBody>(
+/// `POST <collection>/{id}/<action>`: one command on an existing instance of `W`.
+pub async fn handle_action<W: WorkflowApi, B: CommandBody<W>>(
     app: web::Data<AppState>,
     req: HttpRequest,
-    order_id: String,
+    id: String,
     action: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let order_id =
-        OrderId::parse(&order_id).map_err(|e| ApiError::NotFound(format!("no such order: {e}")))?;
+    let id =
+        W::parse_id(&id).map_err(|e| ApiError::NotFound(format!("no such {}: {e}", W::NAME)))?;
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;
     let (request, value) = parse_json::<B>(&body)?;
     let ctx = context(&req, action, &value)?;
-    let command = request
-        .into_command(order_id)
-        .map_err(ApiError::Validation)?;
-    let executed = service::execute(app.store.as_ref(), order_id, command, &ctx).await?;
-    Ok(respond(executed, false))
+    let command = request.into_command(id).map_err(ApiError::Validation)?;
+    let executed = service::execute(app.store.as_ref(), id, command, &ctx).await?;
+    Ok(respond(executed, None))
 }

@@ -1,18 +1,19 @@
-//! What a keyed request was answered, for the answers the order's own stream cannot hold.
+//! What a keyed request was answered, for the answers the instance's own stream cannot hold.
 //!
 //! A command that appends events is found again from those events: they carry its idempotency
 //! key and request hash. A refusal or a re-reported fact appends nothing, so its answer is kept
-//! in a bookkeeping stream of its own per (order stream, key), written with `NoStream` and a
+//! in a bookkeeping stream of its own per (instance stream, key), written with `NoStream` and a
 //! deterministic event id, which both backends de-duplicate. That stream's first event decides
 //! who owns the key: the answer itself, or a claim written just before a command other than
-//! placing an order appends its events. A request that finds the key owned by a different
-//! request is refused; one that finds its own claim carries the command on as its owner and
-//! records its answer after the claim. Placing an order needs no claim: it appends with
-//! `NoStream`, and nothing but a `404` can have been recorded for an order that does not exist,
-//! which the read before the append finds.
+//! one creating the instance appends its events. A request that finds the key owned by a
+//! different request is refused; one that finds its own claim carries the command on as its
+//! owner and records its answer after the claim. A creating command needs no claim: it appends
+//! with `NoStream`, and nothing but a `404` can have been recorded for an instance that does
+//! not exist, which the read before the append finds.
 
 use crate::dto::CommandOutcome;
 use crate::error::ApiError;
+use crate::workflow::WorkflowApi;
 use actix_web::http::StatusCode;
 use actix_web::ResponseError;
 use chrono::Utc;
@@ -21,70 +22,89 @@ use event_store::{
     BOOKKEEPING_STREAM_PREFIX,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::marker::PhantomData;
 use uuid::Uuid;
 
 /// Namespace of the ids derived here (the key's part of a stream name, record event ids).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6d69_6c65_7374_6f6e_6520_6b65_7973_0001);
 
 /// A keyed request's answer, or the claim that its events will be.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum Answer {
-    /// The request is appending events to the order; those events, which carry the key, are
-    /// its answer.
+    /// The request is appending events to the instance; those events, which carry the key,
+    /// are its answer.
     Claimed,
-    /// A re-reported fact: the order did not change.
+    /// A re-reported fact: the instance did not change.
     Unchanged { outcome: CommandOutcome },
-    /// Refused by the order: the status and the problem+json body it was answered with.
-    Refused {
-        status: u16,
-        code: String,
-        problem: String,
-    },
+    /// Refused by the workflow: the status and the problem+json body it was answered with.
+    Refused(RefusedAnswer),
+}
+
+/// A refusal as it was answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefusedAnswer {
+    pub status: u16,
+    pub code: String,
+    pub problem: String,
+}
+
+/// An answer as the ledger stores it: the outcome in its wire form.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Stored {
+    Claimed,
+    Unchanged { outcome: Value },
+    Refused(RefusedAnswer),
 }
 
 impl Answer {
     /// The answer that renders `error` again, byte for byte.
     pub fn refused(error: &ApiError) -> Self {
-        Self::Refused {
+        Self::Refused(RefusedAnswer {
             status: error.status_code().as_u16(),
             code: error.code().to_owned(),
             problem: error.problem_body(),
-        }
+        })
     }
 
     fn event_type(&self) -> &'static str {
         match self {
             Self::Claimed => "IdempotencyKeyClaimed",
-            Self::Unchanged { .. } | Self::Refused { .. } => "IdempotentRequestAnswered",
+            Self::Unchanged { .. } | Self::Refused(_) => "IdempotentRequestAnswered",
         }
     }
 }
 
 /// One record of the bookkeeping stream.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct Entry {
     request_hash: String,
     #[serde(flatten)]
-    answer: Answer,
+    answer: Stored,
 }
 
-/// The bookkeeping stream of one (order stream, idempotency key).
+/// The bookkeeping stream of one (instance stream of workflow `W`, idempotency key).
 #[derive(Debug)]
-pub struct KeyLedger<'a> {
+pub struct KeyLedger<'a, W> {
     stream: String,
     key: &'a str,
     /// Tells a retry (same hash) from another request reusing the key.
     request_hash: &'a str,
+    workflow: PhantomData<W>,
 }
 
-impl<'a> KeyLedger<'a> {
-    pub fn new(order_stream: &str, key: &'a str, request_hash: &'a str) -> Self {
-        let key_id = Uuid::new_v5(&NAMESPACE, format!("key/{order_stream}/{key}").as_bytes());
+impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
+    pub fn new(instance_stream: &str, key: &'a str, request_hash: &'a str) -> Self {
+        let key_id = Uuid::new_v5(
+            &NAMESPACE,
+            format!("key/{instance_stream}/{key}").as_bytes(),
+        );
         Self {
-            stream: format!("{BOOKKEEPING_STREAM_PREFIX}idempotency-{order_stream}-{key_id}"),
+            stream: format!("{BOOKKEEPING_STREAM_PREFIX}idempotency-{instance_stream}-{key_id}"),
             key,
             request_hash,
+            workflow: PhantomData,
         }
     }
 
@@ -116,12 +136,22 @@ impl<'a> KeyLedger<'a> {
         let entry: Entry =
             serde_json::from_value(last.data.clone()).map_err(|e| unreadable(Box::new(e)))?;
         if entry.request_hash != self.request_hash {
-            return Err(ApiError::IdempotencyKeyReused(self.key.to_owned()));
+            return Err(ApiError::IdempotencyKeyReused {
+                subject: W::NAME,
+                key: self.key.to_owned(),
+            });
         }
-        if let Answer::Refused { status, .. } = &entry.answer {
-            StatusCode::from_u16(*status).map_err(|e| unreadable(Box::new(e)))?;
-        }
-        Ok(Some(entry.answer))
+        Ok(Some(match entry.answer {
+            Stored::Claimed => Answer::Claimed,
+            Stored::Unchanged { outcome } => Answer::Unchanged {
+                outcome: CommandOutcome::from_json::<W>(outcome)
+                    .map_err(|e| unreadable(Box::new(e)))?,
+            },
+            Stored::Refused(refused) => {
+                StatusCode::from_u16(refused.status).map_err(|e| unreadable(Box::new(e)))?;
+                Answer::Refused(refused)
+            }
+        }))
     }
 
     /// Records `answer`: first in the ledger, or after this request's own claim.
@@ -152,7 +182,14 @@ impl<'a> KeyLedger<'a> {
             schema_version: 1,
             data: serde_json::to_value(Entry {
                 request_hash: self.request_hash.to_owned(),
-                answer,
+                answer: match answer {
+                    Answer::Claimed => Stored::Claimed,
+                    Answer::Unchanged { outcome } => Stored::Unchanged {
+                        outcome: serde_json::to_value(outcome)
+                            .expect("an outcome serializes to JSON"),
+                    },
+                    Answer::Refused(refused) => Stored::Refused(refused),
+                },
             })
             .expect("an answer serializes to JSON"),
             metadata: Metadata {

@@ -2,9 +2,10 @@
 //!
 //! A caller states an intent (`POST /orders`, `POST /orders/{id}/<action>`) and gets an
 //! immediate answer. `http` turns the request into a command (body limit, content type, JSON,
-//! headers), `dto` parses bodies into the domain's value objects, `service` reads the order's
-//! stream, decides with the domain and appends with the expected revision, retrying lost races;
-//! `idempotency` keeps the answers of keyed requests that wrote no events.
+//! headers), `dto` parses bodies into the domain's value objects, `service` reads the instance's
+//! stream, decides with the workflow and appends with the expected revision, retrying lost
+//! races; `idempotency` keeps the answers of keyed requests that wrote no events. Both are
+//! written once against `workflow::WorkflowApi`; `orders` implements it for the order workflow.
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
 //! `startup` wires the server.
 
@@ -16,7 +17,9 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod openapi;
+pub mod orders;
 pub mod routes;
 pub mod service;
 pub mod startup;
 pub mod telemetry;
+pub mod workflow;

@@ -3,7 +3,9 @@
 
 use crate::dto::*;
 use crate::error::{FieldError, Problem};
-use crate::routes;
+use crate::orders;
+use crate::workflow::WorkflowApi;
+use domain::Orders;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
@@ -14,40 +16,24 @@ use utoipa::OpenApi;
         description = "State an intent about an order and get an immediate answer. Every accepted command returns the order's status, its stream revision and a consistency token to read your own write through the query API. Errors are RFC 9457 problem+json with a stable `code`.",
         version = "0.1.0"
     ),
-    paths(
-        routes::place_order,
-        routes::payment_authorized,
-        routes::payment_declined,
-        routes::inventory_reserved,
-        routes::inventory_shortage,
-        routes::start_fulfillment,
-        routes::ship,
-        routes::confirm_delivery,
-        routes::cancel,
-        routes::payment_voided,
-        routes::inventory_released,
-        routes::escalate,
-    ),
-    components(schemas(CommandOutcome, Problem, FieldError, OrderLineRequest, ReservationRequest, ReasonRequest)),
+    components(schemas(Problem, FieldError, OrderLineRequest, ReservationRequest, ReasonRequest)),
     tags((name = "orders", description = "Order-fulfilment commands"))
 )]
 pub struct ApiDoc;
 
-/// The paths of the actions on one order.
-const ACTION_PATH_PREFIX: &str = "/orders/{order_id}/";
-
-/// Adds links from every successful command's `order_id` to each action on that order, so a
-/// client (or a stateful fuzzer) can follow an order from its placing through its workflow.
-/// Done on the JSON because utoipa's `Link` serialises its fields in snake case
-/// (`operation_id`), which OpenAPI readers do not know.
-fn add_action_links(doc: &mut Value) {
+/// Adds links from every successful command of workflow `W` (its id field) to each action on
+/// that instance, so a client (or a stateful fuzzer) can follow an instance from its creation
+/// through its workflow. Done on the JSON because utoipa's `Link` serialises its fields in
+/// snake case (`operation_id`), which OpenAPI readers do not know.
+fn add_action_links<W: WorkflowApi>(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
+    let action_prefix = format!("{}/{{{}}}/", W::COLLECTION, W::ID_FIELD);
     let actions: Vec<(String, Value)> = paths
         .iter()
         .filter_map(|(path, item)| {
-            let action = path.strip_prefix(ACTION_PATH_PREFIX)?;
+            let action = path.strip_prefix(&action_prefix)?;
             Some((action.to_owned(), item["post"]["operationId"].clone()))
         })
         .collect();
@@ -56,13 +42,18 @@ fn add_action_links(doc: &mut Value) {
         .map(|(action, operation_id)| {
             let link = json!({
                 "operationId": operation_id,
-                "parameters": { "order_id": "$response.body#/order_id" },
-                "description": format!("`{action}` on this order"),
+                "parameters": Map::from_iter([(
+                    W::ID_FIELD.to_owned(),
+                    json!(format!("$response.body#/{}", W::ID_FIELD)),
+                )]),
+                "description": format!("`{action}` on this {}", W::NAME),
             });
             (action, link)
         })
         .collect();
-    for item in paths.values_mut() {
+    let created = W::COLLECTION;
+    let of_workflow = |path: &str| path == created || path.starts_with(&action_prefix);
+    for (_, item) in paths.iter_mut().filter(|(path, _)| of_workflow(path)) {
         for status in ["200", "201"] {
             if let Some(response) = item
                 .pointer_mut(&format!("/post/responses/{status}"))
@@ -106,9 +97,10 @@ fn mark_optional_bodies(doc: &mut Value) {
 
 /// The document as served and committed.
 pub fn document() -> Value {
-    let mut doc = serde_json::to_value(ApiDoc::openapi())
-        .unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    add_action_links(&mut doc);
+    let mut api = ApiDoc::openapi();
+    api.merge(orders::OrderRoutes::openapi());
+    let mut doc = serde_json::to_value(api).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    add_action_links::<Orders>(&mut doc);
     mark_optional_bodies(&mut doc);
     doc
 }

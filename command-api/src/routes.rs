@@ -1,9 +1,7 @@
-//! One handler per command route, each documented for the OpenAPI document.
+//! What every command route shares: the headers it accepts, 405 for other methods, 404 for
+//! unknown paths, and [`command_routes!`], with which a workflow declares its routes once.
 
-use crate::dto::*;
-use crate::error::{ApiError, Problem};
-use crate::http::{handle_action, handle_place_order};
-use crate::startup::AppState;
+use crate::error::ApiError;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::ResponseError;
@@ -34,141 +32,118 @@ pub struct CommandHeaders {
     x_correlation_id: Option<String>,
 }
 
-/// Place a new order.
-#[utoipa::path(
-    post,
-    path = "/orders",
-    tag = "orders",
-    params(CommandHeaders),
-    request_body(content = PlaceOrderRequest, content_type = "application/json"),
-    responses(
-        (status = 201, description = "Order placed; `Location` names it", body = CommandOutcome),
-        (status = 400, description = "Malformed JSON, unknown field or bad header", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "An order with this id already exists", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (listed), or Idempotency-Key reused", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Event store unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
-    )
-)]
-pub async fn place_order(
-    app: web::Data<AppState>,
-    req: HttpRequest,
-    payload: web::Payload,
-) -> Result<HttpResponse, ApiError> {
-    handle_place_order(app, req, payload).await
-}
-
-macro_rules! action_route {
-    ($name:ident, $path:tt, $action:tt, $body:ty, $summary:tt) => {
-        #[doc = $summary]
+/// Declares a workflow's command routes once: the creating route and every action, each with
+/// its path segment, request body and summary. Generates the actix handlers, `configure` (which
+/// registers them, answering 405 to other methods) and an `OpenApi` struct with their paths,
+/// from which the document's links to every action are derived.
+///
+/// ```ignore
+/// command_routes! {
+///     workflow: Orders, tag: "orders", outcome: OrderOutcome,
+///     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
+///     create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
+///         created: "…", exists: "…";
+///     actions (not_found: "…", conflict: "…", invalid: "…") {
+///         ship => "ship", ShipRequest, "Record that the order left with a carrier.";
+///     }
+///     openapi: OrderRoutes
+/// }
+/// ```
+macro_rules! command_routes {
+    (
+        workflow: $workflow:ty, tag: $tag:tt, outcome: $outcome:ty,
+        id: $id_field:tt : $id_type:ty = $id_description:tt,
+        create: $create:ident => $collection:tt, $endpoint:tt, $create_body:ty, $create_summary:tt,
+            created: $created:tt, exists: $exists:tt;
+        actions (not_found: $not_found:tt, conflict: $conflict:tt, invalid: $invalid:tt) {
+            $( $action:ident => $segment:tt, $body:ty, $summary:tt; )*
+        }
+        openapi: $doc:ident
+    ) => {
+        #[doc = $create_summary]
         #[utoipa::path(
             post,
-            path = $path,
-            tag = "orders",
-            params(("order_id" = uuid::Uuid, Path, description = "The order's id (a UUID)"), CommandHeaders),
-            request_body(content = $body, content_type = "application/json"),
+            path = $collection,
+            tag = $tag,
+            params($crate::routes::CommandHeaders),
+            request_body(content = $create_body, content_type = "application/json"),
             responses(
-                (status = 200, description = "Applied, or a no-op re-report of a known fact", body = CommandOutcome),
-                (status = 400, description = "Malformed JSON, unknown field or bad header", body = Problem, content_type = "application/problem+json"),
-                (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-                (status = 409, description = "Not allowed in the order's current state, or contention", body = Problem, content_type = "application/problem+json"),
-                (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
-                (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-                (status = 415, description = "Body is not JSON", body = Problem, content_type = "application/problem+json"),
-                (status = 422, description = "Invalid fields (listed), contradicts the order, or Idempotency-Key reused", body = Problem, content_type = "application/problem+json"),
-                (status = 503, description = "Event store unavailable; see Retry-After", body = Problem, content_type = "application/problem+json"),
+                (status = 201, description = $created, body = $outcome),
+                (status = 400, description = "Malformed JSON, unknown field or bad header", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 409, description = $exists, body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 412, description = "If-Match does not match", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 413, description = "Body too large", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 415, description = "Body is not JSON", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 422, description = "Invalid fields (listed), or Idempotency-Key reused", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 503, description = "Event store unavailable; see Retry-After", body = $crate::error::Problem, content_type = "application/problem+json"),
             )
         )]
-        pub async fn $name(
-            app: web::Data<AppState>,
-            req: HttpRequest,
-            path: web::Path<String>,
-            payload: web::Payload,
-        ) -> Result<HttpResponse, ApiError> {
-            handle_action::<$body>(app, req, path.into_inner(), $action, payload).await
+        pub async fn $create(
+            app: actix_web::web::Data<$crate::startup::AppState>,
+            req: actix_web::HttpRequest,
+            payload: actix_web::web::Payload,
+        ) -> Result<actix_web::HttpResponse, $crate::error::ApiError> {
+            $crate::http::handle_create::<$workflow, $create_body>(app, req, $endpoint, payload).await
         }
+
+        $(
+            #[doc = $summary]
+            #[utoipa::path(
+                post,
+                path = concat!($collection, "/{", $id_field, "}/", $segment),
+                tag = $tag,
+                params(($id_field = $id_type, Path, description = $id_description), $crate::routes::CommandHeaders),
+                request_body(content = $body, content_type = "application/json"),
+                responses(
+                    (status = 200, description = "Applied, or a no-op re-report of a known fact", body = $outcome),
+                    (status = 400, description = "Malformed JSON, unknown field or bad header", body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 404, description = $not_found, body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 409, description = $conflict, body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 412, description = "If-Match does not match", body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 413, description = "Body too large", body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 415, description = "Body is not JSON", body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 422, description = $invalid, body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 503, description = "Event store unavailable; see Retry-After", body = $crate::error::Problem, content_type = "application/problem+json"),
+                )
+            )]
+            pub async fn $action(
+                app: actix_web::web::Data<$crate::startup::AppState>,
+                req: actix_web::HttpRequest,
+                path: actix_web::web::Path<String>,
+                payload: actix_web::web::Payload,
+            ) -> Result<actix_web::HttpResponse, $crate::error::ApiError> {
+                $crate::http::handle_action::<$workflow, $body>(
+                    app,
+                    req,
+                    path.into_inner(),
+                    $segment,
+                    payload,
+                )
+                .await
+            }
+        )*
+
+        /// Registers every command route of the workflow; other methods on them answer 405.
+        pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+            use actix_web::http::Method;
+            cfg.service($crate::routes::only($collection, Method::POST, $create));
+            $(
+                cfg.service($crate::routes::only(
+                    concat!($collection, "/{", $id_field, "}/", $segment),
+                    Method::POST,
+                    $action,
+                ));
+            )*
+        }
+
+        /// The OpenAPI paths of the workflow's command routes.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($create, $($action),*), components(schemas($outcome)))]
+        pub struct $doc;
     };
 }
 
-action_route!(
-    payment_authorized,
-    "/orders/{order_id}/payment-authorized",
-    "payment-authorized",
-    PaymentAuthorizedRequest,
-    "Record that the payment was authorized."
-);
-action_route!(
-    payment_declined,
-    "/orders/{order_id}/payment-declined",
-    "payment-declined",
-    PaymentDeclinedRequest,
-    "Record that the payment was declined (rejects a placed order)."
-);
-action_route!(
-    inventory_reserved,
-    "/orders/{order_id}/inventory-reserved",
-    "inventory-reserved",
-    InventoryReservedRequest,
-    "Record that the stock was reserved."
-);
-action_route!(
-    inventory_shortage,
-    "/orders/{order_id}/inventory-shortage",
-    "inventory-shortage",
-    InventoryShortageRequest,
-    "Record that the stock could not be reserved (rejects a placed order)."
-);
-action_route!(
-    start_fulfillment,
-    "/orders/{order_id}/start-fulfillment",
-    "start-fulfillment",
-    StartFulfillmentRequest,
-    "Start fulfilling an accepted order."
-);
-action_route!(
-    ship,
-    "/orders/{order_id}/ship",
-    "ship",
-    ShipRequest,
-    "Record that the order left with a carrier."
-);
-action_route!(
-    confirm_delivery,
-    "/orders/{order_id}/confirm-delivery",
-    "confirm-delivery",
-    ConfirmDeliveryRequest,
-    "Record that the carrier delivered the order."
-);
-action_route!(
-    cancel,
-    "/orders/{order_id}/cancel",
-    "cancel",
-    CancelRequest,
-    "Cancel an order that has not started fulfilment."
-);
-action_route!(
-    payment_voided,
-    "/orders/{order_id}/payment-voided",
-    "payment-voided",
-    PaymentVoidedRequest,
-    "Record that an owed payment void was done."
-);
-action_route!(
-    inventory_released,
-    "/orders/{order_id}/inventory-released",
-    "inventory-released",
-    InventoryReleasedRequest,
-    "Record that an owed stock release was done."
-);
-action_route!(
-    escalate,
-    "/orders/{order_id}/escalate",
-    "escalate",
-    EscalateRequest,
-    "Escalate an unfinished order to a person."
-);
+pub(crate) use command_routes;
 
 /// A resource that answers `method` with `handler`, and any other method with a 405 whose
 /// `Allow` header names `method`.
@@ -184,29 +159,6 @@ where
         .default_service(web::to(move |req: HttpRequest| {
             method_not_allowed(req, allowed.clone())
         }))
-}
-
-/// Registers every command route; other methods on them answer 405.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(only("/orders", Method::POST, place_order));
-    macro_rules! register {
-        ($($action:literal => $handler:ident),* $(,)?) => {
-            $(cfg.service(only(concat!("/orders/{order_id}/", $action), Method::POST, $handler));)*
-        };
-    }
-    register!(
-        "payment-authorized" => payment_authorized,
-        "payment-declined" => payment_declined,
-        "inventory-reserved" => inventory_reserved,
-        "inventory-shortage" => inventory_shortage,
-        "start-fulfillment" => start_fulfillment,
-        "ship" => ship,
-        "confirm-delivery" => confirm_delivery,
-        "cancel" => cancel,
-        "payment-voided" => payment_voided,
-        "inventory-released" => inventory_released,
-        "escalate" => escalate,
-    );
 }
 
 async fn method_not_allowed(req: HttpRequest, allowed: Method) -> HttpResponse {

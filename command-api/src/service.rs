@@ -1,14 +1,15 @@
-//! Handling one command: read the order's stream, rebuild the aggregate, decide, append with the
-//! expected revision. Retries on a concurrent append unless the caller pinned a revision. A keyed
-//! command's answer is found again from its events, or from its key's ledger
-//! ([`crate::idempotency`]) when it wrote none.
+//! Handling one command of any workflow: read the instance's stream, rebuild its state with
+//! [`Workflow::evolve`], [`Workflow::decide`], append with the expected revision. Retries on a
+//! concurrent append unless the caller pinned a revision. A keyed command's answer is found
+//! again from its events, or from its key's ledger ([`crate::idempotency`]) when it wrote none.
 
 use crate::dto::CommandOutcome;
 use crate::error::{ApiError, UnreadableEvent};
-use crate::idempotency::{Answer, KeyLedger};
+use crate::idempotency::{Answer, KeyLedger, RefusedAnswer};
+use crate::workflow::{InstanceId, WorkflowApi};
 use actix_web::http::StatusCode;
 use chrono::Utc;
-use domain::{decide, evolve, EventContract, OrderCommand, OrderEvent, OrderId, OrderState};
+use domain::{EventContract, Label, Workflow};
 use event_store::{
     read_whole_stream, EventStore, ExpectedRevision, Metadata, NewEvent, RecordedEvent, StoreError,
 };
@@ -17,7 +18,7 @@ use uuid::Uuid;
 /// How often a command is re-decided after losing a race before the caller is told.
 const MAX_ATTEMPTS: u32 = 8;
 
-/// Namespace of the deterministic ids derived here (event ids, order ids, command ids).
+/// Namespace of the deterministic ids derived here (event ids, instance ids, command ids).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6d69_6c65_7374_6f6e_6520_636d_6420_6170);
 
 /// What the caller sent besides the body.
@@ -41,10 +42,11 @@ impl CommandContext {
     }
 }
 
-/// The order id a place-order request gets when its body names none.
-pub fn order_id_for(idempotency_key: Option<&str>) -> OrderId {
-    OrderId::new(match idempotency_key {
-        Some(key) => Uuid::new_v5(&NAMESPACE, format!("order/{key}").as_bytes()),
+/// The id a creating request gets when its body names none: derived from the idempotency key,
+/// so a retry lands on the same instance.
+pub fn instance_id_for<W: WorkflowApi>(idempotency_key: Option<&str>) -> W::Id {
+    W::id_from_uuid(match idempotency_key {
+        Some(key) => Uuid::new_v5(&NAMESPACE, format!("{}/{key}", W::NAME).as_bytes()),
         None => Uuid::new_v4(),
     })
 }
@@ -75,56 +77,50 @@ pub struct Executed {
     pub replayed: bool,
 }
 
-/// The stream's events as the domain's.
+/// The stream's events as the workflow's.
 ///
 /// # Errors
-/// [`ApiError::OrderHistoryUnreadable`] naming the first event that cannot be decoded.
-fn decode(order_id: OrderId, history: &[RecordedEvent]) -> Result<Vec<OrderEvent>, ApiError> {
+/// [`ApiError::HistoryUnreadable`] naming the first event that cannot be decoded.
+fn decode<W: WorkflowApi>(id: W::Id, history: &[RecordedEvent]) -> Result<Vec<W::Event>, ApiError> {
     history
         .iter()
         .map(|e| {
             let decoded = match &e.malformed {
                 Some(reason) => Err(UnreadableEvent::Malformed(reason.clone())),
-                None => OrderEvent::decode(&e.event_type, e.schema_version, &e.data)
+                None => W::Event::decode(&e.event_type, e.schema_version, &e.data)
                     .map_err(UnreadableEvent::Decode),
             };
-            decoded.map_err(|source| ApiError::OrderHistoryUnreadable {
-                order_id: order_id.to_string(),
+            decoded.map_err(|source| ApiError::HistoryUnreadable {
+                subject: W::NAME,
+                code: W::HISTORY_UNREADABLE_CODE,
+                instance: id.to_string(),
                 stream: e.stream_id.clone(),
                 revision: e.revision,
-                source,
+                source: Box::new(source),
             })
         })
         .collect()
 }
 
-fn outcome(
-    order_id: OrderId,
-    state: &OrderState,
+fn wire<L: Label>(labels: Vec<L>) -> Vec<String> {
+    labels.iter().map(|l| l.as_str().to_owned()).collect()
+}
+
+fn outcome<W: WorkflowApi>(
+    id: W::Id,
+    state: &W::State,
     last: Option<&RecordedEvent>,
     correlation_id: String,
     events: Vec<String>,
 ) -> CommandOutcome {
-    let order = state.order();
     CommandOutcome {
-        order_id: order_id.to_string(),
-        status: state
-            .status()
+        id_field: W::ID_FIELD,
+        id: id.to_string(),
+        status: W::status(state)
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default(),
-        pending_actions: state
-            .pending_actions()
-            .iter()
-            .map(|a| a.as_str().to_owned())
-            .collect(),
-        compensations_owed: order
-            .map(|o| {
-                o.compensations_owed()
-                    .iter()
-                    .map(|c| c.as_str().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        pending_actions: wire(W::pending_actions(state)),
+        compensations_owed: wire(W::compensations_owed(state)),
         revision: last.map(|e| e.revision).unwrap_or_default(),
         consistency_token: last.map(|e| e.position.to_string()).unwrap_or_default(),
         correlation_id,
@@ -136,10 +132,10 @@ fn outcome(
 ///
 /// # Errors
 /// [`ApiError::IdempotencyKeyReused`] when the key was used for a different request.
-fn find_original(
-    order_id: OrderId,
+fn find_original<W: WorkflowApi>(
+    id: W::Id,
     history: &[RecordedEvent],
-    decoded: &[OrderEvent],
+    decoded: &[W::Event],
     ctx: &CommandContext,
 ) -> Result<Option<CommandOutcome>, ApiError> {
     let Some(key) = &ctx.idempotency_key else {
@@ -158,12 +154,15 @@ fn find_original(
         .iter()
         .any(|&i| history[i].metadata.request_hash != ctx.request_hash)
     {
-        return Err(ApiError::IdempotencyKeyReused(key.clone()));
+        return Err(ApiError::IdempotencyKeyReused {
+            subject: W::NAME,
+            key: key.clone(),
+        });
     }
-    let state = decoded[..=last].iter().fold(OrderState::NotPlaced, evolve);
+    let state = W::rebuild(&decoded[..=last]);
     let stored = &history[last];
-    Ok(Some(outcome(
-        order_id,
+    Ok(Some(outcome::<W>(
+        id,
         &state,
         Some(stored),
         stored
@@ -177,38 +176,50 @@ fn find_original(
     )))
 }
 
-/// Runs one command against an order.
+/// The command type of the workflow an instance id belongs to.
+pub type CommandOf<I> = <<I as InstanceId>::Workflow as Workflow>::Command;
+
+/// Runs one command against the instance `id` of its workflow.
 ///
 /// # Errors
-/// Domain errors, [`ApiError::PreconditionFailed`] for an `If-Match` mismatch,
-/// [`ApiError::Contention`] after too many lost races, [`ApiError::IdempotencyKeyReused`],
-/// [`ApiError::Replayed`] for the recorded refusal of an earlier request with the same key,
-/// [`ApiError::OrderHistoryUnreadable`], store errors.
-pub async fn execute(
+/// The workflow's refusals ([`ApiError::Refused`]), [`ApiError::PreconditionFailed`] for an
+/// `If-Match` mismatch, [`ApiError::Contention`] after too many lost races,
+/// [`ApiError::IdempotencyKeyReused`], [`ApiError::Replayed`] for the recorded refusal of an
+/// earlier request with the same key, [`ApiError::HistoryUnreadable`], store errors.
+pub async fn execute<I: InstanceId>(
     store: &dyn EventStore,
-    order_id: OrderId,
-    command: OrderCommand,
+    id: I,
+    command: CommandOf<I>,
     ctx: &CommandContext,
 ) -> Result<Executed, ApiError> {
-    let stream = order_id.stream_name();
+    run::<I::Workflow>(store, id, command, ctx).await
+}
+
+async fn run<W: WorkflowApi>(
+    store: &dyn EventStore,
+    id: W::Id,
+    command: W::Command,
+    ctx: &CommandContext,
+) -> Result<Executed, ApiError> {
+    let stream = W::stream_name(id);
     let command_id = ctx.command_id(&stream);
     let ledger = ctx.idempotency_key.as_deref().map(|key| {
-        KeyLedger::new(
+        KeyLedger::<W>::new(
             &stream,
             key,
             ctx.request_hash.as_deref().unwrap_or_default(),
         )
     });
-    let places = matches!(command, OrderCommand::PlaceOrder(_));
+    let creates = W::creates(&command);
     // Whether this request owns its key's claim (its own, or that of an earlier identical
     // request it carries on); its answer is then recorded after the claim.
     let mut claimed = false;
     for attempt in 0..MAX_ATTEMPTS {
-        // A new order's stream is empty, so the first attempt to place one appends without
-        // reading it (a keyed one reads only its key's ledger). If the stream exists after all (a retry, a reused key), the append is
-        // refused or says the events were already stored, and the next attempt reads the
-        // stream to answer from it.
-        let optimistic = attempt == 0 && ctx.if_match.is_none() && places;
+        // A new instance's stream is empty, so the first attempt to create one appends without
+        // reading it (a keyed one reads only its key's ledger). If the stream exists after all
+        // (a retry, a reused key), the append is refused or says the events were already
+        // stored, and the next attempt reads the stream to answer from it.
+        let optimistic = attempt == 0 && ctx.if_match.is_none() && creates;
         let (recorded, history) = read(store, ledger.as_ref(), &stream, optimistic).await?;
         match recorded {
             Some(Answer::Unchanged { outcome }) => {
@@ -217,11 +228,11 @@ pub async fn execute(
                     replayed: true,
                 })
             }
-            Some(Answer::Refused {
+            Some(Answer::Refused(RefusedAnswer {
                 status,
                 code,
                 problem,
-            }) => {
+            })) => {
                 return Err(ApiError::Replayed {
                     status: StatusCode::from_u16(status)
                         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -232,8 +243,8 @@ pub async fn execute(
             Some(Answer::Claimed) => claimed = true,
             None => {}
         }
-        let decoded = decode(order_id, &history)?;
-        if let Some(original) = find_original(order_id, &history, &decoded, ctx)? {
+        let decoded = decode::<W>(id, &history)?;
+        if let Some(original) = find_original::<W>(id, &history, &decoded, ctx)? {
             return Ok(Executed {
                 outcome: original,
                 replayed: true,
@@ -242,14 +253,14 @@ pub async fn execute(
         let current = history.last().map(|e| e.revision);
         if let Some(expected) = ctx.if_match {
             if current != Some(expected) {
-                return Err(precondition_failed(expected, current));
+                return Err(precondition_failed::<W>(expected, current));
             }
         }
-        let state = decoded.iter().fold(OrderState::NotPlaced, evolve);
-        let decided = match decide(&state, command.clone()) {
+        let state = W::rebuild(&decoded);
+        let decided = match W::decide(&state, command.clone()) {
             Ok(decided) => decided,
             Err(refusal) => {
-                let error = ApiError::from(refusal);
+                let error = ApiError::refused::<W>(refusal);
                 if let Some(ledger) = &ledger {
                     let answer = Answer::refused(&error);
                     if !ledger
@@ -263,8 +274,8 @@ pub async fn execute(
             }
         };
         if decided.is_empty() {
-            let unchanged = outcome(
-                order_id,
+            let unchanged = outcome::<W>(
+                id,
                 &state,
                 history.last(),
                 ctx.correlation_id.clone(),
@@ -286,7 +297,7 @@ pub async fn execute(
                 replayed: false,
             });
         }
-        if let Some(ledger) = ledger.as_ref().filter(|_| !places && !claimed) {
+        if let Some(ledger) = ledger.as_ref().filter(|_| !creates && !claimed) {
             if !ledger
                 .record(store, Answer::Claimed, false, &ctx.correlation_id)
                 .await?
@@ -321,9 +332,9 @@ pub async fn execute(
             // An identical request got there first: answer as its replay, from the stream.
             Ok(result) if result.already_stored => {}
             Ok(result) => {
-                let state = decided.iter().fold(state, evolve);
-                let mut out = outcome(
-                    order_id,
+                let state = decided.iter().fold(state, W::evolve);
+                let mut out = outcome::<W>(
+                    id,
                     &state,
                     None,
                     ctx.correlation_id.clone(),
@@ -341,6 +352,7 @@ pub async fn execute(
                     (ctx.if_match, &e)
                 {
                     return Err(ApiError::PreconditionFailed {
+                        subject: W::NAME,
                         expected,
                         actual: "a newer revision".to_owned(),
                     });
@@ -350,16 +362,19 @@ pub async fn execute(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(ApiError::Contention(MAX_ATTEMPTS))
+    Err(ApiError::Contention {
+        subject: W::NAME,
+        attempts: MAX_ATTEMPTS,
+    })
 }
 
-/// The key's record (when the request has a key), then the order's stream (unless
+/// The key's record (when the request has a key), then the instance's stream (unless
 /// `skip_stream`). In that order, never side by side: a request that finds another's claim of
 /// its key then reads a stream at least as new as the one the claimer decided on, so the two
 /// cannot decide differently on the same state (one refusing while the other's events land).
-async fn read(
+async fn read<W: WorkflowApi>(
     store: &dyn EventStore,
-    ledger: Option<&KeyLedger<'_>>,
+    ledger: Option<&KeyLedger<'_, W>>,
     stream: &str,
     skip_stream: bool,
 ) -> Result<(Option<Answer>, Vec<RecordedEvent>), ApiError> {
@@ -375,12 +390,13 @@ async fn read(
     Ok((recorded, history))
 }
 
-fn precondition_failed(expected: u64, actual: Option<u64>) -> ApiError {
+fn precondition_failed<W: WorkflowApi>(expected: u64, actual: Option<u64>) -> ApiError {
     ApiError::PreconditionFailed {
+        subject: W::NAME,
         expected,
         actual: match actual {
             Some(r) => format!("revision {r}"),
-            None => "no revision (the order does not exist)".to_owned(),
+            None => format!("no revision (the {} does not exist)", W::NAME),
         },
     }
 }

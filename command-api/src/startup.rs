@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::{http, openapi, routes};
+use crate::{http, openapi, orders, routes};
 use actix_web::dev::Server;
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -52,7 +52,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .wrap(from_fn(http::echo_correlation_id))
-                .configure(routes::configure)
+                .configure(orders::configure)
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))

@@ -5,6 +5,7 @@ mod helpers;
 
 mod concurrency;
 mod errors;
+mod generic;
 mod headers;
 mod idempotency;
 mod openapi;
