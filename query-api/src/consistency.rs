@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// The projection the query API reads.
-pub const PROJECTION: &str = "order_status";
-const CHANGES_CHANNEL: &str = "milestone_projection";
+use crate::schema::PROJECTION;
+use projector::CHANGES_CHANNEL;
 
 /// The latest checkpoint this process knows of.
 #[derive(Clone)]
@@ -86,7 +85,7 @@ impl CheckpointWatch {
     /// When the database cannot be reached.
     pub async fn refresh(&self) -> Result<Option<Position>, crate::db::DbError> {
         let client = self.pool.get().await?;
-        let checkpoint = crate::db::load_checkpoint(&client, PROJECTION).await?;
+        let checkpoint = crate::db::projection::load_checkpoint(&client, PROJECTION).await?;
         if let Some(p) = checkpoint {
             advance(&self.tx, p);
         }
