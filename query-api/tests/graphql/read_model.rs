@@ -192,3 +192,47 @@ async fn a_pending_action_the_domain_does_not_know_is_an_error_with_a_code() {
         .await;
     assert_eq!(error_code(&body), "READ_MODEL_INVALID", "{body}");
 }
+
+#[tokio::test]
+async fn the_projection_lag_is_measured_on_the_event_store_even_apart_from_the_read_models() {
+    let app = spawn_with(Options {
+        separate_read_models: true,
+        ..Options::default()
+    })
+    .await;
+    let first = app.order("cust-lag", vec![]).await;
+    app.project_all().await;
+    app.command(first, authorize()).await;
+    app.order("cust-lag", vec![]).await;
+    // An append shows in the log once every older transaction of the cluster has ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let body = app
+            .query(
+                "{ projectionStatus { eventsApplied lagEvents lagSeconds } }",
+                json!({}),
+            )
+            .await;
+        let status = body["data"]["projectionStatus"].clone();
+        if status["lagEvents"] == 2 || std::time::Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["eventsApplied"], 1, "{status}");
+    assert_eq!(status["lagEvents"], 2, "{status}");
+    assert!(
+        status["lagSeconds"].as_f64().is_some_and(|s| s >= 0.0),
+        "{status}"
+    );
+
+    app.project_all().await;
+    let body = app
+        .query("{ projectionStatus { lagEvents lagSeconds } }", json!({}))
+        .await;
+    assert_eq!(body["data"]["projectionStatus"]["lagEvents"], 0, "{body}");
+    assert_eq!(
+        body["data"]["projectionStatus"]["lagSeconds"], 0.0,
+        "{body}"
+    );
+}
