@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Config {
     /// `MILESTONE_READ_MODEL_URL`: the projector's PostgreSQL database.
     pub read_model_url: String,
+    /// `MILESTONE_EVENT_STORE_URL`: the event log, read for the projection's lag.
+    pub event_store_url: String,
     /// `MILESTONE_QUERY_API_ADDR` (default 127.0.0.1:8081).
     pub listen: SocketAddr,
     /// `MILESTONE_DB_POOL_SIZE` (default 16).
@@ -30,10 +32,11 @@ pub struct Config {
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
 
 impl Config {
-    /// Defaults for a local database.
+    /// Defaults for a local database holding both the event log and the read models.
     pub fn local(url: &str) -> Self {
         Self {
             read_model_url: url.to_owned(),
+            event_store_url: url.to_owned(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             pool_size: 16,
             read_your_writes_timeout: Duration::from_millis(2000),
@@ -59,6 +62,7 @@ impl Config {
         let d = Self::local(DEFAULT_URL);
         Ok(Self {
             read_model_url: var("MILESTONE_READ_MODEL_URL", d.read_model_url)?,
+            event_store_url: var("MILESTONE_EVENT_STORE_URL", d.event_store_url)?,
             listen: var("MILESTONE_QUERY_API_ADDR", d.listen)?,
             pool_size: var("MILESTONE_DB_POOL_SIZE", d.pool_size)?,
             read_your_writes_timeout: Duration::from_millis(var(

@@ -1,16 +1,15 @@
 //! Read-your-writes: the projection's checkpoint, kept current by the projector's NOTIFY, and a
 //! bounded wait until it reaches a consistency token handed out by the command API.
 
-use crate::db::Checkpoint;
+use crate::db::projection::Checkpoint;
 use deadpool_postgres::Pool;
 use event_store::Position;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// The projection the query API reads.
-pub const PROJECTION: &str = "order_status";
-const CHANGES_CHANNEL: &str = "milestone_projection";
+use crate::schema::PROJECTION;
+use projector::CHANGES_CHANNEL;
 
 /// The latest checkpoint this process knows of.
 #[derive(Clone)]
@@ -88,7 +87,7 @@ impl CheckpointWatch {
     /// When the database cannot be reached.
     pub async fn refresh(&self) -> Result<Option<Position>, crate::db::DbError> {
         let client = self.pool.get().await?;
-        let stored = crate::db::load_checkpoint(&client, PROJECTION).await?;
+        let stored = crate::db::projection::load_checkpoint(&client, PROJECTION).await?;
         self.tx.send_if_modified(|known| {
             if stored.rebuilds > known.rebuilds {
                 *known = stored;

@@ -1,8 +1,8 @@
 //! The HTTP edge: `POST /graphql` with read-your-writes, GraphiQL on `GET /graphql`, health.
 
-use crate::consistency::PROJECTION;
-use crate::db::{self, Snapshot};
-use crate::schema;
+use crate::db::{projection, Snapshot};
+use crate::error::error_chain;
+use crate::schema::{self, PROJECTION};
 use crate::startup::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -43,7 +43,8 @@ fn token(
     }
 }
 
-/// Gives every error a stable `extensions.code`.
+/// Gives a stable `extensions.code` to the errors async-graphql raises itself (a query that
+/// does not parse, variables that do not fit): the API's own errors carry theirs.
 fn classify(response: &mut async_graphql::Response) {
     for error in &mut response.errors {
         let has_code = error
@@ -53,11 +54,7 @@ fn classify(response: &mut async_graphql::Response) {
         if has_code {
             continue;
         }
-        let code = if error.message.contains("too complex") {
-            "QUERY_TOO_COMPLEX"
-        } else if error.message.contains("nested too deep") {
-            "QUERY_TOO_DEEP"
-        } else if error.path.is_empty() {
+        let code = if error.path.is_empty() {
             "GRAPHQL_VALIDATION_FAILED"
         } else {
             "INTERNAL"
@@ -104,11 +101,11 @@ pub async fn graphql(
     if let Some((token, outcome)) = wait {
         // From the answer's own snapshot: parked as of what the answer shows.
         let parked = match snapshot.client().await {
-            Ok(client) => db::orders_parked_at(client, PROJECTION, token).await,
+            Ok(client) => projection::orders_parked_at(client, PROJECTION, token).await,
             Err(e) => Err(e),
         };
         let parked = parked
-            .inspect_err(|e| tracing::warn!(error = %e, "cannot tell whether the order is parked"))
+            .inspect_err(|e| tracing::warn!(cause = %error_chain(e), "cannot tell whether the order is parked"))
             .ok();
         let consistency = json!({
             "token": token.to_string(),
@@ -155,11 +152,14 @@ pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
             "status": "ready",
             "checkpoint": checkpoint.map(|p| p.to_string()),
         })),
-        Err(e) => error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "READ_MODEL_UNAVAILABLE",
-            &e.to_string(),
-        ),
+        Err(e) => {
+            tracing::warn!(cause = %error_chain(&e), "not ready: read models unavailable");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "READ_MODEL_UNAVAILABLE",
+                &e.to_string(),
+            )
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Milestone's GraphQL query API over the projector's read models.
 //!
-//! `schema` defines the types and resolvers (orders, timelines through a DataLoader, counts,
-//! stalled orders, projection status) with depth and complexity limits; `db` reads the tables;
+//! `schema` defines the types and resolvers by area (orders, timelines through a DataLoader,
+//! counts, stalled orders; paging; projection status) with depth and complexity limits;
+//! `error` gives every failure a stable `extensions.code`; `db` reads the tables by column name;
 //! `consistency` follows the projection's checkpoint through its NOTIFY so a query carrying a
 //! command's consistency token can wait (bounded) to read its own write; `http` serves it all
 //! on actix-web; `startup` wires it.
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod consistency;
 pub mod db;
+pub mod error;
 pub mod http;
 pub mod schema;
 pub mod startup;

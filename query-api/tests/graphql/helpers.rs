@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 pub struct TestApp {
     pub address: String,
-    /// The test's database: event log and read models.
+    /// The test's database of the read models (also of the event log, unless apart).
     pub url: String,
     pub store: Arc<dyn EventStore>,
     pub projector: Projector,
@@ -25,6 +25,8 @@ pub struct Options {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub read_your_writes_timeout: Duration,
+    /// The read models in a database of their own, apart from the event log.
+    pub separate_read_models: bool,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             max_depth: 10,
             max_complexity: 2000,
             read_your_writes_timeout: Duration::from_secs(2),
+            separate_read_models: false,
         }
     }
 }
@@ -47,10 +50,17 @@ pub async fn spawn_with(options: Options) -> TestApp {
     let store = event_store::connect(&url, &StoreOptions { pool_size: 4 })
         .await
         .unwrap();
+    let read_model_url = if options.separate_read_models {
+        test_support::fresh_database().await
+    } else {
+        url.clone()
+    };
     let mut pconfig = projector::Config::local(&url);
+    pconfig.read_model_url = read_model_url.clone();
     pconfig.deadlines = options.deadlines;
     let projector = Projector::connect(pconfig).await.unwrap();
-    let mut config = Config::local(&url);
+    let mut config = Config::local(&read_model_url);
+    config.event_store_url = url.clone();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.workers = 2;
     config.pool_size = 4;
@@ -62,7 +72,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
-        url,
+        url: read_model_url,
         store,
         projector,
         client: reqwest::Client::new(),

@@ -5,5 +5,6 @@ mod helpers;
 
 mod limits;
 mod orders;
+mod read_model;
 mod read_your_writes;
 mod sdl;

@@ -1,0 +1,110 @@
+//! The projection's bookkeeping: its checkpoint, dead letters and parked streams.
+
+use super::{column, DbError};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::ClientWrapper;
+use domain::{Orders, Workflow};
+use event_store::Position;
+use tokio_postgres::Row;
+
+fn position(row: &Row) -> Result<Option<Position>, DbError> {
+    let commit: Option<i64> = column(row, "position_commit")?;
+    let prepare: Option<i64> = column(row, "position_prepare")?;
+    Ok(commit
+        .zip(prepare)
+        .map(|(c, p)| Position::new(c as u64, p as u64)))
+}
+
+/// A projection's checkpoint and how many times it was rebuilt (a rebuild moves it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub rebuilds: i64,
+    pub position: Option<Position>,
+}
+
+pub async fn load_checkpoint(
+    client: &ClientWrapper,
+    projection: &str,
+) -> Result<Checkpoint, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "select position_commit, position_prepare, rebuilds from projection_checkpoints
+              where projection = $1",
+        )
+        .await?;
+    match client.query_opt(&stmt, &[&projection]).await? {
+        Some(row) => Ok(Checkpoint {
+            rebuilds: column(&row, "rebuilds")?,
+            position: position(&row)?,
+        }),
+        None => Ok(Checkpoint::default()),
+    }
+}
+
+/// Where a projection stands, as its own tables say.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionRow {
+    /// The log position of the last applied event.
+    pub checkpoint: Option<Position>,
+    pub events_applied: i64,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub dead_letters: i64,
+    pub parked_streams: i64,
+}
+
+/// The projection's checkpoint and troubles.
+pub async fn projection_status(
+    client: &ClientWrapper,
+    projection: &str,
+) -> Result<ProjectionRow, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "select position_commit, position_prepare, events_applied, updated_at
+             from projection_checkpoints where projection = $1",
+        )
+        .await?;
+    let mut status = match client.query_opt(&stmt, &[&projection]).await? {
+        Some(r) => ProjectionRow {
+            checkpoint: position(&r)?,
+            events_applied: column(&r, "events_applied")?,
+            updated_at: column(&r, "updated_at")?,
+            ..ProjectionRow::default()
+        },
+        None => ProjectionRow::default(),
+    };
+    let stmt = client
+        .prepare_cached(
+            "select (select count(*) from projection_dead_letters where projection = $1) as dead_letters,
+                    (select count(*) from projection_parked_streams where projection = $1) as parked_streams",
+        )
+        .await?;
+    let counts = client.query_one(&stmt, &[&projection]).await?;
+    status.dead_letters = column(&counts, "dead_letters")?;
+    status.parked_streams = column(&counts, "parked_streams")?;
+    Ok(status)
+}
+
+/// The orders whose event at `position` the projection dead-lettered: it parked them, so their
+/// rows stop before that event.
+pub async fn orders_parked_at(
+    client: &ClientWrapper,
+    projection: &str,
+    position: Position,
+) -> Result<Vec<String>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "select stream_id from projection_dead_letters where projection = $1 and position = $2 order by stream_id",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&projection, &position.to_string()])
+        .await?
+        .iter()
+        .map(|r| {
+            let stream: String = column(r, "stream_id")?;
+            Ok(stream
+                .strip_prefix(Orders::STREAM_PREFIX)
+                .map_or_else(|| stream.clone(), str::to_owned))
+        })
+        .collect()
+}
