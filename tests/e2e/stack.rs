@@ -126,6 +126,10 @@ impl Stack {
         wait_for_table(&url, "read_model_migrations").await;
         let mut env = base_env.clone();
         env.push(("MILESTONE_QUERY_API_ADDR", format!("127.0.0.1:{qport}")));
+        // A token is normally reached in milliseconds; the three services share two cores with
+        // the other tests running beside these, so the bound on the wait is generous (the wait
+        // still ends as soon as the projection has the write).
+        env.push(("MILESTONE_READ_YOUR_WRITES_TIMEOUT_MS", "15000".to_owned()));
         let query_api = spawn("query-api", &[], &env);
         let queries = format!("http://127.0.0.1:{qport}");
         wait_healthy(&http, &queries).await;
