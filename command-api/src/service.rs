@@ -179,7 +179,8 @@ fn find_original<W: WorkflowApi>(
 /// The command type of the workflow an instance id belongs to.
 pub type CommandOf<I> = <<I as InstanceId>::Workflow as Workflow>::Command;
 
-/// Runs one command against the instance `id` of its workflow.
+/// Runs one command against the instance `id` of its workflow, after
+/// [`WorkflowApi::prepare`] has completed it.
 ///
 /// # Errors
 /// The workflow's refusals ([`ApiError::Refused`]), [`ApiError::PreconditionFailed`] for an
@@ -211,6 +212,7 @@ async fn run<W: WorkflowApi>(
         )
     });
     let creates = W::creates(&command);
+    let command = W::prepare(store, command).await?;
     // Whether this request owns its key's claim (its own, or that of an earlier identical
     // request it carries on); its answer is then recorded after the claim.
     let mut claimed = false;

@@ -3,8 +3,11 @@
 //! answered. The pipeline ([`crate::service`], [`crate::idempotency`], [`crate::http`]) is
 //! written once against [`WorkflowApi`]; each workflow's route module implements it.
 
+use crate::error::ApiError;
 use domain::kernel::Workflow;
+use event_store::EventStore;
 use std::fmt::{Debug, Display};
+use std::future::Future;
 use uuid::Uuid;
 
 /// How a refusal is answered: the HTTP status it maps to.
@@ -56,4 +59,19 @@ pub trait WorkflowApi: Workflow<Error: Refusal> {
 
     /// The title of a problem for a refusal of `kind`.
     fn refusal_title(kind: RefusalKind) -> &'static str;
+
+    /// Completes `command` with facts the workflow reads from other streams when the command is
+    /// handled (a return request reads its order's lines and delivery), so that `decide` stays
+    /// pure. Runs once per request, before the instance's stream is read. By default the
+    /// command is taken as sent.
+    ///
+    /// # Errors
+    /// Store errors, or a refusal when what was read makes the command meaningless.
+    fn prepare(
+        store: &dyn EventStore,
+        command: Self::Command,
+    ) -> impl Future<Output = Result<Self::Command, ApiError>> + Send {
+        let _ = store;
+        std::future::ready(Ok(command))
+    }
 }
