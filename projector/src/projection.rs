@@ -10,7 +10,8 @@ use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The channel notified after each committed batch: `{"position": "...", "<changed key>": [...]}`
+/// The channel notified after each committed batch:
+/// `{"projection": "<name>", "position": "...", "<changed key>": [...]}`
 /// (the list is null when it would not fit a notification).
 pub const CHANGES_CHANNEL: &str = "milestone_projection";
 
@@ -69,6 +70,39 @@ pub trait Projection: Send + Sync + 'static {
         stream_id
             .strip_prefix(Self::STREAM_PREFIX)
             .and_then(|id| Uuid::parse_str(id).ok())
+    }
+}
+
+/// What other processes know of a projection: its name, the streams it follows and the key of
+/// the changed ids in its notifications. [`crate::PROJECTIONS`] lists every registered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Descriptor {
+    pub name: &'static str,
+    pub stream_prefix: &'static str,
+    pub changed_key: &'static str,
+}
+
+impl Descriptor {
+    pub const fn of<P: Projection>() -> Self {
+        Self {
+            name: P::NAME,
+            stream_prefix: P::STREAM_PREFIX,
+            changed_key: P::CHANGED_KEY,
+        }
+    }
+
+    /// The registered projection named `name`.
+    pub fn named(name: &str) -> Option<&'static Self> {
+        crate::PROJECTIONS.iter().find(|d| d.name == name)
+    }
+
+    /// The registered projection following `stream`, and the instance id the stream names.
+    pub fn following(stream: &str) -> Option<(&'static Self, &str)> {
+        crate::PROJECTIONS.iter().find_map(|d| {
+            stream
+                .strip_prefix(d.stream_prefix)
+                .map(|instance| (d, instance))
+        })
     }
 }
 

@@ -509,6 +509,7 @@ impl<P: Projection> Runtime<P> {
 /// The NOTIFY payload; PostgreSQL refuses payloads of 8000 bytes or more.
 fn notification<P: Projection>(position: Position, changed: &[Uuid]) -> String {
     let mut payload = serde_json::Map::new();
+    payload.insert("projection".into(), P::NAME.into());
     payload.insert("position".into(), position.to_string().into());
     payload.insert(P::CHANGED_KEY.into(), serde_json::json!(changed));
     let full = serde_json::Value::Object(payload.clone()).to_string();

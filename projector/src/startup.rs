@@ -11,11 +11,18 @@ use event_store::Position;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use uuid::Uuid;
 
-/// Every projection this binary keeps: adding one is one line here.
+/// Every projection this binary keeps: adding one is one line here and its descriptor in
+/// [`crate::PROJECTIONS`].
 async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
-    Ok(vec![
-        start(config, OrderProjection::new(config.deadlines.clone())).await?,
-    ])
+    let registered = vec![start(config, OrderProjection::new(config.deadlines.clone())).await?];
+    let names: Vec<&str> = registered.iter().map(|p| p.name()).collect();
+    let described: Vec<&str> = crate::PROJECTIONS.iter().map(|d| d.name).collect();
+    if names != described {
+        return Err(ProjectorError::Corrupt(format!(
+            "the projections started ({names:?}) are not the ones described in PROJECTIONS ({described:?})"
+        )));
+    }
+    Ok(registered)
 }
 
 async fn start<P: Projection>(

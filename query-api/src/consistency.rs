@@ -1,39 +1,53 @@
-//! Read-your-writes: the projection's checkpoint, kept current by the projector's NOTIFY, and a
-//! bounded wait until it reaches a consistency token handed out by the command API.
+//! Read-your-writes: every projection's checkpoint, kept current by the projector's NOTIFY, and
+//! a bounded wait until the read models show everything up to a consistency token handed out by
+//! the command API. A token is reached when each projection has applied it, or has no event of
+//! its own streams up to it; so one token serves every workflow, whichever projection follows
+//! the stream it was written to.
 
 use crate::db::projection::Checkpoint;
+use crate::log::EventLog;
 use deadpool_postgres::Pool;
 use event_store::Position;
+use projector::{Descriptor, CHANGES_CHANNEL, PROJECTIONS};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::schema::PROJECTION;
-use projector::CHANGES_CHANNEL;
+/// How long a wait sleeps before looking again when the log cannot yet be seen up to the
+/// token (a checkpoint's notification wakes it sooner).
+const RECHECK: Duration = Duration::from_millis(50);
 
-/// The latest checkpoint this process knows of.
+/// The latest checkpoint of each projection this process knows of.
 #[derive(Clone)]
 pub struct CheckpointWatch {
-    tx: Arc<watch::Sender<Checkpoint>>,
+    watches: Arc<BTreeMap<&'static str, watch::Sender<Checkpoint>>>,
     pool: Pool,
+    log: Arc<EventLog>,
 }
 
 /// How a wait ended.
 #[derive(Debug, Clone, Copy)]
 pub struct WaitOutcome {
     pub reached: bool,
+    /// The lowest checkpoint among the projections with events up to the token (the ones the
+    /// token concerns).
     pub checkpoint: Option<Position>,
     pub waited: Duration,
 }
 
 impl CheckpointWatch {
     /// Starts listening for the projector's notifications (reconnecting when the connection
-    /// drops).
-    pub fn start(pool: Pool, config: tokio_postgres::Config) -> Self {
-        let (tx, _) = watch::channel(Checkpoint::default());
+    /// drops); the log at `event_store_url` tells which projections a token concerns.
+    pub fn start(pool: Pool, config: tokio_postgres::Config, event_store_url: &str) -> Self {
+        let watches = PROJECTIONS
+            .iter()
+            .map(|d| (d.name, watch::channel(Checkpoint::default()).0))
+            .collect();
         let watch = Self {
-            tx: Arc::new(tx),
+            watches: Arc::new(watches),
             pool,
+            log: Arc::new(EventLog::new(event_store_url)),
         };
         let background = watch.clone();
         tokio::spawn(async move { background.listen_forever(config).await });
@@ -42,17 +56,15 @@ impl CheckpointWatch {
 
     async fn listen_forever(&self, config: tokio_postgres::Config) {
         loop {
-            let tx = self.tx.clone();
+            let watches = Arc::clone(&self.watches);
             let on_message = move |payload: String| {
-                let position = serde_json::from_str::<serde_json::Value>(&payload)
-                    .ok()
-                    .and_then(|v| {
-                        v["position"]
-                            .as_str()
-                            .and_then(|p| p.parse::<Position>().ok())
-                    });
-                if let Some(p) = position {
-                    advance(&tx, p);
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                    return;
+                };
+                let position = v["position"].as_str().and_then(|p| p.parse().ok());
+                let tx = v["projection"].as_str().and_then(|name| watches.get(name));
+                if let (Some(tx), Some(p)) = (tx, position) {
+                    tx.send_if_modified(|known| raise(known, p));
                 }
             };
             match event_store::postgres::listen_on(&config, CHANGES_CHANNEL, on_message).await {
@@ -72,12 +84,20 @@ impl CheckpointWatch {
         }
     }
 
-    /// The latest checkpoint this process knows of, without asking the database.
-    pub fn known(&self) -> Option<Position> {
-        self.tx.borrow().position
+    fn sender(&self, projection: &str) -> &watch::Sender<Checkpoint> {
+        &self.watches[projection]
     }
 
-    /// Reads the checkpoint from the database and returns it.
+    /// The latest checkpoint of `projection` this process knows of, without asking the
+    /// database.
+    ///
+    /// # Panics
+    /// When `projection` is not one of [`PROJECTIONS`].
+    pub fn known(&self, projection: &str) -> Option<Position> {
+        self.sender(projection).borrow().position
+    }
+
+    /// Reads every projection's checkpoint from the database and returns them by name.
     ///
     /// What the watch knows only ever rises (a notification may already have announced a
     /// later checkpoint than the one this read saw), except after a rebuild, which starts the
@@ -85,43 +105,97 @@ impl CheckpointWatch {
     ///
     /// # Errors
     /// When the database cannot be reached.
-    pub async fn refresh(&self) -> Result<Option<Position>, crate::db::DbError> {
+    pub async fn refresh(
+        &self,
+    ) -> Result<BTreeMap<&'static str, Option<Position>>, crate::db::DbError> {
         let client = self.pool.get().await?;
-        let stored = crate::db::projection::load_checkpoint(&client, PROJECTION).await?;
-        self.tx.send_if_modified(|known| {
-            if stored.rebuilds > known.rebuilds {
-                *known = stored;
-                true
-            } else {
-                stored.position.is_some_and(|p| raise(known, p))
-            }
-        });
-        Ok(stored.position)
+        let mut read = BTreeMap::new();
+        for (&name, tx) in self.watches.iter() {
+            let stored = crate::db::projection::load_checkpoint(&client, name).await?;
+            tx.send_if_modified(|known| {
+                if stored.rebuilds > known.rebuilds {
+                    *known = stored;
+                    true
+                } else {
+                    stored.position.is_some_and(|p| raise(known, p))
+                }
+            });
+            read.insert(name, stored.position);
+        }
+        Ok(read)
     }
 
-    /// Waits, at most `timeout`, until the projection has applied the event at `token`.
+    /// Whether `projection` has nothing left to apply up to `token`: it applied it, or the log
+    /// holds none of its events between its checkpoint and the token. `None` while that cannot
+    /// be told yet (the log is not visible up to the token, or cannot be read).
+    async fn settled(&self, projection: &Descriptor, token: Position) -> Option<bool> {
+        let known = self.known(projection.name);
+        if known.is_some_and(|c| c >= token) {
+            return Some(true);
+        }
+        match self.log.has_events_up_to(projection, known, token).await {
+            Ok(pending) => pending.map(|p| !p),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the log to settle a consistency token");
+                None
+            }
+        }
+    }
+
+    /// Waits, at most `timeout`, until every projection has applied what the log holds of its
+    /// streams up to the event at `token`.
     pub async fn wait_for(&self, token: Position, timeout: Duration) -> WaitOutcome {
         let started = Instant::now();
-        let mut rx = self.tx.subscribe();
+        let deadline = started + timeout;
         // A notification may have been missed while reconnecting; one read settles it.
         let _ = self.refresh().await;
-        let reached = tokio::time::timeout(
-            timeout,
-            rx.wait_for(|c| c.position.is_some_and(|c| c >= token)),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
+        // Projections with no event of their own up to the token stay so: the log is final
+        // up to the token once readers can see that far.
+        let mut concerned: Vec<&'static Descriptor> = Vec::new();
+        let mut open: Vec<&'static Descriptor> = PROJECTIONS.iter().collect();
+        let reached = loop {
+            let mut waiting_on = None;
+            let mut still_open = Vec::new();
+            for projection in open {
+                let at_token = self.known(projection.name).is_some_and(|c| c >= token);
+                match self.settled(projection, token).await {
+                    Some(true) if !at_token => {}
+                    Some(true) => concerned.push(projection),
+                    Some(false) => {
+                        waiting_on.get_or_insert(projection);
+                        still_open.push(projection);
+                    }
+                    None => still_open.push(projection),
+                }
+            }
+            open = still_open;
+            if open.is_empty() {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            // Wake on the awaited projection's next checkpoint, or look again shortly when
+            // what is pending cannot be told yet.
+            let slice = match waiting_on {
+                Some(projection) => {
+                    let mut rx = self.sender(projection.name).subscribe();
+                    let wait = rx.wait_for(|c| c.position.is_some_and(|c| c >= token));
+                    let _ = tokio::time::timeout(deadline - now, wait).await;
+                    continue;
+                }
+                None => RECHECK.min(deadline - now),
+            };
+            tokio::time::sleep(slice).await;
+        };
+        concerned.extend(open);
         WaitOutcome {
             reached,
-            checkpoint: self.known(),
+            checkpoint: concerned.iter().map(|p| self.known(p.name)).min().flatten(),
             waited: started.elapsed(),
         }
     }
-}
-
-/// Raises the known checkpoint to `p`; never lowers it.
-fn advance(tx: &watch::Sender<Checkpoint>, p: Position) {
-    tx.send_if_modified(|known| raise(known, p));
 }
 
 fn raise(known: &mut Checkpoint, p: Position) -> bool {

@@ -15,6 +15,8 @@ pub enum QueryError {
     },
     #[error("'{0}' is not an order id (a UUID)")]
     NotAnOrderId(String),
+    #[error("'{name}' is not a projection; there are: {known}")]
+    UnknownProjection { name: String, known: String },
     #[error("first must be at least 1")]
     PageSizeTooSmall,
     #[error("first must be at most {max}")]
@@ -35,9 +37,10 @@ impl QueryError {
     /// The stable `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadArgument { .. } | Self::NotAnOrderId(_) | Self::PageSizeTooSmall => {
-                "BAD_USER_INPUT"
-            }
+            Self::BadArgument { .. }
+            | Self::NotAnOrderId(_)
+            | Self::UnknownProjection { .. }
+            | Self::PageSizeTooSmall => "BAD_USER_INPUT",
             Self::PageSizeTooLarge { .. } => "PAGE_SIZE_TOO_LARGE",
             Self::TooDeep => "QUERY_TOO_DEEP",
             Self::TooComplex => "QUERY_TOO_COMPLEX",

@@ -101,7 +101,7 @@ pub async fn graphql(
     if let Some((token, outcome)) = wait {
         // From the answer's own snapshot: parked as of what the answer shows.
         let parked = match snapshot.client().await {
-            Ok(client) => projection::orders_parked_at(client, PROJECTION, token).await,
+            Ok(client) => projection::parked_at(client, token).await,
             Err(e) => Err(e),
         };
         let parked = parked
@@ -148,9 +148,13 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
     match app.checkpoints.refresh().await {
-        Ok(checkpoint) => HttpResponse::Ok().json(json!({
+        Ok(checkpoints) => HttpResponse::Ok().json(json!({
             "status": "ready",
-            "checkpoint": checkpoint.map(|p| p.to_string()),
+            "checkpoint": checkpoints.get(PROJECTION).copied().flatten().map(|p| p.to_string()),
+            "checkpoints": checkpoints
+                .iter()
+                .map(|(name, p)| (name.to_string(), json!(p.map(|p| p.to_string()))))
+                .collect::<serde_json::Map<_, _>>(),
         })),
         Err(e) => {
             tracing::warn!(cause = %error_chain(&e), "not ready: read models unavailable");

@@ -3,9 +3,10 @@
 //! `schema` defines the types and resolvers by area (orders, timelines through a DataLoader,
 //! counts, stalled orders; paging; projection status) with depth and complexity limits;
 //! `error` gives every failure a stable `extensions.code`; `db` reads the tables by column name;
-//! `consistency` follows the projection's checkpoint through its NOTIFY so a query carrying a
-//! command's consistency token can wait (bounded) to read its own write; `http` serves it all
-//! on actix-web; `startup` wires it.
+//! `consistency` follows every projection's checkpoint through its NOTIFY so a query carrying a
+//! command's consistency token can wait (bounded) to read its own write; `log` reads the event
+//! log through the store's port (lag, what a token concerns); `http` serves it all on
+//! actix-web; `startup` wires it.
 
 #![forbid(unsafe_code)]
 
@@ -14,5 +15,6 @@ pub mod consistency;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod log;
 pub mod schema;
 pub mod startup;

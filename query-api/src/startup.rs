@@ -32,7 +32,7 @@ impl Application {
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let (pool, pg_config) =
             event_store::postgres::build_pool(&config.read_model_url, config.pool_size)?;
-        let checkpoints = CheckpointWatch::start(pool.clone(), pg_config);
+        let checkpoints = CheckpointWatch::start(pool.clone(), pg_config, &config.event_store_url);
         let schema = build_schema(&config);
         let listener = TcpListener::bind(config.listen)?;
         let port = listener.local_addr()?.port();

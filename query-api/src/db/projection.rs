@@ -3,8 +3,8 @@
 use super::{column, DbError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
-use domain::{Orders, Workflow};
 use event_store::Position;
+use projector::Descriptor;
 use tokio_postgres::Row;
 
 fn position(row: &Row) -> Result<Option<Position>, DbError> {
@@ -84,27 +84,22 @@ pub async fn projection_status(
     Ok(status)
 }
 
-/// The orders whose event at `position` the projection dead-lettered: it parked them, so their
+/// The instances whose event at `position` a projection dead-lettered: it parked them, so their
 /// rows stop before that event.
-pub async fn orders_parked_at(
-    client: &ClientWrapper,
-    projection: &str,
-    position: Position,
-) -> Result<Vec<String>, DbError> {
+pub async fn parked_at(client: &ClientWrapper, position: Position) -> Result<Vec<String>, DbError> {
     let stmt = client
         .prepare_cached(
-            "select stream_id from projection_dead_letters where projection = $1 and position = $2 order by stream_id",
+            "select distinct stream_id from projection_dead_letters where position = $1 order by stream_id",
         )
         .await?;
     client
-        .query(&stmt, &[&projection, &position.to_string()])
+        .query(&stmt, &[&position.to_string()])
         .await?
         .iter()
         .map(|r| {
             let stream: String = column(r, "stream_id")?;
-            Ok(stream
-                .strip_prefix(Orders::STREAM_PREFIX)
-                .map_or_else(|| stream.clone(), str::to_owned))
+            Ok(Descriptor::following(&stream)
+                .map_or_else(|| stream.clone(), |(_, id)| id.to_owned()))
         })
         .collect()
 }

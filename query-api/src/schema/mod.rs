@@ -12,13 +12,14 @@ pub mod projection;
 
 use crate::config::Config;
 use crate::db::{DbError, Snapshot};
+use crate::log::EventLog;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Schema};
 use deadpool_postgres::ClientWrapper;
 use std::sync::Arc;
 
 pub use orders::{Order, OrderStatus, TimelineLoader};
-pub use projection::{EventLog, ProjectionStatus, PROJECTION};
+pub use projection::{ProjectionStatus, PROJECTION};
 
 pub type MilestoneSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 

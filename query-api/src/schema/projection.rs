@@ -1,62 +1,21 @@
-//! `projectionStatus`: where the projection stands, and how far behind the event log it is.
+//! `projectionStatus`: where a projection stands, and how far behind the event log it is.
 
 use super::read_models;
 use crate::db::projection as db;
 use crate::error::{error_chain, QueryError};
+use crate::log::EventLog;
 use async_graphql::{Context, Object, ResultExt, SimpleObject};
 use chrono::{DateTime, Utc};
-use domain::{Orders, Workflow};
-use event_store::{EventStore, Position, StoreError, StoreOptions};
-use std::sync::Arc;
+use projector::{Descriptor, PROJECTIONS};
 
-/// The projection the query API reads.
+/// The projection `projectionStatus` describes when it is given no name: the first registered.
 pub const PROJECTION: &str = projector::PROJECTION;
-
-/// How many unapplied events `lagEvents` counts at most: past this, the projection is far
-/// behind and an exact count is not worth reading the log for.
-pub const LAG_COUNT_LIMIT: usize = 10_000;
-
-/// The event log, reached through the event store's port on first use.
-pub struct EventLog {
-    url: String,
-    store: tokio::sync::OnceCell<Arc<dyn EventStore>>,
-}
-
-impl EventLog {
-    pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            store: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    async fn store(&self) -> Result<&Arc<dyn EventStore>, StoreError> {
-        self.store
-            .get_or_try_init(|| event_store::connect(&self.url, &StoreOptions { pool_size: 2 }))
-            .await
-    }
-
-    /// How many order events after `checkpoint` the projection has not applied (at most
-    /// [`LAG_COUNT_LIMIT`]), and the age in seconds of the oldest of them (0 when none).
-    async fn lag(&self, checkpoint: Option<Position>) -> Result<(i64, f64), StoreError> {
-        let store = self.store().await?;
-        let head = store.head_position().await?;
-        if head.is_none() || head <= checkpoint {
-            return Ok((0, 0.0));
-        }
-        let behind = store
-            .read_all(checkpoint, Orders::STREAM_PREFIX, LAG_COUNT_LIMIT)
-            .await?;
-        let age = behind.first().map_or(0.0, |oldest| {
-            (Utc::now() - oldest.recorded_at).as_seconds_f64().max(0.0)
-        });
-        Ok((behind.len() as i64, age))
-    }
-}
 
 /// Where the projection stands.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct ProjectionStatus {
+    /// The projection's name, e.g. `order_status`.
+    pub name: String,
     /// The log position of the last applied event (compare with consistency tokens).
     pub checkpoint: Option<String>,
     pub events_applied: i64,
@@ -66,6 +25,7 @@ pub struct ProjectionStatus {
     /// Age of the oldest event not yet applied, in seconds (0 when caught up).
     pub lag_seconds: Option<f64>,
     pub dead_letters: i64,
+    /// Instances whose streams are parked after a dead-lettered event.
     pub parked_orders: i64,
 }
 
@@ -75,25 +35,32 @@ pub struct ProjectionQueries;
 
 #[Object]
 impl ProjectionQueries {
+    /// Where a projection stands: `name` is one of the registered projections (by default
+    /// the order projection, `order_status`).
     async fn projection_status(
         &self,
         ctx: &Context<'_>,
+        name: Option<String>,
     ) -> async_graphql::Result<ProjectionStatus> {
+        let projection = named(name.as_deref().unwrap_or(PROJECTION)).extend()?;
         let row = async {
-            Ok::<_, QueryError>(db::projection_status(read_models(ctx).await?, PROJECTION).await?)
+            Ok::<_, QueryError>(
+                db::projection_status(read_models(ctx).await?, projection.name).await?,
+            )
         }
         .await
         .extend()?;
         // Lag is unknown (null) while the event log cannot be reached; the rest still answers.
         let lag = ctx
             .data_unchecked::<EventLog>()
-            .lag(row.checkpoint)
+            .lag(projection, row.checkpoint)
             .await
             .inspect_err(
                 |e| tracing::warn!(cause = %error_chain(e), "cannot measure the projection's lag"),
             )
             .ok();
         Ok(ProjectionStatus {
+            name: projection.name.to_owned(),
             checkpoint: row.checkpoint.map(|p| p.to_string()),
             events_applied: row.events_applied,
             updated_at: row.updated_at,
@@ -103,4 +70,19 @@ impl ProjectionQueries {
             parked_orders: row.parked_streams,
         })
     }
+}
+
+/// The registered projection called `name`.
+///
+/// # Errors
+/// [`QueryError::UnknownProjection`] naming the projections there are.
+fn named(name: &str) -> Result<&'static Descriptor, QueryError> {
+    Descriptor::named(name).ok_or_else(|| QueryError::UnknownProjection {
+        name: name.chars().take(64).collect(),
+        known: PROJECTIONS
+            .iter()
+            .map(|d| d.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }

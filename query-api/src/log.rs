@@ -1,0 +1,71 @@
+//! The event log, reached through the event store's port on first use: how far a projection is
+//! behind it, and whether a projection has events of its own up to a consistency token.
+
+use chrono::Utc;
+use event_store::{EventStore, Position, StoreError, StoreOptions};
+use projector::Descriptor;
+use std::sync::Arc;
+
+/// How many unapplied events `lagEvents` counts at most: past this, the projection is far
+/// behind and an exact count is not worth reading the log for.
+pub const LAG_COUNT_LIMIT: usize = 10_000;
+
+pub struct EventLog {
+    url: String,
+    store: tokio::sync::OnceCell<Arc<dyn EventStore>>,
+}
+
+impl EventLog {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            store: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn store(&self) -> Result<&Arc<dyn EventStore>, StoreError> {
+        self.store
+            .get_or_try_init(|| event_store::connect(&self.url, &StoreOptions { pool_size: 2 }))
+            .await
+    }
+
+    /// How many events of `projection`'s streams after `checkpoint` it has not applied (at most
+    /// [`LAG_COUNT_LIMIT`]), and the age in seconds of the oldest of them (0 when none).
+    pub async fn lag(
+        &self,
+        projection: &Descriptor,
+        checkpoint: Option<Position>,
+    ) -> Result<(i64, f64), StoreError> {
+        let store = self.store().await?;
+        let head = store.head_position().await?;
+        if head.is_none() || head <= checkpoint {
+            return Ok((0, 0.0));
+        }
+        let behind = store
+            .read_all(checkpoint, projection.stream_prefix, LAG_COUNT_LIMIT)
+            .await?;
+        let age = behind.first().map_or(0.0, |oldest| {
+            (Utc::now() - oldest.recorded_at).as_seconds_f64().max(0.0)
+        });
+        Ok((behind.len() as i64, age))
+    }
+
+    /// Whether the log holds an event of `projection`'s streams after `checkpoint` and at or
+    /// before `token`: `None` while readers cannot see the log up to `token` yet (an event
+    /// before it may still become visible).
+    pub async fn has_events_up_to(
+        &self,
+        projection: &Descriptor,
+        checkpoint: Option<Position>,
+        token: Position,
+    ) -> Result<Option<bool>, StoreError> {
+        let store = self.store().await?;
+        if store.head_position().await?.is_none_or(|head| head < token) {
+            return Ok(None);
+        }
+        let next = store
+            .read_all(checkpoint, projection.stream_prefix, 1)
+            .await?;
+        Ok(Some(next.first().is_some_and(|e| e.position <= token)))
+    }
+}
