@@ -3,9 +3,7 @@
 
 use crate::dto::*;
 use crate::error::{FieldError, Problem};
-use crate::orders;
 use crate::workflow::WorkflowApi;
-use domain::Orders;
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
@@ -25,7 +23,7 @@ pub struct ApiDoc;
 /// that instance, so a client (or a stateful fuzzer) can follow an instance from its creation
 /// through its workflow. Done on the JSON because utoipa's `Link` serialises its fields in
 /// snake case (`operation_id`), which OpenAPI readers do not know.
-fn add_action_links<W: WorkflowApi>(doc: &mut Value) {
+pub fn add_action_links<W: WorkflowApi>(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return;
     };
@@ -98,9 +96,13 @@ fn mark_optional_bodies(doc: &mut Value) {
 /// The document as served and committed.
 pub fn document() -> Value {
     let mut api = ApiDoc::openapi();
-    api.merge(orders::OrderRoutes::openapi());
+    for served in crate::SERVED {
+        api.merge((served.openapi)());
+    }
     let mut doc = serde_json::to_value(api).unwrap_or_else(|e| json!({ "error": e.to_string() }));
-    add_action_links::<Orders>(&mut doc);
+    for served in crate::SERVED {
+        (served.links)(&mut doc);
+    }
     mark_optional_bodies(&mut doc);
     doc
 }

@@ -140,10 +140,25 @@ macro_rules! command_routes {
         #[derive(utoipa::OpenApi)]
         #[openapi(paths($create, $($action),*), components(schemas($outcome)))]
         pub struct $doc;
+
+        /// The workflow as the command API serves it; listed in [`crate::SERVED`].
+        pub const SERVED: $crate::routes::Served = $crate::routes::Served {
+            configure,
+            openapi: <$doc as utoipa::OpenApi>::openapi,
+            links: $crate::openapi::add_action_links::<$workflow>,
+        };
     };
 }
 
 pub(crate) use command_routes;
+
+/// A workflow's command routes, as [`command_routes!`] declares them: how to register them, their
+/// OpenAPI paths, and the links from each outcome to the instance's actions.
+pub struct Served {
+    pub configure: fn(&mut web::ServiceConfig),
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    pub links: fn(&mut serde_json::Value),
+}
 
 /// A resource that answers `method` with `handler`, and any other method with a 405 whose
 /// `Allow` header names `method`.

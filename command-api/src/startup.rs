@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::{http, openapi, orders, routes};
+use crate::{http, openapi, routes};
 use actix_web::dev::Server;
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -49,10 +49,11 @@ impl Application {
         let workers = config.workers.max(1);
         let state = web::Data::new(AppState { store, config });
         let server = HttpServer::new(move || {
-            App::new()
+            crate::SERVED
+                .iter()
+                .fold(App::new(), |app, served| app.configure(served.configure))
                 .app_data(state.clone())
                 .wrap(from_fn(http::echo_correlation_id))
-                .configure(orders::configure)
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))
