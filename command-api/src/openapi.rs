@@ -14,8 +14,13 @@ use utoipa::OpenApi;
         description = "State an intent about an order and get an immediate answer. Every accepted command returns the order's status, its stream revision and a consistency token to read your own write through the query API. Errors are RFC 9457 problem+json with a stable `code`.",
         version = "0.1.0"
     ),
-    components(schemas(Problem, FieldError, OrderLineRequest, ReservationRequest, ReasonRequest)),
-    tags((name = "orders", description = "Order-fulfilment commands"))
+    components(schemas(
+        Problem,
+        FieldError,
+        OrderLineRequest,
+        ReservationRequest,
+        ReasonRequest
+    ))
 )]
 pub struct ApiDoc;
 

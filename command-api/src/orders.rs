@@ -79,7 +79,7 @@ pub struct OrderOutcome {
 }
 
 command_routes! {
-    workflow: Orders, tag: "orders", outcome: OrderOutcome,
+    workflow: Orders, tag: "orders" = "Order-fulfilment commands", outcome: OrderOutcome,
     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
     create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
         created: "Order placed; `Location` names it",

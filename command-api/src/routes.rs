@@ -39,7 +39,7 @@ pub struct CommandHeaders {
 ///
 /// ```ignore
 /// command_routes! {
-///     workflow: Orders, tag: "orders", outcome: OrderOutcome,
+///     workflow: Orders, tag: "orders" = "Order-fulfilment commands", outcome: OrderOutcome,
 ///     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
 ///     create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
 ///         created: "…", exists: "…";
@@ -51,7 +51,7 @@ pub struct CommandHeaders {
 /// ```
 macro_rules! command_routes {
     (
-        workflow: $workflow:ty, tag: $tag:tt, outcome: $outcome:ty,
+        workflow: $workflow:ty, tag: $tag:tt = $tag_description:tt, outcome: $outcome:ty,
         id: $id_field:tt : $id_type:ty = $id_description:tt,
         create: $create:ident => $collection:tt, $endpoint:tt, $create_body:ty, $create_summary:tt,
             created: $created:tt, exists: $exists:tt;
@@ -138,7 +138,11 @@ macro_rules! command_routes {
 
         /// The OpenAPI paths of the workflow's command routes.
         #[derive(utoipa::OpenApi)]
-        #[openapi(paths($create, $($action),*), components(schemas($outcome)))]
+        #[openapi(
+            paths($create, $($action),*),
+            components(schemas($outcome)),
+            tags((name = $tag, description = $tag_description))
+        )]
         pub struct $doc;
 
         /// The workflow as the command API serves it; listed in [`crate::SERVED`].
