@@ -1,7 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers and bodies. Committed at
 //! `schemas/openapi.json`; a test fails when they drift.
 
-use crate::dto::*;
 use crate::error::{FieldError, Problem};
 use crate::workflow::WorkflowApi;
 use serde_json::{json, Map, Value};
@@ -14,13 +13,7 @@ use utoipa::OpenApi;
         description = "State an intent about an order and get an immediate answer. Every accepted command returns the order's status, its stream revision and a consistency token to read your own write through the query API. Errors are RFC 9457 problem+json with a stable `code`.",
         version = "0.1.0"
     ),
-    components(schemas(
-        Problem,
-        FieldError,
-        OrderLineRequest,
-        ReservationRequest,
-        ReasonRequest
-    ))
+    components(schemas(Problem, FieldError))
 )]
 pub struct ApiDoc;
 

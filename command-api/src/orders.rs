@@ -80,6 +80,7 @@ pub struct OrderOutcome {
 
 command_routes! {
     workflow: Orders, tag: "orders" = "Order-fulfilment commands", outcome: OrderOutcome,
+    schemas: (OrderLineRequest, ReservationRequest, ReasonRequest),
     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
     create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
         created: "Order placed; `Location` names it",

@@ -33,13 +33,15 @@ pub struct CommandHeaders {
 }
 
 /// Declares a workflow's command routes once: the creating route and every action, each with
-/// its path segment, request body and summary. Generates the actix handlers, `configure` (which
-/// registers them, answering 405 to other methods) and an `OpenApi` struct with their paths,
-/// from which the document's links to every action are derived.
+/// its path segment, request body and summary, and the schemas its bodies nest. Generates the
+/// actix handlers, `configure` (which registers them, answering 405 to other methods), an
+/// `OpenApi` struct with their paths and tag, and `SERVED`, from which the document's links to
+/// every action are derived.
 ///
 /// ```ignore
 /// command_routes! {
 ///     workflow: Orders, tag: "orders" = "Order-fulfilment commands", outcome: OrderOutcome,
+///     schemas: (OrderLineRequest),
 ///     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
 ///     create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
 ///         created: "…", exists: "…";
@@ -52,6 +54,7 @@ pub struct CommandHeaders {
 macro_rules! command_routes {
     (
         workflow: $workflow:ty, tag: $tag:tt = $tag_description:tt, outcome: $outcome:ty,
+        schemas: ($($schema:ty),* $(,)?),
         id: $id_field:tt : $id_type:ty = $id_description:tt,
         create: $create:ident => $collection:tt, $endpoint:tt, $create_body:ty, $create_summary:tt,
             created: $created:tt, exists: $exists:tt;
@@ -140,7 +143,7 @@ macro_rules! command_routes {
         #[derive(utoipa::OpenApi)]
         #[openapi(
             paths($create, $($action),*),
-            components(schemas($outcome)),
+            components(schemas($outcome $(, $schema)*)),
             tags((name = $tag, description = $tag_description))
         )]
         pub struct $doc;
