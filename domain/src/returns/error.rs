@@ -60,6 +60,11 @@ pub enum ReturnError {
     },
     #[error("return is {status}; it can no longer be cancelled")]
     CannotCancel { status: ReturnStatus },
+    #[error("the items were already shipped back with {carrier}, tracking {tracking_number}; a second shipment cannot be recorded")]
+    ItemsAlreadyShippedBack {
+        carrier: String,
+        tracking_number: String,
+    },
     #[error("return is {status}; no items are owed back to the customer (only items received after cancellation are)")]
     NoShipBackOwed { status: ReturnStatus },
     #[error("return is {status} with nothing owed; there is nothing to escalate")]
@@ -85,6 +90,7 @@ impl ReturnError {
             Self::RefundAlreadyIssued { .. } => "refund_already_issued",
             Self::IllegalTransition { .. } => "illegal_transition",
             Self::CannotCancel { .. } => "cannot_cancel",
+            Self::ItemsAlreadyShippedBack { .. } => "items_already_shipped_back",
             Self::NoShipBackOwed { .. } => "no_ship_back_owed",
             Self::NothingToEscalate { .. } => "nothing_to_escalate",
         }

@@ -87,6 +87,10 @@ pub fn decide(
             Some(done) if done.carrier == carrier && done.tracking_number == tracking_number => {
                 Ok(vec![])
             }
+            Some(done) => Err(ReturnError::ItemsAlreadyShippedBack {
+                carrier: done.carrier.to_string(),
+                tracking_number: done.tracking_number.as_str().to_owned(),
+            }),
             _ if !case.compensations_owed().is_empty() => {
                 Ok(vec![ReturnEvent::ReturnItemsShippedBack {
                     carrier,

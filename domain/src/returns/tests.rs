@@ -570,9 +570,18 @@ fn the_same_receipt_reported_again_is_a_no_op_and_another_one_is_refused() {
     Spec::<Returns>::given_commands(refunded())
         .when(receive_all())
         .then_nothing();
-    Spec::<Returns>::given_commands(received())
-        .when(receive_none())
-        .then_error(ReturnError::ItemsAlreadyReceived);
+    let another = || receive_with(vec![inspected("A-1", Accepted), inspected("B-2", Refused)]);
+    for history in [
+        received(),
+        refunded(),
+        rejected_at_inspection(),
+        cancelled_then_received(),
+        shipped_back(),
+    ] {
+        Spec::<Returns>::given_commands(history)
+            .when(another())
+            .then_error(ReturnError::ItemsAlreadyReceived);
+    }
 }
 
 #[test]
@@ -648,18 +657,29 @@ fn the_same_shipment_back_reported_again_is_a_no_op() {
 #[test]
 fn items_are_shipped_back_only_when_owed() {
     for (status, history) in every_status() {
-        if history == cancelled_then_received() {
+        if history == cancelled_then_received() || history == shipped_back() {
             continue;
         }
-        let command = if history == shipped_back() {
-            ship_back("JD0002")
-        } else {
-            ship_back("JD0001")
-        };
         Spec::<Returns>::given_commands(history)
-            .when(command)
+            .when(ship_back("JD0001"))
             .then_error(ReturnError::NoShipBackOwed { status });
     }
+}
+
+#[test]
+fn a_second_shipment_back_is_refused_and_names_the_first() {
+    let err = refusal(shipped_back(), ship_back("JD0002"));
+    assert_eq!(
+        err,
+        ReturnError::ItemsAlreadyShippedBack {
+            carrier: "DHL".into(),
+            tracking_number: "JD0001".into(),
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the items were already shipped back with DHL, tracking JD0001; a second shipment cannot be recorded"
+    );
 }
 
 // ---- refund --------------------------------------------------------------------------------
