@@ -1,6 +1,8 @@
 //! Every event variant, serialised the way the event store keeps it, validates against its
-//! committed JSON Schema under `schemas/events/`; every schema file names a known event type.
+//! committed JSON Schema under `schemas/events/` (order and returns events alike); every schema
+//! file names a known event type.
 
+use chrono::{TimeZone, Utc};
 use domain::*;
 use std::path::PathBuf;
 use uuid::Uuid;
@@ -73,9 +75,57 @@ fn one_of_each() -> Vec<OrderEvent> {
     ]
 }
 
+fn one_of_each_return_event() -> Vec<ReturnEvent> {
+    let eur = Currency::parse("EUR").unwrap();
+    let text = |s: &str| Reason::parse(s).unwrap();
+    let at = |day| Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap();
+    vec![
+        ReturnEvent::ReturnRequested {
+            order_id: OrderId::new(Uuid::from_u128(7)),
+            lines: vec![ReturnLine {
+                sku: Sku::parse("A-1").unwrap(),
+                quantity: Quantity::parse(2).unwrap(),
+                unit_price_minor: 250,
+            }],
+            refund_due_minor: 500,
+            currency: eur,
+            reason: text("does not fit"),
+            delivered_at: at(1),
+            requested_at: at(5),
+        },
+        ReturnEvent::ReturnApproved {
+            rma_number: RmaNumber::parse("RMA-1").unwrap(),
+        },
+        ReturnEvent::ReturnRejected {
+            reason: text("worn items"),
+        },
+        ReturnEvent::ReturnItemsReceived {
+            inspections: vec![LineInspection {
+                sku: Sku::parse("A-1").unwrap(),
+                outcome: InspectionOutcome::Accepted,
+            }],
+            refund_due_minor: 500,
+        },
+        ReturnEvent::RefundIssued {
+            refund_id: RefundId::parse("rf-1").unwrap(),
+            amount: Money::parse(500, eur).unwrap(),
+        },
+        ReturnEvent::ReturnCancelled {
+            reason: text("customer keeps the items"),
+        },
+        ReturnEvent::ReturnItemsShippedBack {
+            carrier: Carrier::parse("DHL").unwrap(),
+            tracking_number: TrackingNumber::parse("JD0001").unwrap(),
+        },
+        ReturnEvent::ReturnEscalated {
+            reason: text("parcel lost"),
+        },
+    ]
+}
+
 /// The committed schema of an event type's current version.
-fn load_schema(event_type: &str) -> serde_json::Value {
-    let version = OrderEvent::TYPES
+fn load_schema<E: EventContract>(event_type: &str) -> serde_json::Value {
+    let version = E::TYPES
         .iter()
         .find(|t| t.name == event_type)
         .unwrap_or_else(|| panic!("{event_type} is not an event type"))
@@ -88,15 +138,24 @@ fn load_schema(event_type: &str) -> serde_json::Value {
 
 #[test]
 fn every_event_variant_validates_against_its_committed_schema() {
-    let events = one_of_each();
-    let covered: Vec<_> = events.iter().map(OrderEvent::event_type).collect();
-    let types: Vec<_> = OrderEvent::TYPES.iter().map(|t| t.name).collect();
+    assert_each_validates_against_its_schema(one_of_each());
+}
+
+#[test]
+fn every_return_event_variant_validates_against_its_committed_schema() {
+    assert_each_validates_against_its_schema(one_of_each_return_event());
+}
+
+/// `events` hold one of every event type of their workflow, each valid against its schema.
+fn assert_each_validates_against_its_schema<E: EventContract>(events: Vec<E>) {
+    let covered: Vec<_> = events.iter().map(E::event_type).collect();
+    let types: Vec<_> = E::TYPES.iter().map(|t| t.name).collect();
     assert_eq!(
         covered, types,
         "the sample must hold one of every event type"
     );
     for event in events {
-        let schema = load_schema(event.event_type());
+        let schema = load_schema::<E>(event.event_type());
         let validator = jsonschema::validator_for(&schema).unwrap();
         let data = event.data();
         let errors: Vec<String> = validator
@@ -109,11 +168,29 @@ fn every_event_variant_validates_against_its_committed_schema() {
 
 #[test]
 fn schemas_refuse_data_the_code_would_refuse() {
-    let schema = load_schema("OrderShipped");
+    let schema = load_schema::<OrderEvent>("OrderShipped");
     let validator = jsonschema::validator_for(&schema).unwrap();
     let bad = serde_json::json!({"carrier": "UPS", "tracking_number": "1Z", "extra": 1});
     assert!(!validator.is_valid(&bad));
     assert!(OrderEvent::decode("OrderShipped", 1, &bad).is_err());
+}
+
+#[test]
+fn return_schemas_refuse_data_the_code_would_refuse() {
+    let schema = load_schema::<ReturnEvent>("ReturnItemsReceived");
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let bad = serde_json::json!({
+        "inspections": [{"sku": "A-1", "outcome": "MAYBE"}],
+        "refund_due_minor": 0
+    });
+    assert!(!validator.is_valid(&bad));
+    assert!(ReturnEvent::decode("ReturnItemsReceived", 1, &bad).is_err());
+
+    let schema = load_schema::<ReturnEvent>("ReturnApproved");
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let bad = serde_json::json!({"rma_number": "R1"});
+    assert!(!validator.is_valid(&bad));
+    assert!(ReturnEvent::decode("ReturnApproved", 1, &bad).is_err());
 }
 
 #[test]
@@ -126,6 +203,7 @@ fn every_committed_schema_names_a_known_event_type() {
     // Every version ever released stays, beside the current one.
     let mut expected: Vec<String> = OrderEvent::TYPES
         .iter()
+        .chain(ReturnEvent::TYPES)
         .flat_map(|t| (1..=t.version).map(move |v| format!("{}.v{v}.json", t.name)))
         .collect();
     expected.sort();
