@@ -5,6 +5,7 @@ use super::columns::{bind_columns, order_row, OrderRow, ORDER_STATUS_COLUMNS};
 use super::model::TimelineRow;
 use deadpool_postgres::Transaction;
 use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// The current rows of these orders, read in binary column by column (no JSON on either side
@@ -47,8 +48,7 @@ pub async fn write_rows(
         .filter(|(_, rows)| !rows.is_empty())
         .map(|(stmt, rows)| async move {
             let params = bind_columns(rows);
-            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                params.iter().map(|p| &**p as _).collect();
+            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
             tx.execute(&stmt, &params).await
         });
     futures::future::try_join_all(writes).await?;
@@ -110,43 +110,80 @@ pub async fn insert_timeline(
         return Ok(());
     }
     // Typed arrays travel in binary: no JSON for the server to parse.
-    let order_ids: Vec<Uuid> = rows.iter().map(|r| r.order_id).collect();
-    let revisions: Vec<i64> = rows.iter().map(|r| r.revision).collect();
-    let types: Vec<&str> = rows.iter().map(|r| r.event_type.as_str()).collect();
-    let occurred: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.occurred_at).collect();
-    let recorded: Vec<chrono::DateTime<chrono::Utc>> = rows.iter().map(|r| r.recorded_at).collect();
-    let positions: Vec<&str> = rows.iter().map(|r| r.position.as_str()).collect();
-    let event_ids: Vec<Uuid> = rows.iter().map(|r| r.event_id).collect();
-    let correlations: Vec<Option<&str>> =
-        rows.iter().map(|r| r.correlation_id.as_deref()).collect();
-    let causations: Vec<Option<&str>> = rows.iter().map(|r| r.causation_id.as_deref()).collect();
-    let summaries: Vec<&str> = rows.iter().map(|r| r.summary.as_str()).collect();
-    let stmt = tx
-        .prepare_cached(
-            "insert into order_timeline (order_id, revision, event_type, occurred_at, recorded_at, position,
-                                         event_id, correlation_id, causation_id, summary)
-             select * from unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-                                  $6::text[], $7::uuid[], $8::text[], $9::text[], $10::text[])
-",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &order_ids,
-            &revisions,
-            &types,
-            &occurred,
-            &recorded,
-            &positions,
-            &event_ids,
-            &correlations,
-            &causations,
-            &summaries,
-        ],
-    )
-    .await?;
+    let columns: [Column<'_>; 10] = [
+        column("order_id", "uuid", rows.iter().map(|r| r.order_id)),
+        column("revision", "bigint", rows.iter().map(|r| r.revision)),
+        column(
+            "event_type",
+            "text",
+            rows.iter().map(|r| r.event_type.as_str()),
+        ),
+        column(
+            "occurred_at",
+            "timestamptz",
+            rows.iter().map(|r| r.occurred_at),
+        ),
+        column(
+            "recorded_at",
+            "timestamptz",
+            rows.iter().map(|r| r.recorded_at),
+        ),
+        column("position", "text", rows.iter().map(|r| r.position.as_str())),
+        column("event_id", "uuid", rows.iter().map(|r| r.event_id)),
+        column(
+            "correlation_id",
+            "text",
+            rows.iter().map(|r| r.correlation_id.as_deref()),
+        ),
+        column(
+            "causation_id",
+            "text",
+            rows.iter().map(|r| r.causation_id.as_deref()),
+        ),
+        column("summary", "text", rows.iter().map(|r| r.summary.as_str())),
+    ];
+    insert_unnest(tx, "order_timeline", &columns, "").await?;
     Ok(())
+}
+
+/// One column of a batched insert: its name, its SQL type and its values (one per row) as one
+/// array parameter, so that each value list stands next to the name of its column.
+type Column<'a> = (
+    &'static str,
+    &'static str,
+    Box<dyn ToSql + Sync + Send + 'a>,
+);
+
+fn column<'a, T: ToSql + Sync + Send + 'a>(
+    name: &'static str,
+    sql_type: &'static str,
+    values: impl Iterator<Item = T>,
+) -> Column<'a> {
+    (name, sql_type, Box::new(values.collect::<Vec<T>>()))
+}
+
+/// Inserts one row per element of `columns`' arrays into `table`, each column named with its
+/// values; `tail` follows the insert (e.g. an `on conflict` clause).
+async fn insert_unnest(
+    tx: &Transaction<'_>,
+    table: &str,
+    columns: &[Column<'_>],
+    tail: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    let names: Vec<&str> = columns.iter().map(|(name, _, _)| *name).collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, sql_type, _))| format!("${}::{sql_type}[]", i + 1))
+        .collect();
+    let sql = format!(
+        "insert into {table} ({}) select * from unnest({}) {tail}",
+        names.join(", "),
+        arrays.join(", ")
+    );
+    let stmt = tx.prepare_cached(&sql).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|(_, _, p)| &**p as _).collect();
+    tx.execute(&stmt, &params).await
 }
 
 /// Adds `delta` to each status's count.
@@ -164,14 +201,17 @@ pub async fn add_status_counts(
     }
     // A fixed order keeps concurrent transactions from deadlocking on these rows.
     statuses.sort();
-    let amounts: Vec<i64> = statuses.iter().map(|s| deltas[*s]).collect();
-    let stmt = tx
-        .prepare_cached(
-            "insert into order_status_counts (status, orders) select * from unnest($1::text[], $2::bigint[])
-             on conflict (status) do update set orders = order_status_counts.orders + excluded.orders",
-        )
-        .await?;
-    tx.execute(&stmt, &[&statuses, &amounts]).await?;
+    let columns: [Column<'_>; 2] = [
+        column("status", "text", statuses.iter().map(|s| s.as_str())),
+        column("orders", "bigint", statuses.iter().map(|s| deltas[*s])),
+    ];
+    insert_unnest(
+        tx,
+        "order_status_counts",
+        &columns,
+        "on conflict (status) do update set orders = order_status_counts.orders + excluded.orders",
+    )
+    .await?;
     // Zero rows would make the table depend on batch boundaries.
     tx.execute("delete from order_status_counts where orders = 0", &[])
         .await?;

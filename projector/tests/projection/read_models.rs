@@ -348,3 +348,135 @@ async fn an_order_whose_stored_state_is_in_another_version_of_its_form_is_parked
     assert_eq!(r["stream_revision"], 1);
     assert_eq!(r["state_version"], projector::orders::ORDER_STATE_VERSION);
 }
+
+#[tokio::test]
+async fn each_column_of_an_order_row_is_written_to_the_column_of_its_name() {
+    use projector::orders::{OrderRow, ORDER_STATUS_COLUMNS};
+    let env = env().await;
+    let at = |s: i64| t0() + chrono::Duration::seconds(s);
+    // Every text column holds its own name: a value bound to another column shows.
+    let own = |name: &str| name.to_owned();
+    let written = OrderRow {
+        order_id: Uuid::new_v4(),
+        status: own("status"),
+        customer_id: own("customer_id"),
+        currency: own("currency"),
+        total_minor: 1,
+        line_count: 2,
+        lines: json!([{ "sku": "lines" }]),
+        shipping_address: json!({ "name": "shipping_address" }),
+        last_milestone: own("last_milestone"),
+        last_milestone_at: at(1),
+        pending_actions: vec![own("pending_actions")],
+        failure_reason: Some(own("failure_reason")),
+        compensations_owed: vec![own("compensations_owed")],
+        compensations_done: vec![own("compensations_done")],
+        payment_id: Some(own("payment_id")),
+        reservation_id: Some(own("reservation_id")),
+        carrier: Some(own("carrier")),
+        tracking_number: Some(own("tracking_number")),
+        placed_at: at(2),
+        payment_authorized_at: Some(at(3)),
+        inventory_reserved_at: Some(at(4)),
+        accepted_at: Some(at(5)),
+        rejected_at: Some(at(6)),
+        fulfillment_started_at: Some(at(7)),
+        shipped_at: Some(at(8)),
+        delivered_at: Some(at(9)),
+        cancelled_at: Some(at(10)),
+        payment_voided_at: Some(at(11)),
+        inventory_released_at: Some(at(12)),
+        escalated_at: Some(at(13)),
+        escalation_count: 3,
+        escalation_reason: Some(own("escalation_reason")),
+        correlation_id: Some(own("correlation_id")),
+        deadline_at: Some(at(14)),
+        stream_revision: 4,
+        last_position: own("last_position"),
+        last_position_commit: 5,
+        last_position_prepare: 6,
+        state: own("state"),
+        state_version: 7,
+        order: None,
+    };
+
+    let mut client = env.projector.pool().get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    projector::orders::db::write_rows(&tx, &[&written], &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let stored = row(&env.projector, written.order_id).await;
+    for (column, _) in ORDER_STATUS_COLUMNS.iter().filter(|(_, t)| *t == "text") {
+        assert_eq!(stored[column], json!(column), "column `{column}`");
+    }
+    for (column, _) in ORDER_STATUS_COLUMNS.iter().filter(|(_, t)| *t == "text[]") {
+        assert_eq!(stored[column], json!([column]), "column `{column}`");
+    }
+    let tx = client.transaction().await.unwrap();
+    let read = projector::orders::db::load_rows(&tx, &[written.order_id])
+        .await
+        .unwrap();
+    assert_eq!(read.get(&written.order_id), Some(&written));
+}
+
+#[tokio::test]
+async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_column_of_its_name() {
+    use projector::orders::TimelineRow;
+    let env = env().await;
+    let own = |name: &str| name.to_owned();
+    let entry = TimelineRow {
+        order_id: Uuid::new_v4(),
+        revision: 3,
+        event_type: own("event_type"),
+        occurred_at: t0(),
+        recorded_at: t0() + chrono::Duration::seconds(1),
+        position: own("position"),
+        event_id: Uuid::new_v4(),
+        correlation_id: Some(own("correlation_id")),
+        causation_id: Some(own("causation_id")),
+        summary: own("summary"),
+    };
+
+    let mut client = env.projector.pool().get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    projector::orders::db::insert_timeline(&tx, std::slice::from_ref(&entry))
+        .await
+        .unwrap();
+    let deltas = [("pending".to_owned(), 7), ("shipped".to_owned(), 2)].into();
+    projector::orders::db::add_status_counts(&tx, &deltas)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let stored: serde_json::Value = client
+        .query_one(
+            "select to_jsonb(t) from order_timeline t where order_id = $1",
+            &[&entry.order_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for column in [
+        "event_type",
+        "position",
+        "correlation_id",
+        "causation_id",
+        "summary",
+    ] {
+        assert_eq!(stored[column], json!(column), "column `{column}`");
+    }
+    assert_eq!(stored["revision"], 3);
+    assert_eq!(stored["event_id"], json!(entry.event_id));
+    assert_eq!(
+        stored["recorded_at"]
+            .as_str()
+            .map(|s| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap()),
+        Some(entry.recorded_at)
+    );
+    assert_eq!(
+        dump(&env.projector).await.split("\n--\n").nth(2),
+        Some("(pending,7)\n(shipped,2)")
+    );
+}

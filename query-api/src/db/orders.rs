@@ -10,13 +10,41 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-/// The columns every order query selects; [`OrderRecord::from_row`] reads each by its name.
-const ORDER_COLUMNS: &str = "order_id, status, customer_id, currency, total_minor, lines, shipping_address,
-    last_milestone, last_milestone_at, pending_actions, failure_reason, compensations_owed, compensations_done,
-    payment_id, reservation_id, carrier, tracking_number, placed_at, payment_authorized_at, inventory_reserved_at,
-    accepted_at, rejected_at, fulfillment_started_at, shipped_at, delivered_at, cancelled_at, payment_voided_at,
-    inventory_released_at, escalated_at, escalation_count, escalation_reason, correlation_id, deadline_at,
-    stream_revision, last_position, coalesce(deadline_at < now(), false) as overdue";
+/// Columns of `order_status` the projector keeps for its own use; every other column of
+/// [`projector::ORDER_STATUS_COLUMNS`] is served.
+pub const NOT_SERVED: &[&str] = &[
+    "line_count",
+    "last_position_commit",
+    "last_position_prepare",
+    "state",
+    "state_version",
+];
+
+/// Served columns whose GraphQL field on `Order` is not the column's camelCase name.
+pub const SERVED_AS: &[(&str, &str)] = &[("order_id", "id"), ("stream_revision", "revision")];
+
+/// Computed with each order: whether its deadline has passed.
+const COMPUTED: &str = "coalesce(deadline_at < now(), false) as overdue";
+
+/// The served columns of `order_status`, in the projector's order.
+pub fn served_columns() -> impl Iterator<Item = &'static str> {
+    projector::ORDER_STATUS_COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !NOT_SERVED.contains(name))
+}
+
+/// The select list of every order query: the served columns and the computed ones;
+/// [`OrderRecord::from_row`] reads each by its name.
+pub fn order_columns() -> &'static str {
+    static LIST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        served_columns()
+            .chain(std::iter::once(COMPUTED))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
 
 // Read from the `*_at` columns of `order_status`.
 /// When each milestone happened (null until it did).
@@ -86,7 +114,7 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    /// Reads a row selected with [`ORDER_COLUMNS`].
+    /// Reads a row selected with [`order_columns`].
     ///
     /// # Errors
     /// A column missing or of another type, or a label the domain does not know.
@@ -132,7 +160,8 @@ fn order_records(rows: &[Row]) -> Result<Vec<OrderRecord>, DbError> {
 pub async fn order_by_id(client: &ClientWrapper, id: Uuid) -> Result<Option<OrderRecord>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "select {ORDER_COLUMNS} from order_status where order_id = $1"
+            "select {} from order_status where order_id = $1",
+            order_columns()
         ))
         .await?;
     client
@@ -194,7 +223,10 @@ pub async fn list_orders(
     } else {
         format!("where {}", conditions.join(" and "))
     };
-    let sql = format!("select {ORDER_COLUMNS} from order_status {filter} order by placed_at desc, order_id desc limit {limit}");
+    let sql = format!(
+        "select {} from order_status {filter} order by placed_at desc, order_id desc limit {limit}",
+        order_columns()
+    );
     let stmt = client.prepare_cached(&sql).await?;
     let refs: Vec<&(dyn ToSql + Sync)> = params
         .iter()
@@ -210,7 +242,8 @@ pub async fn stalled_orders(
 ) -> Result<Vec<OrderRecord>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "select {ORDER_COLUMNS} from order_status where deadline_at < now() order by deadline_at, order_id limit $1"
+            "select {} from order_status where deadline_at < now() order by deadline_at, order_id limit $1",
+            order_columns()
         ))
         .await?;
     order_records(&client.query(&stmt, &[&limit]).await?)
