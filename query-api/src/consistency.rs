@@ -133,7 +133,16 @@ impl CheckpointWatch {
         if known.is_some_and(|c| c >= token) {
             return Some(true);
         }
-        match self.log.has_events_up_to(projection, known, token).await {
+        // A projection that applied the token read the log that far: it is visible.
+        let seen = self
+            .watches
+            .values()
+            .any(|w| w.borrow().position.is_some_and(|c| c >= token));
+        match self
+            .log
+            .has_events_up_to(projection, known, token, seen)
+            .await
+        {
             Ok(pending) => pending.map(|p| !p),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the log to settle a consistency token");

@@ -52,15 +52,17 @@ impl EventLog {
 
     /// Whether the log holds an event of `projection`'s streams after `checkpoint` and at or
     /// before `token`: `None` while readers cannot see the log up to `token` yet (an event
-    /// before it may still become visible).
+    /// before it may still become visible). `seen` says a reader already saw that far (another
+    /// projection applied the token), so the log's head need not be asked.
     pub async fn has_events_up_to(
         &self,
         projection: &Descriptor,
         checkpoint: Option<Position>,
         token: Position,
+        seen: bool,
     ) -> Result<Option<bool>, StoreError> {
         let store = self.store().await?;
-        if store.head_position().await?.is_none_or(|head| head < token) {
+        if !seen && store.head_position().await?.is_none_or(|head| head < token) {
             return Ok(None);
         }
         let next = store
