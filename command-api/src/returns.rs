@@ -182,19 +182,19 @@ command_routes! {
         conflict: "Not allowed in the return's current state, or contention",
         invalid: "Invalid fields (listed), contradicts the return, or Idempotency-Key reused"
     ) {
-        approve => "approve", ApproveReturnRequest,
+        approve_return => "approve", ApproveReturnRequest,
             "Approve a requested return with an RMA number.";
-        reject => "reject", RejectReturnRequest,
+        reject_return => "reject", RejectReturnRequest,
             "Reject a requested return.";
-        items_received => "items-received", ItemsReceivedRequest,
+        return_items_received => "items-received", ItemsReceivedRequest,
             "Record that the returned items arrived, with each line's inspection outcome.";
-        refund_issued => "refund-issued", RefundIssuedRequest,
+        return_refund_issued => "refund-issued", RefundIssuedRequest,
             "Record that the refund for the accepted lines was issued.";
-        cancel => "cancel", CancelReturnRequest,
+        cancel_return => "cancel", CancelReturnRequest,
             "Cancel a requested or approved return.";
-        items_shipped_back => "items-shipped-back", ItemsShippedBackRequest,
+        return_items_shipped_back => "items-shipped-back", ItemsShippedBackRequest,
             "Record that items received after cancellation were shipped back (compensation).";
-        escalate => "escalate", EscalateReturnRequest,
+        escalate_return => "escalate", EscalateReturnRequest,
             "Escalate an unfinished return to a person.";
     }
     openapi: ReturnRoutes
