@@ -325,6 +325,21 @@ async fn a_return_request_with_invalid_fields_lists_every_one() {
 }
 
 #[tokio::test]
+async fn a_second_return_request_for_the_same_order_is_refused_with_409() {
+    let app = spawn_app().await;
+    let id = app.delivered_order().await;
+    assert_eq!(app.request_return(return_body(&id)).await.status, 201);
+    let again = app.request_return(return_body(&id)).await;
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.code(), "return_already_requested");
+    assert!(again.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("an order has one return case"));
+    assert_eq!(app.return_stream(&id).await.len(), 1);
+}
+
+#[tokio::test]
 async fn a_replayed_return_request_answers_the_original_and_writes_nothing() {
     let app = spawn_app().await;
     let id = app.delivered_order().await;
@@ -549,6 +564,7 @@ async fn a_return_body_is_accepted_exactly_when_the_openapi_document_calls_it_va
     for (path, body) in cases {
         let schema =
             &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{path} has a documented body");
         let mut root = schema.clone();
         root["components"] = doc["components"].clone();
         let documented = jsonschema::draft202012::options()
