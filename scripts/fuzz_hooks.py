@@ -16,6 +16,15 @@ BY_DESIGN = {
     "idempotency_key_reused",
     # A payment must equal the order's total, which the document cannot know.
     "amount_mismatch",
+    # A return names an order, its SKUs and quantities, and its refund must equal what the
+    # accepted lines refund; inspected lines must be the returned ones. The document cannot know
+    # the orders and returns that exist.
+    "order_not_found",
+    "sku_not_ordered",
+    "quantity_exceeds_ordered",
+    "refund_amount_mismatch",
+    "line_not_inspected",
+    "line_not_returned",
 }
 
 # What Rust's `str::trim` removes (Unicode White_Space); Python's `str.strip` removes other
@@ -24,7 +33,8 @@ WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x
 
 
 def _has_duplicate_skus(body):
-    """Distinct SKUs per order is the one rule of a body the schema cannot state."""
+    """Distinct SKUs per order (and per return) is the one rule of a body the schema cannot
+    state."""
     lines = body.get("lines") if isinstance(body, dict) else None
     if not isinstance(lines, list):
         return False
