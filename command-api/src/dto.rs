@@ -206,7 +206,7 @@ pub mod rules {
 
 /// An integer field: JSON Schema, and so the OpenAPI document, calls `2.0` an integer too, so a
 /// whole number written with a decimal point is read as that integer.
-fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
     if let Some(i) = n.as_i64() {
         return Ok(i);

@@ -2,15 +2,15 @@
 //! what a return request reads from its order, and its routes, each declared once. A return
 //! case is named by its order's id (`/returns/{order_id}`, stream `return-<order id>`).
 
-use crate::error::{ApiError, UnreadableEvent};
+use crate::error::ApiError;
 use crate::returns_dto::*;
 use crate::routes::command_routes;
 use crate::workflow::{InstanceId, Refusal, RefusalKind, WorkflowApi};
 use domain::{
-    DomainError, EventContract, OrderEvent, OrderId, OrderState, Orders, ReturnCommand,
-    ReturnError, ReturnRequestContext, Returns, Workflow,
+    DomainError, OrderEvent, OrderId, OrderState, Orders, ReturnCommand, ReturnError,
+    ReturnRequestContext, Returns, Workflow,
 };
-use event_store::{read_whole_stream, EventStore, RecordedEvent};
+use event_store::{read_whole_stream, EventStore};
 use serde::Serialize;
 use std::fmt;
 use utoipa::ToSchema;
@@ -82,10 +82,7 @@ async fn read_order(
     order_id: OrderId,
 ) -> Result<ReturnRequestContext, ApiError> {
     let history = read_whole_stream(store, &Orders::stream_name(order_id)).await?;
-    let events = history
-        .iter()
-        .map(|e| decode_order_event(order_id, e))
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = crate::service::decode::<Orders>(order_id, &history)?;
     let OrderState::Placed(order) = Orders::rebuild(&events) else {
         // The body names an order that does not exist: the request contradicts the orders
         // (422), as the creating route has no instance that could be missing.
@@ -111,22 +108,6 @@ async fn read_order(
                 .unwrap_or(recorded.recorded_at)
         });
     ReturnRequestContext::from_order(&order, delivered_at).map_err(ApiError::refused::<Returns>)
-}
-
-fn decode_order_event(order_id: OrderId, e: &RecordedEvent) -> Result<OrderEvent, ApiError> {
-    let decoded = match &e.malformed {
-        Some(reason) => Err(UnreadableEvent::Malformed(reason.clone())),
-        None => OrderEvent::decode(&e.event_type, e.schema_version, &e.data)
-            .map_err(UnreadableEvent::Decode),
-    };
-    decoded.map_err(|source| ApiError::HistoryUnreadable {
-        subject: Orders::NAME,
-        code: Orders::HISTORY_UNREADABLE_CODE,
-        instance: order_id.to_string(),
-        stream: e.stream_id.clone(),
-        revision: e.revision,
-        source: Box::new(source),
-    })
 }
 
 impl Refusal for ReturnError {

@@ -13,8 +13,7 @@ use domain::{
     RefundId, RequestReturn, RequestedLine, ReturnCommand, ReturnRequestContext, ReturnWindow,
     Returns, RmaNumber, Sku, Status as OrderStatus, TrackingNumber,
 };
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::HashSet;
 use utoipa::openapi::schema::ArrayBuilder;
 use utoipa::openapi::{Array, Object, Ref};
@@ -84,23 +83,6 @@ pub mod return_rules {
     }
 }
 
-/// An integer field: JSON Schema, and so the OpenAPI document, calls `2.0` an integer too, so a
-/// whole number written with a decimal point is read as that integer (as the order bodies do).
-fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let n = serde_json::Number::deserialize(d)?;
-    if let Some(i) = n.as_i64() {
-        return Ok(i);
-    }
-    // Between these bounds every f64 converts to an i64 exactly.
-    const BOUND: f64 = 9_223_372_036_854_775_808.0;
-    match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && (-BOUND..BOUND).contains(&f) => Ok(f as i64),
-        _ => Err(D::Error::custom(format!(
-            "invalid value: {n}, expected a whole number that fits in 64 bits"
-        ))),
-    }
-}
-
 /// Checks a list of lines: 1 to [`MAX_LINES`] of them, each SKU parsed and named once.
 fn check_skus<'a>(
     f: &mut Fields,
@@ -137,7 +119,7 @@ pub struct ReturnLineRequest {
     #[schema(schema_with = rules::sku)]
     pub sku: String,
     #[schema(schema_with = rules::quantity)]
-    #[serde(deserialize_with = "whole_number")]
+    #[serde(deserialize_with = "crate::dto::whole_number")]
     pub quantity: i64,
 }
 
@@ -303,7 +285,7 @@ pub struct RefundIssuedRequest {
     #[schema(schema_with = return_rules::refund_id)]
     pub refund_id: String,
     #[schema(schema_with = return_rules::refund_amount_minor)]
-    #[serde(deserialize_with = "whole_number")]
+    #[serde(deserialize_with = "crate::dto::whole_number")]
     pub amount_minor: i64,
     #[schema(schema_with = rules::currency)]
     pub currency: String,

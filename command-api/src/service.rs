@@ -81,7 +81,10 @@ pub struct Executed {
 ///
 /// # Errors
 /// [`ApiError::HistoryUnreadable`] naming the first event that cannot be decoded.
-fn decode<W: WorkflowApi>(id: W::Id, history: &[RecordedEvent]) -> Result<Vec<W::Event>, ApiError> {
+pub fn decode<W: WorkflowApi>(
+    id: W::Id,
+    history: &[RecordedEvent],
+) -> Result<Vec<W::Event>, ApiError> {
     history
         .iter()
         .map(|e| {
@@ -179,8 +182,8 @@ fn find_original<W: WorkflowApi>(
 /// The command type of the workflow an instance id belongs to.
 pub type CommandOf<I> = <<I as InstanceId>::Workflow as Workflow>::Command;
 
-/// Runs one command against the instance `id` of its workflow, after
-/// [`WorkflowApi::prepare`] has completed it.
+/// Runs one command against the instance `id` of its workflow, completed by
+/// [`WorkflowApi::prepare`] before each decision.
 ///
 /// # Errors
 /// The workflow's refusals ([`ApiError::Refused`]), [`ApiError::PreconditionFailed`] for an
@@ -212,7 +215,6 @@ async fn run<W: WorkflowApi>(
         )
     });
     let creates = W::creates(&command);
-    let command = W::prepare(store, command).await?;
     // Whether this request owns its key's claim (its own, or that of an earlier identical
     // request it carries on); its answer is then recorded after the claim.
     let mut claimed = false;
@@ -259,10 +261,9 @@ async fn run<W: WorkflowApi>(
             }
         }
         let state = W::rebuild(&decoded);
-        let decided = match W::decide(&state, command.clone()) {
+        let decided = match prepare_and_decide::<W>(store, &state, command.clone()).await {
             Ok(decided) => decided,
-            Err(refusal) => {
-                let error = ApiError::refused::<W>(refusal);
+            Err(error @ ApiError::Refused { .. }) => {
                 if let Some(ledger) = &ledger {
                     let answer = Answer::refused(&error);
                     if !ledger
@@ -274,6 +275,7 @@ async fn run<W: WorkflowApi>(
                 }
                 return Err(error);
             }
+            Err(error) => return Err(error),
         };
         if decided.is_empty() {
             let unchanged = outcome::<W>(
@@ -368,6 +370,17 @@ async fn run<W: WorkflowApi>(
         subject: W::NAME,
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// Completes the command ([`WorkflowApi::prepare`]) and decides it on `state`. Refusals of
+/// either are [`ApiError::Refused`], answered (and kept under the request's key) alike.
+async fn prepare_and_decide<W: WorkflowApi>(
+    store: &dyn EventStore,
+    state: &W::State,
+    command: W::Command,
+) -> Result<Vec<W::Event>, ApiError> {
+    let command = W::prepare(store, command).await?;
+    W::decide(state, command).map_err(ApiError::refused::<W>)
 }
 
 /// The key's record (when the request has a key), then the instance's stream (unless

@@ -62,8 +62,9 @@ pub trait WorkflowApi: Workflow<Error: Refusal> {
 
     /// Completes `command` with facts the workflow reads from other streams when the command is
     /// handled (a return request reads its order's lines and delivery), so that `decide` stays
-    /// pure. Runs once per request, before the instance's stream is read. By default the
-    /// command is taken as sent.
+    /// pure. Runs before each decision, after the instance's stream is read; a refusal it
+    /// returns ([`ApiError::Refused`]) is answered, and kept under an idempotency key, like one
+    /// of `decide`'s. By default the command is taken as sent.
     ///
     /// # Errors
     /// Store errors, or a refusal when what was read makes the command meaningless.

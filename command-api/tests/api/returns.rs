@@ -380,6 +380,27 @@ async fn a_replayed_return_request_answers_the_original_and_writes_nothing() {
     assert_eq!(other.code(), "idempotency_key_reused");
 }
 
+/// The refusal comes from what was read in the order's stream, not from the return's: it is
+/// kept under its key like any other, so a retry after the order was delivered is its replay.
+#[tokio::test]
+async fn a_keyed_return_refused_because_the_order_was_not_delivered_keeps_its_answer() {
+    let app = spawn_app().await;
+    let id = app.accepted_order().await;
+    let first = app.keyed("/returns", "early", return_body(&id)).await;
+    assert_eq!(first.status, 409, "{first:?}");
+    assert_eq!(first.code(), "order_not_delivered");
+
+    app.fulfilled(&id).await;
+    let again = app.keyed("/returns", "early", return_body(&id)).await;
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.text, first.text, "the original answer");
+    assert!(app.return_stream(&id).await.is_empty());
+
+    let fresh = app.keyed("/returns", "later", return_body(&id)).await;
+    assert_eq!(fresh.status, 201, "a new key decides anew: {fresh:?}");
+}
+
 #[tokio::test]
 async fn a_return_command_pinned_to_another_revision_is_refused_with_412() {
     let app = spawn_app().await;
