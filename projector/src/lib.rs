@@ -16,19 +16,24 @@ pub mod db;
 pub mod lease;
 pub mod orders;
 pub mod projection;
+pub mod returns;
 pub mod runtime;
 pub mod startup;
 
 pub use config::{Config, Deadlines};
 pub use orders::{OrderProjection, ORDER_STATUS_COLUMNS};
 pub use projection::{BatchOutcome, Descriptor, Progress, Projection, CHANGES_CHANNEL};
+pub use returns::{ReturnProjection, RETURN_STATUS_COLUMNS};
 pub use runtime::Runtime;
 
 use event_store::{Position, StoreError};
 
 /// Every projection the projector keeps, as other processes (the query API, the command line)
 /// know them. `startup` starts one runtime for each and refuses to start when they differ.
-pub const PROJECTIONS: &[Descriptor] = &[Descriptor::of::<OrderProjection>()];
+pub const PROJECTIONS: &[Descriptor] = &[
+    Descriptor::of::<OrderProjection>(),
+    Descriptor::of::<ReturnProjection>(),
+];
 
 /// The order projection's runtime, as the binaries and tests use it.
 pub type Projector = Runtime<OrderProjection>;

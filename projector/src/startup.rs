@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::db::RepairNote;
 use crate::orders::OrderProjection;
 use crate::projection::{Progress, Projection};
+use crate::returns::ReturnProjection;
 use crate::runtime::Runtime;
 use crate::ProjectorError;
 use anyhow::Context;
@@ -14,7 +15,10 @@ use uuid::Uuid;
 /// Every projection this binary keeps: adding one is one line here and its descriptor in
 /// [`crate::PROJECTIONS`].
 async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
-    let registered = vec![start(config, OrderProjection::new(config.deadlines.clone())).await?];
+    let registered = vec![
+        start(config, OrderProjection::new(config.deadlines.clone())).await?,
+        start(config, ReturnProjection::from_env()?).await?,
+    ];
     let names: Vec<&str> = registered.iter().map(|p| p.name()).collect();
     let described: Vec<&str> = crate::PROJECTIONS.iter().map(|d| d.name).collect();
     if names != described {

@@ -1,7 +1,8 @@
 //! Milestone's GraphQL query API over the projector's read models.
 //!
-//! `schema` defines the types and resolvers by area (orders, timelines through a DataLoader,
-//! counts, stalled orders; paging; projection status) with depth and complexity limits;
+//! `schema` defines the types and resolvers by area (orders and returns: timelines through a
+//! DataLoader, counts, stalled instances; paging; projection status) with depth and complexity
+//! limits;
 //! `error` gives every failure a stable `extensions.code`; `db` reads the tables by column name;
 //! `consistency` follows every projection's checkpoint through its NOTIFY so a query carrying a
 //! command's consistency token can wait (bounded) to read its own write; `log` reads the event

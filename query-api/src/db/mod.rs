@@ -1,10 +1,12 @@
 //! Reads of the read models, by area: [`orders`] (the order workflow's status rows, timelines
-//! and counts) and [`projection`] (checkpoint, lag, dead letters). Free functions over a client,
+//! and counts), [`returns`] (the returns workflow's) and [`projection`] (checkpoint, lag, dead
+//! letters). Free functions over a client,
 //! prepared and cached statements, every column read by name; and the [`Snapshot`] a request
 //! reads them through.
 
 pub mod orders;
 pub mod projection;
+pub mod returns;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use event_store::StoreError;

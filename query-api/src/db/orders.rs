@@ -266,7 +266,8 @@ pub struct TimelineRecord {
 }
 
 impl TimelineRecord {
-    fn from_row(r: &Row) -> Result<Self, DbError> {
+    /// Reads a row of a timeline table (every workflow's has the same columns).
+    pub(super) fn from_row(r: &Row) -> Result<Self, DbError> {
         Ok(Self {
             revision: column(r, "revision")?,
             event_type: column(r, "event_type")?,

@@ -1,4 +1,5 @@
 //! The GraphQL schema, split by area and merged: [`orders`] (the order workflow's queries),
+//! [`returns`] (the returns workflow's queries),
 //! [`projection`] (projection status), [`paging`] (cursors, `first`/`after`, the page cap),
 //! [`input`] (argument checks) and [`limits`] (depth and complexity). Errors are
 //! [`crate::error::QueryError`]s with a stable `extensions.code`. Built once; each request
@@ -9,6 +10,7 @@ mod limits;
 pub mod orders;
 mod paging;
 pub mod projection;
+pub mod returns;
 
 use crate::config::Config;
 use crate::db::{DbError, Snapshot};
@@ -20,12 +22,17 @@ use std::sync::Arc;
 
 pub use orders::{Order, OrderStatus, TimelineLoader};
 pub use projection::{ProjectionStatus, PROJECTION};
+pub use returns::{Return, ReturnLoader, ReturnStatus, ReturnTimelineLoader};
 
 pub type MilestoneSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
 // Every query, by area.
 #[derive(MergedObject, Default)]
-pub struct Query(orders::OrderQueries, projection::ProjectionQueries);
+pub struct Query(
+    orders::OrderQueries,
+    returns::ReturnQueries,
+    projection::ProjectionQueries,
+);
 
 /// Builds the schema with its limits. Each request brings its own data: see [`for_request`].
 pub fn build_schema(config: &Config) -> MilestoneSchema {
@@ -41,15 +48,25 @@ pub fn build_schema(config: &Config) -> MilestoneSchema {
 }
 
 /// Gives a request what its resolvers read through: its snapshot of the read models, and the
-/// DataLoader batching timelines out of it.
+/// DataLoaders batching timelines and return cases out of it.
 pub fn for_request(
     request: async_graphql::Request,
     snapshot: &Arc<Snapshot>,
 ) -> async_graphql::Request {
-    request.data(Arc::clone(snapshot)).data(DataLoader::new(
-        TimelineLoader(Arc::clone(snapshot)),
-        tokio::spawn,
-    ))
+    request
+        .data(Arc::clone(snapshot))
+        .data(DataLoader::new(
+            TimelineLoader(Arc::clone(snapshot)),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            ReturnLoader(Arc::clone(snapshot)),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            ReturnTimelineLoader(Arc::clone(snapshot)),
+            tokio::spawn,
+        ))
 }
 
 /// The request's snapshot of the read models, its transaction begun on first use.

@@ -5,6 +5,7 @@
 use super::input;
 use super::paging::{decode_cursor, encode_cursor, page_cost, page_size, PageInfo};
 use super::read_models;
+use super::returns::Return;
 use crate::db::orders::{self as db, Milestones, OrderRecord, TimelineRecord};
 use crate::db::{DbError, Snapshot};
 use crate::error::QueryError;
@@ -197,6 +198,13 @@ impl Order {
     #[graphql(complexity = "child_complexity.saturating_mul(10)")]
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineRecord>> {
         load_timeline(ctx, self.0.order_id).await.extend()
+    }
+    /// The order's return case; null when none was requested.
+    #[graphql(name = "return")]
+    async fn return_case(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Return>> {
+        super::returns::of_order(ctx, self.0.order_id)
+            .await
+            .extend()
     }
 }
 

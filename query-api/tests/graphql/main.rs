@@ -7,4 +7,5 @@ mod limits;
 mod orders;
 mod read_model;
 mod read_your_writes;
+mod returns;
 mod sdl;

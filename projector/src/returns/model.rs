@@ -1,0 +1,348 @@
+//! How one event changes a return's rows. Pure: no database here.
+//!
+//! A row carries the domain's return case (`state`), so applying the next event is `evolve`
+//! plus copying the derived fields; nothing depends on the wall clock or on batch boundaries,
+//! which is what makes a rebuild identical to the incremental run.
+
+use super::columns::{ReturnRow, RETURN_STATE_VERSION};
+use super::deadlines::ReturnDeadlines;
+use chrono::{DateTime, Utc};
+use domain::{
+    EventContract, InspectionOutcome, ReturnCase, ReturnEvent, ReturnStage, ReturnState, Returns,
+    Workflow,
+};
+use event_store::RecordedEvent;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Why an event cannot be applied to a return's row; the event is dead-lettered with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnApplyError {
+    #[error("malformed {event_type} event: {reason}")]
+    Malformed { event_type: String, reason: String },
+    #[error("stream '{0}' is not a return stream")]
+    NotAReturnStream(String),
+    #[error("revision out of range")]
+    RevisionOutOfRange,
+    #[error("revision gap: the read model is at revision {at}, this event is revision {revision}")]
+    RevisionGap { at: i64, revision: i64 },
+    #[error("the read model has no row for this return, but this event is revision {0}")]
+    NoRow(i64),
+    #[error(transparent)]
+    Decode(#[from] domain::DecodeError),
+    #[error("{0} cannot be a return's first event; ReturnRequested must come first")]
+    NotFirst(String),
+    #[error("stored state of the return does not load: {0}")]
+    StateDoesNotLoad(#[source] serde_json::Error),
+    #[error(
+        "stored state of the return is in version {stored} of its form, this projector reads \
+         version {RETURN_STATE_VERSION}: rebuild the projection (`projector rebuild`)"
+    )]
+    StateVersion { stored: i32 },
+    #[error("the return does not serialise")]
+    Serialise(#[source] serde_json::Error),
+}
+
+impl ReturnRow {
+    /// Writes the working return case back into `state`, in the current version of its form,
+    /// before the row is stored.
+    ///
+    /// # Errors
+    /// When the state does not serialise (it always does for domain types).
+    pub fn seal(&mut self) -> Result<(), ReturnApplyError> {
+        if let Some(case) = self.case.as_ref().and_then(ReturnState::case) {
+            self.state = serde_json::to_string(case).map_err(ReturnApplyError::Serialise)?;
+            self.state_version = RETURN_STATE_VERSION;
+        }
+        Ok(())
+    }
+}
+
+/// A row of `return_timeline`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineRow {
+    pub order_id: Uuid,
+    pub revision: i64,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub position: String,
+    pub event_id: Uuid,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    pub summary: String,
+}
+
+/// The order id of a `return-<uuid>` stream.
+pub fn order_id_of(stream_id: &str) -> Option<Uuid> {
+    stream_id
+        .strip_prefix(Returns::STREAM_PREFIX)
+        .and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// When the event happened: the command's time if it carried one, else when it was stored.
+fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
+    event.metadata.occurred_at.unwrap_or(event.recorded_at)
+}
+
+/// Applies one event to a return's row in place (`None` before its first event) and returns
+/// its timeline entry, or `None` when the event was applied before (its revision is not newer
+/// than the row's).
+///
+/// # Errors
+/// Why the event cannot be applied: it does not decode, it is not the next revision, a
+/// return's first event is not `ReturnRequested`, or the stored state is in another version.
+/// The row is then unchanged and the caller dead-letters the event.
+pub fn apply(
+    slot: &mut Option<ReturnRow>,
+    event: &RecordedEvent,
+    deadlines: &ReturnDeadlines,
+) -> Result<Option<TimelineRow>, ReturnApplyError> {
+    if let Some(reason) = &event.malformed {
+        return Err(ReturnApplyError::Malformed {
+            event_type: event.event_type.clone(),
+            reason: reason.clone(),
+        });
+    }
+    let order_id = order_id_of(&event.stream_id)
+        .ok_or_else(|| ReturnApplyError::NotAReturnStream(event.stream_id.clone()))?;
+    let revision =
+        i64::try_from(event.revision).map_err(|_| ReturnApplyError::RevisionOutOfRange)?;
+    if let Some(row) = slot.as_ref() {
+        if revision <= row.stream_revision {
+            return Ok(None);
+        }
+        if revision != row.stream_revision + 1 {
+            return Err(ReturnApplyError::RevisionGap {
+                at: row.stream_revision,
+                revision,
+            });
+        }
+    } else if revision != 0 {
+        return Err(ReturnApplyError::NoRow(revision));
+    }
+    let decoded = ReturnEvent::decode(&event.event_type, event.schema_version, &event.data)?;
+    let at = occurred_at(event);
+    let (row, step_before) = match slot {
+        Some(row) => {
+            let state = match row.case.take() {
+                Some(state) => state,
+                None if row.state_version != RETURN_STATE_VERSION => {
+                    return Err(ReturnApplyError::StateVersion {
+                        stored: row.state_version,
+                    })
+                }
+                None => ReturnState::Requested(Box::new(
+                    serde_json::from_str::<ReturnCase>(&row.state)
+                        .map_err(ReturnApplyError::StateDoesNotLoad)?,
+                )),
+            };
+            let step_before = Returns::deadline_step(&state);
+            // A requested return stays requested whatever the event.
+            row.case = Some(Returns::evolve(state, &decoded));
+            (row, step_before)
+        }
+        None => {
+            let state = Returns::evolve(ReturnState::NotRequested, &decoded);
+            if state.case().is_none() {
+                return Err(ReturnApplyError::NotFirst(event.event_type.clone()));
+            }
+            (slot.insert(new_row(order_id, state, at)), None)
+        }
+    };
+    stamp_milestone(row, &decoded, at);
+    derive(row, step_before, at, deadlines)?;
+    let position = event.position.to_string();
+    row.stream_revision = revision;
+    row.last_position.clone_from(&position);
+    row.last_position_commit = event.position.commit as i64;
+    row.last_position_prepare = event.position.prepare as i64;
+    if row.correlation_id.is_none() {
+        row.correlation_id
+            .clone_from(&event.metadata.correlation_id);
+    }
+    Ok(Some(TimelineRow {
+        order_id,
+        revision,
+        event_type: event.event_type.clone(),
+        occurred_at: at,
+        recorded_at: event.recorded_at,
+        position,
+        event_id: event.id,
+        correlation_id: event.metadata.correlation_id.clone(),
+        causation_id: event.metadata.causation_id.clone(),
+        summary: decoded.summary(),
+    }))
+}
+
+/// A new row for a just-requested return; `derive` fills in what depends on the case.
+fn new_row(order_id: Uuid, state: ReturnState, at: DateTime<Utc>) -> ReturnRow {
+    ReturnRow {
+        order_id,
+        status: String::new(),
+        currency: String::new(),
+        reason: String::new(),
+        lines: serde_json::Value::Null,
+        line_count: 0,
+        refund_due_minor: 0,
+        refund_accepted_minor: None,
+        refunded_minor: 0,
+        refund_id: None,
+        rma_number: None,
+        last_milestone: String::new(),
+        last_milestone_at: at,
+        pending_actions: Vec::new(),
+        failure_reason: None,
+        compensations_owed: Vec::new(),
+        compensations_done: Vec::new(),
+        requested_at: at,
+        approved_at: None,
+        rejected_at: None,
+        received_at: None,
+        refunded_at: None,
+        cancelled_at: None,
+        shipped_back_at: None,
+        escalated_at: None,
+        escalation_count: 0,
+        escalation_reason: None,
+        correlation_id: None,
+        deadline_at: None,
+        stream_revision: -1,
+        last_position: String::new(),
+        last_position_commit: 0,
+        last_position_prepare: 0,
+        state: String::new(),
+        state_version: RETURN_STATE_VERSION,
+        case: Some(state),
+    }
+}
+
+fn stamp_milestone(row: &mut ReturnRow, event: &ReturnEvent, at: DateTime<Utc>) {
+    match event {
+        // The request's own time: the return window was checked against it.
+        ReturnEvent::ReturnRequested { requested_at, .. } => row.requested_at = *requested_at,
+        ReturnEvent::ReturnApproved { .. } => row.approved_at = Some(at),
+        ReturnEvent::ReturnRejected { .. } => row.rejected_at = Some(at),
+        ReturnEvent::ReturnItemsReceived { .. } => row.received_at = Some(at),
+        ReturnEvent::RefundIssued { .. } => row.refunded_at = Some(at),
+        ReturnEvent::ReturnCancelled { .. } => row.cancelled_at = Some(at),
+        ReturnEvent::ReturnItemsShippedBack { .. } => row.shipped_back_at = Some(at),
+        ReturnEvent::ReturnEscalated { reason } => {
+            row.escalated_at = Some(at);
+            row.escalation_count += 1;
+            row.escalation_reason = Some(reason.to_string());
+        }
+    }
+    row.last_milestone = event.event_type().to_owned();
+    row.last_milestone_at = at;
+}
+
+/// One requested line as `return_status.lines` shows it.
+#[derive(Serialize)]
+struct LineView<'a> {
+    sku: &'a str,
+    quantity: u32,
+    unit_price_minor: i64,
+    accepted_quantity: Option<u32>,
+    refused_quantity: Option<u32>,
+}
+
+fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ReturnApplyError> {
+    let lines: Vec<LineView<'_>> = case
+        .lines
+        .iter()
+        .map(|line| {
+            let outcome = case
+                .inspections
+                .as_deref()
+                .and_then(|all| all.iter().find(|i| i.sku == line.sku))
+                .map(|i| i.outcome);
+            let quantity = line.quantity.get();
+            let accepted = outcome.map(|o| match o {
+                InspectionOutcome::Accepted => quantity,
+                InspectionOutcome::Refused => 0,
+            });
+            LineView {
+                sku: line.sku.as_str(),
+                quantity,
+                unit_price_minor: line.unit_price_minor,
+                accepted_quantity: accepted,
+                refused_quantity: accepted.map(|a| quantity - a),
+            }
+        })
+        .collect();
+    serde_json::to_value(lines).map_err(ReturnApplyError::Serialise)
+}
+
+/// Copies what the return case knows into the row's derived columns.
+/// `step_before` is the deadline step the return was in before the event.
+fn derive(
+    row: &mut ReturnRow,
+    step_before: Option<&'static str>,
+    at: DateTime<Utc>,
+    deadlines: &ReturnDeadlines,
+) -> Result<(), ReturnApplyError> {
+    let Some(state) = &row.case else {
+        return Ok(());
+    };
+    let Some(case) = state.case() else {
+        return Ok(());
+    };
+    let step = Returns::deadline_step(state);
+    row.status = case.status().as_str().to_owned();
+    row.currency = case.currency.code().to_owned();
+    row.reason = case.reason.to_string();
+    row.lines = lines_of(case)?;
+    row.line_count = case.lines.len() as i32;
+    row.refund_due_minor = case.refund_due_minor;
+    row.refund_accepted_minor = case
+        .inspections
+        .as_ref()
+        .map(|_| case.accepted_refund_minor());
+    row.refunded_minor = case.refunded_minor();
+    row.pending_actions = case
+        .pending_actions()
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    row.compensations_owed = case
+        .compensations_owed()
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    row.compensations_done = case
+        .compensations_done()
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    row.failure_reason = match &case.stage {
+        ReturnStage::Rejected { reason } => Some(reason.to_string()),
+        ReturnStage::Cancelled { reason } => Some(format!("cancelled: {reason}")),
+        _ => None,
+    };
+    // A cancelled return keeps the RMA number it was approved with.
+    match &case.stage {
+        ReturnStage::Approved { rma_number } | ReturnStage::Received { rma_number } => {
+            row.rma_number = Some(rma_number.to_string());
+        }
+        ReturnStage::Refunded {
+            rma_number,
+            refund_id,
+            ..
+        } => {
+            row.rma_number = Some(rma_number.to_string());
+            row.refund_id = Some(refund_id.to_string());
+        }
+        _ => {}
+    }
+    // The clock for the next step starts when the return enters a step (a status, or owing
+    // items back after a late arrival); an escalation does not restart it.
+    row.deadline_at = match step {
+        None => None,
+        Some(step) if step_before != Some(step) || row.deadline_at.is_none() => {
+            Some(at + deadlines.for_step(step))
+        }
+        Some(_) => row.deadline_at,
+    };
+    Ok(())
+}

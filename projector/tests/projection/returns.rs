@@ -1,0 +1,652 @@
+//! The returns projection, registered like any projection: its rows, timeline, counts and
+//! deadlines, its poison handling and its rebuild, beside the order projection on one log.
+
+use crate::helpers::*;
+use chrono::{DateTime, Duration, Utc};
+use domain::*;
+use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent};
+use projector::returns::ReturnDeadlines;
+use projector::{Projection, ReturnProjection, Runtime};
+use serde_json::json;
+use uuid::Uuid;
+
+type Returns = Runtime<ReturnProjection>;
+
+async fn returns_projector(url: &str, deadlines: ReturnDeadlines) -> Returns {
+    Runtime::start(config(url), ReturnProjection::new(deadlines))
+        .await
+        .unwrap()
+}
+
+/// A delivered order as the returns workflow sees it: lines A (2 x 1000) and B (1 x 250).
+fn delivered(id: Uuid) -> ReturnRequestContext {
+    let OrderCommand::PlaceOrder(placed) = place(id) else {
+        unreachable!("place() places an order")
+    };
+    ReturnRequestContext {
+        order_id: OrderId::new(id),
+        order_status: Status::Delivered,
+        delivered_at: Some(t0() - Duration::days(3)),
+        lines: placed.lines,
+        currency: placed.currency,
+    }
+}
+
+fn request(id: Uuid) -> ReturnCommand {
+    ReturnCommand::RequestReturn(RequestReturn {
+        order: delivered(id),
+        requested_at: t0(),
+        window: ReturnWindow::default(),
+        lines: vec![
+            RequestedLine::parse("A", 2).unwrap(),
+            RequestedLine::parse("B", 1).unwrap(),
+        ],
+        reason: reason("does not fit"),
+    })
+}
+
+fn approve(rma: &str) -> ReturnCommand {
+    ReturnCommand::ApproveReturn {
+        rma_number: RmaNumber::parse(rma).unwrap(),
+    }
+}
+
+/// A accepted, B refused: the accepted lines refund 2000.
+fn receive() -> ReturnCommand {
+    ReturnCommand::RecordItemsReceived {
+        inspections: vec![
+            LineInspection {
+                sku: Sku::parse("A").unwrap(),
+                outcome: InspectionOutcome::Accepted,
+            },
+            LineInspection {
+                sku: Sku::parse("B").unwrap(),
+                outcome: InspectionOutcome::Refused,
+            },
+        ],
+    }
+}
+
+const ACCEPTED: i64 = 2000;
+
+fn refund(id: &str) -> ReturnCommand {
+    ReturnCommand::RecordRefundIssued {
+        refund_id: RefundId::parse(id).unwrap(),
+        amount: Money::parse(ACCEPTED, Currency::parse("EUR").unwrap()).unwrap(),
+    }
+}
+
+fn cancel(why: &str) -> ReturnCommand {
+    ReturnCommand::CancelReturn {
+        reason: reason(why),
+    }
+}
+
+fn escalate(why: &str) -> ReturnCommand {
+    ReturnCommand::EscalateReturn {
+        reason: reason(why),
+    }
+}
+
+fn ship_back() -> ReturnCommand {
+    ReturnCommand::RecordItemsShippedBack {
+        carrier: Carrier::parse("UPS").unwrap(),
+        tracking_number: TrackingNumber::parse("BACK-1").unwrap(),
+    }
+}
+
+/// Decides `commands` against the return's stream and appends the events, one command per
+/// append, a minute apart from `start`. Returns the number of events written.
+async fn record_return(
+    store: &dyn EventStore,
+    id: Uuid,
+    commands: Vec<ReturnCommand>,
+    start: DateTime<Utc>,
+) -> usize {
+    let stream = <domain::Returns as Workflow>::stream_name(id);
+    let history = event_store::read_whole_stream(store, &stream)
+        .await
+        .unwrap();
+    let mut state = history
+        .iter()
+        .map(|e| ReturnEvent::decode(&e.event_type, e.schema_version, &e.data).unwrap())
+        .fold(ReturnState::default(), |s, e| {
+            domain::Returns::evolve(s, &e)
+        });
+    let mut revision = history.last().map(|e| e.revision);
+    let mut written = 0;
+    for (i, command) in commands.into_iter().enumerate() {
+        let events = domain::Returns::decide(&state, command).unwrap();
+        let at = start + Duration::minutes(i as i64);
+        let new: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent {
+                id: Uuid::new_v4(),
+                event_type: e.event_type().into(),
+                schema_version: e.schema_version(),
+                data: e.data(),
+                metadata: Metadata {
+                    correlation_id: Some(format!("corr-return-{id}")),
+                    causation_id: Some(format!("cmd-{i}")),
+                    occurred_at: Some(at),
+                    ..Metadata::default()
+                },
+            })
+            .collect();
+        let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        let result = store.append(&stream, expected, new).await.unwrap();
+        revision = Some(result.next_expected_revision);
+        written += events.len();
+        for e in &events {
+            state = domain::Returns::evolve(state, e);
+        }
+    }
+    written
+}
+
+/// Runs a projection until it has applied at least `n` more events (or 10 s pass).
+async fn drive<P: Projection>(runtime: &Runtime<P>, n: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut total = 0;
+    while total < n && std::time::Instant::now() < deadline {
+        total += runtime.run_once().await.unwrap();
+        if total < n {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    total
+}
+
+async fn query_json(pool: &deadpool_postgres::Pool, sql: &str, id: Uuid) -> serde_json::Value {
+    let client = pool.get().await.unwrap();
+    client.query_one(sql, &[&id]).await.unwrap().get(0)
+}
+
+async fn return_row(returns: &Returns, id: Uuid) -> serde_json::Value {
+    query_json(
+        returns.pool(),
+        "select to_jsonb(s) from return_status s where order_id = $1",
+        id,
+    )
+    .await
+}
+
+async fn count_of(returns: &Returns, status: &str) -> i64 {
+    let client = returns.pool().get().await.unwrap();
+    client
+        .query_opt(
+            "select returns from return_status_counts where status = $1",
+            &[&status],
+        )
+        .await
+        .unwrap()
+        .map_or(0, |r| r.get(0))
+}
+
+/// Counts kept by the projection must equal counting the rows.
+async fn assert_return_counts_consistent(returns: &Returns) {
+    let client = returns.pool().get().await.unwrap();
+    let differing: i64 = client
+        .query_one(
+            "select count(*) from (
+                (select status, returns from return_status_counts
+                 except select status, count(*) from return_status group by status)
+                union all
+                (select status, count(*) from return_status group by status
+                 except select status, returns from return_status_counts)) d",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        differing, 0,
+        "return_status_counts disagrees with return_status"
+    );
+}
+
+/// The returns read models as text, in a stable order: equal dumps mean identical tables.
+async fn dump_returns(returns: &Returns) -> String {
+    let client = returns.pool().get().await.unwrap();
+    let mut out = String::new();
+    for sql in [
+        "select coalesce(string_agg(s::text, E'\\n' order by order_id), '') from return_status s",
+        "select coalesce(string_agg(t::text, E'\\n' order by order_id, revision), '') from return_timeline t",
+        "select coalesce(string_agg(c::text, E'\\n' order by status), '') from return_status_counts c",
+    ] {
+        let text: String = client.query_one(sql, &[]).await.unwrap().get(0);
+        out.push_str(&text);
+        out.push_str("\n--\n");
+    }
+    out
+}
+
+fn at(row: &serde_json::Value, column: &str) -> DateTime<Utc> {
+    row[column]
+        .as_str()
+        .unwrap_or_else(|| panic!("{column} is not set: {row}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_return_walked_to_its_refund_shows_each_step_its_refund_amounts_timeline_and_counts() {
+    let url = test_support::fresh_database().await;
+    let env = env_on(&url, config(&url)).await;
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let (id, waiting) = (Uuid::new_v4(), Uuid::new_v4());
+    let store = env.store.as_ref();
+
+    record_return(store, waiting, vec![request(waiting)], t0()).await;
+    record_return(store, id, vec![request(id)], t0()).await;
+    assert_eq!(drive(&returns, 2).await, 2);
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["status"], "REQUESTED");
+    assert_eq!(r["pending_actions"], json!(["DECIDE_RETURN"]));
+    assert_eq!(r["currency"], "EUR");
+    assert_eq!(r["reason"], "does not fit");
+    assert_eq!(r["line_count"], 2);
+    assert_eq!(r["refund_due_minor"], TOTAL);
+    assert!(
+        r["refund_accepted_minor"].is_null(),
+        "nothing inspected yet"
+    );
+    assert_eq!(r["refunded_minor"], 0);
+    assert_eq!(
+        r["lines"],
+        json!([
+            {"sku": "A", "quantity": 2, "unit_price_minor": 1000,
+             "accepted_quantity": null, "refused_quantity": null},
+            {"sku": "B", "quantity": 1, "unit_price_minor": 250,
+             "accepted_quantity": null, "refused_quantity": null},
+        ])
+    );
+    assert_eq!(at(&r, "requested_at"), t0());
+
+    record_return(
+        store,
+        id,
+        vec![escalate("customer called twice"), approve("RMA-7")],
+        t0() + Duration::hours(1),
+    )
+    .await;
+    drive(&returns, 2).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["status"], "APPROVED");
+    assert_eq!(r["pending_actions"], json!(["RECEIVE_ITEMS"]));
+    assert_eq!(r["rma_number"], "RMA-7");
+    assert_eq!(r["escalation_count"], 1);
+    assert_eq!(r["escalation_reason"], "customer called twice");
+
+    record_return(store, id, vec![receive()], t0() + Duration::days(2)).await;
+    drive(&returns, 1).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["status"], "RECEIVED");
+    assert_eq!(r["pending_actions"], json!(["ISSUE_REFUND"]));
+    assert_eq!(r["refund_accepted_minor"], ACCEPTED);
+    assert_eq!(r["refund_due_minor"], TOTAL, "still what was requested");
+    assert_eq!(
+        r["lines"],
+        json!([
+            {"sku": "A", "quantity": 2, "unit_price_minor": 1000,
+             "accepted_quantity": 2, "refused_quantity": 0},
+            {"sku": "B", "quantity": 1, "unit_price_minor": 250,
+             "accepted_quantity": 0, "refused_quantity": 1},
+        ])
+    );
+
+    record_return(store, id, vec![refund("rf-9")], t0() + Duration::days(3)).await;
+    drive(&returns, 1).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["status"], "REFUNDED");
+    assert_eq!(r["pending_actions"], json!([]));
+    assert_eq!(r["refunded_minor"], ACCEPTED);
+    assert_eq!(r["refund_id"], "rf-9");
+    assert_eq!(r["rma_number"], "RMA-7");
+    assert_eq!(r["last_milestone"], "RefundIssued");
+    assert_eq!(r["stream_revision"], 4);
+    assert_eq!(r["correlation_id"], format!("corr-return-{id}"));
+    assert!(
+        r["deadline_at"].is_null(),
+        "a refunded return waits for nothing"
+    );
+    assert!(r["failure_reason"].is_null());
+    assert_eq!(at(&r, "approved_at"), t0() + Duration::minutes(61));
+    assert_eq!(at(&r, "escalated_at"), t0() + Duration::hours(1));
+    assert_eq!(at(&r, "received_at"), t0() + Duration::days(2));
+    assert_eq!(at(&r, "refunded_at"), t0() + Duration::days(3));
+    assert_eq!(at(&r, "last_milestone_at"), t0() + Duration::days(3));
+    for never in ["rejected_at", "cancelled_at", "shipped_back_at"] {
+        assert!(r[never].is_null(), "{never} is set: {r}");
+    }
+
+    let client = returns.pool().get().await.unwrap();
+    let timeline = client
+        .query(
+            "select event_type, summary, causation_id from return_timeline where order_id = $1 order by revision",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = timeline.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        types,
+        [
+            "ReturnRequested",
+            "ReturnEscalated",
+            "ReturnApproved",
+            "ReturnItemsReceived",
+            "RefundIssued"
+        ]
+    );
+    assert_eq!(
+        timeline[3].get::<_, String>(1),
+        "items received: 1 of 2 line(s) accepted, refund due 2000"
+    );
+    assert_eq!(count_of(&returns, "REFUNDED").await, 1);
+    assert_eq!(count_of(&returns, "REQUESTED").await, 1, "the other return");
+    assert_eq!(count_of(&returns, "APPROVED").await, 0);
+    assert_return_counts_consistent(&returns).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_return_whose_items_arrive_late_owes_shipping_them_back_until_they_are() {
+    let url = test_support::fresh_database().await;
+    let env = env_on(&url, config(&url)).await;
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let id = Uuid::new_v4();
+    let store = env.store.as_ref();
+
+    record_return(
+        store,
+        id,
+        vec![request(id), approve("RMA-8"), cancel("bought elsewhere")],
+        t0(),
+    )
+    .await;
+    drive(&returns, 3).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["status"], "CANCELLED");
+    assert_eq!(r["pending_actions"], json!([]));
+    assert_eq!(r["compensations_owed"], json!([]));
+    assert_eq!(r["failure_reason"], "cancelled: bought elsewhere");
+    assert_eq!(r["rma_number"], "RMA-8", "the RMA it was approved with");
+    assert!(r["deadline_at"].is_null());
+
+    let parcel = t0() + Duration::days(5);
+    record_return(store, id, vec![receive()], parcel).await;
+    drive(&returns, 1).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["status"], "CANCELLED", "a late parcel does not revive it");
+    assert_eq!(r["pending_actions"], json!(["SHIP_ITEMS_BACK"]));
+    assert_eq!(r["compensations_owed"], json!(["SHIP_ITEMS_BACK"]));
+    assert_eq!(r["compensations_done"], json!([]));
+    assert_eq!(at(&r, "received_at"), parcel);
+    assert_eq!(r["refunded_minor"], 0);
+    assert_eq!(
+        at(&r, "deadline_at"),
+        parcel + ReturnDeadlines::default().for_step(COMPENSATION_STEP),
+        "the clock to ship back starts when the items arrive"
+    );
+
+    record_return(store, id, vec![ship_back()], parcel + Duration::hours(3)).await;
+    drive(&returns, 1).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(r["pending_actions"], json!([]));
+    assert_eq!(r["compensations_owed"], json!([]));
+    assert_eq!(r["compensations_done"], json!(["SHIP_ITEMS_BACK"]));
+    assert_eq!(at(&r, "shipped_back_at"), parcel + Duration::hours(3));
+    assert_eq!(r["last_milestone"], "ReturnItemsShippedBack");
+    assert!(r["deadline_at"].is_null(), "nothing owed any more");
+    assert_eq!(count_of(&returns, "CANCELLED").await, 1);
+    assert_return_counts_consistent(&returns).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_of_the_returns_projection_gives_identical_tables_to_the_incremental_run() {
+    let url = test_support::fresh_database().await;
+    let env = env_on(&url, config(&url)).await;
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let store = env.store.as_ref();
+    let mut events = 0;
+    for (i, commands) in [
+        vec![approve("RMA-1"), receive(), refund("rf-1")],
+        vec![
+            approve("RMA-2"),
+            cancel("changed mind"),
+            receive(),
+            ship_back(),
+        ],
+        vec![escalate("slow"), cancel("changed mind")],
+        vec![],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = Uuid::new_v4();
+        let mut all = vec![request(id)];
+        all.extend(commands);
+        events += record_return(store, id, all, t0() + Duration::hours(i as i64)).await;
+        // Batches end at different places in the incremental run than in the rebuild.
+        drive(&returns, 1).await;
+    }
+    let applied = scalar(
+        &env.projector,
+        "select events_applied from projection_checkpoints where projection = 'return_status'",
+    )
+    .await as usize;
+    drive(&returns, (events - applied) as u64).await;
+    let incremental = dump_returns(&returns).await;
+    assert_eq!(rows_in(&env.projector, "return_status").await, 4);
+    assert_eq!(
+        rows_in(&env.projector, "return_timeline").await,
+        events as i64
+    );
+
+    returns.rebuild(|_| {}).await.unwrap();
+    assert_eq!(dump_returns(&returns).await, incremental);
+    assert_eq!(
+        returns.run_once().await.unwrap(),
+        0,
+        "nothing is applied twice after the rebuild"
+    );
+    assert_eq!(dump_returns(&returns).await, incremental);
+    assert_return_counts_consistent(&returns).await;
+}
+
+#[tokio::test]
+async fn an_event_the_returns_projection_cannot_apply_parks_only_that_return_while_orders_keep_flowing(
+) {
+    let url = test_support::fresh_database().await;
+    let env = env_on(&url, config(&url)).await;
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let store = env.store.as_ref();
+    let (bad, good, order) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+
+    record_return(store, bad, vec![request(bad)], t0()).await;
+    let raw = |event_type: &str, data| NewEvent {
+        id: Uuid::new_v4(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        data,
+        metadata: Metadata::default(),
+    };
+    store
+        .append(
+            &format!("return-{bad}"),
+            ExpectedRevision::Exact(0),
+            vec![
+                raw("ReturnApproved", json!({"rma": 7})),
+                raw("ReturnEscalated", json!({"reason": "stuck"})),
+            ],
+        )
+        .await
+        .unwrap();
+    record_return(store, good, vec![request(good), approve("RMA-3")], t0()).await;
+    record(store, order, vec![place(order), authorize("pay-1")], t0()).await;
+    drive(&returns, 3).await;
+    project(&env.projector, 2).await;
+
+    let b = return_row(&returns, bad).await;
+    assert_eq!(
+        b["status"], "REQUESTED",
+        "the return stops before the bad event"
+    );
+    assert_eq!(b["stream_revision"], 0);
+    assert_eq!(return_row(&returns, good).await["status"], "APPROVED");
+    assert_eq!(row(&env.projector, order).await["status"], "PLACED");
+
+    let client = returns.pool().get().await.unwrap();
+    let dead: Vec<(String, String, String)> = client
+        .query(
+            "select projection, stream_id, error from projection_dead_letters order by revision",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(dead
+        .iter()
+        .all(|(p, s, _)| p == "return_status" && *s == format!("return-{bad}")));
+    assert!(dead[0].2.contains("ReturnApproved"), "{dead:?}");
+    assert!(dead[1].2.contains("parked behind"), "{dead:?}");
+    let parked: Vec<(String, String)> = client
+        .query(
+            "select projection, stream_id from projection_parked_streams",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        parked,
+        [("return_status".to_owned(), format!("return-{bad}"))]
+    );
+
+    // Both keep going after the poison.
+    record_return(store, good, vec![receive()], t0() + Duration::days(1)).await;
+    record(store, order, vec![reserve("res-1")], t0()).await;
+    drive(&returns, 1).await;
+    project(&env.projector, 2).await;
+    assert_eq!(return_row(&returns, good).await["status"], "RECEIVED");
+    assert_eq!(row(&env.projector, order).await["status"], "ACCEPTED");
+}
+
+#[tokio::test]
+async fn each_step_of_a_return_is_due_after_its_configured_deadline() {
+    let url = test_support::fresh_database().await;
+    let env = env_on(&url, config(&url)).await;
+    let deadlines = ReturnDeadlines::default()
+        .with("REQUESTED", Duration::seconds(600))
+        .with("APPROVED", Duration::seconds(7200))
+        .with("RECEIVED", Duration::seconds(30));
+    let returns = returns_projector(&url, deadlines).await;
+    let store = env.store.as_ref();
+    let id = Uuid::new_v4();
+
+    record_return(store, id, vec![request(id)], t0()).await;
+    drive(&returns, 1).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(at(&r, "deadline_at"), t0() + Duration::seconds(600));
+
+    let approved = t0() + Duration::minutes(5);
+    record_return(
+        store,
+        id,
+        vec![approve("RMA-4"), escalate("no parcel yet")],
+        approved,
+    )
+    .await;
+    drive(&returns, 2).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(
+        at(&r, "deadline_at"),
+        approved + Duration::seconds(7200),
+        "an escalation does not restart the clock"
+    );
+
+    let received = t0() + Duration::days(1);
+    record_return(store, id, vec![receive()], received).await;
+    drive(&returns, 1).await;
+    let r = return_row(&returns, id).await;
+    assert_eq!(at(&r, "deadline_at"), received + Duration::seconds(30));
+}
+
+#[tokio::test]
+async fn the_order_and_returns_projections_read_one_log_side_by_side_with_their_own_checkpoints() {
+    let url = test_support::fresh_database().await;
+    let env = env_on(&url, config(&url)).await;
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let store = env.store.as_ref();
+    let id = Uuid::new_v4();
+
+    let order_events = record(
+        store,
+        id,
+        vec![
+            place(id),
+            authorize("pay-1"),
+            reserve("res-1"),
+            OrderCommand::StartFulfillment,
+            ship(),
+            OrderCommand::ConfirmDelivery,
+        ],
+        t0() - Duration::days(4),
+    )
+    .await;
+    let return_events = record_return(store, id, vec![request(id), approve("RMA-5")], t0()).await;
+    assert_eq!(
+        drive(&returns, return_events as u64).await as usize,
+        return_events
+    );
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select count(*) from projection_checkpoints where projection = 'order_status' and events_applied > 0"
+        )
+        .await,
+        0,
+        "the returns projection moved only its own checkpoint"
+    );
+    assert_eq!(
+        project(&env.projector, order_events as u64).await as usize,
+        order_events
+    );
+
+    let client = returns.pool().get().await.unwrap();
+    let checkpoints: Vec<(String, i64)> = client
+        .query(
+            "select projection, events_applied from projection_checkpoints order by projection",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        checkpoints,
+        [
+            ("order_status".to_owned(), order_events as i64),
+            ("return_status".to_owned(), return_events as i64),
+        ]
+    );
+    assert_eq!(row(&env.projector, id).await["status"], "DELIVERED");
+    assert_eq!(return_row(&returns, id).await["status"], "APPROVED");
+    assert_eq!(
+        rows_in(&env.projector, "order_timeline").await,
+        order_events as i64
+    );
+    assert_eq!(
+        rows_in(&env.projector, "return_timeline").await,
+        return_events as i64
+    );
+    // Nothing left for either.
+    assert_eq!(returns.run_once().await.unwrap(), 0);
+    assert_eq!(env.projector.run_once().await.unwrap(), 0);
+}

@@ -1,0 +1,382 @@
+//! The returns workflow's queries: `return`, `returns`, `stalledReturns` and
+//! `returnStatusCounts`, plus `Order.return`, over the `return_status`, `return_timeline` and
+//! `return_status_counts` read models. Return cases and their timelines go through
+//! DataLoaders, so a page of orders reads their returns in one query.
+
+use super::input;
+use super::paging::{decode_cursor, encode_cursor, page_cost, page_size, PageInfo};
+use super::read_models;
+use crate::db::orders::TimelineRecord;
+use crate::db::returns::{self as db, ReturnMilestones, ReturnRecord};
+use crate::db::{DbError, Snapshot};
+use crate::error::QueryError;
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use domain::Label;
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+// The domain's return status (`domain::ReturnStatus`) as a GraphQL enum.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::ReturnStatus", rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ReturnStatus {
+    Requested,
+    Approved,
+    Received,
+    Refunded,
+    Rejected,
+    Cancelled,
+}
+
+// What a return waits for next (`domain::ReturnAction`).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "domain::ReturnAction", rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ReturnAction {
+    DecideReturn,
+    ReceiveItems,
+    IssueRefund,
+    ShipItemsBack,
+}
+
+// What a return owes once cancelled (`domain::ReturnCompensation`).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    remote = "domain::ReturnCompensation",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub enum ReturnCompensation {
+    ShipItemsBack,
+}
+
+/// One line of a return.
+#[derive(SimpleObject, Clone)]
+pub struct ReturnLine {
+    pub sku: String,
+    /// Units asked to be returned.
+    pub quantity: i32,
+    /// Minor units (cents) of the return's currency, the order's unit price.
+    pub unit_price_minor: i64,
+    /// What returning the line refunds if accepted, in minor units.
+    pub refund_minor: i64,
+    /// Units accepted at inspection; null until the items are received.
+    pub accepted_quantity: Option<i32>,
+    /// Units refused at inspection; null until the items are received.
+    pub refused_quantity: Option<i32>,
+}
+
+/// Loads the return cases of every order in a response with one query, from its snapshot.
+pub struct ReturnLoader(pub(super) Arc<Snapshot>);
+
+impl Loader<Uuid> for ReturnLoader {
+    type Value = ReturnRecord;
+    type Error = Arc<DbError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let client = self.0.client().await.map_err(Arc::new)?;
+        db::returns_by_order(client, keys).await.map_err(Arc::new)
+    }
+}
+
+/// Loads the timelines of every return case in a response with one query, from its snapshot.
+pub struct ReturnTimelineLoader(pub(super) Arc<Snapshot>);
+
+impl Loader<Uuid> for ReturnTimelineLoader {
+    type Value = Vec<TimelineRecord>;
+    type Error = Arc<DbError>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let client = self.0.client().await.map_err(Arc::new)?;
+        db::timelines(client, keys).await.map_err(Arc::new)
+    }
+}
+
+/// The return case of the order `order_id` through the request's DataLoader, or `None` when
+/// the projection has seen none.
+pub(super) async fn of_order(
+    ctx: &Context<'_>,
+    order_id: Uuid,
+) -> Result<Option<Return>, QueryError> {
+    let loader = ctx.data_unchecked::<DataLoader<ReturnLoader>>();
+    Ok(loader.load_one(order_id).await?.map(Return))
+}
+
+/// A return case as the projection last saw it: one per order, named by its order's id.
+pub struct Return(pub ReturnRecord);
+
+#[Object]
+impl Return {
+    /// The id of the order the items come from (a return case is named by it).
+    async fn order_id(&self) -> ID {
+        ID(self.0.order_id.to_string())
+    }
+    async fn status(&self) -> ReturnStatus {
+        self.0.status.into()
+    }
+    /// ISO 4217 code of every amount of the return.
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    /// Why the customer returns the items.
+    async fn reason(&self) -> &str {
+        &self.0.reason
+    }
+    async fn lines(&self) -> Vec<ReturnLine> {
+        let quantity = |l: &serde_json::Value, k: &str| l[k].as_i64().map(|q| q as i32);
+        self.0
+            .lines
+            .as_array()
+            .map(|lines| {
+                lines
+                    .iter()
+                    .map(|l| {
+                        let units = l["quantity"].as_i64().unwrap_or_default();
+                        let price = l["unit_price_minor"].as_i64().unwrap_or_default();
+                        ReturnLine {
+                            sku: l["sku"].as_str().unwrap_or_default().to_owned(),
+                            quantity: units as i32,
+                            unit_price_minor: price,
+                            refund_minor: units * price,
+                            accepted_quantity: quantity(l, "accepted_quantity"),
+                            refused_quantity: quantity(l, "refused_quantity"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    async fn line_count(&self) -> i32 {
+        self.0.line_count
+    }
+    /// What the return refunds if every requested line is accepted, in minor units of
+    /// `currency`.
+    async fn refund_due_minor(&self) -> i64 {
+        self.0.refund_due_minor
+    }
+    /// What the lines accepted at inspection refund, in minor units of `currency`; null until
+    /// the items are received.
+    async fn refund_accepted_minor(&self) -> Option<i64> {
+        self.0.refund_accepted_minor
+    }
+    /// What has been refunded, in minor units of `currency`.
+    async fn refunded_minor(&self) -> i64 {
+        self.0.refunded_minor
+    }
+    /// The payment service's id of the refund, once issued.
+    async fn refund_id(&self) -> Option<&str> {
+        self.0.refund_id.as_deref()
+    }
+    /// The return merchandise authorization number, once approved.
+    async fn rma_number(&self) -> Option<&str> {
+        self.0.rma_number.as_deref()
+    }
+    /// The event type of the latest milestone, e.g. `ReturnApproved`.
+    async fn last_milestone(&self) -> &str {
+        &self.0.last_milestone
+    }
+    async fn last_milestone_at(&self) -> DateTime<Utc> {
+        self.0.last_milestone_at
+    }
+    /// What the workflow waits for next.
+    async fn pending_actions(&self) -> Vec<ReturnAction> {
+        self.0.pending_actions.iter().map(|&a| a.into()).collect()
+    }
+    /// Why the return did not go through (rejected or cancelled).
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+    /// Compensations owed and not yet done.
+    async fn compensations_owed(&self) -> Vec<ReturnCompensation> {
+        self.0
+            .compensations_owed
+            .iter()
+            .map(|&c| c.into())
+            .collect()
+    }
+    async fn compensations_done(&self) -> Vec<ReturnCompensation> {
+        self.0
+            .compensations_done
+            .iter()
+            .map(|&c| c.into())
+            .collect()
+    }
+    async fn milestones(&self) -> &ReturnMilestones {
+        &self.0.milestones
+    }
+    /// When the step the return waits for is due; null when it waits for nothing.
+    async fn deadline_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deadline_at
+    }
+    /// The deadline has passed.
+    async fn overdue(&self) -> bool {
+        self.0.overdue
+    }
+    async fn escalated(&self) -> bool {
+        self.0.escalation_count > 0
+    }
+    async fn escalation_count(&self) -> i32 {
+        self.0.escalation_count
+    }
+    async fn escalation_reason(&self) -> Option<&str> {
+        self.0.escalation_reason.as_deref()
+    }
+    async fn correlation_id(&self) -> Option<&str> {
+        self.0.correlation_id.as_deref()
+    }
+    /// The return stream's revision the read model reflects.
+    async fn revision(&self) -> i64 {
+        self.0.stream_revision
+    }
+    /// The log position of the last applied event.
+    async fn last_position(&self) -> &str {
+        &self.0.last_position
+    }
+    /// Every event of the return, oldest first.
+    #[graphql(complexity = "child_complexity.saturating_mul(10)")]
+    async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineRecord>> {
+        async {
+            let loader = ctx.data_unchecked::<DataLoader<ReturnTimelineLoader>>();
+            Ok::<_, QueryError>(loader.load_one(self.0.order_id).await?.unwrap_or_default())
+        }
+        .await
+        .extend()
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct ReturnFilter {
+    pub status: Option<ReturnStatus>,
+    /// Requested at or after.
+    pub requested_from: Option<DateTime<Utc>>,
+    /// Requested before.
+    pub requested_to: Option<DateTime<Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct ReturnEdge {
+    pub cursor: String,
+    pub node: Return,
+}
+
+/// A page of return cases, newest first (Relay connection).
+#[derive(SimpleObject)]
+pub struct ReturnConnection {
+    pub edges: Vec<ReturnEdge>,
+    pub page_info: PageInfo,
+}
+
+#[derive(SimpleObject)]
+pub struct ReturnStatusCount {
+    pub status: ReturnStatus,
+    pub returns: i64,
+}
+
+/// Queries about return cases.
+#[derive(Default)]
+pub struct ReturnQueries;
+
+impl ReturnQueries {
+    async fn page_of_returns(
+        ctx: &Context<'_>,
+        filter: Option<ReturnFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<ReturnConnection, QueryError> {
+        let limit = page_size(ctx, first)?;
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let filter = filter.unwrap_or_default();
+        let query = db::ReturnQuery {
+            status: filter.status.map(domain::ReturnStatus::from),
+            requested_from: input::moment("filter.requestedFrom", filter.requested_from)?,
+            requested_to: input::moment("filter.requestedTo", filter.requested_to)?,
+            after,
+            limit: limit + 1,
+        };
+        let mut rows = db::list_returns(read_models(ctx).await?, &query).await?;
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let edges: Vec<ReturnEdge> = rows
+            .into_iter()
+            .map(|r| ReturnEdge {
+                cursor: encode_cursor(r.requested_at(), r.order_id),
+                node: Return(r),
+            })
+            .collect();
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(ReturnConnection {
+            edges,
+            page_info: PageInfo {
+                has_next_page,
+                end_cursor,
+            },
+        })
+    }
+}
+
+#[Object]
+impl ReturnQueries {
+    /// The return case of an order, or null when the projection has seen none.
+    #[graphql(name = "return")]
+    async fn return_of(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+    ) -> async_graphql::Result<Option<Return>> {
+        async { of_order(ctx, input::order_id(&order_id)?).await }
+            .await
+            .extend()
+    }
+
+    /// Return cases, newest request first, filtered; `first` at most the page-size cap,
+    /// `after` a cursor from a previous page.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn returns(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ReturnFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ReturnConnection> {
+        Self::page_of_returns(ctx, filter, first, after)
+            .await
+            .extend()
+    }
+
+    /// Return cases past their deadline, the longest overdue first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn stalled_returns(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<Return>> {
+        async {
+            let limit = page_size(ctx, first)?;
+            let rows = db::stalled_returns(read_models(ctx).await?, limit).await?;
+            Ok::<_, QueryError>(rows.into_iter().map(Return).collect())
+        }
+        .await
+        .extend()
+    }
+
+    /// How many return cases are in each status (kept by the projector, not counted on read).
+    async fn return_status_counts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<ReturnStatusCount>> {
+        async {
+            let counts = db::status_counts(read_models(ctx).await?).await?;
+            Ok::<_, QueryError>(
+                <domain::ReturnStatus as Label>::ALL
+                    .iter()
+                    .map(|s| ReturnStatusCount {
+                        status: (*s).into(),
+                        returns: counts.get(s).copied().unwrap_or(0),
+                    })
+                    .collect(),
+            )
+        }
+        .await
+        .extend()
+    }
+}
