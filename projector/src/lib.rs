@@ -4,7 +4,8 @@
 //! projection: batches of events applied with their checkpoint in one transaction, NOTIFY,
 //! the live loop, rebuild, dead letters, parking, retries and `correction`s; `db` holds the
 //! runtime's SQL; `lease` keeps one active instance per projection and fences the ones it
-//! replaced. `orders` is the order projection (its model, its columns, its SQL); `startup`
+//! replaced. `orders` is the order projection (its model, its columns, its SQL), `returns` the
+//! returns projection built the same way (with its own deadlines); `startup`
 //! registers the projections and carries out the command line. The read-model SQL itself lives
 //! in `schemas/read-models/`, the contract with the query API.
 

@@ -650,3 +650,31 @@ async fn the_order_and_returns_projections_read_one_log_side_by_side_with_their_
     assert_eq!(returns.run_once().await.unwrap(), 0);
     assert_eq!(env.projector.run_once().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn the_exported_column_list_of_return_status_names_the_table_s_columns_in_order_with_their_types(
+) {
+    let url = test_support::fresh_database().await;
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let client = returns.pool().get().await.unwrap();
+    let table: Vec<(String, String)> = client
+        .query(
+            "select attname::text, format_type(atttypid, atttypmod) from pg_attribute
+              where attrelid = 'return_status'::regclass and attnum > 0 and not attisdropped
+              order by attnum",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let listed: Vec<(String, String)> = projector::RETURN_STATUS_COLUMNS
+        .iter()
+        .map(|(name, sql)| {
+            let sql = sql.replace("timestamptz", "timestamp with time zone");
+            ((*name).to_owned(), sql)
+        })
+        .collect();
+    assert_eq!(listed, table);
+}
