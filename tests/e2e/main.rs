@@ -3,5 +3,6 @@
 mod stack;
 
 mod crash;
+mod returns;
 mod run_script;
 mod workflow;
