@@ -103,7 +103,7 @@ async fn append(store: &dyn EventStore, id: Uuid, command: OrderCommand, at: Dat
         .map(|e| NewEvent {
             id: Uuid::new_v4(),
             event_type: e.event_type().into(),
-            schema_version: 1,
+            schema_version: e.schema_version(),
             data: e.data(),
             metadata: Metadata {
                 correlation_id: Some(format!("corr-{id}")),
@@ -117,6 +117,15 @@ async fn append(store: &dyn EventStore, id: Uuid, command: OrderCommand, at: Dat
         ExpectedRevision::Exact(e.revision)
     });
     store.append(&stream, expected, new).await.unwrap();
+}
+
+/// The schema version the code writes an event type with.
+fn current_version(event_type: &serde_json::Value) -> u32 {
+    OrderEvent::TYPES
+        .iter()
+        .find(|t| t.name == event_type.as_str().unwrap())
+        .unwrap()
+        .version
 }
 
 fn milestone(url: &str, args: &[&str]) -> Output {
@@ -195,7 +204,7 @@ async fn history_lists_an_orders_events_in_order_with_their_fields() {
         assert_eq!(r["revision"], i);
         assert_eq!(r["correlation_id"], format!("corr-{}", log.order));
         assert!(r["causation_id"].is_string());
-        assert_eq!(r["schema_version"], 1);
+        assert_eq!(r["schema_version"], current_version(&r["event_type"]));
     }
     let positions: Vec<event_store::Position> = rows
         .iter()
@@ -309,9 +318,11 @@ async fn exports_every_format_with_filters() {
 
     let all = json_lines(&stdout(&milestone(&log.url, &["export", "--quiet"])));
     assert_eq!(all.len(), 8);
-    assert!(all
-        .iter()
-        .all(|r| r["schema_version"] == 1 && r["data"].is_object()));
+    assert!(
+        all.iter()
+            .all(|r| r["schema_version"] == current_version(&r["event_type"])
+                && r["data"].is_object())
+    );
 
     let placed = json_lines(&stdout(&milestone(
         &log.url,
