@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use uuid::Uuid;
 
 /// Every projection this binary keeps: adding one is one line here.
-async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
+pub async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
     Ok(vec![
         start(config, OrderProjection::new(config.deadlines.clone())).await?,
     ])
