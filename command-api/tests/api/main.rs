@@ -9,4 +9,5 @@ mod generic;
 mod headers;
 mod idempotency;
 mod openapi;
+mod upcast;
 mod workflow;

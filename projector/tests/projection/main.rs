@@ -8,3 +8,4 @@ mod instances;
 mod poison;
 mod proxy;
 mod read_models;
+mod upcast;
