@@ -76,7 +76,8 @@ async fn main() {
                 since: None,
                 until: None,
                 types: Vec::new(),
-                stream_prefix: "order-".into(),
+                workflow: None,
+                stream_prefix: Some("order-".into()),
                 quiet: true,
             };
             let t = Instant::now();

@@ -25,12 +25,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print one order's events in order: revision, position, time, type, correlation,
-    /// causation and a summary.
+    /// Print one instance's events in order (an order's by default): revision, position, time,
+    /// type, correlation, causation and a summary.
     /// Example: milestone history 0b6f1c9e-2d43-4a1e-8f55-8d2b8e3c7a10 --json
     History {
-        /// The order's id (a UUID).
-        order_id: String,
+        /// The instance's id (a UUID).
+        id: String,
+        #[command(flatten)]
+        workflow: WorkflowArg,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
@@ -38,12 +40,14 @@ pub enum Command {
     /// Export the event log as JSON Lines, CSV or Parquet.
     /// Example: milestone export --format parquet --out events.parquet --since 2026-01-01T00:00:00Z --type OrderPlaced
     Export(ExportArgs),
-    /// Show an order's state as of a revision or a moment.
+    /// Show an instance's state (an order's by default) as of a revision or a moment.
     /// Example: milestone state 0b6f1c9e-2d43-4a1e-8f55-8d2b8e3c7a10 --at 3
     /// Example: milestone state 0b6f1c9e-2d43-4a1e-8f55-8d2b8e3c7a10 --at 2026-03-01T12:00:00Z
     State {
-        /// The order's id (a UUID).
-        order_id: String,
+        /// The instance's id (a UUID).
+        id: String,
+        #[command(flatten)]
+        workflow: WorkflowArg,
         /// A stream revision (0 is the first event) or an RFC 3339 time; default: now.
         #[arg(long, value_parser = parse_at)]
         at: Option<At>,
@@ -55,13 +59,21 @@ pub enum Command {
     /// Uses MILESTONE_READ_MODEL_URL for the read models (default: the store URL).
     /// Example: milestone rebuild order_status
     Rebuild {
-        /// The projection; the one there is: order_status.
+        /// The projection, one of the projector's (order_status).
         projection: String,
         /// The read-model database.
         /// Example: --read-model-url postgres://postgres:postgres@127.0.0.1:5432/milestone
         #[arg(long, env = "MILESTONE_READ_MODEL_URL")]
         read_model_url: Option<String>,
     },
+}
+
+/// `--workflow <name>`: which workflow an instance id belongs to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkflowArg {
+    /// The workflow (see `crate::workflows::WORKFLOWS`). Example: --workflow orders
+    #[arg(long = "workflow", default_value = "orders")]
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,9 +108,13 @@ pub struct ExportArgs {
     /// Only these event types (repeat the flag). Example: --type OrderPlaced --type OrderShipped
     #[arg(long = "type")]
     pub types: Vec<String>,
-    /// Only streams whose name starts with this. Example: --stream-prefix order-
-    #[arg(long, default_value = "order-")]
-    pub stream_prefix: String,
+    /// Only this workflow's streams (its stream prefix); default: orders, unless
+    /// --stream-prefix is given. Example: --workflow orders
+    #[arg(long, conflicts_with = "stream_prefix")]
+    pub workflow: Option<String>,
+    /// Only streams whose name starts with this; "" for every stream. Example: --stream-prefix order-
+    #[arg(long)]
+    pub stream_prefix: Option<String>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,

@@ -2,8 +2,14 @@
 //! through a temporary file in the same directory and renamed only when complete, so a failed
 //! export leaves nothing behind. Ctrl-C ends the export cleanly at an event boundary and prints
 //! the position to continue from with `--after`.
+//!
+//! Each event of a registered workflow is exported as its type's current version: an event
+//! stored in an older version is upcast (its `schema_version` and `data` are the current ones),
+//! so every row of one type has one layout. An event that cannot be upcast (malformed, unknown
+//! type) is exported as stored.
 
 use crate::args::{ExportArgs, Format};
+use crate::workflows::{CliWorkflow, WORKFLOWS};
 use crate::{occurred_at, CliError};
 use arrow_array::builder::{
     StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
@@ -248,11 +254,13 @@ pub async fn run(
             )));
         }
     }
+    let prefix = stream_prefix(args)?;
     match &args.out {
         None => {
             let summary = pump(
                 store,
                 args,
+                &prefix,
                 sink(args.format, std::io::stdout()).map_err(CliError::Output)?,
                 interrupt,
             )
@@ -277,6 +285,7 @@ pub async fn run(
             let summary = pump(
                 store,
                 args,
+                &prefix,
                 sink(args.format, file).map_err(CliError::Output)?,
                 interrupt,
             )
@@ -289,9 +298,29 @@ pub async fn run(
     }
 }
 
+/// The streams exported: `--workflow`'s, `--stream-prefix`, or the default workflow's.
+fn stream_prefix(args: &ExportArgs) -> Result<String, CliError> {
+    match (&args.workflow, &args.stream_prefix) {
+        (Some(name), _) => Ok(CliWorkflow::named(name)?.stream_prefix.to_owned()),
+        (None, Some(prefix)) => Ok(prefix.clone()),
+        (None, None) => Ok(WORKFLOWS[0].stream_prefix.to_owned()),
+    }
+}
+
+/// The event as its type's current version, when its workflow is known and it is older.
+fn current(e: &RecordedEvent) -> Option<RecordedEvent> {
+    let (schema_version, data) = CliWorkflow::of_stream(&e.stream_id)?.upcast(e).ok()??;
+    Some(RecordedEvent {
+        schema_version,
+        data,
+        ..e.clone()
+    })
+}
+
 async fn pump(
     store: &dyn EventStore,
     args: &ExportArgs,
+    prefix: &str,
     mut sink: Box<dyn Sink + '_>,
     interrupt: impl std::future::Future<Output = ()>,
 ) -> Result<ExportSummary, CliError> {
@@ -316,7 +345,7 @@ async fn pump(
     'pages: loop {
         let page = tokio::select! {
             () = &mut interrupt => { summary.interrupted = true; break 'pages; }
-            page = store.read_all(summary.last_position, &args.stream_prefix, 5000) => page?,
+            page = store.read_all(summary.last_position, prefix, 5000) => page?,
         };
         if page.is_empty() {
             break;
@@ -328,7 +357,8 @@ async fn pump(
             summary.scanned += 1;
             summary.last_position = Some(e.position);
             if wanted(args, e) {
-                sink.write(e)
+                let upcast = current(e);
+                sink.write(upcast.as_ref().unwrap_or(e))
                     .map_err(|err| CliError::Output(format!("cannot write the export: {err}")))?;
                 summary.exported += 1;
             }

@@ -1,20 +1,23 @@
-//! `milestone history <order-id>`.
+//! `milestone history <id> [--workflow <name>]`. Rows show each event as stored (its schema
+//! version and data); the summary reads it as the current version.
 
-use crate::{occurred_at, order_events, summary, CliError};
+use crate::workflows::CliWorkflow;
+use crate::{instance_events, occurred_at, CliError};
 use event_store::EventStore;
 use std::io::Write;
 
-/// Writes the order's history as a table, or as JSON Lines.
+/// Writes the instance's history as a table, or as JSON Lines.
 ///
 /// # Errors
-/// Unknown order, store errors, or a closed output.
+/// Unknown instance, store errors, or a closed output.
 pub async fn run(
     store: &dyn EventStore,
-    order_id: &str,
+    workflow: &CliWorkflow,
+    id: &str,
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    let events = order_events(store, order_id).await?;
+    let events = instance_events(store, workflow, id).await?;
     let io = |e: std::io::Error| CliError::Output(format!("cannot write the history: {e}"));
     if !json {
         writeln!(
@@ -39,7 +42,7 @@ pub async fn run(
                 "event_id": e.id,
                 "correlation_id": e.metadata.correlation_id,
                 "causation_id": e.metadata.causation_id,
-                "summary": summary(e),
+                "summary": workflow.summary(e),
                 "data": e.data,
             });
             writeln!(out, "{line}").map_err(io)?;
@@ -53,7 +56,7 @@ pub async fn run(
                 e.event_type,
                 correlation,
                 causation,
-                summary(e)
+                workflow.summary(e)
             )
             .map_err(io)?;
         }

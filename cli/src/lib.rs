@@ -1,9 +1,10 @@
 //! `milestone`, the analyst's command line, over either event-store backend.
 //!
-//! `args` declares the commands; `history` prints one order's events; `export` streams the log
-//! to JSON Lines, CSV or Parquet through a temporary file that is renamed only when complete;
-//! `travel` folds the domain's `evolve` over an order's history up to a revision or a moment.
-//! `rebuild` delegates to the projector.
+//! `args` declares the commands; `workflows` lists the workflows they serve (`--workflow`,
+//! default `orders`); `history` prints one instance's events; `export` streams the log to JSON
+//! Lines, CSV or Parquet through a temporary file that is renamed only when complete, each event
+//! upcast to its current version; `travel` folds the workflow's `evolve` over an instance's
+//! history up to a revision or a moment. `rebuild` delegates to the projector.
 
 #![forbid(unsafe_code)]
 
@@ -11,15 +12,16 @@ pub mod args;
 pub mod export;
 pub mod history;
 pub mod travel;
+pub mod workflows;
 
-use domain::EventContract;
 use event_store::{EventStore, RecordedEvent, StoreError};
+use workflows::CliWorkflow;
 
 /// What the command line reports to the user, with the exit code it leaves.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("order {0} not found: its stream has no events")]
-    UnknownOrder(String),
+    #[error("{instance} {id} not found: its stream has no events")]
+    UnknownInstance { instance: &'static str, id: String },
     #[error("the event store cannot be reached: {0}")]
     Unreachable(String),
     #[error("{0}")]
@@ -34,7 +36,7 @@ impl CliError {
     /// 2 for what the user can fix in the command, 3 for an unreachable store, 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::UnknownOrder(_) | Self::Usage(_) | Self::Output(_) => 2,
+            Self::UnknownInstance { .. } | Self::Usage(_) | Self::Output(_) => 2,
             Self::Unreachable(_) => 3,
             Self::Failed(_) => 1,
         }
@@ -61,18 +63,23 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn EventStore>, CliErr
     Ok(store)
 }
 
-/// An order's events, oldest first.
+/// One instance's events, oldest first.
 ///
 /// # Errors
-/// [`CliError::UnknownOrder`] when the stream is empty; store errors.
-pub async fn order_events(
+/// [`CliError::Usage`] for an id that is not a UUID; [`CliError::UnknownInstance`] when the
+/// stream is empty; store errors.
+pub async fn instance_events(
     store: &dyn EventStore,
-    order_id: &str,
+    workflow: &CliWorkflow,
+    id: &str,
 ) -> Result<Vec<RecordedEvent>, CliError> {
-    let id = domain::OrderId::parse(order_id).map_err(|e| CliError::Usage(e.to_string()))?;
-    let events = event_store::read_whole_stream(store, &id.stream_name()).await?;
+    let stream = workflow.stream(id)?;
+    let events = event_store::read_whole_stream(store, &stream).await?;
     if events.is_empty() {
-        return Err(CliError::UnknownOrder(id.to_string()));
+        return Err(CliError::UnknownInstance {
+            instance: workflow.instance,
+            id: stream[workflow.stream_prefix.len()..].to_owned(),
+        });
     }
     Ok(events)
 }
@@ -80,22 +87,4 @@ pub async fn order_events(
 /// When an event happened: the command's time if recorded, else when it was stored.
 pub fn occurred_at(e: &RecordedEvent) -> chrono::DateTime<chrono::Utc> {
     e.metadata.occurred_at.unwrap_or(e.recorded_at)
-}
-
-/// The domain event a stored event holds; a malformed one does not decode, with its reason.
-///
-/// # Errors
-/// Why the event does not decode.
-pub fn decode(e: &RecordedEvent) -> Result<domain::OrderEvent, String> {
-    if let Some(reason) = &e.malformed {
-        return Err(format!("malformed: {reason}"));
-    }
-    domain::OrderEvent::decode(&e.event_type, e.schema_version, &e.data).map_err(|e| e.to_string())
-}
-
-/// A readable one-line summary; the raw type when the event does not decode.
-pub fn summary(e: &RecordedEvent) -> String {
-    decode(e)
-        .map(|d| d.summary())
-        .unwrap_or_else(|err| format!("(cannot decode: {err})"))
 }

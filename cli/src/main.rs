@@ -1,24 +1,34 @@
 use clap::Parser;
 use cli::args::{Cli, Command};
+use cli::workflows::CliWorkflow;
 use cli::{export, history, travel, CliError};
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::History { order_id, json } => {
+        Command::History { id, workflow, json } => {
+            let workflow = CliWorkflow::named(&workflow.name)?;
             let store = cli::connect(&cli.store_url).await?;
             history::run(
                 store.as_ref(),
-                &order_id,
+                &workflow,
+                &id,
                 json,
                 &mut std::io::stdout().lock(),
             )
             .await
         }
-        Command::State { order_id, at, json } => {
+        Command::State {
+            id,
+            workflow,
+            at,
+            json,
+        } => {
+            let workflow = CliWorkflow::named(&workflow.name)?;
             let store = cli::connect(&cli.store_url).await?;
             travel::run(
                 store.as_ref(),
-                &order_id,
+                &workflow,
+                &id,
                 at,
                 json,
                 &mut std::io::stdout().lock(),
@@ -56,20 +66,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             projection,
             read_model_url,
         } => {
-            if projection != projector::PROJECTION {
-                return Err(CliError::Usage(format!(
-                    "unknown projection '{projection}'; the one there is: {}",
-                    projector::PROJECTION
-                )));
-            }
             let mut config = projector::Config::local(&cli.store_url);
             config.read_model_url = read_model_url.unwrap_or_else(|| cli.store_url.clone());
-            let projector = projector::Projector::connect(config)
+            let registered = projector::startup::register(&config)
                 .await
                 .map_err(|e| match e {
                     projector::ProjectorError::Store(s) => CliError::from(s),
                     other => CliError::Failed(other.to_string()),
                 })?;
+            let Some(runtime) = registered.iter().find(|r| r.name() == projection) else {
+                let known: Vec<_> = registered.iter().map(|r| r.name()).collect();
+                return Err(CliError::Usage(format!(
+                    "unknown projection '{projection}'; the projector's projections: {}",
+                    known.join(", ")
+                )));
+            };
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -77,8 +88,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
-            let total = projector
-                .rebuild(|p| {
+            let total = runtime
+                .rebuild(&mut |p| {
                     bar.set_position(p.events);
                     if let Some(pos) = p.position {
                         bar.set_message(format!("at {pos}"));

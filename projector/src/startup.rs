@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 /// Every projection this binary keeps: adding one is one line here and its descriptor in
 /// [`crate::PROJECTIONS`].
-async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
+pub async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
     let registered = vec![
         start(config, OrderProjection::new(config.deadlines.clone())).await?,
         start(config, ReturnProjection::from_env()?).await?,

@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod v1_payment;
+
 use uuid::Uuid;
 
 /// The server the tests create their databases on.

@@ -103,7 +103,7 @@ async fn append(store: &dyn EventStore, id: Uuid, command: OrderCommand, at: Dat
         .map(|e| NewEvent {
             id: Uuid::new_v4(),
             event_type: e.event_type().into(),
-            schema_version: 1,
+            schema_version: e.schema_version(),
             data: e.data(),
             metadata: Metadata {
                 correlation_id: Some(format!("corr-{id}")),
@@ -117,6 +117,15 @@ async fn append(store: &dyn EventStore, id: Uuid, command: OrderCommand, at: Dat
         ExpectedRevision::Exact(e.revision)
     });
     store.append(&stream, expected, new).await.unwrap();
+}
+
+/// The schema version the code writes an event type with.
+fn current_version(event_type: &serde_json::Value) -> u32 {
+    OrderEvent::TYPES
+        .iter()
+        .find(|t| t.name == event_type.as_str().unwrap())
+        .unwrap()
+        .version
 }
 
 fn milestone(url: &str, args: &[&str]) -> Output {
@@ -195,7 +204,7 @@ async fn history_lists_an_orders_events_in_order_with_their_fields() {
         assert_eq!(r["revision"], i);
         assert_eq!(r["correlation_id"], format!("corr-{}", log.order));
         assert!(r["causation_id"].is_string());
-        assert_eq!(r["schema_version"], 1);
+        assert_eq!(r["schema_version"], current_version(&r["event_type"]));
     }
     let positions: Vec<event_store::Position> = rows
         .iter()
@@ -309,9 +318,11 @@ async fn exports_every_format_with_filters() {
 
     let all = json_lines(&stdout(&milestone(&log.url, &["export", "--quiet"])));
     assert_eq!(all.len(), 8);
-    assert!(all
-        .iter()
-        .all(|r| r["schema_version"] == 1 && r["data"].is_object()));
+    assert!(
+        all.iter()
+            .all(|r| r["schema_version"] == current_version(&r["event_type"])
+                && r["data"].is_object())
+    );
 
     let placed = json_lines(&stdout(&milestone(
         &log.url,
@@ -525,6 +536,10 @@ async fn rebuild_replays_the_log_into_the_read_models() {
     assert_eq!(status, "SHIPPED");
     let unknown = milestone(&log.url, &["rebuild", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("order_status"),
+        "the error lists the projector's projections"
+    );
 }
 
 #[tokio::test]
@@ -592,4 +607,87 @@ async fn errors_are_clear_and_leave_no_partial_file() {
         0,
         "nothing left behind"
     );
+}
+
+/// A store holding one order paid by a version 1 `PaymentAuthorized`.
+async fn v1_log() -> (String, Uuid) {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 1 })
+        .await
+        .unwrap();
+    let id = test_support::v1_payment::order_paid_in_v1(store.as_ref()).await;
+    settle(&url, 2).await;
+    (url, id)
+}
+
+#[tokio::test]
+async fn history_summarises_a_version_1_payment_with_its_amount() {
+    let (url, id) = v1_log().await;
+    let rows = json_lines(&stdout(&milestone(
+        &url,
+        &["history", &id.to_string(), "--json"],
+    )));
+    assert_eq!(rows[1]["event_type"], "PaymentAuthorized");
+    assert_eq!(
+        rows[1]["summary"], "payment pay-v1 authorized for 2250 EUR (minor units)",
+        "{}",
+        rows[1]
+    );
+    // The row itself shows the event as stored.
+    assert_eq!(rows[1]["schema_version"], 1);
+    assert_eq!(
+        rows[1]["data"],
+        test_support::v1_payment::payment_authorized_v1_data()
+    );
+}
+
+#[tokio::test]
+async fn export_writes_a_version_1_payment_in_the_current_layout() {
+    let (url, _) = v1_log().await;
+    let rows = json_lines(&stdout(&milestone(
+        &url,
+        &["export", "--quiet", "--type", "PaymentAuthorized"],
+    )));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["schema_version"], 2, "{}", rows[0]);
+    assert_eq!(
+        rows[0]["data"],
+        serde_json::json!({"payment_id": "pay-v1", "amount_minor": 2250, "currency": "EUR"})
+    );
+}
+
+#[tokio::test]
+async fn the_workflow_is_chosen_by_name_and_an_unknown_one_is_a_usage_error() {
+    let log = known_log().await;
+    let id = log.order.to_string();
+    let named = json_lines(&stdout(&milestone(
+        &log.url,
+        &["state", &id, "--workflow", "orders", "--json"],
+    )));
+    assert_eq!(named[0]["status"], "SHIPPED");
+    assert_eq!(named[0]["order_id"], id);
+    let history = stdout(&milestone(
+        &log.url,
+        &["history", &id, "--workflow", "orders"],
+    ));
+    assert_eq!(history.lines().count(), 1 + 6);
+    let exported = json_lines(&stdout(&milestone(
+        &log.url,
+        &["export", "--quiet", "--workflow", "orders"],
+    )));
+    assert_eq!(exported.len(), 8);
+
+    for args in [
+        vec!["history", id.as_str(), "--workflow", "invoices"],
+        vec!["state", id.as_str(), "--workflow", "invoices"],
+        vec!["export", "--quiet", "--workflow", "invoices"],
+    ] {
+        let unknown = milestone(&log.url, &args);
+        assert_eq!(unknown.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&unknown.stderr);
+        assert!(
+            err.contains("unknown workflow 'invoices'") && err.contains("orders"),
+            "{err}"
+        );
+    }
 }

@@ -10,4 +10,5 @@ mod headers;
 mod idempotency;
 mod openapi;
 mod returns;
+mod upcast;
 mod workflow;

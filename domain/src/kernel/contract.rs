@@ -76,13 +76,14 @@ pub trait EventContract:
         }
     }
 
-    /// Rebuilds an event from its stored type, schema version and data, upcasting older
-    /// versions to the current one.
+    /// Rewrites stored data of `event_type` at `version` into its type's current version,
+    /// through the upcasters, without deserialising it; returns that version and the data.
+    /// Readers that keep events as JSON (exports) use this; [`EventContract::decode`] builds on it.
     ///
     /// # Errors
-    /// Unknown type, a version newer than the code knows or with no upcaster, or data that
-    /// does not match the schema.
-    fn decode(event_type: &str, version: u32, data: &Value) -> Result<Self, DecodeError> {
+    /// Unknown type, a version newer than the code knows or with no upcaster, or data an
+    /// upcaster cannot rewrite.
+    fn upcast(event_type: &str, version: u32, data: &Value) -> Result<(u32, Value), DecodeError> {
         let current = current_version::<Self>(event_type)
             .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
         let unsupported = || DecodeError::UnsupportedVersion {
@@ -104,6 +105,17 @@ pub trait EventContract:
                 reason,
             })?;
         }
+        Ok((current, data))
+    }
+
+    /// Rebuilds an event from its stored type, schema version and data, upcasting older
+    /// versions to the current one.
+    ///
+    /// # Errors
+    /// Unknown type, a version newer than the code knows or with no upcaster, or data that
+    /// does not match the schema.
+    fn decode(event_type: &str, version: u32, data: &Value) -> Result<Self, DecodeError> {
+        let (_, data) = Self::upcast(event_type, version, data)?;
         let tagged = serde_json::json!({ "type": event_type, "data": data });
         serde_json::from_value(tagged).map_err(|source| DecodeError::Invalid {
             event_type: event_type.to_owned(),

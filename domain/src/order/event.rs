@@ -1,11 +1,13 @@
 //! Events: the facts of an order's life, and wire contracts. Each has a stable type name and a
 //! schema version, with a JSON Schema under `schemas/events/` (checked by a test).
 
+use crate::kernel::Upcaster;
 use crate::values::{
     Carrier, Currency, CustomerId, Money, OrderId, OrderLine, PaymentId, Reason, ReservationId,
     ShippingAddress, TrackingNumber,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Why an order was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,8 +30,11 @@ crate::event_contract! {
             total_minor: i64,
             shipping_address: ShippingAddress,
         },
-        PaymentAuthorized(version 1) {
+        /// Version 2 stores the amount flat (`amount_minor`, `currency` beside `payment_id`);
+        /// version 1 nested it under `amount`.
+        PaymentAuthorized(version 2) {
             payment_id: PaymentId,
+            #[serde(flatten)]
             amount: Money,
         },
         PaymentDeclined(version 1) {
@@ -67,7 +72,11 @@ crate::event_contract! {
             reason: Reason,
         },
     }
-    upcasters = &[];
+    upcasters = &[Upcaster {
+        event_type: "PaymentAuthorized",
+        from_version: 1,
+        upcast: flatten_payment_amount,
+    }];
 
     fn summary(&self) -> String {
         match self {
@@ -113,4 +122,24 @@ crate::event_contract! {
             Self::OrderEscalated { reason } => format!("escalated: {reason}"),
         }
     }
+}
+
+/// `PaymentAuthorized` v1 -> v2: `{"payment_id", "amount": {"amount_minor", "currency"}}`
+/// becomes `{"payment_id", "amount_minor", "currency"}`; nothing is added or lost.
+fn flatten_payment_amount(data: Value) -> Result<Value, String> {
+    let Value::Object(mut fields) = data else {
+        return Err("the data is not an object".to_owned());
+    };
+    let amount = match fields.remove("amount") {
+        Some(Value::Object(amount)) => amount,
+        Some(_) => return Err("'amount' is not an object".to_owned()),
+        None => return Err("'amount' is missing".to_owned()),
+    };
+    for (name, value) in amount {
+        if fields.contains_key(&name) {
+            return Err(format!("'amount.{name}' would overwrite '{name}'"));
+        }
+        fields.insert(name, value);
+    }
+    Ok(Value::Object(fields))
 }

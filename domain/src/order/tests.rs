@@ -510,7 +510,7 @@ fn events_round_trip_through_type_and_data() {
         OrderCommand::ConfirmDelivery,
     ]);
     for e in events {
-        let back = OrderEvent::decode(e.event_type(), 1, &e.data()).unwrap();
+        let back = OrderEvent::decode(e.event_type(), e.schema_version(), &e.data()).unwrap();
         assert_eq!(back, e);
     }
     assert!(matches!(
@@ -521,6 +521,51 @@ fn events_round_trip_through_type_and_data() {
         OrderEvent::decode("OrderShipped", 1, &serde_json::json!({"carrier": ""})),
         Err(DecodeError::Invalid { .. })
     ));
+}
+
+#[test]
+fn a_payment_authorized_v2_stores_the_amount_flat() {
+    let event = OrderEvent::PaymentAuthorized {
+        payment_id: pay_id("p-1"),
+        amount: Money::parse(1000, eur()).unwrap(),
+    };
+    assert_eq!(event.schema_version(), 2);
+    assert_eq!(
+        event.data(),
+        serde_json::json!({"payment_id": "p-1", "amount_minor": 1000, "currency": "EUR"})
+    );
+}
+
+#[test]
+fn a_payment_authorized_v1_reads_as_the_same_payment_in_v2() {
+    let v1 = serde_json::json!({"payment_id": "p-1", "amount": {"amount_minor": 1000, "currency": "EUR"}});
+    let (version, data) = OrderEvent::upcast("PaymentAuthorized", 1, &v1).unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(
+        data,
+        serde_json::json!({"payment_id": "p-1", "amount_minor": 1000, "currency": "EUR"})
+    );
+    assert_eq!(
+        OrderEvent::decode("PaymentAuthorized", 1, &v1).unwrap(),
+        OrderEvent::PaymentAuthorized {
+            payment_id: pay_id("p-1"),
+            amount: Money::parse(1000, eur()).unwrap(),
+        }
+    );
+}
+
+#[test]
+fn a_payment_authorized_v1_without_its_amount_names_what_is_missing() {
+    let err = OrderEvent::decode(
+        "PaymentAuthorized",
+        1,
+        &serde_json::json!({"payment_id": "p-1", "amount_minor": 1000, "currency": "EUR"}),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, DecodeError::Upcast { version: 1, reason, .. } if reason.contains("'amount' is missing")),
+        "{err}"
+    );
 }
 
 fn any_command() -> impl Strategy<Value = OrderCommand> {

@@ -820,7 +820,7 @@ fn a_settled_return_has_nothing_to_escalate() {
 
 #[test]
 fn return_streams_are_named_after_their_order() {
-    assert_eq!(Returns::NAME, "returns");
+    assert_eq!(Returns::NAME, "return");
     assert_eq!(
         Returns::stream_name(order_id()),
         format!("return-{}", order_id())

@@ -13,7 +13,7 @@ use crate::order::COMPENSATION_STEP;
 pub struct Returns;
 
 impl Workflow for Returns {
-    const NAME: &'static str = "returns";
+    const NAME: &'static str = "return";
     const STREAM_PREFIX: &'static str = "return-";
     const DEADLINE_STEPS: &'static [&'static str] =
         &["REQUESTED", "APPROVED", "RECEIVED", COMPENSATION_STEP];

@@ -118,7 +118,7 @@ pub async fn record(
             .map(|e| NewEvent {
                 id: Uuid::new_v4(),
                 event_type: e.event_type().into(),
-                schema_version: 1,
+                schema_version: e.schema_version(),
                 data: e.data(),
                 metadata: Metadata {
                     correlation_id: Some(format!("corr-{id}")),

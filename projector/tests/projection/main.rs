@@ -9,3 +9,4 @@ mod poison;
 mod proxy;
 mod read_models;
 mod returns;
+mod upcast;
