@@ -63,7 +63,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 )));
             }
             let mut config = projector::Config::local(&cli.store_url);
-            config.read_model_url = read_model_url.unwrap_or_else(|| cli.store_url.clone());
+            config.read_model_url = read_model_url
+                .unwrap_or_else(|| cli.store_url.clone())
+                .into();
             let projector = projector::Projector::connect(config)
                 .await
                 .map_err(|e| match e {

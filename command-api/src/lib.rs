@@ -21,5 +21,4 @@ pub mod orders;
 pub mod routes;
 pub mod service;
 pub mod startup;
-pub mod telemetry;
 pub mod workflow;

@@ -7,7 +7,6 @@ pub mod orders;
 pub mod projection;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
-use event_store::StoreError;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
@@ -37,10 +36,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Pool(_) => true,
-            Self::Postgres(e) => matches!(
-                event_store::postgres::map_pg_error(e),
-                StoreError::Unavailable(_)
-            ),
+            Self::Postgres(e) => service_kit::postgres::is_unavailable(e),
             Self::Column { .. } | Self::UnknownLabel { .. } => false,
         }
     }
