@@ -67,7 +67,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             read_model_url,
         } => {
             let mut config = projector::Config::local(&cli.store_url);
-            config.read_model_url = read_model_url.unwrap_or_else(|| cli.store_url.clone());
+            config.read_model_url = read_model_url
+                .unwrap_or_else(|| cli.store_url.clone())
+                .into();
             let registered = projector::startup::register(&config)
                 .await
                 .map_err(|e| match e {

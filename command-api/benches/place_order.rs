@@ -25,7 +25,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let (pool, _) = event_store::postgres::build_pool(&url, connections).unwrap();
+    let (pool, _) = service_kit::postgres::build_pool(&url, connections).unwrap();
     pool.get()
         .await
         .unwrap()
@@ -57,7 +57,7 @@ async fn main() {
     .await;
 
     let config = Config {
-        event_store_url: url.clone(),
+        event_store_url: url.clone().into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         pool_size: connections,
         body_limit_bytes: 64 * 1024,

@@ -1,12 +1,13 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use service_kit::SecretUrl;
 use std::net::SocketAddr;
 
 /// The command API's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `MILESTONE_EVENT_STORE_URL`: `postgres://...` or `kurrentdb://...`.
-    pub event_store_url: String,
+    pub event_store_url: SecretUrl,
     /// `MILESTONE_COMMAND_API_ADDR`: where to listen.
     pub listen: SocketAddr,
     /// `MILESTONE_DB_POOL_SIZE`: PostgreSQL connections.
@@ -32,10 +33,7 @@ impl Config {
             }
         }
         Ok(Self {
-            event_store_url: var(
-                "MILESTONE_EVENT_STORE_URL",
-                DEFAULT_EVENT_STORE_URL.to_owned(),
-            )?,
+            event_store_url: var("MILESTONE_EVENT_STORE_URL", DEFAULT_EVENT_STORE_URL.into())?,
             listen: var(
                 "MILESTONE_COMMAND_API_ADDR",
                 SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -47,5 +45,27 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_the_config_never_shows_the_event_store_password() {
+        let config = Config {
+            event_store_url: "postgres://milestone:hunter2@db.internal:5432/milestone".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pool_size: 16,
+            body_limit_bytes: 64 * 1024,
+            workers: 1,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://milestone:***@db.internal:5432/milestone"),
+            "{shown}"
+        );
     }
 }

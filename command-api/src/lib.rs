@@ -24,7 +24,6 @@ pub mod returns_dto;
 pub mod routes;
 pub mod service;
 pub mod startup;
-pub mod telemetry;
 pub mod workflow;
 
 /// Every workflow the command API serves: adding one is one line here.

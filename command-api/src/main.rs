@@ -1,9 +1,9 @@
 use anyhow::Context;
-use command_api::{config::Config, startup::Application, telemetry};
+use command_api::{config::Config, startup::Application};
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    service_kit::init_tracing();
     let config = Config::from_env().map_err(anyhow::Error::msg)?;
     let app = Application::build(config.clone())
         .await

@@ -8,6 +8,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use event_store::{EventStore, StoreOptions};
+use service_kit::health;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ impl Application {
     /// When the store cannot be reached or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = event_store::connect(
-            &config.event_store_url,
+            config.event_store_url.expose(),
             &StoreOptions {
                 pool_size: config.pool_size,
             },
@@ -55,7 +56,7 @@ impl Application {
                 .app_data(state.clone())
                 .wrap(from_fn(http::echo_correlation_id))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
-                .service(routes::only("/healthz", Method::GET, healthz))
+                .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))
                 .default_service(web::to(routes::not_found))
         })
@@ -85,14 +86,7 @@ async fn openapi_document() -> HttpResponse {
         .body(openapi::openapi_json())
 }
 
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "up" }))
-}
-
 async fn readyz(app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     app.store.ping().await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
-        "event_store": app.store.backend(),
-    })))
+    Ok(health::ready([("event_store", app.store.backend().into())]))
 }

@@ -19,13 +19,12 @@ use crate::{
     RecordedEvent, StoreError, Subscription,
 };
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use futures::StreamExt;
-use std::str::FromStr;
+use deadpool_postgres::Pool;
+use service_kit::postgres::{self, apply_migrations, build_pool, PoolSetupError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
-use tokio_postgres::{error::SqlState, AsyncMessage, NoTls, Row};
+use tokio_postgres::{error::SqlState, Row};
 use uuid::Uuid;
 
 /// The channel notified (coalesced, after commit) when appends have been written.
@@ -78,114 +77,16 @@ impl Drop for Notifier {
     }
 }
 
-/// Builds a connection pool from a URL; connections are made lazily.
-///
-/// # Errors
-/// [`StoreError::InvalidUrl`] when the URL does not parse.
-pub fn build_pool(url: &str, size: usize) -> Result<(Pool, tokio_postgres::Config), StoreError> {
-    let config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| StoreError::InvalidUrl(format!("{e}")))?;
-    build_pool_from(config, size)
-}
-
-/// Like [`build_pool`], from a parsed configuration (to add session options, say).
-///
-/// # Errors
-/// [`StoreError::InvalidUrl`] when the pool cannot be configured.
-pub fn build_pool_from(
-    mut config: tokio_postgres::Config,
-    size: usize,
-) -> Result<(Pool, tokio_postgres::Config), StoreError> {
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(Duration::from_secs(3));
-    }
-    let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let pool = Pool::builder(manager)
-        .max_size(size.max(1))
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(5)))
-        .build()
-        .map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
-    Ok((pool, config))
-}
-
-/// Applies the named SQL migrations not yet recorded in `table`, in order, each in its own
-/// transaction. The whole run, the creation of `table` included, holds an advisory lock, so
-/// processes starting at once on a fresh database take turns instead of racing to create it.
-///
-/// # Errors
-/// The database's error when a migration fails; nothing of that migration is kept.
-pub async fn apply_migrations(
-    client: &mut tokio_postgres::Client,
-    table: &str,
-    migrations: &[(&str, &str)],
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute("select pg_advisory_lock(hashtext($1))", &[&table])
-        .await?;
-    let applied = apply_migrations_locked(client, table, migrations).await;
-    // A pooled connection lives on: the session lock must not outlive the run, failed or not.
-    let unlocked = client
-        .execute("select pg_advisory_unlock(hashtext($1))", &[&table])
-        .await;
-    applied?;
-    unlocked.map(|_| ())
-}
-
-async fn apply_migrations_locked(
-    client: &mut tokio_postgres::Client,
-    table: &str,
-    migrations: &[(&str, &str)],
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "create table if not exists {table} (name text primary key, applied_at timestamptz not null default now())"
-        ))
-        .await?;
-    for (name, sql) in migrations {
-        let tx = client.transaction().await?;
-        let done = tx
-            .query_opt(&format!("select 1 from {table} where name = $1"), &[name])
-            .await?
-            .is_some();
-        if !done {
-            tx.batch_execute(sql).await?;
-            tx.execute(&format!("insert into {table} (name) values ($1)"), &[name])
-                .await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
-}
-
-/// Maps a driver error: lost connections and refusals are `Unavailable`, the rest `Backend`.
+/// Maps a driver error: an unreachable database is `Unavailable`, the rest `Backend`.
 pub fn map_pg_error(e: &tokio_postgres::Error) -> StoreError {
-    match e.code() {
-        None => StoreError::Unavailable(e.to_string()),
-        Some(code)
-            if code.code().starts_with("08")
-                || *code == SqlState::INVALID_CATALOG_NAME
-                || *code == SqlState::ADMIN_SHUTDOWN
-                || *code == SqlState::CRASH_SHUTDOWN
-                || *code == SqlState::CANNOT_CONNECT_NOW
-                || *code == SqlState::TOO_MANY_CONNECTIONS =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        Some(_) => StoreError::Backend(
-            e.as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string()),
-        ),
+    if postgres::is_unavailable(e) {
+        return StoreError::Unavailable(e.to_string());
     }
+    StoreError::Backend(
+        e.as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_else(|| e.to_string()),
+    )
 }
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -202,9 +103,15 @@ impl From<deadpool_postgres::PoolError> for StoreError {
 
 /// Maps a pool error: every failure to get a connection is `Unavailable`.
 pub fn map_pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    match e {
-        deadpool_postgres::PoolError::Backend(e) => map_pg_error(&e),
-        other => StoreError::Unavailable(other.to_string()),
+    match postgres::pool_error_cause(&e) {
+        Some(cause) => map_pg_error(cause),
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+impl From<PoolSetupError> for StoreError {
+    fn from(e: PoolSetupError) -> Self {
+        StoreError::InvalidUrl(e.to_string())
     }
 }
 
@@ -594,58 +501,10 @@ impl EventStore for PgEventStore {
     }
 }
 
-/// A connection that LISTENs for appends and wakes `wake` on each notification. The returned
-/// handle owns the connection; dropping it ends the listening.
-pub struct Listener {
-    _client: tokio_postgres::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Listener {
-    /// True once the connection is gone; the caller should listen again.
-    pub fn is_closed(&self) -> bool {
-        self._client.is_closed() || self.task.is_finished()
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Opens a LISTEN connection on [`NOTIFY_CHANNEL`].
-///
-/// # Errors
-/// [`StoreError::Unavailable`] when PostgreSQL cannot be reached.
-pub async fn listen(
+/// Opens a LISTEN connection on [`NOTIFY_CHANNEL`] that wakes `wake` on each notification.
+async fn listen(
     config: &tokio_postgres::Config,
     wake: Arc<Notify>,
-) -> Result<Listener, StoreError> {
-    listen_on(config, NOTIFY_CHANNEL, move |_| wake.notify_one()).await
-}
-
-/// Opens a connection that LISTENs on `channel` and hands each payload to `on_message`.
-///
-/// # Errors
-/// [`StoreError::Unavailable`] when PostgreSQL cannot be reached.
-pub async fn listen_on(
-    config: &tokio_postgres::Config,
-    channel: &str,
-    on_message: impl Fn(String) + Send + 'static,
-) -> Result<Listener, StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let task = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message {
-                on_message(n.payload().to_owned());
-            }
-        }
-    });
-    client.batch_execute(&format!("listen {channel}")).await?;
-    Ok(Listener {
-        _client: client,
-        task,
-    })
+) -> Result<postgres::Listener, StoreError> {
+    Ok(postgres::listen_on(config, NOTIFY_CHANNEL, move |_| wake.notify_one()).await?)
 }

@@ -1,6 +1,7 @@
 //! Configuration from the environment, with defaults for a local run.
 
 use domain::Status;
+use service_kit::SecretUrl;
 use std::time::Duration;
 
 /// How long each step may take before an order counts as overdue.
@@ -48,10 +49,10 @@ impl Deadlines {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `MILESTONE_EVENT_STORE_URL`: where events are read from.
-    pub event_store_url: String,
+    pub event_store_url: SecretUrl,
     /// `MILESTONE_READ_MODEL_URL`: the PostgreSQL database of the read models (default: the
     /// same database as the local event store).
-    pub read_model_url: String,
+    pub read_model_url: SecretUrl,
     /// `MILESTONE_DB_POOL_SIZE`.
     pub pool_size: usize,
     /// `MILESTONE_PROJECTOR_BATCH_SIZE`: most events per transaction while following the live
@@ -78,8 +79,8 @@ impl Config {
     /// Defaults for one database holding both the events and the read models.
     pub fn local(url: &str) -> Self {
         Self {
-            event_store_url: url.to_owned(),
-            read_model_url: url.to_owned(),
+            event_store_url: url.into(),
+            read_model_url: url.into(),
             pool_size: 4,
             batch_size: 1000,
             catch_up_batch_size: 4000,
@@ -104,8 +105,8 @@ impl Config {
         fn secs(name: &str, default: chrono::Duration) -> Result<chrono::Duration, String> {
             var(name, default.num_seconds()).map(chrono::Duration::seconds)
         }
-        let event_store_url = var("MILESTONE_EVENT_STORE_URL", DEFAULT_URL.to_owned())?;
-        let read_model_url = var("MILESTONE_READ_MODEL_URL", DEFAULT_URL.to_owned())?;
+        let event_store_url = var("MILESTONE_EVENT_STORE_URL", DEFAULT_URL.into())?;
+        let read_model_url = var("MILESTONE_READ_MODEL_URL", DEFAULT_URL.into())?;
         let d = Deadlines::default();
         fn batch(name: &str, default: usize) -> Result<usize, String> {
             match var(name, default)? {
@@ -140,5 +141,23 @@ impl Config {
                 compensation: secs("MILESTONE_DEADLINE_COMPENSATION_SECS", d.compensation)?,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_the_config_never_shows_a_database_password() {
+        let mut config = Config::local("postgres://projector:hunter2@events.internal/milestone");
+        config.read_model_url = "postgres://projector:s3cret@read-models.internal/milestone".into();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://projector:***@events.internal/milestone"),
+            "{shown}"
+        );
     }
 }

@@ -61,7 +61,7 @@ impl<P: Projection> Runtime<P> {
     /// When either cannot be reached or a migration fails.
     pub async fn start(config: Config, projection: P) -> Result<Self, ProjectorError> {
         let store = event_store::connect(
-            &config.event_store_url,
+            config.event_store_url.expose(),
             &StoreOptions {
                 pool_size: config.pool_size,
             },
@@ -69,6 +69,7 @@ impl<P: Projection> Runtime<P> {
         .await?;
         let mut pg_config: tokio_postgres::Config = config
             .read_model_url
+            .expose()
             .parse()
             .map_err(|e| StoreError::InvalidUrl(format!("{e}")))?;
         // Plan every statement for the table as it is now: a cached generic plan made while
@@ -86,8 +87,8 @@ impl<P: Projection> Runtime<P> {
              -c tcp_user_timeout={ttl} -c tcp_keepalives_idle={probe_secs} \
              -c tcp_keepalives_interval={probe_secs} -c tcp_keepalives_count=3"
         ));
-        let (pool, pg_config) =
-            event_store::postgres::build_pool_from(pg_config, config.pool_size)?;
+        let (pool, pg_config) = service_kit::postgres::build_pool_from(pg_config, config.pool_size)
+            .map_err(StoreError::from)?;
         let runtime = Self {
             projection: Arc::new(projection),
             store,
@@ -102,7 +103,7 @@ impl<P: Projection> Runtime<P> {
 
     async fn migrate(&self) -> Result<(), ProjectorError> {
         let mut client = self.pool.get().await?;
-        event_store::postgres::apply_migrations(
+        service_kit::postgres::apply_migrations(
             &mut client,
             "read_model_migrations",
             P::MIGRATIONS,

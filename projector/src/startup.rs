@@ -1,4 +1,4 @@
-//! Wiring: the command line, the logs, the projections and what each command does with them.
+//! Wiring: the command line, the projections and what each command does with them.
 
 use crate::config::Config;
 use crate::db::RepairNote;
@@ -10,6 +10,7 @@ use crate::ProjectorError;
 use anyhow::Context;
 use event_store::Position;
 use futures::future::{BoxFuture, FutureExt, Shared};
+use service_kit::shutdown_signal;
 use uuid::Uuid;
 
 /// Every projection this binary keeps: adding one is one line here and its descriptor in
@@ -103,33 +104,6 @@ pub enum Command {
         #[arg(long)]
         reason: Option<String>,
     },
-}
-
-/// JSON logs on stderr, `RUST_LOG` or `info`.
-pub fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 /// The connected projections, ready for a command.

@@ -78,7 +78,7 @@ async fn main() {
     let ids = Arc::new(ids);
 
     // Baseline: the same by-id read as raw SQL through a pool of the same size.
-    let (pool, _) = event_store::postgres::build_pool(&url, connections).unwrap();
+    let (pool, _) = service_kit::postgres::build_pool(&url, connections).unwrap();
     let baseline_ids = ids.clone();
     let (raw, raw_p50, raw_p99) = test_support::closed_loop(connections, move |n| {
         let (pool, ids) = (pool.clone(), baseline_ids.clone());

@@ -42,7 +42,7 @@ async fn main() {
         .unwrap();
     let command_api = command_api::startup::Application::with_store(
         command_api::config::Config {
-            event_store_url: url.clone(),
+            event_store_url: url.clone().into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             pool_size,
             body_limit_bytes: 64 * 1024,

@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use service_kit::SecretUrl;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -7,9 +8,9 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `MILESTONE_READ_MODEL_URL`: the projector's PostgreSQL database.
-    pub read_model_url: String,
+    pub read_model_url: SecretUrl,
     /// `MILESTONE_EVENT_STORE_URL`: the event log, read for the projection's lag.
-    pub event_store_url: String,
+    pub event_store_url: SecretUrl,
     /// `MILESTONE_QUERY_API_ADDR` (default 127.0.0.1:8081).
     pub listen: SocketAddr,
     /// `MILESTONE_DB_POOL_SIZE` (default 16).
@@ -35,8 +36,8 @@ impl Config {
     /// Defaults for a local database holding both the event log and the read models.
     pub fn local(url: &str) -> Self {
         Self {
-            read_model_url: url.to_owned(),
-            event_store_url: url.to_owned(),
+            read_model_url: url.into(),
+            event_store_url: url.into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             pool_size: 16,
             read_your_writes_timeout: Duration::from_millis(2000),
@@ -75,5 +76,23 @@ impl Config {
             body_limit_bytes: var("MILESTONE_BODY_LIMIT_BYTES", d.body_limit_bytes)?,
             workers: var("MILESTONE_HTTP_WORKERS", d.workers)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_the_config_never_shows_a_database_password() {
+        let mut config = Config::local("postgres://reader:hunter2@read-models.internal/milestone");
+        config.event_store_url = "postgres://writer:s3cret@events.internal/milestone".into();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://reader:***@read-models.internal/milestone"),
+            "{shown}"
+        );
     }
 }

@@ -67,7 +67,7 @@ impl CheckpointWatch {
                     tx.send_if_modified(|known| raise(known, p));
                 }
             };
-            match event_store::postgres::listen_on(&config, CHANGES_CHANNEL, on_message).await {
+            match service_kit::postgres::listen_on(&config, CHANGES_CHANNEL, on_message).await {
                 Ok(listener) => {
                     // Anything committed before LISTEN took effect.
                     let _ = self.refresh().await;

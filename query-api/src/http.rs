@@ -9,6 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use async_graphql::http::GraphiQLSource;
 use event_store::Position;
 use serde_json::json;
+use service_kit::health;
 use std::sync::Arc;
 
 /// The header (or request extension `consistencyToken`) carrying a command's consistency token.
@@ -142,20 +143,27 @@ pub async fn sdl(app: web::Data<AppState>) -> HttpResponse {
         .body(app.schema.sdl())
 }
 
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "up" }))
-}
-
 pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
     match app.checkpoints.refresh().await {
-        Ok(checkpoints) => HttpResponse::Ok().json(json!({
-            "status": "ready",
-            "checkpoint": checkpoints.get(PROJECTION).copied().flatten().map(|p| p.to_string()),
-            "checkpoints": checkpoints
-                .iter()
-                .map(|(name, p)| (name.to_string(), json!(p.map(|p| p.to_string()))))
-                .collect::<serde_json::Map<_, _>>(),
-        })),
+        Ok(checkpoints) => health::ready([
+            (
+                "checkpoint",
+                checkpoints
+                    .get(PROJECTION)
+                    .copied()
+                    .flatten()
+                    .map(|p| p.to_string())
+                    .into(),
+            ),
+            (
+                "checkpoints",
+                checkpoints
+                    .iter()
+                    .map(|(name, p)| (name.to_string(), json!(p.map(|p| p.to_string()))))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+            ),
+        ]),
         Err(e) => {
             tracing::warn!(cause = %error_chain(&e), "not ready: read models unavailable");
             error_response(

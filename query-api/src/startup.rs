@@ -7,6 +7,7 @@ use crate::schema::{build_schema, MilestoneSchema};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
+use service_kit::health;
 use std::net::TcpListener;
 
 /// What every handler can reach.
@@ -31,8 +32,9 @@ impl Application {
     /// A bad database URL, or an address that cannot be bound.
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let (pool, pg_config) =
-            event_store::postgres::build_pool(&config.read_model_url, config.pool_size)?;
-        let checkpoints = CheckpointWatch::start(pool.clone(), pg_config, &config.event_store_url);
+            service_kit::postgres::build_pool(config.read_model_url.expose(), config.pool_size)?;
+        let checkpoints =
+            CheckpointWatch::start(pool.clone(), pg_config, config.event_store_url.expose());
         let schema = build_schema(&config);
         let listener = TcpListener::bind(config.listen)?;
         let port = listener.local_addr()?.port();
@@ -55,7 +57,7 @@ impl Application {
                 .route("/graphql", web::post().to(http::graphql))
                 .route("/graphql", web::get().to(http::graphiql))
                 .route("/schema.graphql", web::get().to(http::sdl))
-                .route("/healthz", web::get().to(http::healthz))
+                .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(http::readyz))
                 .default_service(web::to(http::not_found))
         })

@@ -18,7 +18,7 @@ pub async fn spawn_app() -> TestApp {
         .await
         .unwrap();
     let config = Config {
-        event_store_url: database_url.clone(),
+        event_store_url: database_url.clone().into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         pool_size: 8,
         body_limit_bytes: 64 * 1024,

@@ -137,7 +137,7 @@ async fn a_backlog_is_caught_up_in_one_large_batch_then_live_events_come_in_smal
     }
     let (tx, mut commits) = tokio::sync::mpsc::unbounded_channel();
     let pg: tokio_postgres::Config = url.parse().unwrap();
-    let _listener = event_store::postgres::listen_on(&pg, projector::CHANGES_CHANNEL, move |p| {
+    let _listener = service_kit::postgres::listen_on(&pg, projector::CHANGES_CHANNEL, move |p| {
         let _ = tx.send(p);
     })
     .await

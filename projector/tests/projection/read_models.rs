@@ -201,7 +201,7 @@ async fn each_commit_notifies_listeners_with_the_checkpoint_and_the_orders() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let config: tokio_postgres::Config = env.url.parse().unwrap();
     let _listener =
-        event_store::postgres::listen_on(&config, projector::CHANGES_CHANNEL, move |p| {
+        service_kit::postgres::listen_on(&config, projector::CHANGES_CHANNEL, move |p| {
             let _ = tx.send(p);
         })
         .await

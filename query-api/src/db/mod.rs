@@ -9,7 +9,6 @@ pub mod projection;
 pub mod returns;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
-use event_store::StoreError;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
 
@@ -39,10 +38,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Pool(_) => true,
-            Self::Postgres(e) => matches!(
-                event_store::postgres::map_pg_error(e),
-                StoreError::Unavailable(_)
-            ),
+            Self::Postgres(e) => service_kit::postgres::is_unavailable(e),
             Self::Column { .. } | Self::UnknownLabel { .. } => false,
         }
     }

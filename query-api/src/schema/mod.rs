@@ -39,7 +39,7 @@ pub fn build_schema(config: &Config) -> MilestoneSchema {
     paging::record_cap(config.max_page_size);
     Schema::build(Query::default(), EmptyMutation, EmptySubscription)
         .data(paging::PageCap(config.max_page_size))
-        .data(EventLog::new(&config.event_store_url))
+        .data(EventLog::new(config.event_store_url.expose()))
         .extension(limits::QueryLimits {
             max_depth: config.max_depth,
             max_complexity: config.max_complexity,

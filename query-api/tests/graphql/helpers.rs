@@ -56,11 +56,11 @@ pub async fn spawn_with(options: Options) -> TestApp {
         url.clone()
     };
     let mut pconfig = projector::Config::local(&url);
-    pconfig.read_model_url = read_model_url.clone();
+    pconfig.read_model_url = read_model_url.clone().into();
     pconfig.deadlines = options.deadlines;
     let projector = Projector::connect(pconfig).await.unwrap();
     let mut config = Config::local(&read_model_url);
-    config.event_store_url = url.clone();
+    config.event_store_url = url.clone().into();
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.workers = 2;
     config.pool_size = 4;

@@ -67,7 +67,7 @@ async fn a_refresh_never_lowers_a_checkpoint_already_announced() {
     app.order("c", vec![]).await;
     app.project_all().await;
     let stored = app.projector.checkpoint().await.unwrap().unwrap();
-    let (pool, pg_config) = event_store::postgres::build_pool(&app.url, 2).unwrap();
+    let (pool, pg_config) = service_kit::postgres::build_pool(&app.url, 2).unwrap();
     let watch = CheckpointWatch::start(pool, pg_config, &app.url);
     assert!(watch.wait_for(stored, Duration::from_secs(5)).await.reached);
 

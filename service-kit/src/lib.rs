@@ -1,0 +1,22 @@
+//! The plumbing every Milestone binary shares, written once.
+//!
+//! `telemetry` installs the logs (JSON on stderr, filtered by `RUST_LOG`) and keeps tests
+//! quiet unless `TEST_LOG` is set; `secret` holds credentials in configuration so that logging
+//! a configuration never prints a password; `shutdown` resolves on SIGINT or SIGTERM; `health`
+//! (feature `http`) answers `/healthz` and `/readyz`; `postgres` builds connection pools,
+//! applies migrations, LISTENs for notifications and tells an unreachable database from a
+//! refused statement. Nothing here knows about events or read models: the event store and the
+//! read models both build on it.
+
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "http")]
+pub mod health;
+pub mod postgres;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use secret::SecretUrl;
+pub use shutdown::shutdown_signal;
+pub use telemetry::{init_test_tracing, init_tracing};
