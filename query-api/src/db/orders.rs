@@ -3,8 +3,8 @@
 //! names, an order's row and the filters of a list of orders. Every column is selected by name
 //! and read by name.
 
-use super::workflow::{Conditions, ReadModels};
-use super::{column, label, labels, DbError};
+use super::workflow::{Conditions, Progress, ReadModels};
+use super::{column, label, DbError};
 use chrono::{DateTime, Utc};
 use domain::{Compensation, PendingAction, Status};
 use tokio_postgres::Row;
@@ -122,24 +122,13 @@ pub struct OrderRecord {
     pub total_minor: i64,
     pub lines: serde_json::Value,
     pub shipping_address: serde_json::Value,
-    pub last_milestone: String,
-    pub last_milestone_at: DateTime<Utc>,
-    pub pending_actions: Vec<PendingAction>,
-    pub failure_reason: Option<String>,
-    pub compensations_owed: Vec<Compensation>,
-    pub compensations_done: Vec<Compensation>,
+    /// Where the order stands in its workflow.
+    pub progress: Progress<PendingAction, Compensation>,
     pub payment_id: Option<String>,
     pub reservation_id: Option<String>,
     pub carrier: Option<String>,
     pub tracking_number: Option<String>,
     pub milestones: Milestones,
-    pub escalation_count: i32,
-    pub escalation_reason: Option<String>,
-    pub correlation_id: Option<String>,
-    pub deadline_at: Option<DateTime<Utc>>,
-    pub stream_revision: i64,
-    pub last_position: String,
-    pub overdue: bool,
 }
 
 impl OrderRecord {
@@ -156,24 +145,12 @@ impl OrderRecord {
             total_minor: column(r, "total_minor")?,
             lines: column(r, "lines")?,
             shipping_address: column(r, "shipping_address")?,
-            last_milestone: column(r, "last_milestone")?,
-            last_milestone_at: column(r, "last_milestone_at")?,
-            pending_actions: labels(r, "pending_actions", "pending action")?,
-            failure_reason: column(r, "failure_reason")?,
-            compensations_owed: labels(r, "compensations_owed", "compensation")?,
-            compensations_done: labels(r, "compensations_done", "compensation")?,
+            progress: Progress::from_row(r, "pending action", "compensation")?,
             payment_id: column(r, "payment_id")?,
             reservation_id: column(r, "reservation_id")?,
             carrier: column(r, "carrier")?,
             tracking_number: column(r, "tracking_number")?,
             milestones: Milestones::from_row(r)?,
-            escalation_count: column(r, "escalation_count")?,
-            escalation_reason: column(r, "escalation_reason")?,
-            correlation_id: column(r, "correlation_id")?,
-            deadline_at: column(r, "deadline_at")?,
-            stream_revision: column(r, "stream_revision")?,
-            last_position: column(r, "last_position")?,
-            overdue: column(r, "overdue")?,
         })
     }
 

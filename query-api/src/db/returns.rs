@@ -3,8 +3,8 @@
 //! [`super::workflow`]. Here: their names, a return case's row and the filters of a list of
 //! return cases. Every column is selected by name and read by name.
 
-use super::workflow::{Conditions, ReadModels};
-use super::{column, label, labels, DbError};
+use super::workflow::{Conditions, Progress, ReadModels};
+use super::{column, label, DbError};
 use chrono::{DateTime, Utc};
 use domain::{ReturnAction, ReturnCompensation, ReturnStatus};
 use tokio_postgres::Row;
@@ -108,20 +108,9 @@ pub struct ReturnRecord {
     pub refunded_minor: i64,
     pub refund_id: Option<String>,
     pub rma_number: Option<String>,
-    pub last_milestone: String,
-    pub last_milestone_at: DateTime<Utc>,
-    pub pending_actions: Vec<ReturnAction>,
-    pub failure_reason: Option<String>,
-    pub compensations_owed: Vec<ReturnCompensation>,
-    pub compensations_done: Vec<ReturnCompensation>,
+    /// Where the return stands in its workflow.
+    pub progress: Progress<ReturnAction, ReturnCompensation>,
     pub milestones: ReturnMilestones,
-    pub escalation_count: i32,
-    pub escalation_reason: Option<String>,
-    pub correlation_id: Option<String>,
-    pub deadline_at: Option<DateTime<Utc>>,
-    pub stream_revision: i64,
-    pub last_position: String,
-    pub overdue: bool,
 }
 
 impl ReturnRecord {
@@ -142,20 +131,8 @@ impl ReturnRecord {
             refunded_minor: column(r, "refunded_minor")?,
             refund_id: column(r, "refund_id")?,
             rma_number: column(r, "rma_number")?,
-            last_milestone: column(r, "last_milestone")?,
-            last_milestone_at: column(r, "last_milestone_at")?,
-            pending_actions: labels(r, "pending_actions", "return action")?,
-            failure_reason: column(r, "failure_reason")?,
-            compensations_owed: labels(r, "compensations_owed", "return compensation")?,
-            compensations_done: labels(r, "compensations_done", "return compensation")?,
+            progress: Progress::from_row(r, "return action", "return compensation")?,
             milestones: ReturnMilestones::from_row(r)?,
-            escalation_count: column(r, "escalation_count")?,
-            escalation_reason: column(r, "escalation_reason")?,
-            correlation_id: column(r, "correlation_id")?,
-            deadline_at: column(r, "deadline_at")?,
-            stream_revision: column(r, "stream_revision")?,
-            last_position: column(r, "last_position")?,
-            overdue: column(r, "overdue")?,
         })
     }
 

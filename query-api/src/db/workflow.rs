@@ -3,7 +3,7 @@
 //! event) and a counts table (how many instances are in each status). A workflow names its
 //! tables, columns and filters by implementing [`ReadModels`]; the reads here do the rest.
 
-use super::{column, label, DbError};
+use super::{column, label, labels, DbError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
 use std::collections::HashMap;
@@ -54,6 +54,54 @@ pub trait ReadModels: Send + Sync + 'static {
 
     /// Adds the conditions `filter` sets to `conditions`.
     fn conditions(filter: &Self::Filter, conditions: &mut Conditions);
+}
+
+/// Where an instance stands in its workflow: the columns every workflow's status table has, its
+/// labels (`A`, what it waits for; `C`, what it owes) parsed into the domain's types.
+#[derive(Debug, Clone)]
+pub struct Progress<A, C> {
+    pub last_milestone: String,
+    pub last_milestone_at: DateTime<Utc>,
+    pub pending_actions: Vec<A>,
+    pub failure_reason: Option<String>,
+    pub compensations_owed: Vec<C>,
+    pub compensations_done: Vec<C>,
+    pub escalation_count: i32,
+    pub escalation_reason: Option<String>,
+    pub correlation_id: Option<String>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub stream_revision: i64,
+    pub last_position: String,
+    pub overdue: bool,
+}
+
+impl<A: domain::Label, C: domain::Label> Progress<A, C> {
+    /// Reads a row selected with [`select_list`]; `action` and `compensation` name what `A`
+    /// and `C` are when the row holds one the domain does not know.
+    ///
+    /// # Errors
+    /// A column missing or of another type, or a label the domain does not know.
+    pub fn from_row(
+        r: &Row,
+        action: &'static str,
+        compensation: &'static str,
+    ) -> Result<Self, DbError> {
+        Ok(Self {
+            last_milestone: column(r, "last_milestone")?,
+            last_milestone_at: column(r, "last_milestone_at")?,
+            pending_actions: labels(r, "pending_actions", action)?,
+            failure_reason: column(r, "failure_reason")?,
+            compensations_owed: labels(r, "compensations_owed", compensation)?,
+            compensations_done: labels(r, "compensations_done", compensation)?,
+            escalation_count: column(r, "escalation_count")?,
+            escalation_reason: column(r, "escalation_reason")?,
+            correlation_id: column(r, "correlation_id")?,
+            deadline_at: column(r, "deadline_at")?,
+            stream_revision: column(r, "stream_revision")?,
+            last_position: column(r, "last_position")?,
+            overdue: column(r, "overdue")?,
+        })
+    }
 }
 
 /// Computed with each instance: whether its deadline has passed.

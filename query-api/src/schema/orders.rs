@@ -110,25 +110,25 @@ impl Order {
     }
     /// The event type of the latest milestone, e.g. `OrderShipped`.
     async fn last_milestone(&self) -> &str {
-        &self.0.last_milestone
+        &self.0.progress.last_milestone
     }
     async fn last_milestone_at(&self) -> DateTime<Utc> {
-        self.0.last_milestone_at
+        self.0.progress.last_milestone_at
     }
     /// What the workflow waits for next: AUTHORIZE_PAYMENT, RESERVE_INVENTORY,
     /// START_FULFILLMENT, SHIP, CONFIRM_DELIVERY, VOID_PAYMENT, RELEASE_INVENTORY.
     async fn pending_actions(&self) -> Vec<&'static str> {
-        wire(&self.0.pending_actions)
+        wire(&self.0.progress.pending_actions)
     }
     async fn failure_reason(&self) -> Option<&str> {
-        self.0.failure_reason.as_deref()
+        self.0.progress.failure_reason.as_deref()
     }
     /// Compensations owed and not yet done: VOID_PAYMENT, RELEASE_INVENTORY.
     async fn compensations_owed(&self) -> Vec<&'static str> {
-        wire(&self.0.compensations_owed)
+        wire(&self.0.progress.compensations_owed)
     }
     async fn compensations_done(&self) -> Vec<&'static str> {
-        wire(&self.0.compensations_done)
+        wire(&self.0.progress.compensations_done)
     }
     async fn payment_id(&self) -> Option<&str> {
         self.0.payment_id.as_deref()
@@ -147,31 +147,31 @@ impl Order {
     }
     /// When the step the order waits for is due; null when it waits for nothing.
     async fn deadline_at(&self) -> Option<DateTime<Utc>> {
-        self.0.deadline_at
+        self.0.progress.deadline_at
     }
     /// The deadline has passed.
     async fn overdue(&self) -> bool {
-        self.0.overdue
+        self.0.progress.overdue
     }
     async fn escalated(&self) -> bool {
-        self.0.escalation_count > 0
+        self.0.progress.escalation_count > 0
     }
     async fn escalation_count(&self) -> i32 {
-        self.0.escalation_count
+        self.0.progress.escalation_count
     }
     async fn escalation_reason(&self) -> Option<&str> {
-        self.0.escalation_reason.as_deref()
+        self.0.progress.escalation_reason.as_deref()
     }
     async fn correlation_id(&self) -> Option<&str> {
-        self.0.correlation_id.as_deref()
+        self.0.progress.correlation_id.as_deref()
     }
     /// The order stream's revision the read model reflects.
     async fn revision(&self) -> i64 {
-        self.0.stream_revision
+        self.0.progress.stream_revision
     }
     /// The log position of the last applied event.
     async fn last_position(&self) -> &str {
-        &self.0.last_position
+        &self.0.progress.last_position
     }
     /// Every event of the order, oldest first.
     #[graphql(complexity = "child_complexity.saturating_mul(10)")]
