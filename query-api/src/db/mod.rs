@@ -1,12 +1,13 @@
-//! Reads of the read models, by area: [`orders`] (the order workflow's status rows, timelines
-//! and counts), [`returns`] (the returns workflow's) and [`projection`] (checkpoint, lag, dead
-//! letters). Free functions over a client,
-//! prepared and cached statements, every column read by name; and the [`Snapshot`] a request
-//! reads them through.
+//! Reads of the read models, by area: [`workflow`] (what every workflow's status rows,
+//! timelines and counts share, read once for all), [`orders`] and [`returns`] (each workflow's
+//! names, row and filters) and [`projection`] (checkpoint, lag, dead letters). Free functions
+//! over a client, prepared and cached statements, every column read by name; and the
+//! [`Snapshot`] a request reads them through.
 
 pub mod orders;
 pub mod projection;
 pub mod returns;
+pub mod workflow;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
 use tokio_postgres::types::FromSql;

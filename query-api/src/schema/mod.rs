@@ -1,5 +1,6 @@
 //! The GraphQL schema, split by area and merged: [`orders`] (the order workflow's queries),
-//! [`returns`] (the returns workflow's queries),
+//! [`returns`] (the returns workflow's queries), [`workflow`] (what every workflow's queries
+//! share: timelines, paging of a filtered list, stalled instances, counts),
 //! [`projection`] (projection status), [`paging`] (cursors, `first`/`after`, the page cap),
 //! [`input`] (argument checks) and [`limits`] (depth and complexity). Errors are
 //! [`crate::error::QueryError`]s with a stable `extensions.code`. Built once; each request
@@ -11,8 +12,11 @@ pub mod orders;
 mod paging;
 pub mod projection;
 pub mod returns;
+pub mod workflow;
 
 use crate::config::Config;
+use crate::db::orders::Orders;
+use crate::db::returns::Returns;
 use crate::db::{DbError, Snapshot};
 use crate::log::EventLog;
 use async_graphql::dataloader::DataLoader;
@@ -20,9 +24,10 @@ use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Sch
 use deadpool_postgres::ClientWrapper;
 use std::sync::Arc;
 
-pub use orders::{Order, OrderStatus, TimelineLoader};
+pub use orders::{Order, OrderStatus};
 pub use projection::{ProjectionStatus, PROJECTION};
-pub use returns::{Return, ReturnLoader, ReturnStatus, ReturnTimelineLoader};
+pub use returns::{Return, ReturnLoader, ReturnStatus};
+pub use workflow::TimelineLoader;
 
 pub type MilestoneSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
@@ -56,7 +61,7 @@ pub fn for_request(
     request
         .data(Arc::clone(snapshot))
         .data(DataLoader::new(
-            TimelineLoader(Arc::clone(snapshot)),
+            TimelineLoader::<Orders>::new(Arc::clone(snapshot)),
             tokio::spawn,
         ))
         .data(DataLoader::new(
@@ -64,7 +69,7 @@ pub fn for_request(
             tokio::spawn,
         ))
         .data(DataLoader::new(
-            ReturnTimelineLoader(Arc::clone(snapshot)),
+            TimelineLoader::<Returns>::new(Arc::clone(snapshot)),
             tokio::spawn,
         ))
 }

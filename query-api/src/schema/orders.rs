@@ -1,21 +1,19 @@
 //! The order workflow's queries: `order`, `orderTimeline`, `orders`, `stalledOrders` and
 //! `statusCounts`, over the `order_status`, `order_timeline` and `order_status_counts` read
-//! models; timelines go through a DataLoader.
+//! models; timelines, paging, stalled orders and counts are [`super::workflow`]'s, shared with
+//! every workflow.
 
 use super::input;
-use super::paging::{decode_cursor, encode_cursor, page_cost, page_size, PageInfo};
+use super::paging::{page_cost, PageInfo};
 use super::read_models;
 use super::returns::Return;
-use crate::db::orders::{self as db, Milestones, OrderRecord, TimelineRecord};
-use crate::db::{DbError, Snapshot};
+use super::workflow::{self as shared, load_timeline};
+use crate::db::orders::{self as db, Milestones, OrderRecord, Orders};
+use crate::db::workflow::{record_by_id, TimelineRecord};
 use crate::error::QueryError;
-use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use domain::Label;
-use std::collections::HashMap;
-use std::sync::Arc;
-use uuid::Uuid;
 
 // The domain's order status (`domain::Status`) as a GraphQL enum.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -48,25 +46,6 @@ pub struct ShippingAddress {
     pub city: String,
     pub postal_code: String,
     pub country: String,
-}
-
-/// Loads the timelines of every order in a response with one query, from its snapshot.
-pub struct TimelineLoader(pub(super) Arc<Snapshot>);
-
-impl Loader<Uuid> for TimelineLoader {
-    type Value = Vec<TimelineRecord>;
-    type Error = Arc<DbError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let client = self.0.client().await.map_err(Arc::new)?;
-        db::timelines(client, keys).await.map_err(Arc::new)
-    }
-}
-
-/// An order's timeline through the request's DataLoader (batched with the others).
-async fn load_timeline(ctx: &Context<'_>, id: Uuid) -> Result<Vec<TimelineRecord>, QueryError> {
-    let loader = ctx.data_unchecked::<DataLoader<TimelineLoader>>();
-    Ok(loader.load_one(id).await?.unwrap_or_default())
 }
 
 /// The wire forms of `labels`.
@@ -131,25 +110,25 @@ impl Order {
     }
     /// The event type of the latest milestone, e.g. `OrderShipped`.
     async fn last_milestone(&self) -> &str {
-        &self.0.last_milestone
+        &self.0.progress.last_milestone
     }
     async fn last_milestone_at(&self) -> DateTime<Utc> {
-        self.0.last_milestone_at
+        self.0.progress.last_milestone_at
     }
     /// What the workflow waits for next: AUTHORIZE_PAYMENT, RESERVE_INVENTORY,
     /// START_FULFILLMENT, SHIP, CONFIRM_DELIVERY, VOID_PAYMENT, RELEASE_INVENTORY.
     async fn pending_actions(&self) -> Vec<&'static str> {
-        wire(&self.0.pending_actions)
+        wire(&self.0.progress.pending_actions)
     }
     async fn failure_reason(&self) -> Option<&str> {
-        self.0.failure_reason.as_deref()
+        self.0.progress.failure_reason.as_deref()
     }
     /// Compensations owed and not yet done: VOID_PAYMENT, RELEASE_INVENTORY.
     async fn compensations_owed(&self) -> Vec<&'static str> {
-        wire(&self.0.compensations_owed)
+        wire(&self.0.progress.compensations_owed)
     }
     async fn compensations_done(&self) -> Vec<&'static str> {
-        wire(&self.0.compensations_done)
+        wire(&self.0.progress.compensations_done)
     }
     async fn payment_id(&self) -> Option<&str> {
         self.0.payment_id.as_deref()
@@ -168,36 +147,36 @@ impl Order {
     }
     /// When the step the order waits for is due; null when it waits for nothing.
     async fn deadline_at(&self) -> Option<DateTime<Utc>> {
-        self.0.deadline_at
+        self.0.progress.deadline_at
     }
     /// The deadline has passed.
     async fn overdue(&self) -> bool {
-        self.0.overdue
+        self.0.progress.overdue
     }
     async fn escalated(&self) -> bool {
-        self.0.escalation_count > 0
+        self.0.progress.escalation_count > 0
     }
     async fn escalation_count(&self) -> i32 {
-        self.0.escalation_count
+        self.0.progress.escalation_count
     }
     async fn escalation_reason(&self) -> Option<&str> {
-        self.0.escalation_reason.as_deref()
+        self.0.progress.escalation_reason.as_deref()
     }
     async fn correlation_id(&self) -> Option<&str> {
-        self.0.correlation_id.as_deref()
+        self.0.progress.correlation_id.as_deref()
     }
     /// The order stream's revision the read model reflects.
     async fn revision(&self) -> i64 {
-        self.0.stream_revision
+        self.0.progress.stream_revision
     }
     /// The log position of the last applied event.
     async fn last_position(&self) -> &str {
-        &self.0.last_position
+        &self.0.progress.last_position
     }
     /// Every event of the order, oldest first.
     #[graphql(complexity = "child_complexity.saturating_mul(10)")]
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineRecord>> {
-        load_timeline(ctx, self.0.order_id).await.extend()
+        load_timeline::<Orders>(ctx, self.0.order_id).await.extend()
     }
     /// The order's return case; null when none was requested.
     #[graphql(name = "return")]
@@ -250,35 +229,31 @@ impl OrderQueries {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<OrderConnection, QueryError> {
-        let limit = page_size(ctx, first)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
         let filter = filter.unwrap_or_default();
-        let query = db::OrderQuery {
-            status: filter.status.map(domain::Status::from),
-            customer_id: input::text("filter.customerId", filter.customer_id)?,
-            placed_from: input::moment("filter.placedFrom", filter.placed_from)?,
-            placed_to: input::moment("filter.placedTo", filter.placed_to)?,
-            overdue: filter.overdue,
-            after,
-            limit: limit + 1,
-        };
-        let mut rows = db::list_orders(read_models(ctx).await?, &query).await?;
-        let has_next_page = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let edges: Vec<OrderEdge> = rows
-            .into_iter()
-            .map(|r| OrderEdge {
-                cursor: encode_cursor(r.placed_at(), r.order_id),
-                node: Order(r),
-            })
-            .collect();
-        let end_cursor = edges.last().map(|e| e.cursor.clone());
-        Ok(OrderConnection {
-            edges,
-            page_info: PageInfo {
-                has_next_page,
-                end_cursor,
+        let (items, page_info) = shared::page::<Orders>(
+            ctx,
+            || {
+                Ok(db::OrderFilter {
+                    status: filter.status.map(domain::Status::from),
+                    customer_id: input::text("filter.customerId", filter.customer_id)?,
+                    placed_from: input::moment("filter.placedFrom", filter.placed_from)?,
+                    placed_to: input::moment("filter.placedTo", filter.placed_to)?,
+                    overdue: filter.overdue,
+                })
             },
+            first,
+            after,
+        )
+        .await?;
+        Ok(OrderConnection {
+            edges: items
+                .into_iter()
+                .map(|(cursor, r)| OrderEdge {
+                    cursor,
+                    node: Order(r),
+                })
+                .collect(),
+            page_info,
         })
     }
 }
@@ -290,7 +265,7 @@ impl OrderQueries {
         async {
             let id = input::order_id(&id)?;
             Ok::<_, QueryError>(
-                db::order_by_id(read_models(ctx).await?, id)
+                record_by_id::<Orders>(read_models(ctx).await?, id)
                     .await?
                     .map(Order),
             )
@@ -305,7 +280,7 @@ impl OrderQueries {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Vec<TimelineRecord>> {
-        async { load_timeline(ctx, input::order_id(&id)?).await }
+        async { load_timeline::<Orders>(ctx, input::order_id(&id)?).await }
             .await
             .extend()
     }
@@ -332,30 +307,19 @@ impl OrderQueries {
         ctx: &Context<'_>,
         first: Option<i32>,
     ) -> async_graphql::Result<Vec<Order>> {
-        async {
-            let limit = page_size(ctx, first)?;
-            let rows = db::stalled_orders(read_models(ctx).await?, limit).await?;
-            Ok::<_, QueryError>(rows.into_iter().map(Order).collect())
-        }
-        .await
-        .extend()
+        let rows = shared::stalled::<Orders>(ctx, first).await.extend()?;
+        Ok(rows.into_iter().map(Order).collect())
     }
 
     /// How many orders are in each status (kept by the projector, not counted on read).
     async fn status_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StatusCount>> {
-        async {
-            let counts = db::status_counts(read_models(ctx).await?).await?;
-            Ok::<_, QueryError>(
-                <domain::Status as Label>::ALL
-                    .iter()
-                    .map(|s| StatusCount {
-                        status: (*s).into(),
-                        orders: counts.get(s).copied().unwrap_or(0),
-                    })
-                    .collect(),
-            )
-        }
-        .await
-        .extend()
+        let counts = shared::status_counts::<Orders>(ctx).await.extend()?;
+        Ok(counts
+            .into_iter()
+            .map(|(status, orders)| StatusCount {
+                status: status.into(),
+                orders,
+            })
+            .collect())
     }
 }

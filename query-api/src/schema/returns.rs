@@ -1,19 +1,19 @@
 //! The returns workflow's queries: `return`, `returns`, `stalledReturns` and
 //! `returnStatusCounts`, plus `Order.return`, over the `return_status`, `return_timeline` and
-//! `return_status_counts` read models. Return cases and their timelines go through
-//! DataLoaders, so a page of orders reads their returns in one query.
+//! `return_status_counts` read models. Return cases go through a DataLoader, so a page of
+//! orders reads their returns in one query; timelines, paging, stalled returns and counts are
+//! [`super::workflow`]'s, shared with every workflow.
 
 use super::input;
-use super::paging::{decode_cursor, encode_cursor, page_cost, page_size, PageInfo};
-use super::read_models;
-use crate::db::orders::TimelineRecord;
-use crate::db::returns::{self as db, ReturnMilestones, ReturnRecord};
+use super::paging::{page_cost, PageInfo};
+use super::workflow::{self as shared, load_timeline};
+use crate::db::returns::{self as db, ReturnMilestones, ReturnRecord, Returns};
+use crate::db::workflow::{records_by_ids, TimelineRecord};
 use crate::db::{DbError, Snapshot};
 use crate::error::QueryError;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use domain::Label;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -75,20 +75,10 @@ impl Loader<Uuid> for ReturnLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let client = self.0.client().await.map_err(Arc::new)?;
-        db::returns_by_order(client, keys).await.map_err(Arc::new)
-    }
-}
-
-/// Loads the timelines of every return case in a response with one query, from its snapshot.
-pub struct ReturnTimelineLoader(pub(super) Arc<Snapshot>);
-
-impl Loader<Uuid> for ReturnTimelineLoader {
-    type Value = Vec<TimelineRecord>;
-    type Error = Arc<DbError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let client = self.0.client().await.map_err(Arc::new)?;
-        db::timelines(client, keys).await.map_err(Arc::new)
+        let records = records_by_ids::<Returns>(client, keys)
+            .await
+            .map_err(Arc::new)?;
+        Ok(records.into_iter().map(|r| (r.order_id, r)).collect())
     }
 }
 
@@ -173,22 +163,28 @@ impl Return {
     }
     /// The event type of the latest milestone, e.g. `ReturnApproved`.
     async fn last_milestone(&self) -> &str {
-        &self.0.last_milestone
+        &self.0.progress.last_milestone
     }
     async fn last_milestone_at(&self) -> DateTime<Utc> {
-        self.0.last_milestone_at
+        self.0.progress.last_milestone_at
     }
     /// What the workflow waits for next.
     async fn pending_actions(&self) -> Vec<ReturnAction> {
-        self.0.pending_actions.iter().map(|&a| a.into()).collect()
+        self.0
+            .progress
+            .pending_actions
+            .iter()
+            .map(|&a| a.into())
+            .collect()
     }
     /// Why the return did not go through (rejected or cancelled).
     async fn failure_reason(&self) -> Option<&str> {
-        self.0.failure_reason.as_deref()
+        self.0.progress.failure_reason.as_deref()
     }
     /// Compensations owed and not yet done.
     async fn compensations_owed(&self) -> Vec<ReturnCompensation> {
         self.0
+            .progress
             .compensations_owed
             .iter()
             .map(|&c| c.into())
@@ -196,6 +192,7 @@ impl Return {
     }
     async fn compensations_done(&self) -> Vec<ReturnCompensation> {
         self.0
+            .progress
             .compensations_done
             .iter()
             .map(|&c| c.into())
@@ -206,41 +203,38 @@ impl Return {
     }
     /// When the step the return waits for is due; null when it waits for nothing.
     async fn deadline_at(&self) -> Option<DateTime<Utc>> {
-        self.0.deadline_at
+        self.0.progress.deadline_at
     }
     /// The deadline has passed.
     async fn overdue(&self) -> bool {
-        self.0.overdue
+        self.0.progress.overdue
     }
     async fn escalated(&self) -> bool {
-        self.0.escalation_count > 0
+        self.0.progress.escalation_count > 0
     }
     async fn escalation_count(&self) -> i32 {
-        self.0.escalation_count
+        self.0.progress.escalation_count
     }
     async fn escalation_reason(&self) -> Option<&str> {
-        self.0.escalation_reason.as_deref()
+        self.0.progress.escalation_reason.as_deref()
     }
     async fn correlation_id(&self) -> Option<&str> {
-        self.0.correlation_id.as_deref()
+        self.0.progress.correlation_id.as_deref()
     }
     /// The return stream's revision the read model reflects.
     async fn revision(&self) -> i64 {
-        self.0.stream_revision
+        self.0.progress.stream_revision
     }
     /// The log position of the last applied event.
     async fn last_position(&self) -> &str {
-        &self.0.last_position
+        &self.0.progress.last_position
     }
     /// Every event of the return, oldest first.
     #[graphql(complexity = "child_complexity.saturating_mul(10)")]
     async fn timeline(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TimelineRecord>> {
-        async {
-            let loader = ctx.data_unchecked::<DataLoader<ReturnTimelineLoader>>();
-            Ok::<_, QueryError>(loader.load_one(self.0.order_id).await?.unwrap_or_default())
-        }
-        .await
-        .extend()
+        load_timeline::<Returns>(ctx, self.0.order_id)
+            .await
+            .extend()
     }
 }
 
@@ -283,33 +277,29 @@ impl ReturnQueries {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ReturnConnection, QueryError> {
-        let limit = page_size(ctx, first)?;
-        let after = after.as_deref().map(decode_cursor).transpose()?;
         let filter = filter.unwrap_or_default();
-        let query = db::ReturnQuery {
-            status: filter.status.map(domain::ReturnStatus::from),
-            requested_from: input::moment("filter.requestedFrom", filter.requested_from)?,
-            requested_to: input::moment("filter.requestedTo", filter.requested_to)?,
-            after,
-            limit: limit + 1,
-        };
-        let mut rows = db::list_returns(read_models(ctx).await?, &query).await?;
-        let has_next_page = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let edges: Vec<ReturnEdge> = rows
-            .into_iter()
-            .map(|r| ReturnEdge {
-                cursor: encode_cursor(r.requested_at(), r.order_id),
-                node: Return(r),
-            })
-            .collect();
-        let end_cursor = edges.last().map(|e| e.cursor.clone());
-        Ok(ReturnConnection {
-            edges,
-            page_info: PageInfo {
-                has_next_page,
-                end_cursor,
+        let (items, page_info) = shared::page::<Returns>(
+            ctx,
+            || {
+                Ok(db::ReturnFilter {
+                    status: filter.status.map(domain::ReturnStatus::from),
+                    requested_from: input::moment("filter.requestedFrom", filter.requested_from)?,
+                    requested_to: input::moment("filter.requestedTo", filter.requested_to)?,
+                })
             },
+            first,
+            after,
+        )
+        .await?;
+        Ok(ReturnConnection {
+            edges: items
+                .into_iter()
+                .map(|(cursor, r)| ReturnEdge {
+                    cursor,
+                    node: Return(r),
+                })
+                .collect(),
+            page_info,
         })
     }
 }
@@ -350,13 +340,8 @@ impl ReturnQueries {
         ctx: &Context<'_>,
         first: Option<i32>,
     ) -> async_graphql::Result<Vec<Return>> {
-        async {
-            let limit = page_size(ctx, first)?;
-            let rows = db::stalled_returns(read_models(ctx).await?, limit).await?;
-            Ok::<_, QueryError>(rows.into_iter().map(Return).collect())
-        }
-        .await
-        .extend()
+        let rows = shared::stalled::<Returns>(ctx, first).await.extend()?;
+        Ok(rows.into_iter().map(Return).collect())
     }
 
     /// How many return cases are in each status (kept by the projector, not counted on read).
@@ -364,19 +349,13 @@ impl ReturnQueries {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<ReturnStatusCount>> {
-        async {
-            let counts = db::status_counts(read_models(ctx).await?).await?;
-            Ok::<_, QueryError>(
-                <domain::ReturnStatus as Label>::ALL
-                    .iter()
-                    .map(|s| ReturnStatusCount {
-                        status: (*s).into(),
-                        returns: counts.get(s).copied().unwrap_or(0),
-                    })
-                    .collect(),
-            )
-        }
-        .await
-        .extend()
+        let counts = shared::status_counts::<Returns>(ctx).await.extend()?;
+        Ok(counts
+            .into_iter()
+            .map(|(status, returns)| ReturnStatusCount {
+                status: status.into(),
+                returns,
+            })
+            .collect())
     }
 }

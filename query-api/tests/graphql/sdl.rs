@@ -1,5 +1,7 @@
 use crate::helpers::*;
-use query_api::db::orders::{order_columns, NOT_SERVED, SERVED_AS};
+use query_api::db::orders::Orders;
+use query_api::db::returns::Returns;
+use query_api::db::workflow::{select_list, ReadModels};
 use std::path::PathBuf;
 
 /// Set `UPDATE_SCHEMAS=1` to rewrite the committed SDL after an intended change.
@@ -71,45 +73,73 @@ fn camel_case(column: &str) -> String {
     out
 }
 
-#[test]
-fn every_column_of_order_status_not_kept_back_is_selected_and_served_as_a_field_of_order() {
+/// Asserts that every column of `W`'s status table not kept back is selected and served as a
+/// field of the GraphQL type `object` or of its `milestones` type.
+fn assert_every_served_column_is_selected_and_served<W: ReadModels>(
+    object: &str,
+    milestones: &str,
+) {
     let sdl = query_api::schema::build_schema(&query_api::config::Config::local(
         "postgres://unused@127.0.0.1/unused",
     ))
     .sdl();
-    let order = fields_of(&sdl, "Order");
-    let milestones = fields_of(&sdl, "Milestones");
-    let selected: Vec<&str> = order_columns().split(", ").collect();
-    for (column, _) in projector::ORDER_STATUS_COLUMNS {
-        if NOT_SERVED.contains(column) {
+    let table = W::STATUS_TABLE;
+    let fields = fields_of(&sdl, object);
+    let milestone_fields = fields_of(&sdl, milestones);
+    let select_list = select_list::<W>();
+    let selected: Vec<&str> = select_list.split(", ").collect();
+    for (column, _) in W::COLUMNS {
+        if W::NOT_SERVED.contains(column) {
             continue;
         }
         assert!(
             selected.contains(column),
-            "column `{column}` of order_status is not selected by the query side"
+            "column `{column}` of {table} is not selected by the query side"
         );
-        let field = SERVED_AS
+        let field = W::SERVED_AS
             .iter()
             .find(|(c, _)| c == column)
             .map_or_else(|| camel_case(column), |(_, f)| (*f).to_owned());
         assert!(
-            order.contains(&field.as_str()) || milestones.contains(&field.as_str()),
-            "column `{column}` of order_status has no GraphQL field `{field}` on Order or its \
+            fields.contains(&field.as_str()) || milestone_fields.contains(&field.as_str()),
+            "column `{column}` of {table} has no GraphQL field `{field}` on {object} or its \
              milestones: serve it, or name it in NOT_SERVED"
         );
     }
 }
 
-#[test]
-fn every_column_kept_back_from_graphql_is_a_column_of_order_status() {
-    let columns: Vec<&str> = projector::ORDER_STATUS_COLUMNS
+/// Asserts that every column `W` names as kept back or served under another name is a column of
+/// its status table.
+fn assert_every_column_named_is_a_column_of_the_status_table<W: ReadModels>() {
+    let table = W::STATUS_TABLE;
+    let columns: Vec<&str> = W::COLUMNS.iter().map(|(name, _)| *name).collect();
+    for column in W::NOT_SERVED
         .iter()
-        .map(|(name, _)| *name)
-        .collect();
-    for column in NOT_SERVED.iter().chain(SERVED_AS.iter().map(|(c, _)| c)) {
+        .chain(W::SERVED_AS.iter().map(|(c, _)| c))
+    {
         assert!(
             columns.contains(column),
-            "`{column}` is named by the query side but is not a column of order_status"
+            "`{column}` is named by the query side but is not a column of {table}"
         );
     }
+}
+
+#[test]
+fn every_column_of_order_status_not_kept_back_is_selected_and_served_as_a_field_of_order() {
+    assert_every_served_column_is_selected_and_served::<Orders>("Order", "Milestones");
+}
+
+#[test]
+fn every_column_kept_back_from_graphql_is_a_column_of_order_status() {
+    assert_every_column_named_is_a_column_of_the_status_table::<Orders>();
+}
+
+#[test]
+fn every_column_of_return_status_not_kept_back_is_selected_and_served_as_a_field_of_return() {
+    assert_every_served_column_is_selected_and_served::<Returns>("Return", "ReturnMilestones");
+}
+
+#[test]
+fn every_column_kept_back_from_graphql_is_a_column_of_return_status() {
+    assert_every_column_named_is_a_column_of_the_status_table::<Returns>();
 }

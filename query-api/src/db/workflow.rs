@@ -1,0 +1,339 @@
+//! What every workflow's read models share, read once for all of them: a status table (one row
+//! per instance, its columns the projector's exported list), a timeline table (one row per
+//! event) and a counts table (how many instances are in each status). A workflow names its
+//! tables, columns and filters by implementing [`ReadModels`]; the reads here do the rest.
+
+use super::{column, label, labels, DbError};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::ClientWrapper;
+use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// A workflow's read models (not the domain's `Workflow`: the tables its projection fills) and
+/// how their rows are read.
+pub trait ReadModels: Send + Sync + 'static {
+    /// The status table, e.g. `order_status`.
+    const STATUS_TABLE: &'static str;
+    /// The status table's columns as the projector exports them (name, SQL type).
+    const COLUMNS: &'static [(&'static str, &'static str)];
+    /// Columns of [`Self::COLUMNS`] the projector keeps for its own use; every other one is
+    /// served.
+    const NOT_SERVED: &'static [&'static str];
+    /// Served columns whose GraphQL field is not the column's camelCase name.
+    const SERVED_AS: &'static [(&'static str, &'static str)];
+    /// The column naming an instance, in the status and the timeline table alike.
+    const ID_COLUMN: &'static str;
+    /// The moment lists go by, newest first (then [`Self::ID_COLUMN`], for a stable order).
+    const LISTED_BY: &'static str;
+    /// The timeline table, e.g. `order_timeline`.
+    const TIMELINE_TABLE: &'static str;
+    /// The counts table, e.g. `order_status_counts`.
+    const COUNTS_TABLE: &'static str;
+    /// The column of [`Self::COUNTS_TABLE`] holding how many instances are in a status.
+    const COUNT_COLUMN: &'static str;
+    /// What a status is called when the read model holds one the domain does not know.
+    const STATUS_KIND: &'static str;
+
+    /// The domain's status of an instance.
+    type Status: domain::Label;
+    /// One row of the status table, read.
+    type Record: Send + Sync + 'static;
+    /// The filters of a list of instances.
+    type Filter;
+
+    /// Reads a row selected with [`select_list`].
+    ///
+    /// # Errors
+    /// A column missing or of another type, or a label the domain does not know.
+    fn record(row: &Row) -> Result<Self::Record, DbError>;
+
+    /// Where `record` stands in a list: its [`Self::LISTED_BY`] moment and its id.
+    fn position(record: &Self::Record) -> (DateTime<Utc>, Uuid);
+
+    /// Adds the conditions `filter` sets to `conditions`.
+    fn conditions(filter: &Self::Filter, conditions: &mut Conditions);
+}
+
+/// Where an instance stands in its workflow: the columns every workflow's status table has, its
+/// labels (`A`, what it waits for; `C`, what it owes) parsed into the domain's types.
+#[derive(Debug, Clone)]
+pub struct Progress<A, C> {
+    pub last_milestone: String,
+    pub last_milestone_at: DateTime<Utc>,
+    pub pending_actions: Vec<A>,
+    pub failure_reason: Option<String>,
+    pub compensations_owed: Vec<C>,
+    pub compensations_done: Vec<C>,
+    pub escalation_count: i32,
+    pub escalation_reason: Option<String>,
+    pub correlation_id: Option<String>,
+    pub deadline_at: Option<DateTime<Utc>>,
+    pub stream_revision: i64,
+    pub last_position: String,
+    pub overdue: bool,
+}
+
+impl<A: domain::Label, C: domain::Label> Progress<A, C> {
+    /// Reads a row selected with [`select_list`]; `action` and `compensation` name what `A`
+    /// and `C` are when the row holds one the domain does not know.
+    ///
+    /// # Errors
+    /// A column missing or of another type, or a label the domain does not know.
+    pub fn from_row(
+        r: &Row,
+        action: &'static str,
+        compensation: &'static str,
+    ) -> Result<Self, DbError> {
+        Ok(Self {
+            last_milestone: column(r, "last_milestone")?,
+            last_milestone_at: column(r, "last_milestone_at")?,
+            pending_actions: labels(r, "pending_actions", action)?,
+            failure_reason: column(r, "failure_reason")?,
+            compensations_owed: labels(r, "compensations_owed", compensation)?,
+            compensations_done: labels(r, "compensations_done", compensation)?,
+            escalation_count: column(r, "escalation_count")?,
+            escalation_reason: column(r, "escalation_reason")?,
+            correlation_id: column(r, "correlation_id")?,
+            deadline_at: column(r, "deadline_at")?,
+            stream_revision: column(r, "stream_revision")?,
+            last_position: column(r, "last_position")?,
+            overdue: column(r, "overdue")?,
+        })
+    }
+}
+
+/// Computed with each instance: whether its deadline has passed.
+const COMPUTED: &str = "coalesce(deadline_at < now(), false) as overdue";
+
+/// The served columns of `W`'s status table, in the projector's order.
+pub fn served_columns<W: ReadModels>() -> impl Iterator<Item = &'static str> {
+    W::COLUMNS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !W::NOT_SERVED.contains(name))
+}
+
+/// The select list of every query of `W`'s status table: the served columns and the computed
+/// ones; [`ReadModels::record`] reads each by its name.
+pub fn select_list<W: ReadModels>() -> String {
+    served_columns::<W>()
+        .chain(std::iter::once(COMPUTED))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn records<W: ReadModels>(rows: &[Row]) -> Result<Vec<W::Record>, DbError> {
+    rows.iter().map(W::record).collect()
+}
+
+/// The instance `id`, or `None` when the projection has not seen it.
+pub async fn record_by_id<W: ReadModels>(
+    client: &ClientWrapper,
+    id: Uuid,
+) -> Result<Option<W::Record>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select {} from {} where {} = $1",
+            select_list::<W>(),
+            W::STATUS_TABLE,
+            W::ID_COLUMN
+        ))
+        .await?;
+    client
+        .query_opt(&stmt, &[&id])
+        .await?
+        .as_ref()
+        .map(W::record)
+        .transpose()
+}
+
+/// The instances among `ids` in one query (a DataLoader's batch); the projection has not seen
+/// those absent.
+pub async fn records_by_ids<W: ReadModels>(
+    client: &ClientWrapper,
+    ids: &[Uuid],
+) -> Result<Vec<W::Record>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select {} from {} where {} = any($1)",
+            select_list::<W>(),
+            W::STATUS_TABLE,
+            W::ID_COLUMN
+        ))
+        .await?;
+    records::<W>(&client.query(&stmt, &[&ids]).await?)
+}
+
+/// Conditions on the rows of a status table, each value bound as a parameter.
+#[derive(Default)]
+pub struct Conditions {
+    /// The conditions, joined with `and`.
+    sql: Vec<String>,
+    /// The values bound, `$1` first.
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Conditions {
+    /// Binds `value` as the next parameter; returns its placeholder (`$n`).
+    pub fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(value));
+        format!("${}", self.params.len())
+    }
+
+    /// Adds a condition written in SQL.
+    pub fn push(&mut self, condition: impl Into<String>) {
+        self.sql.push(condition.into());
+    }
+
+    /// Adds `column <operator> value`, `value` bound as a parameter.
+    pub fn compare(
+        &mut self,
+        column: &str,
+        operator: &str,
+        value: impl ToSql + Sync + Send + 'static,
+    ) {
+        let placeholder = self.bind(value);
+        self.push(format!("{column} {operator} {placeholder}"));
+    }
+
+    fn filter(&self) -> String {
+        if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!("where {}", self.sql.join(" and "))
+        }
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+/// At most `limit` instances matching `filter`, newest first by ([`ReadModels::LISTED_BY`], id)
+/// descending (a stable order for cursors), strictly after `after` when given.
+pub async fn list<W: ReadModels>(
+    client: &ClientWrapper,
+    filter: &W::Filter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<W::Record>, DbError> {
+    let mut conditions = Conditions::default();
+    W::conditions(filter, &mut conditions);
+    if let Some((at, id)) = after {
+        let (a, b) = (conditions.bind(at), conditions.bind(id));
+        conditions.push(format!("({}, {}) < ({a}, {b})", W::LISTED_BY, W::ID_COLUMN));
+    }
+    let limit = conditions.bind(limit);
+    let sql = format!(
+        "select {} from {} {} order by {} desc, {} desc limit {limit}",
+        select_list::<W>(),
+        W::STATUS_TABLE,
+        conditions.filter(),
+        W::LISTED_BY,
+        W::ID_COLUMN
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    records::<W>(&client.query(&stmt, &conditions.params()).await?)
+}
+
+/// At most `limit` overdue instances, the longest overdue first.
+pub async fn stalled<W: ReadModels>(
+    client: &ClientWrapper,
+    limit: i64,
+) -> Result<Vec<W::Record>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select {} from {} where deadline_at < now() order by deadline_at, {} limit $1",
+            select_list::<W>(),
+            W::STATUS_TABLE,
+            W::ID_COLUMN
+        ))
+        .await?;
+    records::<W>(&client.query(&stmt, &[&limit]).await?)
+}
+
+/// One event in an order's history.
+#[derive(Debug, Clone, async_graphql::SimpleObject)]
+#[graphql(name = "TimelineEntry")]
+pub struct TimelineRecord {
+    pub revision: i64,
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// The event's log position (a consistency token).
+    pub position: String,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<String>,
+    /// A short human summary.
+    pub summary: String,
+}
+
+impl TimelineRecord {
+    /// Reads a row of a timeline table (every workflow's has the same columns).
+    fn from_row(r: &Row) -> Result<Self, DbError> {
+        Ok(Self {
+            revision: column(r, "revision")?,
+            event_type: column(r, "event_type")?,
+            occurred_at: column(r, "occurred_at")?,
+            recorded_at: column(r, "recorded_at")?,
+            position: column(r, "position")?,
+            correlation_id: column(r, "correlation_id")?,
+            causation_id: column(r, "causation_id")?,
+            summary: column(r, "summary")?,
+        })
+    }
+}
+
+/// The timelines of the instances `ids` in one query (a DataLoader's batch), oldest event
+/// first; an instance with no event has an empty one.
+pub async fn timelines<W: ReadModels>(
+    client: &ClientWrapper,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<TimelineRecord>>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select {id}, revision, event_type, occurred_at, recorded_at, position,
+                    correlation_id, causation_id, summary
+               from {} where {id} = any($1) order by {id}, revision",
+            W::TIMELINE_TABLE,
+            id = W::ID_COLUMN,
+        ))
+        .await?;
+    let mut out: HashMap<Uuid, Vec<TimelineRecord>> =
+        ids.iter().map(|id| (*id, Vec::new())).collect();
+    for r in client.query(&stmt, &[&ids]).await? {
+        out.entry(column(&r, W::ID_COLUMN)?)
+            .or_default()
+            .push(TimelineRecord::from_row(&r)?);
+    }
+    Ok(out)
+}
+
+/// How many instances are in each status, as the projection keeps them.
+pub async fn status_counts<W: ReadModels>(
+    client: &ClientWrapper,
+) -> Result<HashMap<W::Status, i64>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select status, {} from {}",
+            W::COUNT_COLUMN,
+            W::COUNTS_TABLE
+        ))
+        .await?;
+    client
+        .query(&stmt, &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                label(r, "status", W::STATUS_KIND)?,
+                column(r, W::COUNT_COLUMN)?,
+            ))
+        })
+        .collect()
+}
