@@ -13,6 +13,7 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    service_kit::init_test_tracing();
     let database_url = test_support::fresh_database().await;
     let store = event_store::connect(&database_url, &StoreOptions { pool_size: 8 })
         .await
