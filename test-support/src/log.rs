@@ -134,7 +134,7 @@ impl<'a> Log<'a> {
     }
 
     /// Places `order` and takes it through payment of its total, reservation, fulfilment,
-    /// shipping and delivery (six commands, nine events).
+    /// shipping and delivery (six commands, seven events).
     pub async fn delivered_order(&self, order: PlaceOrder) -> Recorded {
         let id = order.order_id.as_uuid();
         let total = order.lines.iter().map(|l| l.total_minor()).sum();
