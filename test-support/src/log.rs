@@ -73,11 +73,7 @@ impl<'a> Log<'a> {
     /// # Panics
     /// When the store fails, a stored event does not decode or the workflow refuses a command:
     /// a fixture that cannot be built is a broken test.
-    pub async fn record<W: Workflow>(
-        &self,
-        instance: Uuid,
-        commands: Vec<W::Command>,
-    ) -> Recorded {
+    pub async fn record<W: Workflow>(&self, instance: Uuid, commands: Vec<W::Command>) -> Recorded {
         let stream = W::stream_name(instance);
         let history = event_store::read_whole_stream(self.store, &stream)
             .await

@@ -3,8 +3,8 @@
 //! as the current version. Written straight to the store, bypassing the current code.
 
 use crate::log::Log;
-use event_store::{EventStore, ExpectedRevision, Position};
 use domain::{Orders, Workflow};
+use event_store::{EventStore, ExpectedRevision, Position};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -96,6 +96,12 @@ async fn append(
     data: Value,
 ) -> Position {
     Log::new(store)
-        .append_raw(&stream(order_id), expected, event_type, schema_version, data)
+        .append_raw(
+            &stream(order_id),
+            expected,
+            event_type,
+            schema_version,
+            data,
+        )
         .await
 }

@@ -84,6 +84,13 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `event_type` of each row.
+fn event_types(rows: &[serde_json::Value]) -> Vec<&str> {
+    rows.iter()
+        .map(|r| r["event_type"].as_str().unwrap())
+        .collect()
+}
+
 /// Waits until the whole log is visible to readers (an append's visibility can trail it by a
 /// moment on PostgreSQL when other transactions run).
 async fn settle(url: &str, n: usize) {
@@ -117,10 +124,7 @@ async fn history_lists_an_orders_events_in_order_with_their_fields() {
         &log.url,
         &["history", &log.order.to_string(), "--json"],
     )));
-    let types: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&rows);
     assert_eq!(
         types,
         [
@@ -645,10 +649,7 @@ async fn history_lists_a_returns_events_in_order_with_their_summaries() {
         &url,
         &["history", &id, "--workflow", "returns", "--json"],
     )));
-    let types: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&rows);
     assert_eq!(
         types,
         [

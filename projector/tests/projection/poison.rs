@@ -1,35 +1,13 @@
 use crate::helpers::*;
 use domain::{Orders, Workflow};
-use event_store::ExpectedRevision;
+use event_store::{EventStore, ExpectedRevision};
 use serde_json::json;
 use uuid::Uuid;
 
 #[tokio::test]
 async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fix_completes_it() {
     let env = env().await;
-    let (bad, good) = (Uuid::new_v4(), Uuid::new_v4());
-    Log::new(env.store.as_ref())
-        .at(t0())
-        .order(bad, vec![place(bad)])
-        .await;
-    Log::new(env.store.as_ref())
-        .append_raw(
-            &Orders::stream_name(bad),
-            ExpectedRevision::Exact(0),
-            "PaymentAuthorized",
-            1,
-            json!({"payment": "p-1", "amount": 2250}),
-        )
-        .await;
-    Log::new(env.store.as_ref())
-        .append_raw(
-            &Orders::stream_name(bad),
-            ExpectedRevision::Exact(1),
-            "InventoryReserved",
-            1,
-            json!({"reservation_id": "r-1"}),
-        )
-        .await;
+    let (bad, good) = (poisoned_order(env.store.as_ref()).await, Uuid::new_v4());
     Log::new(env.store.as_ref())
         .at(t0())
         .order(
@@ -196,32 +174,31 @@ async fn events_with_metadata_of_other_types_are_dead_lettered_while_other_order
     );
 }
 
+/// A placed order followed by a `PaymentAuthorized` that does not decode and an
+/// `InventoryReserved` behind it.
+async fn poisoned_order(store: &dyn EventStore) -> Uuid {
+    let bad = Uuid::new_v4();
+    let log = Log::new(store);
+    log.at(t0()).order(bad, vec![place(bad)]).await;
+    let stream = Orders::stream_name(bad);
+    let raw = [
+        (
+            "PaymentAuthorized",
+            json!({"payment": "p-1", "amount": 2250}),
+        ),
+        ("InventoryReserved", json!({"reservation_id": "r-1"})),
+    ];
+    for (after, (event_type, data)) in (0..).zip(raw) {
+        log.append_raw(&stream, ExpectedRevision::Exact(after), event_type, 1, data)
+            .await;
+    }
+    bad
+}
+
 /// An order whose second event does not decode (a malformed `PaymentAuthorized`) and whose
 /// third waits behind it, projected: the order is parked at revision 0.
 async fn project_a_poisoned_order(env: &Env) -> Uuid {
-    let bad = Uuid::new_v4();
-    Log::new(env.store.as_ref())
-        .at(t0())
-        .order(bad, vec![place(bad)])
-        .await;
-    Log::new(env.store.as_ref())
-        .append_raw(
-            &Orders::stream_name(bad),
-            ExpectedRevision::Exact(0),
-            "PaymentAuthorized",
-            1,
-            json!({"payment": "p-1", "amount": 2250}),
-        )
-        .await;
-    Log::new(env.store.as_ref())
-        .append_raw(
-            &Orders::stream_name(bad),
-            ExpectedRevision::Exact(1),
-            "InventoryReserved",
-            1,
-            json!({"reservation_id": "r-1"}),
-        )
-        .await;
+    let bad = poisoned_order(env.store.as_ref()).await;
     project(&env.projector, 3).await;
     assert_eq!(row(&env.projector, bad).await["stream_revision"], 0);
     bad

@@ -9,20 +9,7 @@ async fn an_order_walked_to_delivery_lands_in_status_and_timeline() {
     let id = Uuid::new_v4();
     let n = Log::new(env.store.as_ref())
         .at(t0())
-        .order(
-            id,
-            vec![
-                place(id),
-                authorize("pay-1", TOTAL),
-                reserve("res-1"),
-                OrderCommand::StartFulfillment,
-                OrderCommand::EscalateOrder {
-                    reason: reason("warehouse slow"),
-                },
-                ship("DHL", "TRK-0001"),
-                OrderCommand::ConfirmDelivery,
-            ],
-        )
+        .order(id, escalated_to_delivery(id))
         .await
         .events();
     assert_eq!(n, 8);
@@ -265,20 +252,7 @@ async fn order_rows_read_and_written_back_by_column_name_are_unchanged() {
     let (delivered, cancelled) = (Uuid::new_v4(), Uuid::new_v4());
     let mut n = Log::new(env.store.as_ref())
         .at(t0())
-        .order(
-            delivered,
-            vec![
-                place(delivered),
-                authorize("pay-1", TOTAL),
-                reserve("res-1"),
-                OrderCommand::StartFulfillment,
-                OrderCommand::EscalateOrder {
-                    reason: reason("warehouse slow"),
-                },
-                ship("DHL", "TRK-0001"),
-                OrderCommand::ConfirmDelivery,
-            ],
-        )
+        .order(delivered, escalated_to_delivery(delivered))
         .await
         .events();
     n += Log::new(env.store.as_ref())
@@ -494,4 +468,20 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
         dump(&env.projector).await.split("\n--\n").nth(2),
         Some("(pending,7)\n(shipped,2)")
     );
+}
+
+/// Order `id` placed, paid, reserved, fulfilled after an escalation, shipped and delivered:
+/// eight events.
+fn escalated_to_delivery(id: Uuid) -> Vec<OrderCommand> {
+    vec![
+        place(id),
+        authorize("pay-1", TOTAL),
+        reserve("res-1"),
+        OrderCommand::StartFulfillment,
+        OrderCommand::EscalateOrder {
+            reason: reason("warehouse slow"),
+        },
+        ship("DHL", "TRK-0001"),
+        OrderCommand::ConfirmDelivery,
+    ]
 }

@@ -539,17 +539,7 @@ async fn the_order_and_returns_projections_read_one_log_side_by_side_with_their_
 
     let order_events = Log::new(store)
         .at(t0() - Duration::days(4))
-        .order(
-            id,
-            vec![
-                place(id),
-                authorize("pay-1", TOTAL),
-                reserve("res-1"),
-                OrderCommand::StartFulfillment,
-                ship("DHL", "TRK-0001"),
-                OrderCommand::ConfirmDelivery,
-            ],
-        )
+        .delivered_order(order(id))
         .await
         .events();
     let return_events = Log::new(store)
