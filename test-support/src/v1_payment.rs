@@ -2,7 +2,9 @@
 //! under `amount`), exactly as the store holds it, so every read path can be shown to read it
 //! as the current version. Written straight to the store, bypassing the current code.
 
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, Position};
+use crate::log::Log;
+use domain::{Orders, Workflow};
+use event_store::{EventStore, ExpectedRevision, Position};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -23,7 +25,7 @@ pub fn payment_authorized_v1_data() -> Value {
 
 /// The order's stream name.
 pub fn stream(order_id: Uuid) -> String {
-    format!("order-{order_id}")
+    <Orders as Workflow>::stream_name(order_id)
 }
 
 /// Places order `order_id` (revision 0): three SKU-V1 at 7.50 EUR.
@@ -93,22 +95,13 @@ async fn append(
     schema_version: u32,
     data: Value,
 ) -> Position {
-    store
-        .append(
+    Log::new(store)
+        .append_raw(
             &stream(order_id),
             expected,
-            vec![NewEvent {
-                id: Uuid::new_v4(),
-                event_type: event_type.into(),
-                schema_version,
-                data,
-                metadata: Metadata {
-                    correlation_id: Some(format!("corr-{order_id}")),
-                    ..Metadata::default()
-                },
-            }],
+            event_type,
+            schema_version,
+            data,
         )
         .await
-        .expect("append the version 1 fixture")
-        .position
 }

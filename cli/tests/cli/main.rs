@@ -2,11 +2,15 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use domain::*;
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, StoreOptions};
+use event_store::{ExpectedRevision, StoreOptions};
 use std::process::{Command, Output};
+use test_support::log::{
+    approve, authorize, cancel_order, new_order, place, receive, refund, request_return, reserve,
+    ship, Log,
+};
 use uuid::Uuid;
 
-struct Log {
+struct KnownLog {
     url: String,
     order: Uuid,
     other: Uuid,
@@ -18,105 +22,33 @@ fn t(h: u32, m: u32) -> DateTime<Utc> {
 
 /// An order of four SKU-9 at 2.50 EUR.
 fn place_order(id: Uuid) -> OrderCommand {
-    OrderCommand::PlaceOrder(PlaceOrder {
-        order_id: OrderId::new(id),
-        customer_id: CustomerId::parse("analyst-c").unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        lines: vec![OrderLine {
-            sku: Sku::parse("SKU-9").unwrap(),
-            quantity: Quantity::parse(4).unwrap(),
-            unit_price_minor: 250,
-        }],
-        shipping_address: ShippingAddress {
-            name: AddressLine::parse("Ada").unwrap(),
-            line1: AddressLine::parse("1 Main St").unwrap(),
-            line2: None,
-            city: AddressLine::parse("Lyon").unwrap(),
-            postal_code: AddressLine::parse("69001").unwrap(),
-            country: CountryCode::parse("FR").unwrap(),
-        },
-    })
+    place(id, "analyst-c", &[("SKU-9", 4, 250)])
 }
 
 /// Two orders: `order` placed 09:00, paid 09:10, reserved (accepted) 09:20, shipped after
 /// fulfilment at 10:00 and 10:30; `other` placed 09:05 then cancelled 09:15.
-async fn known_log() -> Log {
+async fn known_log() -> KnownLog {
     let url = test_support::fresh_database().await;
     let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
         .await
         .unwrap();
     let (order, other) = (Uuid::new_v4(), Uuid::new_v4());
-    let eur = Currency::parse("EUR").unwrap();
     let steps: Vec<(Uuid, OrderCommand, DateTime<Utc>)> = vec![
         (order, place_order(order), t(9, 0)),
         (other, place_order(other), t(9, 5)),
-        (
-            order,
-            OrderCommand::RecordPaymentAuthorized {
-                payment_id: PaymentId::parse("pay-1").unwrap(),
-                amount: Money::parse(1000, eur).unwrap(),
-            },
-            t(9, 10),
-        ),
-        (
-            other,
-            OrderCommand::CancelOrder {
-                reason: Reason::parse("changed mind").unwrap(),
-            },
-            t(9, 15),
-        ),
-        (
-            order,
-            OrderCommand::RecordInventoryReserved {
-                reservation_id: ReservationId::parse("res-1").unwrap(),
-            },
-            t(9, 20),
-        ),
+        (order, authorize("pay-1", 1000), t(9, 10)),
+        (other, cancel_order("changed mind"), t(9, 15)),
+        (order, reserve("res-1"), t(9, 20)),
         (order, OrderCommand::StartFulfillment, t(10, 0)),
-        (
-            order,
-            OrderCommand::ShipOrder {
-                carrier: Carrier::parse("DHL").unwrap(),
-                tracking_number: TrackingNumber::parse("TRK-42").unwrap(),
-            },
-            t(10, 30),
-        ),
+        (order, ship("DHL", "TRK-42"), t(10, 30)),
     ];
     for (id, command, at) in steps {
-        append(store.as_ref(), id, command, at).await;
+        Log::new(store.as_ref())
+            .at(at)
+            .order(id, vec![command])
+            .await;
     }
-    Log { url, order, other }
-}
-
-async fn append(store: &dyn EventStore, id: Uuid, command: OrderCommand, at: DateTime<Utc>) {
-    let stream = format!("order-{id}");
-    let history = event_store::read_whole_stream(store, &stream)
-        .await
-        .unwrap();
-    let state = history
-        .iter()
-        .map(|e| OrderEvent::decode(&e.event_type, e.schema_version, &e.data).unwrap())
-        .fold(OrderState::NotPlaced, |s, e| evolve(s, &e));
-    let events = decide(&state, command).unwrap();
-    let new = events
-        .iter()
-        .map(|e| NewEvent {
-            id: Uuid::new_v4(),
-            event_type: e.event_type().into(),
-            schema_version: e.schema_version(),
-            data: e.data(),
-            metadata: Metadata {
-                correlation_id: Some(format!("corr-{id}")),
-                causation_id: Some(format!("cmd-{at}")),
-                occurred_at: Some(at),
-                ..Metadata::default()
-            },
-        })
-        .collect();
-    let expected = history.last().map_or(ExpectedRevision::NoStream, |e| {
-        ExpectedRevision::Exact(e.revision)
-    });
-    store.append(&stream, expected, new).await.unwrap();
+    KnownLog { url, order, other }
 }
 
 /// The schema version the code writes an event type with.
@@ -152,6 +84,13 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The `event_type` of each row.
+fn event_types(rows: &[serde_json::Value]) -> Vec<&str> {
+    rows.iter()
+        .map(|r| r["event_type"].as_str().unwrap())
+        .collect()
+}
+
 /// Waits until the whole log is visible to readers (an append's visibility can trail it by a
 /// moment on PostgreSQL when other transactions run).
 async fn settle(url: &str, n: usize) {
@@ -162,7 +101,7 @@ async fn settle(url: &str, n: usize) {
     // running beside this one can hold that back for a while.
     let mut visible = 0;
     for _ in 0..1500 {
-        visible = store.read_all(None, "order-", 100).await.unwrap().len();
+        visible = store.read_all(None, "", 100).await.unwrap().len();
         if visible >= n {
             return;
         }
@@ -185,10 +124,7 @@ async fn history_lists_an_orders_events_in_order_with_their_fields() {
         &log.url,
         &["history", &log.order.to_string(), "--json"],
     )));
-    let types: Vec<&str> = rows
-        .iter()
-        .map(|r| r["event_type"].as_str().unwrap())
-        .collect();
+    let types = event_types(&rows);
     assert_eq!(
         types,
         [
@@ -265,25 +201,16 @@ async fn state_at_a_time_folds_every_event_before_the_last_one_recorded_by_then(
         .await
         .unwrap();
     let id = Uuid::new_v4();
-    let eur = Currency::parse("EUR").unwrap();
     let steps = [
         (place_order(id), t(9, 0)),
-        (
-            OrderCommand::RecordPaymentAuthorized {
-                payment_id: PaymentId::parse("pay-skew").unwrap(),
-                amount: Money::parse(1000, eur).unwrap(),
-            },
-            t(9, 30),
-        ),
-        (
-            OrderCommand::CancelOrder {
-                reason: Reason::parse("changed mind").unwrap(),
-            },
-            t(9, 20),
-        ),
+        (authorize("pay-skew", 1000), t(9, 30)),
+        (cancel_order("changed mind"), t(9, 20)),
     ];
     for (command, at) in steps {
-        append(store.as_ref(), id, command, at).await;
+        Log::new(store.as_ref())
+            .at(at)
+            .order(id, vec![command])
+            .await;
     }
     let id = id.to_string();
     let at = |arg: &str| -> serde_json::Value {
@@ -469,17 +396,15 @@ async fn an_export_of_every_stream_leaves_out_the_services_bookkeeping() {
         event_store::BOOKKEEPING_STREAM_PREFIX,
         log.order
     );
-    let record = NewEvent {
-        id: Uuid::new_v4(),
-        event_type: "IdempotentRequestAnswered".into(),
-        schema_version: 1,
-        data: serde_json::json!({"request_hash": "h", "kind": "claimed"}),
-        metadata: Metadata::default(),
-    };
-    store
-        .append(&bookkeeping, ExpectedRevision::NoStream, vec![record])
-        .await
-        .unwrap();
+    Log::new(store.as_ref())
+        .append_raw(
+            &bookkeeping,
+            ExpectedRevision::NoStream,
+            "IdempotentRequestAnswered",
+            1,
+            serde_json::json!({"request_hash": "h", "kind": "claimed"}),
+        )
+        .await;
     let mut visible = 0;
     for _ in 0..1500 {
         visible = store.read_all(None, "", 100).await.unwrap().len();
@@ -690,4 +615,122 @@ async fn the_workflow_is_chosen_by_name_and_an_unknown_one_is_a_usage_error() {
             "{err}"
         );
     }
+}
+
+/// A delivered order of four SKU-9 at 2.50 EUR (placed 09:00, seven events) and its return of
+/// three: requested on 3 March at 09:00, approved 09:01, received 09:02 with every item
+/// accepted, refunded 750 at 09:03 (revisions 0 to 3).
+async fn return_log() -> (String, Uuid) {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 1 })
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let order = new_order(id, "analyst-c", &[("SKU-9", 4, 250)]);
+    let log = Log::new(store.as_ref());
+    log.at(t(9, 0)).delivered_order(order.clone()).await;
+    let requested = Utc.with_ymd_and_hms(2026, 3, 3, 9, 0, 0).unwrap();
+    let commands = vec![
+        request_return(&order, t(9, 5), requested, &[("SKU-9", 3)], "too big"),
+        approve("RMA-9"),
+        receive(&[("SKU-9", InspectionOutcome::Accepted)]),
+        refund("rf-9", 750),
+    ];
+    log.at(requested).record::<Returns>(id, commands).await;
+    settle(&url, 7 + 4).await;
+    (url, id)
+}
+
+#[tokio::test]
+async fn history_lists_a_returns_events_in_order_with_their_summaries() {
+    let (url, id) = return_log().await;
+    let id = id.to_string();
+    let rows = json_lines(&stdout(&milestone(
+        &url,
+        &["history", &id, "--workflow", "returns", "--json"],
+    )));
+    let types = event_types(&rows);
+    assert_eq!(
+        types,
+        [
+            "ReturnRequested",
+            "ReturnApproved",
+            "ReturnItemsReceived",
+            "RefundIssued"
+        ]
+    );
+    assert_eq!(rows[0]["occurred_at"], "2026-03-03T09:00:00.000Z");
+    assert_eq!(rows[3]["correlation_id"], format!("corr-return-{id}"));
+    assert!(
+        rows[3]["summary"].as_str().unwrap().contains("750"),
+        "{}",
+        rows[3]
+    );
+    let table = stdout(&milestone(&url, &["history", &id, "--workflow", "returns"]));
+    assert_eq!(table.lines().count(), 1 + 4, "{table}");
+    assert!(table.lines().nth(2).unwrap().contains("ReturnApproved"));
+}
+
+#[tokio::test]
+async fn state_of_a_return_at_a_revision_shows_its_status_pending_actions_and_refund() {
+    let (url, id) = return_log().await;
+    let id = id.to_string();
+    let at = |revision: &str| -> serde_json::Value {
+        serde_json::from_str(&stdout(&milestone(
+            &url,
+            &[
+                "state",
+                &id,
+                "--workflow",
+                "returns",
+                "--at",
+                revision,
+                "--json",
+            ],
+        )))
+        .unwrap()
+    };
+    let approved = at("1");
+    assert_eq!(approved["status"], "APPROVED", "{approved}");
+    assert_eq!(approved["as_of_revision"], 1);
+    assert_eq!(
+        approved["pending_actions"],
+        serde_json::json!(["RECEIVE_ITEMS"])
+    );
+    assert_eq!(approved["refund_due_minor"], 750);
+    assert_eq!(approved["refunded_minor"], 0);
+    assert_eq!(approved["currency"], "EUR");
+    let refunded = at("3");
+    assert_eq!(refunded["status"], "REFUNDED", "{refunded}");
+    assert_eq!(refunded["pending_actions"], serde_json::json!([]));
+    assert_eq!(refunded["refunded_minor"], 750);
+    let text = stdout(&milestone(
+        &url,
+        &["state", &id, "--workflow", "returns", "--at", "2"],
+    ));
+    assert!(text.contains("RECEIVED"), "{text}");
+    assert!(text.contains("750 EUR (minor units)"), "{text}");
+    let beyond = milestone(&url, &["state", &id, "--workflow", "returns", "--at", "4"]);
+    assert_eq!(beyond.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn export_of_the_returns_workflow_writes_only_the_return_events() {
+    let (url, id) = return_log().await;
+    let rows = json_lines(&stdout(&milestone(
+        &url,
+        &["export", "--quiet", "--workflow", "returns"],
+    )));
+    assert_eq!(rows.len(), 4, "the order's seven events are left out");
+    assert!(
+        rows.iter()
+            .all(|r| r["stream_id"] == format!("return-{id}") && r["data"].is_object()),
+        "{rows:?}"
+    );
+    assert_eq!(rows[3]["event_type"], "RefundIssued");
+    assert_eq!(
+        rows[3]["data"]["amount"]["amount_minor"], 750,
+        "{}",
+        rows[3]
+    );
 }

@@ -11,13 +11,13 @@ async fn generate(env: &Env, orders: usize) -> usize {
         let id = Uuid::new_v4();
         let mut commands = vec![
             place(id),
-            authorize(&format!("p{i}")),
+            authorize(&format!("p{i}"), TOTAL),
             reserve(&format!("r{i}")),
         ];
         match i % 4 {
             0 => commands.extend([
                 OrderCommand::StartFulfillment,
-                ship(),
+                ship("DHL", "TRK-0001"),
                 OrderCommand::ConfirmDelivery,
             ]),
             1 => commands.push(OrderCommand::CancelOrder {
@@ -26,7 +26,11 @@ async fn generate(env: &Env, orders: usize) -> usize {
             2 => commands.push(OrderCommand::StartFulfillment),
             _ => {}
         }
-        written += record(env.store.as_ref(), id, commands, t0()).await;
+        written += Log::new(env.store.as_ref())
+            .at(t0())
+            .order(id, commands)
+            .await
+            .events();
     }
     written
 }

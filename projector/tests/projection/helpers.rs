@@ -1,8 +1,9 @@
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use domain::*;
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, StoreOptions};
+use event_store::{EventStore, StoreOptions};
 use projector::{Config, Projector};
 use std::sync::Arc;
+pub use test_support::log::*;
 use uuid::Uuid;
 
 pub struct Env {
@@ -38,129 +39,19 @@ pub fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap()
 }
 
+/// The known order: lines A (2 x 1000) and B (1 x 250) for `cust-7`.
+pub fn order(id: Uuid) -> PlaceOrder {
+    new_order(id, "cust-7", &[("A", 2, 1000), ("B", 1, 250)])
+}
+
 pub fn place(id: Uuid) -> OrderCommand {
-    OrderCommand::PlaceOrder(PlaceOrder {
-        order_id: OrderId::new(id),
-        customer_id: CustomerId::parse("cust-7").unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        lines: vec![
-            OrderLine {
-                sku: Sku::parse("A").unwrap(),
-                quantity: Quantity::parse(2).unwrap(),
-                unit_price_minor: 1000,
-            },
-            OrderLine {
-                sku: Sku::parse("B").unwrap(),
-                quantity: Quantity::parse(1).unwrap(),
-                unit_price_minor: 250,
-            },
-        ],
-        shipping_address: ShippingAddress {
-            name: AddressLine::parse("Ada").unwrap(),
-            line1: AddressLine::parse("1 Main St").unwrap(),
-            line2: None,
-            city: AddressLine::parse("Oslo").unwrap(),
-            postal_code: AddressLine::parse("0150").unwrap(),
-            country: CountryCode::parse("NO").unwrap(),
-        },
-    })
+    OrderCommand::PlaceOrder(order(id))
 }
 
 pub const TOTAL: i64 = 2250;
 
-pub fn authorize(payment: &str) -> OrderCommand {
-    OrderCommand::RecordPaymentAuthorized {
-        payment_id: PaymentId::parse(payment).unwrap(),
-        amount: Money::parse(TOTAL, Currency::parse("EUR").unwrap()).unwrap(),
-    }
-}
-pub fn reserve(r: &str) -> OrderCommand {
-    OrderCommand::RecordInventoryReserved {
-        reservation_id: ReservationId::parse(r).unwrap(),
-    }
-}
-pub fn ship() -> OrderCommand {
-    OrderCommand::ShipOrder {
-        carrier: Carrier::parse("DHL").unwrap(),
-        tracking_number: TrackingNumber::parse("TRK-0001").unwrap(),
-    }
-}
 pub fn reason(s: &str) -> Reason {
     Reason::parse(s).unwrap()
-}
-
-/// Decides `commands` against the order's stream and appends the events, one command per
-/// append, `step` minutes apart from `start`. Returns the number of events written.
-pub async fn record(
-    store: &dyn EventStore,
-    id: Uuid,
-    commands: Vec<OrderCommand>,
-    start: DateTime<Utc>,
-) -> usize {
-    let stream = format!("order-{id}");
-    let history = event_store::read_whole_stream(store, &stream)
-        .await
-        .unwrap();
-    let mut state = history
-        .iter()
-        .map(|e| OrderEvent::decode(&e.event_type, e.schema_version, &e.data).unwrap())
-        .fold(OrderState::NotPlaced, |s, e| evolve(s, &e));
-    let mut revision = history.last().map(|e| e.revision);
-    let mut written = 0;
-    for (i, command) in commands.into_iter().enumerate() {
-        let events = decide(&state, command).unwrap();
-        if events.is_empty() {
-            continue;
-        }
-        let at = start + Duration::minutes(i as i64);
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                id: Uuid::new_v4(),
-                event_type: e.event_type().into(),
-                schema_version: e.schema_version(),
-                data: e.data(),
-                metadata: Metadata {
-                    correlation_id: Some(format!("corr-{id}")),
-                    causation_id: Some(format!("cmd-{i}")),
-                    occurred_at: Some(at),
-                    ..Metadata::default()
-                },
-            })
-            .collect();
-        let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        let result = store.append(&stream, expected, new).await.unwrap();
-        revision = Some(result.next_expected_revision);
-        written += events.len();
-        for e in &events {
-            state = evolve(state, e);
-        }
-    }
-    written
-}
-
-/// Appends one raw event (for poison tests).
-pub async fn append_raw(
-    store: &dyn EventStore,
-    id: Uuid,
-    expected: u64,
-    event_type: &str,
-    data: serde_json::Value,
-) {
-    store
-        .append(
-            &format!("order-{id}"),
-            ExpectedRevision::Exact(expected),
-            vec![NewEvent {
-                id: Uuid::new_v4(),
-                event_type: event_type.into(),
-                schema_version: 1,
-                data,
-                metadata: Metadata::default(),
-            }],
-        )
-        .await
-        .unwrap();
 }
 
 /// Runs the projector until it has applied at least `n` more events (the log's visibility can

@@ -51,13 +51,11 @@ async fn two_live_instances_never_both_apply_and_the_standby_finishes_the_work()
     let mut written = 0;
     for _ in 0..10 {
         let id = Uuid::new_v4();
-        written += record(
-            env.store.as_ref(),
-            id,
-            vec![place(id), authorize("p"), reserve("r")],
-            t0(),
-        )
-        .await;
+        written += Log::new(env.store.as_ref())
+            .at(t0())
+            .order(id, vec![place(id), authorize("p", TOTAL), reserve("r")])
+            .await
+            .events();
     }
     wait_for_applied(&env.projector, written).await;
     // Kill whichever is active; the other takes over within seconds.
@@ -65,13 +63,11 @@ async fn two_live_instances_never_both_apply_and_the_standby_finishes_the_work()
     let _ = run_a.await;
     for _ in 0..10 {
         let id = Uuid::new_v4();
-        written += record(
-            env.store.as_ref(),
-            id,
-            vec![place(id), authorize("p")],
-            t0(),
-        )
-        .await;
+        written += Log::new(env.store.as_ref())
+            .at(t0())
+            .order(id, vec![place(id), authorize("p", TOTAL)])
+            .await
+            .events();
     }
     wait_for_applied(&second, written).await;
     run_b.abort();
@@ -87,13 +83,10 @@ async fn two_live_instances_never_both_apply_and_the_standby_finishes_the_work()
 async fn the_checkpoint_fences_two_writers_of_the_same_batch() {
     let env = env().await;
     let id = Uuid::new_v4();
-    record(
-        env.store.as_ref(),
-        id,
-        vec![place(id), authorize("p")],
-        t0(),
-    )
-    .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![place(id), authorize("p", TOTAL)])
+        .await;
     let mut events = Vec::new();
     while events.len() < 2 {
         events = env.store.read_all(None, "order-", 100).await.unwrap();
@@ -131,7 +124,11 @@ async fn a_standby_takes_over_within_seconds_when_the_active_host_vanishes_witho
     let mut written = 0;
     for _ in 0..3 {
         let id = Uuid::new_v4();
-        written += record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+        written += Log::new(env.store.as_ref())
+            .at(t0())
+            .order(id, vec![place(id)])
+            .await
+            .events();
     }
     wait_for_applied(&standby, written).await;
     let run_standby = tokio::spawn(async move { standby.run(std::future::pending()).await });
@@ -142,13 +139,11 @@ async fn a_standby_takes_over_within_seconds_when_the_active_host_vanishes_witho
     let vanished = std::time::Instant::now();
     for _ in 0..3 {
         let id = Uuid::new_v4();
-        written += record(
-            env.store.as_ref(),
-            id,
-            vec![place(id), authorize("p")],
-            t0(),
-        )
-        .await;
+        written += Log::new(env.store.as_ref())
+            .at(t0())
+            .order(id, vec![place(id), authorize("p", TOTAL)])
+            .await
+            .events();
     }
     wait_for_applied(&env.projector, written).await;
     assert!(
@@ -160,7 +155,11 @@ async fn a_standby_takes_over_within_seconds_when_the_active_host_vanishes_witho
     // The former active instance comes back: it finds the lease gone and writes nothing.
     proxy.thaw();
     let id = Uuid::new_v4();
-    written += record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    written += Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![place(id)])
+        .await
+        .events();
     wait_for_applied(&env.projector, written).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     run_active.abort();
@@ -185,13 +184,10 @@ async fn a_holder_cut_off_from_the_database_loses_the_lease_within_seconds_and_c
 ) {
     let env = env().await;
     let id = Uuid::new_v4();
-    record(
-        env.store.as_ref(),
-        id,
-        vec![place(id), authorize("p")],
-        t0(),
-    )
-    .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![place(id), authorize("p", TOTAL)])
+        .await;
     let mut events = Vec::new();
     while events.len() < 2 {
         events = env.store.read_all(None, "order-", 100).await.unwrap();
@@ -248,7 +244,10 @@ async fn a_holder_cut_off_from_the_database_loses_the_lease_within_seconds_and_c
 async fn a_checkpoint_written_reading_the_other_event_store_is_refused_until_a_rebuild() {
     let env = env().await;
     let id = Uuid::new_v4();
-    record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![place(id)])
+        .await;
     assert_eq!(project(&env.projector, 1).await, 1);
     let client = env.projector.pool().get().await.unwrap();
     // As a projector reading a KurrentDB log would have left it.

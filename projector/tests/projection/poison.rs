@@ -1,35 +1,20 @@
 use crate::helpers::*;
+use domain::{Orders, Workflow};
+use event_store::{EventStore, ExpectedRevision};
 use serde_json::json;
 use uuid::Uuid;
 
 #[tokio::test]
 async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fix_completes_it() {
     let env = env().await;
-    let (bad, good) = (Uuid::new_v4(), Uuid::new_v4());
-    record(env.store.as_ref(), bad, vec![place(bad)], t0()).await;
-    append_raw(
-        env.store.as_ref(),
-        bad,
-        0,
-        "PaymentAuthorized",
-        json!({"payment": "p-1", "amount": 2250}),
-    )
-    .await;
-    append_raw(
-        env.store.as_ref(),
-        bad,
-        1,
-        "InventoryReserved",
-        json!({"reservation_id": "r-1"}),
-    )
-    .await;
-    record(
-        env.store.as_ref(),
-        good,
-        vec![place(good), authorize("pay-g"), reserve("res-g")],
-        t0(),
-    )
-    .await;
+    let (bad, good) = (poisoned_order(env.store.as_ref()).await, Uuid::new_v4());
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(
+            good,
+            vec![place(good), authorize("pay-g", TOTAL), reserve("res-g")],
+        )
+        .await;
     project(&env.projector, 3 + 4).await;
 
     let g = row(&env.projector, good).await;
@@ -90,19 +75,25 @@ async fn a_poison_event_parks_its_order_while_others_flow_and_a_retry_after_a_fi
     assert_counts_consistent(&env.projector).await;
 
     // Later events of the order flow normally again.
-    record(
-        env.store.as_ref(),
-        good,
-        vec![domain::OrderCommand::StartFulfillment],
-        t0(),
-    )
-    .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(good, vec![domain::OrderCommand::StartFulfillment])
+        .await
+        .events();
     project(&env.projector, 1).await;
     assert_eq!(row(&env.projector, good).await["status"], "IN_FULFILLMENT");
 
     // So do the retried order's: the projector goes on from the row the retry wrote, not from
     // the copy it kept of the row before.
-    append_raw(env.store.as_ref(), bad, 2, "OrderAccepted", json!({})).await;
+    Log::new(env.store.as_ref())
+        .append_raw(
+            &Orders::stream_name(bad),
+            ExpectedRevision::Exact(2),
+            "OrderAccepted",
+            1,
+            json!({}),
+        )
+        .await;
     project(&env.projector, 1).await;
     let b = row(&env.projector, bad).await;
     assert_eq!(b["stream_revision"], 3);
@@ -125,7 +116,10 @@ async fn retrying_an_order_that_is_not_parked_says_so() {
 async fn events_with_metadata_of_other_types_are_dead_lettered_while_other_orders_are_projected() {
     let env = env().await;
     let (odd_time, odd_correlation, good) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    record(env.store.as_ref(), good, vec![place(good)], t0()).await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(good, vec![place(good)])
+        .await;
     // Written straight into the log by another tool, with metadata the store cannot decode.
     let (client, conn) = tokio_postgres::connect(&env.url, tokio_postgres::NoTls)
         .await
@@ -144,13 +138,10 @@ async fn events_with_metadata_of_other_types_are_dead_lettered_while_other_order
             .await
             .unwrap();
     }
-    record(
-        env.store.as_ref(),
-        good,
-        vec![authorize("pay-g"), reserve("res-g")],
-        t0(),
-    )
-    .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(good, vec![authorize("pay-g", TOTAL), reserve("res-g")])
+        .await;
     project(&env.projector, 1 + 2 + 3).await;
 
     assert_eq!(
@@ -183,27 +174,31 @@ async fn events_with_metadata_of_other_types_are_dead_lettered_while_other_order
     );
 }
 
+/// A placed order followed by a `PaymentAuthorized` that does not decode and an
+/// `InventoryReserved` behind it.
+async fn poisoned_order(store: &dyn EventStore) -> Uuid {
+    let bad = Uuid::new_v4();
+    let log = Log::new(store);
+    log.at(t0()).order(bad, vec![place(bad)]).await;
+    let stream = Orders::stream_name(bad);
+    let raw = [
+        (
+            "PaymentAuthorized",
+            json!({"payment": "p-1", "amount": 2250}),
+        ),
+        ("InventoryReserved", json!({"reservation_id": "r-1"})),
+    ];
+    for (after, (event_type, data)) in (0..).zip(raw) {
+        log.append_raw(&stream, ExpectedRevision::Exact(after), event_type, 1, data)
+            .await;
+    }
+    bad
+}
+
 /// An order whose second event does not decode (a malformed `PaymentAuthorized`) and whose
 /// third waits behind it, projected: the order is parked at revision 0.
 async fn project_a_poisoned_order(env: &Env) -> Uuid {
-    let bad = Uuid::new_v4();
-    record(env.store.as_ref(), bad, vec![place(bad)], t0()).await;
-    append_raw(
-        env.store.as_ref(),
-        bad,
-        0,
-        "PaymentAuthorized",
-        json!({"payment": "p-1", "amount": 2250}),
-    )
-    .await;
-    append_raw(
-        env.store.as_ref(),
-        bad,
-        1,
-        "InventoryReserved",
-        json!({"reservation_id": "r-1"}),
-    )
-    .await;
+    let bad = poisoned_order(env.store.as_ref()).await;
     project(&env.projector, 3).await;
     assert_eq!(row(&env.projector, bad).await["stream_revision"], 0);
     bad

@@ -7,23 +7,11 @@ use uuid::Uuid;
 async fn an_order_walked_to_delivery_lands_in_status_and_timeline() {
     let env = env().await;
     let id = Uuid::new_v4();
-    let n = record(
-        env.store.as_ref(),
-        id,
-        vec![
-            place(id),
-            authorize("pay-1"),
-            reserve("res-1"),
-            OrderCommand::StartFulfillment,
-            OrderCommand::EscalateOrder {
-                reason: reason("warehouse slow"),
-            },
-            ship(),
-            OrderCommand::ConfirmDelivery,
-        ],
-        t0(),
-    )
-    .await;
+    let n = Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, escalated_to_delivery(id))
+        .await
+        .events();
     assert_eq!(n, 8);
     assert_eq!(project(&env.projector, 8).await, 8);
 
@@ -103,51 +91,51 @@ async fn an_order_walked_to_delivery_lands_in_status_and_timeline() {
 async fn rejections_cancellations_and_compensations_land_with_reasons_and_deadlines() {
     let env = env().await;
     let (declined, cancelled, late) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    record(
-        env.store.as_ref(),
-        declined,
-        vec![
-            place(declined),
-            reserve("res-d"),
-            OrderCommand::RecordPaymentDeclined {
-                payment_id: domain::PaymentId::parse("pay-d").unwrap(),
-                reason: reason("card expired"),
-            },
-        ],
-        t0(),
-    )
-    .await;
-    record(
-        env.store.as_ref(),
-        cancelled,
-        vec![
-            place(cancelled),
-            authorize("pay-c"),
-            reserve("res-c"),
-            OrderCommand::CancelOrder {
-                reason: reason("customer asked"),
-            },
-            OrderCommand::RecordPaymentVoided {
-                payment_id: domain::PaymentId::parse("pay-c").unwrap(),
-            },
-        ],
-        t0(),
-    )
-    .await;
-    record(
-        env.store.as_ref(),
-        late,
-        vec![
-            place(late),
-            OrderCommand::RecordInventoryShortage {
-                reservation_id: domain::ReservationId::parse("res-l").unwrap(),
-                reason: reason("out of B"),
-            },
-            authorize("pay-late"),
-        ],
-        t0(),
-    )
-    .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(
+            declined,
+            vec![
+                place(declined),
+                reserve("res-d"),
+                OrderCommand::RecordPaymentDeclined {
+                    payment_id: domain::PaymentId::parse("pay-d").unwrap(),
+                    reason: reason("card expired"),
+                },
+            ],
+        )
+        .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(
+            cancelled,
+            vec![
+                place(cancelled),
+                authorize("pay-c", TOTAL),
+                reserve("res-c"),
+                OrderCommand::CancelOrder {
+                    reason: reason("customer asked"),
+                },
+                OrderCommand::RecordPaymentVoided {
+                    payment_id: domain::PaymentId::parse("pay-c").unwrap(),
+                },
+            ],
+        )
+        .await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(
+            late,
+            vec![
+                place(late),
+                OrderCommand::RecordInventoryShortage {
+                    reservation_id: domain::ReservationId::parse("res-l").unwrap(),
+                    reason: reason("out of B"),
+                },
+                authorize("pay-late", TOTAL),
+            ],
+        )
+        .await;
     project(&env.projector, 3 + 1 + 6 + 4).await;
 
     let d = row(&env.projector, declined).await;
@@ -181,7 +169,10 @@ async fn rejections_cancellations_and_compensations_land_with_reasons_and_deadli
     );
 
     let placed = Uuid::new_v4();
-    record(env.store.as_ref(), placed, vec![place(placed)], t0()).await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(placed, vec![place(placed)])
+        .await;
     project(&env.projector, 1).await;
     let p = row(&env.projector, placed).await;
     assert_eq!(
@@ -207,7 +198,10 @@ async fn each_commit_notifies_listeners_with_the_checkpoint_and_the_orders() {
         .await
         .unwrap();
     let id = Uuid::new_v4();
-    record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![place(id)])
+        .await;
     project(&env.projector, 1).await;
     let payload = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
         .await
@@ -256,36 +250,25 @@ async fn the_column_list_of_order_status_names_the_table_s_columns_in_order_with
 async fn order_rows_read_and_written_back_by_column_name_are_unchanged() {
     let env = env().await;
     let (delivered, cancelled) = (Uuid::new_v4(), Uuid::new_v4());
-    let mut n = record(
-        env.store.as_ref(),
-        delivered,
-        vec![
-            place(delivered),
-            authorize("pay-1"),
-            reserve("res-1"),
-            OrderCommand::StartFulfillment,
-            OrderCommand::EscalateOrder {
-                reason: reason("warehouse slow"),
-            },
-            ship(),
-            OrderCommand::ConfirmDelivery,
-        ],
-        t0(),
-    )
-    .await;
-    n += record(
-        env.store.as_ref(),
-        cancelled,
-        vec![
-            place(cancelled),
-            authorize("pay-2"),
-            OrderCommand::CancelOrder {
-                reason: reason("changed my mind"),
-            },
-        ],
-        t0(),
-    )
-    .await;
+    let mut n = Log::new(env.store.as_ref())
+        .at(t0())
+        .order(delivered, escalated_to_delivery(delivered))
+        .await
+        .events();
+    n += Log::new(env.store.as_ref())
+        .at(t0())
+        .order(
+            cancelled,
+            vec![
+                place(cancelled),
+                authorize("pay-2", TOTAL),
+                OrderCommand::CancelOrder {
+                    reason: reason("changed my mind"),
+                },
+            ],
+        )
+        .await
+        .events();
     project(&env.projector, n as u64).await;
     let before = dump(&env.projector).await;
 
@@ -308,7 +291,10 @@ async fn order_rows_read_and_written_back_by_column_name_are_unchanged() {
 async fn an_order_whose_stored_state_is_in_another_version_of_its_form_is_parked_not_misread() {
     let env = env().await;
     let id = Uuid::new_v4();
-    record(env.store.as_ref(), id, vec![place(id)], t0()).await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![place(id)])
+        .await;
     project(&env.projector, 1).await;
     assert_eq!(
         row(&env.projector, id).await["state_version"],
@@ -324,7 +310,10 @@ async fn an_order_whose_stored_state_is_in_another_version_of_its_form_is_parked
         .await
         .unwrap();
 
-    record(env.store.as_ref(), id, vec![authorize("pay-1")], t0()).await;
+    Log::new(env.store.as_ref())
+        .at(t0())
+        .order(id, vec![authorize("pay-1", TOTAL)])
+        .await;
     project(&env.projector, 1).await;
     let r = row(&env.projector, id).await;
     assert_eq!(r["stream_revision"], 0, "the event is not applied");
@@ -479,4 +468,20 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
         dump(&env.projector).await.split("\n--\n").nth(2),
         Some("(pending,7)\n(shipped,2)")
     );
+}
+
+/// Order `id` placed, paid, reserved, fulfilled after an escalation, shipped and delivered:
+/// eight events.
+fn escalated_to_delivery(id: Uuid) -> Vec<OrderCommand> {
+    vec![
+        place(id),
+        authorize("pay-1", TOTAL),
+        reserve("res-1"),
+        OrderCommand::StartFulfillment,
+        OrderCommand::EscalateOrder {
+            reason: reason("warehouse slow"),
+        },
+        ship("DHL", "TRK-0001"),
+        OrderCommand::ConfirmDelivery,
+    ]
 }

@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use chrono::{DateTime, Duration, Utc};
 use domain::*;
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent};
+use event_store::{ExpectedRevision, Metadata, NewEvent};
 use projector::returns::ReturnDeadlines;
 use projector::{Projection, ReturnProjection, Runtime};
 use serde_json::json;
@@ -18,69 +18,26 @@ async fn returns_projector(url: &str, deadlines: ReturnDeadlines) -> Returns {
         .unwrap()
 }
 
-/// A delivered order as the returns workflow sees it: lines A (2 x 1000) and B (1 x 250).
-fn delivered(id: Uuid) -> ReturnRequestContext {
-    let OrderCommand::PlaceOrder(placed) = place(id) else {
-        unreachable!("place() places an order")
-    };
-    ReturnRequestContext {
-        order_id: OrderId::new(id),
-        order_status: Status::Delivered,
-        delivered_at: Some(t0() - Duration::days(3)),
-        lines: placed.lines,
-        currency: placed.currency,
-    }
-}
-
+/// A return of the whole order (A 2 x 1000, B 1 x 250), delivered three days before `t0()`.
 fn request(id: Uuid) -> ReturnCommand {
-    ReturnCommand::RequestReturn(RequestReturn {
-        order: delivered(id),
-        requested_at: t0(),
-        window: ReturnWindow::default(),
-        lines: vec![
-            RequestedLine::parse("A", 2).unwrap(),
-            RequestedLine::parse("B", 1).unwrap(),
-        ],
-        reason: reason("does not fit"),
-    })
-}
-
-fn approve(rma: &str) -> ReturnCommand {
-    ReturnCommand::ApproveReturn {
-        rma_number: RmaNumber::parse(rma).unwrap(),
-    }
+    request_return(
+        &order(id),
+        t0() - Duration::days(3),
+        t0(),
+        &[("A", 2), ("B", 1)],
+        "does not fit",
+    )
 }
 
 /// A accepted, B refused: the accepted lines refund 2000.
 fn receive() -> ReturnCommand {
-    ReturnCommand::RecordItemsReceived {
-        inspections: vec![
-            LineInspection {
-                sku: Sku::parse("A").unwrap(),
-                outcome: InspectionOutcome::Accepted,
-            },
-            LineInspection {
-                sku: Sku::parse("B").unwrap(),
-                outcome: InspectionOutcome::Refused,
-            },
-        ],
-    }
+    test_support::log::receive(&[
+        ("A", InspectionOutcome::Accepted),
+        ("B", InspectionOutcome::Refused),
+    ])
 }
 
 const ACCEPTED: i64 = 2000;
-
-fn refund(id: &str) -> ReturnCommand {
-    ReturnCommand::RecordRefundIssued {
-        refund_id: RefundId::parse(id).unwrap(),
-        amount: Money::parse(ACCEPTED, Currency::parse("EUR").unwrap()).unwrap(),
-    }
-}
-
-fn cancel(why: &str) -> ReturnCommand {
-    ReturnCommand::CancelReturn {
-        reason: reason(why),
-    }
-}
 
 fn escalate(why: &str) -> ReturnCommand {
     ReturnCommand::EscalateReturn {
@@ -93,55 +50,6 @@ fn ship_back() -> ReturnCommand {
         carrier: Carrier::parse("UPS").unwrap(),
         tracking_number: TrackingNumber::parse("BACK-1").unwrap(),
     }
-}
-
-/// Decides `commands` against the return's stream and appends the events, one command per
-/// append, a minute apart from `start`. Returns the number of events written.
-async fn record_return(
-    store: &dyn EventStore,
-    id: Uuid,
-    commands: Vec<ReturnCommand>,
-    start: DateTime<Utc>,
-) -> usize {
-    let stream = <domain::Returns as Workflow>::stream_name(id);
-    let history = event_store::read_whole_stream(store, &stream)
-        .await
-        .unwrap();
-    let mut state = history
-        .iter()
-        .map(|e| ReturnEvent::decode(&e.event_type, e.schema_version, &e.data).unwrap())
-        .fold(ReturnState::default(), |s, e| {
-            domain::Returns::evolve(s, &e)
-        });
-    let mut revision = history.last().map(|e| e.revision);
-    let mut written = 0;
-    for (i, command) in commands.into_iter().enumerate() {
-        let events = domain::Returns::decide(&state, command).unwrap();
-        let at = start + Duration::minutes(i as i64);
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent {
-                id: Uuid::new_v4(),
-                event_type: e.event_type().into(),
-                schema_version: e.schema_version(),
-                data: e.data(),
-                metadata: Metadata {
-                    correlation_id: Some(format!("corr-return-{id}")),
-                    causation_id: Some(format!("cmd-{i}")),
-                    occurred_at: Some(at),
-                    ..Metadata::default()
-                },
-            })
-            .collect();
-        let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        let result = store.append(&stream, expected, new).await.unwrap();
-        revision = Some(result.next_expected_revision);
-        written += events.len();
-        for e in &events {
-            state = domain::Returns::evolve(state, e);
-        }
-    }
-    written
 }
 
 /// Runs a projection until it has applied at least `n` more events (or 10 s pass).
@@ -237,8 +145,14 @@ async fn a_return_walked_to_its_refund_shows_each_step_its_refund_amounts_timeli
     let (id, waiting) = (Uuid::new_v4(), Uuid::new_v4());
     let store = env.store.as_ref();
 
-    record_return(store, waiting, vec![request(waiting)], t0()).await;
-    record_return(store, id, vec![request(id)], t0()).await;
+    Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(waiting, vec![request(waiting)])
+        .await;
+    Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(id, vec![request(id)])
+        .await;
     assert_eq!(drive(&returns, 2).await, 2);
     let r = return_row(&returns, id).await;
     assert_eq!(r["status"], "REQUESTED");
@@ -263,13 +177,13 @@ async fn a_return_walked_to_its_refund_shows_each_step_its_refund_amounts_timeli
     );
     assert_eq!(at(&r, "requested_at"), t0());
 
-    record_return(
-        store,
-        id,
-        vec![escalate("customer called twice"), approve("RMA-7")],
-        t0() + Duration::hours(1),
-    )
-    .await;
+    Log::new(store)
+        .at(t0() + Duration::hours(1))
+        .record::<domain::Returns>(
+            id,
+            vec![escalate("customer called twice"), approve("RMA-7")],
+        )
+        .await;
     drive(&returns, 2).await;
     let r = return_row(&returns, id).await;
     assert_eq!(r["status"], "APPROVED");
@@ -278,7 +192,10 @@ async fn a_return_walked_to_its_refund_shows_each_step_its_refund_amounts_timeli
     assert_eq!(r["escalation_count"], 1);
     assert_eq!(r["escalation_reason"], "customer called twice");
 
-    record_return(store, id, vec![receive()], t0() + Duration::days(2)).await;
+    Log::new(store)
+        .at(t0() + Duration::days(2))
+        .record::<domain::Returns>(id, vec![receive()])
+        .await;
     drive(&returns, 1).await;
     let r = return_row(&returns, id).await;
     assert_eq!(r["status"], "RECEIVED");
@@ -295,7 +212,10 @@ async fn a_return_walked_to_its_refund_shows_each_step_its_refund_amounts_timeli
         ])
     );
 
-    record_return(store, id, vec![refund("rf-9")], t0() + Duration::days(3)).await;
+    Log::new(store)
+        .at(t0() + Duration::days(3))
+        .record::<domain::Returns>(id, vec![refund("rf-9", ACCEPTED)])
+        .await;
     drive(&returns, 1).await;
     let r = return_row(&returns, id).await;
     assert_eq!(r["status"], "REFUNDED");
@@ -357,13 +277,17 @@ async fn a_cancelled_return_whose_items_arrive_late_owes_shipping_them_back_unti
     let id = Uuid::new_v4();
     let store = env.store.as_ref();
 
-    record_return(
-        store,
-        id,
-        vec![request(id), approve("RMA-8"), cancel("bought elsewhere")],
-        t0(),
-    )
-    .await;
+    Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(
+            id,
+            vec![
+                request(id),
+                approve("RMA-8"),
+                cancel_return("bought elsewhere"),
+            ],
+        )
+        .await;
     drive(&returns, 3).await;
     let r = return_row(&returns, id).await;
     assert_eq!(r["status"], "CANCELLED");
@@ -374,7 +298,10 @@ async fn a_cancelled_return_whose_items_arrive_late_owes_shipping_them_back_unti
     assert!(r["deadline_at"].is_null());
 
     let parcel = t0() + Duration::days(5);
-    record_return(store, id, vec![receive()], parcel).await;
+    Log::new(store)
+        .at(parcel)
+        .record::<domain::Returns>(id, vec![receive()])
+        .await;
     drive(&returns, 1).await;
     let r = return_row(&returns, id).await;
     assert_eq!(r["status"], "CANCELLED", "a late parcel does not revive it");
@@ -389,7 +316,10 @@ async fn a_cancelled_return_whose_items_arrive_late_owes_shipping_them_back_unti
         "the clock to ship back starts when the items arrive"
     );
 
-    record_return(store, id, vec![ship_back()], parcel + Duration::hours(3)).await;
+    Log::new(store)
+        .at(parcel + Duration::hours(3))
+        .record::<domain::Returns>(id, vec![ship_back()])
+        .await;
     drive(&returns, 1).await;
     let r = return_row(&returns, id).await;
     assert_eq!(r["pending_actions"], json!([]));
@@ -410,14 +340,14 @@ async fn a_rebuild_of_the_returns_projection_gives_identical_tables_to_the_incre
     let store = env.store.as_ref();
     let mut events = 0;
     for (i, commands) in [
-        vec![approve("RMA-1"), receive(), refund("rf-1")],
+        vec![approve("RMA-1"), receive(), refund("rf-1", ACCEPTED)],
         vec![
             approve("RMA-2"),
-            cancel("changed mind"),
+            cancel_return("changed mind"),
             receive(),
             ship_back(),
         ],
-        vec![escalate("slow"), cancel("changed mind")],
+        vec![escalate("slow"), cancel_return("changed mind")],
         vec![],
     ]
     .into_iter()
@@ -426,7 +356,11 @@ async fn a_rebuild_of_the_returns_projection_gives_identical_tables_to_the_incre
         let id = Uuid::new_v4();
         let mut all = vec![request(id)];
         all.extend(commands);
-        events += record_return(store, id, all, t0() + Duration::hours(i as i64)).await;
+        events += Log::new(store)
+            .at(t0() + Duration::hours(i as i64))
+            .record::<domain::Returns>(id, all)
+            .await
+            .events();
         // Batches end at different places in the incremental run than in the rebuild.
         drive(&returns, 1).await;
     }
@@ -463,7 +397,10 @@ async fn an_event_the_returns_projection_cannot_apply_parks_only_that_return_whi
     let store = env.store.as_ref();
     let (bad, good, order) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
 
-    record_return(store, bad, vec![request(bad)], t0()).await;
+    Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(bad, vec![request(bad)])
+        .await;
     let raw = |event_type: &str, data| NewEvent {
         id: Uuid::new_v4(),
         event_type: event_type.into(),
@@ -482,8 +419,14 @@ async fn an_event_the_returns_projection_cannot_apply_parks_only_that_return_whi
         )
         .await
         .unwrap();
-    record_return(store, good, vec![request(good), approve("RMA-3")], t0()).await;
-    record(store, order, vec![place(order), authorize("pay-1")], t0()).await;
+    Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(good, vec![request(good), approve("RMA-3")])
+        .await;
+    Log::new(store)
+        .at(t0())
+        .order(order, vec![place(order), authorize("pay-1", TOTAL)])
+        .await;
     drive(&returns, 3).await;
     project(&env.projector, 2).await;
 
@@ -529,8 +472,14 @@ async fn an_event_the_returns_projection_cannot_apply_parks_only_that_return_whi
     );
 
     // Both keep going after the poison.
-    record_return(store, good, vec![receive()], t0() + Duration::days(1)).await;
-    record(store, order, vec![reserve("res-1")], t0()).await;
+    Log::new(store)
+        .at(t0() + Duration::days(1))
+        .record::<domain::Returns>(good, vec![receive()])
+        .await;
+    Log::new(store)
+        .at(t0())
+        .order(order, vec![reserve("res-1")])
+        .await;
     drive(&returns, 1).await;
     project(&env.projector, 2).await;
     assert_eq!(return_row(&returns, good).await["status"], "RECEIVED");
@@ -549,19 +498,19 @@ async fn each_step_of_a_return_is_due_after_its_configured_deadline() {
     let store = env.store.as_ref();
     let id = Uuid::new_v4();
 
-    record_return(store, id, vec![request(id)], t0()).await;
+    Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(id, vec![request(id)])
+        .await;
     drive(&returns, 1).await;
     let r = return_row(&returns, id).await;
     assert_eq!(at(&r, "deadline_at"), t0() + Duration::seconds(600));
 
     let approved = t0() + Duration::minutes(5);
-    record_return(
-        store,
-        id,
-        vec![approve("RMA-4"), escalate("no parcel yet")],
-        approved,
-    )
-    .await;
+    Log::new(store)
+        .at(approved)
+        .record::<domain::Returns>(id, vec![approve("RMA-4"), escalate("no parcel yet")])
+        .await;
     drive(&returns, 2).await;
     let r = return_row(&returns, id).await;
     assert_eq!(
@@ -571,7 +520,10 @@ async fn each_step_of_a_return_is_due_after_its_configured_deadline() {
     );
 
     let received = t0() + Duration::days(1);
-    record_return(store, id, vec![receive()], received).await;
+    Log::new(store)
+        .at(received)
+        .record::<domain::Returns>(id, vec![receive()])
+        .await;
     drive(&returns, 1).await;
     let r = return_row(&returns, id).await;
     assert_eq!(at(&r, "deadline_at"), received + Duration::seconds(30));
@@ -585,21 +537,16 @@ async fn the_order_and_returns_projections_read_one_log_side_by_side_with_their_
     let store = env.store.as_ref();
     let id = Uuid::new_v4();
 
-    let order_events = record(
-        store,
-        id,
-        vec![
-            place(id),
-            authorize("pay-1"),
-            reserve("res-1"),
-            OrderCommand::StartFulfillment,
-            ship(),
-            OrderCommand::ConfirmDelivery,
-        ],
-        t0() - Duration::days(4),
-    )
-    .await;
-    let return_events = record_return(store, id, vec![request(id), approve("RMA-5")], t0()).await;
+    let order_events = Log::new(store)
+        .at(t0() - Duration::days(4))
+        .delivered_order(order(id))
+        .await
+        .events();
+    let return_events = Log::new(store)
+        .at(t0())
+        .record::<domain::Returns>(id, vec![request(id), approve("RMA-5")])
+        .await
+        .events();
     assert_eq!(
         drive(&returns, return_events as u64).await as usize,
         return_events

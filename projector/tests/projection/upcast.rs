@@ -2,6 +2,8 @@
 //! current version, live and through a dead-letter retry.
 
 use crate::helpers::*;
+use domain::{Orders, Workflow};
+use event_store::ExpectedRevision;
 use serde_json::json;
 use test_support::v1_payment;
 use uuid::Uuid;
@@ -26,14 +28,15 @@ async fn a_retry_of_a_parked_order_reads_its_version_1_payment() {
     let id = Uuid::new_v4();
     v1_payment::place(env.store.as_ref(), id).await;
     // A poison event parks the order; the v1 payment waits behind it.
-    append_raw(
-        env.store.as_ref(),
-        id,
-        0,
-        "InventoryReserved",
-        json!({"reservation": 7}),
-    )
-    .await;
+    Log::new(env.store.as_ref())
+        .append_raw(
+            &Orders::stream_name(id),
+            ExpectedRevision::Exact(0),
+            "InventoryReserved",
+            1,
+            json!({"reservation": 7}),
+        )
+        .await;
     v1_payment::append_payment_authorized_v1(env.store.as_ref(), id, 1).await;
     project(&env.projector, 1).await;
     assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 2);

@@ -1,12 +1,12 @@
-use command_api::service::{execute, CommandContext};
 use domain::*;
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, Position, StoreOptions};
+use event_store::{EventStore, ExpectedRevision, Position, StoreOptions};
 use projector::Projector;
 use query_api::config::Config;
 use query_api::startup::Application;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+pub use test_support::log::*;
 use uuid::Uuid;
 
 pub struct TestApp {
@@ -80,60 +80,32 @@ pub async fn spawn_with(options: Options) -> TestApp {
     }
 }
 
+/// The known order for `customer`: three SKU-1 at 700, 2100 EUR cents in all.
+pub fn known_order(id: Uuid, customer: &str) -> PlaceOrder {
+    new_order(id, customer, &[("SKU-1", 3, 700)])
+}
+
 pub fn place(id: Uuid, customer: &str) -> OrderCommand {
-    OrderCommand::PlaceOrder(PlaceOrder {
-        order_id: OrderId::new(id),
-        customer_id: CustomerId::parse(customer).unwrap(),
-        currency: Currency::parse("EUR").unwrap(),
-        lines: vec![OrderLine {
-            sku: Sku::parse("SKU-1").unwrap(),
-            quantity: Quantity::parse(3).unwrap(),
-            unit_price_minor: 700,
-        }],
-        shipping_address: ShippingAddress {
-            name: AddressLine::parse("Ada").unwrap(),
-            line1: AddressLine::parse("1 Main St").unwrap(),
-            line2: Some(AddressLine::parse("Flat 2").unwrap()),
-            city: AddressLine::parse("Rome").unwrap(),
-            postal_code: AddressLine::parse("00100").unwrap(),
-            country: CountryCode::parse("IT").unwrap(),
-        },
-    })
+    OrderCommand::PlaceOrder(known_order(id, customer))
 }
 
-pub fn authorize() -> OrderCommand {
-    OrderCommand::RecordPaymentAuthorized {
-        payment_id: PaymentId::parse("pay-1").unwrap(),
-        amount: Money::parse(2100, Currency::parse("EUR").unwrap()).unwrap(),
-    }
-}
-
-pub fn reserve() -> OrderCommand {
-    OrderCommand::RecordInventoryReserved {
-        reservation_id: ReservationId::parse("res-1").unwrap(),
-    }
-}
+pub const TOTAL: i64 = 2100;
 
 impl TestApp {
-    /// Runs a command the way the command API does; returns its consistency token.
-    pub async fn command(&self, id: Uuid, command: OrderCommand) -> Position {
-        let ctx = CommandContext {
-            idempotency_key: None,
-            if_match: None,
-            correlation_id: format!("corr-{id}"),
-            request_hash: None,
-        };
-        let done = execute(self.store.as_ref(), OrderId::new(id), command, &ctx)
-            .await
-            .unwrap();
-        let token: Position = done.outcome.consistency_token.parse().unwrap();
-        let mut last = self.last_token.lock().unwrap();
-        *last = (*last).max(Some(token));
-        token
+    /// Records order commands in the log (decided on the rebuilt order, as the command API
+    /// does); returns the consistency token of the last.
+    pub async fn record(&self, id: Uuid, commands: Vec<OrderCommand>) -> Position {
+        let recorded = Log::new(self.store.as_ref()).order(id, commands).await;
+        self.wrote(recorded.position().expect("the commands change the order"))
     }
 
-    /// Appends one event as given, bypassing the domain (e.g. a payload the projector cannot
-    /// apply); returns its consistency token.
+    /// Runs one order command; returns its consistency token.
+    pub async fn command(&self, id: Uuid, command: OrderCommand) -> Position {
+        self.record(id, vec![command]).await
+    }
+
+    /// Appends one event to the order's stream as given, bypassing the domain (e.g. a payload
+    /// the projector cannot apply); returns its consistency token.
     pub async fn append_raw(
         &self,
         id: Uuid,
@@ -141,24 +113,23 @@ impl TestApp {
         event_type: &str,
         data: Value,
     ) -> Position {
-        let appended = self
-            .store
-            .append(
-                &format!("order-{id}"),
+        let position = Log::new(self.store.as_ref())
+            .append_raw(
+                &Orders::stream_name(id),
                 ExpectedRevision::Exact(expected),
-                vec![NewEvent {
-                    id: Uuid::new_v4(),
-                    event_type: event_type.into(),
-                    schema_version: 1,
-                    data,
-                    metadata: Metadata::default(),
-                }],
+                event_type,
+                1,
+                data,
             )
-            .await
-            .unwrap();
+            .await;
+        self.wrote(position)
+    }
+
+    /// Remembers `token` for `project_all`.
+    pub fn wrote(&self, token: Position) -> Position {
         let mut last = self.last_token.lock().unwrap();
-        *last = (*last).max(Some(appended.position));
-        appended.position
+        *last = (*last).max(Some(token));
+        token
     }
 
     /// A connection to the test's database, for what the API cannot show.
@@ -173,10 +144,8 @@ impl TestApp {
     /// Places an order for `customer` and returns its id.
     pub async fn order(&self, customer: &str, commands: Vec<OrderCommand>) -> Uuid {
         let id = Uuid::new_v4();
-        self.command(id, place(id, customer)).await;
-        for c in commands {
-            self.command(id, c).await;
-        }
+        let placed = std::iter::once(place(id, customer));
+        self.record(id, placed.chain(commands).collect()).await;
         id
     }
 

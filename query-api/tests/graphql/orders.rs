@@ -16,7 +16,11 @@ async fn an_order_reads_back_with_every_field_and_its_timeline() {
     let id = app
         .order(
             "cust-1",
-            vec![authorize(), reserve(), OrderCommand::StartFulfillment],
+            vec![
+                authorize("pay-1", TOTAL),
+                reserve("res-1"),
+                OrderCommand::StartFulfillment,
+            ],
         )
         .await;
     app.project_all().await;
@@ -77,15 +81,10 @@ async fn an_order_reads_back_with_every_field_and_its_timeline() {
 async fn orders_filter_by_status_customer_and_placement_time() {
     let app = spawn_app().await;
     let a = app.order("alice", vec![]).await;
-    let b = app.order("bob", vec![authorize(), reserve()]).await;
-    let c = app
-        .order(
-            "alice",
-            vec![OrderCommand::CancelOrder {
-                reason: domain::Reason::parse("no").unwrap(),
-            }],
-        )
+    let b = app
+        .order("bob", vec![authorize("pay-1", TOTAL), reserve("res-1")])
         .await;
+    let c = app.order("alice", vec![cancel_order("no")]).await;
     app.project_all().await;
     let ids = |body: &serde_json::Value| -> Vec<String> {
         body["data"]["orders"]["edges"]
@@ -160,7 +159,8 @@ async fn counts_stalled_orders_and_projection_status_answer() {
     })
     .await;
     let stuck = app.order("c", vec![]).await;
-    app.order("c", vec![authorize(), reserve()]).await;
+    app.order("c", vec![authorize("pay-1", TOTAL), reserve("res-1")])
+        .await;
     app.project_all().await;
     let body = app
         .query(

@@ -1,6 +1,5 @@
 use crate::helpers::*;
 use chrono::{DateTime, Utc};
-use domain::OrderCommand;
 use serde_json::{json, Value};
 
 /// Every scalar field of `Order`, with the `order_status` column it comes from.
@@ -70,11 +69,9 @@ async fn every_order_field_shows_the_column_of_the_same_name_in_the_read_model()
         .order(
             "cust-named",
             vec![
-                authorize(),
-                reserve(),
-                OrderCommand::CancelOrder {
-                    reason: domain::Reason::parse("changed my mind").unwrap(),
-                },
+                authorize("pay-1", TOTAL),
+                reserve("res-1"),
+                cancel_order("changed my mind"),
             ],
         )
         .await;
@@ -202,7 +199,7 @@ async fn the_projection_lag_is_measured_on_the_event_store_even_apart_from_the_r
     .await;
     let first = app.order("cust-lag", vec![]).await;
     app.project_all().await;
-    app.command(first, authorize()).await;
+    app.command(first, authorize("pay-1", TOTAL)).await;
     app.order("cust-lag", vec![]).await;
     // An append shows in the log once every older transaction of the cluster has ended.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -13,8 +13,8 @@ async fn a_query_with_a_fresh_token_waits_for_the_projection_and_sees_the_write(
     let live = app.projector.clone();
     let projector = tokio::spawn(async move { live.run(std::future::pending()).await });
     let id = app.order("c", vec![]).await;
-    let token = app.command(id, authorize()).await;
-    let token2 = app.command(id, reserve()).await;
+    let token = app.command(id, authorize("pay-1", TOTAL)).await;
+    let token2 = app.command(id, reserve("res-1")).await;
     assert!(token2 > token);
     let (status, body) = app
         .query_with(Q, json!({"id": id}), Some(&token2.to_string()))
@@ -110,7 +110,7 @@ async fn a_token_whose_event_was_dead_lettered_says_its_order_is_parked() {
             json!({"payment": "p-1", "amount": 2100}),
         )
         .await;
-    let fine = app.command(healthy, authorize()).await;
+    let fine = app.command(healthy, authorize("pay-1", TOTAL)).await;
     app.project_all().await;
 
     let (status, body) = app
@@ -140,7 +140,7 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
     })
     .await;
     let id = app.order("c", vec![]).await;
-    let token = app.command(id, authorize()).await;
+    let token = app.command(id, authorize("pay-1", TOTAL)).await;
     app.project_all().await;
     let (_, body) = app
         .query_with(Q, json!({"id": id}), Some(&token.to_string()))

@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use chrono::Utc;
 use domain::*;
-use event_store::{read_whole_stream, ExpectedRevision, Metadata, NewEvent, Position};
+use event_store::Position;
 use projector::returns::ReturnDeadlines;
 use projector::{ReturnProjection, Runtime};
 use serde_json::{json, Value};
@@ -41,47 +41,16 @@ impl Returns {
         }
     }
 
-    /// Runs a return command on the order's return case the way the command API does (rebuild,
-    /// decide, append at the expected revision); returns its consistency token.
+    /// Records a return command on the order's return case; returns its consistency token.
     async fn command(&self, app: &TestApp, order_id: Uuid, command: ReturnCommand) -> Position {
-        let stream = <domain::Returns as Workflow>::stream_name(order_id);
-        let history = read_whole_stream(app.store.as_ref(), &stream)
+        let token = Log::new(app.store.as_ref())
+            .record::<domain::Returns>(order_id, vec![command])
             .await
-            .unwrap();
-        let events: Vec<ReturnEvent> = history
-            .iter()
-            .map(|e| ReturnEvent::decode(&e.event_type, e.schema_version, &e.data).unwrap())
-            .collect();
-        let state = <domain::Returns as Workflow>::rebuild(&events);
-        let decided = domain::returns::decide(&state, command).unwrap();
-        assert!(!decided.is_empty(), "the command changes the return");
-        let expected = history.last().map_or(ExpectedRevision::NoStream, |e| {
-            ExpectedRevision::Exact(e.revision)
-        });
-        let appended = app
-            .store
-            .append(
-                &stream,
-                expected,
-                decided
-                    .iter()
-                    .map(|e| NewEvent {
-                        id: Uuid::new_v4(),
-                        event_type: e.event_type().into(),
-                        schema_version: e.schema_version(),
-                        data: e.data(),
-                        metadata: Metadata {
-                            correlation_id: Some(format!("corr-return-{order_id}")),
-                            ..Metadata::default()
-                        },
-                    })
-                    .collect(),
-            )
-            .await
-            .unwrap();
+            .position()
+            .expect("the command changes the return");
         let mut last = self.last_token.lock().unwrap();
-        *last = (*last).max(Some(appended.position));
-        appended.position
+        *last = (*last).max(Some(token));
+        token
     }
 
     /// Runs the returns projection until it has applied every return command so far.
@@ -108,62 +77,35 @@ impl Returns {
 
 /// An order placed, paid, reserved, shipped and delivered: 3 units of SKU-1 at 700 EUR cents.
 async fn delivered_order(app: &TestApp) -> Uuid {
-    app.order(
-        "cust-r",
-        vec![
-            authorize(),
-            reserve(),
-            OrderCommand::StartFulfillment,
-            OrderCommand::ShipOrder {
-                carrier: Carrier::parse("UPS").unwrap(),
-                tracking_number: TrackingNumber::parse("1Z999").unwrap(),
-            },
-            OrderCommand::ConfirmDelivery,
-        ],
-    )
-    .await
+    let id = Uuid::new_v4();
+    let recorded = Log::new(app.store.as_ref())
+        .delivered_order(known_order(id, "cust-r"))
+        .await;
+    app.wrote(recorded.position().expect("the order is recorded"));
+    id
 }
 
 /// Asks to return `quantity` units of SKU-1 of the delivered order `order_id`.
-fn request(order_id: Uuid, quantity: u32) -> ReturnCommand {
-    ReturnCommand::RequestReturn(RequestReturn {
-        order: ReturnRequestContext {
-            order_id: OrderId::new(order_id),
-            order_status: Status::Delivered,
-            delivered_at: Some(Utc::now()),
-            lines: vec![domain::OrderLine {
-                sku: Sku::parse("SKU-1").unwrap(),
-                quantity: Quantity::parse(3).unwrap(),
-                unit_price_minor: 700,
-            }],
-            currency: Currency::parse("EUR").unwrap(),
-        },
-        requested_at: Utc::now(),
-        window: ReturnWindow::default(),
-        lines: vec![RequestedLine::parse("SKU-1", i64::from(quantity)).unwrap()],
-        reason: Reason::parse("too small").unwrap(),
-    })
+fn request(order_id: Uuid, quantity: i64) -> ReturnCommand {
+    request_return(
+        &known_order(order_id, "cust-r"),
+        Utc::now(),
+        Utc::now(),
+        &[("SKU-1", quantity)],
+        "too small",
+    )
 }
 
 fn approve() -> ReturnCommand {
-    ReturnCommand::ApproveReturn {
-        rma_number: RmaNumber::parse("RMA-1").unwrap(),
-    }
+    test_support::log::approve("RMA-1")
 }
 
 fn receive(outcome: InspectionOutcome) -> ReturnCommand {
-    ReturnCommand::RecordItemsReceived {
-        inspections: vec![LineInspection {
-            sku: Sku::parse("SKU-1").unwrap(),
-            outcome,
-        }],
-    }
+    test_support::log::receive(&[("SKU-1", outcome)])
 }
 
 fn cancel() -> ReturnCommand {
-    ReturnCommand::CancelReturn {
-        reason: Reason::parse("changed my mind").unwrap(),
-    }
+    cancel_return("changed my mind")
 }
 
 /// A delivered order with a return requested and then given `commands`.
@@ -190,10 +132,7 @@ async fn a_refunded_return_reads_back_by_its_order_id_with_its_amounts_and_timel
         vec![
             approve(),
             receive(InspectionOutcome::Accepted),
-            ReturnCommand::RecordRefundIssued {
-                refund_id: RefundId::parse("rf-1").unwrap(),
-                amount: Money::parse(1400, Currency::parse("EUR").unwrap()).unwrap(),
-            },
+            refund("rf-1", 1400),
         ],
     )
     .await;
