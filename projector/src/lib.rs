@@ -87,6 +87,13 @@ pub enum ProjectorError {
     },
     #[error("{0}")]
     Corrupt(String),
+    /// A projection's own settings do not hold.
+    #[error("the configuration of {what} is not valid")]
+    Config {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("a row of the batch cannot be written")]
     Seal(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(

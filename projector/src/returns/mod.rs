@@ -63,9 +63,20 @@ impl ReturnProjection {
     /// # Errors
     /// When a deadline variable is set to something other than whole seconds.
     pub fn from_env() -> Result<Self, ProjectorError> {
-        ReturnDeadlines::from_env()
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`ReturnProjection::from_env`], with the variables read by `lookup`.
+    ///
+    /// # Errors
+    /// When a deadline variable is set to something other than whole seconds.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ProjectorError> {
+        ReturnDeadlines::from_lookup(lookup)
             .map(Self::new)
-            .map_err(|e| ProjectorError::Corrupt(e.to_string()))
+            .map_err(|e| ProjectorError::Config {
+                what: "the returns projection's deadlines".to_owned(),
+                source: Box::new(e),
+            })
     }
 }
 
@@ -184,4 +195,26 @@ fn status_deltas(before: &HashMap<Uuid, String>, after: &[&ReturnRow]) -> HashMa
         }
     }
     deltas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_return_deadline_setting_is_a_configuration_error_keeping_its_cause() {
+        let err = ReturnProjection::from_lookup(|name| {
+            (name == "MILESTONE_RETURN_DEADLINE_APPROVED_SECS").then(|| "soon".to_owned())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("configuration"), "{err}");
+        let cause = std::error::Error::source(&err).expect("the setting's error");
+        assert!(
+            cause
+                .to_string()
+                .contains("MILESTONE_RETURN_DEADLINE_APPROVED_SECS='soon'"),
+            "{cause}"
+        );
+        assert!(cause.is::<DeadlineSettingError>(), "{cause}");
+    }
 }
