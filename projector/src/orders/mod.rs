@@ -17,24 +17,12 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use uuid::Uuid;
 
-/// The read-model migrations, from `schemas/read-models/`: the order read models and the
-/// runtime's own tables (checkpoints, dead letters, corrections, leases).
+/// The order read models' migrations, from `schemas/read-models/` (the first also creates the
+/// runtime's tables, which [`crate::db::RUNTIME_MIGRATIONS`] now creates for every projection).
 pub const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0001_order_read_models",
         include_str!("../../../schemas/read-models/0001_order_read_models.sql"),
-    ),
-    (
-        "0002_projection_corrections",
-        include_str!("../../../schemas/read-models/0002_projection_corrections.sql"),
-    ),
-    (
-        "0003_projection_leases",
-        include_str!("../../../schemas/read-models/0003_projection_leases.sql"),
-    ),
-    (
-        "0004_checkpoint_event_store",
-        include_str!("../../../schemas/read-models/0004_checkpoint_event_store.sql"),
     ),
     (
         "0005_order_state_version",

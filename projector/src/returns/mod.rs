@@ -20,31 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use uuid::Uuid;
 
-/// The read-model migrations, from `schemas/read-models/`: the runtime's own tables
-/// (checkpoints, dead letters, corrections, leases; they still live with the order read models,
-/// so a returns projection started alone gets the order tables too) and the returns read models.
-pub const MIGRATIONS: &[(&str, &str)] = &[
-    (
-        "0001_order_read_models",
-        include_str!("../../../schemas/read-models/0001_order_read_models.sql"),
-    ),
-    (
-        "0002_projection_corrections",
-        include_str!("../../../schemas/read-models/0002_projection_corrections.sql"),
-    ),
-    (
-        "0003_projection_leases",
-        include_str!("../../../schemas/read-models/0003_projection_leases.sql"),
-    ),
-    (
-        "0004_checkpoint_event_store",
-        include_str!("../../../schemas/read-models/0004_checkpoint_event_store.sql"),
-    ),
-    (
-        "0006_return_read_models",
-        include_str!("../../../schemas/read-models/0006_return_read_models.sql"),
-    ),
-];
+/// The returns read models' migrations, from `schemas/read-models/`.
+pub const MIGRATIONS: &[(&str, &str)] = &[(
+    "0006_return_read_models",
+    include_str!("../../../schemas/read-models/0006_return_read_models.sql"),
+)];
 
 /// Keeps the returns read models; `deadlines` set each row's `deadline_at`.
 #[derive(Debug, Clone)]

@@ -480,3 +480,64 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
         Some("(pending,7)\n(shipped,2)")
     );
 }
+
+/// The read-model migrations as the order projection listed them before the runtime applied
+/// its own tables itself.
+const MIGRATIONS_BEFORE_THE_RUNTIME_HAD_ITS_OWN: &[(&str, &str)] = &[
+    (
+        "0001_order_read_models",
+        include_str!("../../../schemas/read-models/0001_order_read_models.sql"),
+    ),
+    (
+        "0002_projection_corrections",
+        include_str!("../../../schemas/read-models/0002_projection_corrections.sql"),
+    ),
+    (
+        "0003_projection_leases",
+        include_str!("../../../schemas/read-models/0003_projection_leases.sql"),
+    ),
+    (
+        "0004_checkpoint_event_store",
+        include_str!("../../../schemas/read-models/0004_checkpoint_event_store.sql"),
+    ),
+    (
+        "0005_order_state_version",
+        include_str!("../../../schemas/read-models/0005_order_state_version.sql"),
+    ),
+];
+
+#[tokio::test]
+async fn a_database_migrated_before_the_runtime_had_its_own_migration_keeps_projecting_orders() {
+    let url = test_support::fresh_database().await;
+    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    event_store::postgres::apply_migrations(
+        &mut client,
+        "read_model_migrations",
+        MIGRATIONS_BEFORE_THE_RUNTIME_HAD_ITS_OWN,
+    )
+    .await
+    .unwrap();
+
+    let env = env_on(&url, config(&url)).await;
+    let id = Uuid::new_v4();
+    let n = record(
+        env.store.as_ref(),
+        id,
+        vec![place(id), authorize("pay-1"), reserve("res-1")],
+        t0(),
+    )
+    .await;
+    project_until_applied(&env.projector, n).await;
+    assert_eq!(row(&env.projector, id).await["status"], "ACCEPTED");
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select events_applied from projection_checkpoints where projection = 'order_status'"
+        )
+        .await,
+        n as i64
+    );
+}
