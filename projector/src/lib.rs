@@ -20,6 +20,7 @@ pub mod projection;
 pub mod returns;
 pub mod runtime;
 pub mod startup;
+pub mod status_table;
 
 pub use config::{Config, Deadlines};
 pub use orders::{OrderProjection, ORDER_STATUS_COLUMNS};

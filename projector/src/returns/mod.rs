@@ -3,20 +3,20 @@
 //! streams.
 
 pub mod columns;
-pub mod db;
 pub mod deadlines;
 pub mod model;
 
+pub use crate::status_table::TimelineRow;
 pub use columns::{ReturnRow, RETURN_STATE_VERSION, RETURN_STATUS_COLUMNS};
 pub use deadlines::{DeadlineSettingError, ReturnDeadlines};
-pub use model::{ReturnApplyError, TimelineRow};
+pub use model::ReturnApplyError;
 
 use crate::projection::Projection;
+use crate::status_table::{StatusBatch, StatusRow};
 use crate::ProjectorError;
 use deadpool_postgres::Transaction;
 use domain::{Returns, Workflow};
 use event_store::RecordedEvent;
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use uuid::Uuid;
 
@@ -61,23 +61,13 @@ impl ReturnProjection {
 }
 
 /// The return cases a batch works on.
-#[derive(Debug, Default)]
-pub struct ReturnBatch {
-    rows: HashMap<Uuid, ReturnRow>,
-    /// Each loaded return's status before the batch, for the counts.
-    before: HashMap<Uuid, String>,
-    /// The returns changed, in the order first changed.
-    touched: Vec<Uuid>,
-    touched_set: HashSet<Uuid>,
-    timeline: Vec<TimelineRow>,
-}
+pub type ReturnBatch = StatusBatch<ReturnRow>;
 
 impl Projection for ReturnProjection {
     const NAME: &'static str = "return_status";
     const STREAM_PREFIX: &'static str = Returns::STREAM_PREFIX;
     const MIGRATIONS: &'static [(&'static str, &'static str)] = MIGRATIONS;
-    const TABLES: &'static [&'static str] =
-        &["return_status", "return_timeline", "return_status_counts"];
+    const TABLES: &'static [&'static str] = ReturnRow::TABLES;
     const CHANGED_KEY: &'static str = "returns";
 
     type Batch = ReturnBatch;
@@ -88,21 +78,7 @@ impl Projection for ReturnProjection {
         tx: &'a Transaction<'_>,
         events: &'a [RecordedEvent],
     ) -> impl Future<Output = Result<ReturnBatch, ProjectorError>> + Send + 'a {
-        let mut ids: Vec<Uuid> = events
-            .iter()
-            .filter_map(|e| Self::instance_of(&e.stream_id))
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        async move {
-            let rows = db::load_rows(tx, &ids).await?;
-            let before = rows.iter().map(|(id, r)| (*id, r.status.clone())).collect();
-            Ok(ReturnBatch {
-                rows,
-                before,
-                ..ReturnBatch::default()
-            })
-        }
+        ReturnBatch::load::<Self>(tx, events)
     }
 
     fn apply(
@@ -111,30 +87,11 @@ impl Projection for ReturnProjection {
         event: &RecordedEvent,
     ) -> Result<bool, ReturnApplyError> {
         let id = Self::instance_of(&event.stream_id);
-        let mut slot = id.and_then(|id| batch.rows.remove(&id));
-        let result = model::apply(&mut slot, event, &self.deadlines);
-        if let Some(row) = slot {
-            if matches!(result, Ok(Some(_))) && batch.touched_set.insert(row.order_id) {
-                batch.touched.push(row.order_id);
-            }
-            batch.rows.insert(row.order_id, row);
-        }
-        match result? {
-            None => Ok(false),
-            Some(entry) => {
-                batch.timeline.push(entry);
-                Ok(true)
-            }
-        }
+        batch.apply(id, |slot| model::apply(slot, id, event, &self.deadlines))
     }
 
     fn seal(&self, batch: &mut ReturnBatch) -> Result<Vec<Uuid>, ProjectorError> {
-        for id in &batch.touched {
-            if let Some(row) = batch.rows.get_mut(id) {
-                row.seal().map_err(|e| ProjectorError::Seal(Box::new(e)))?;
-            }
-        }
-        Ok(batch.touched.clone())
+        batch.seal(ReturnRow::seal)
     }
 
     fn write<'a>(
@@ -142,39 +99,8 @@ impl Projection for ReturnProjection {
         tx: &'a Transaction<'_>,
         batch: &'a ReturnBatch,
     ) -> impl Future<Output = Result<(), ProjectorError>> + Send + 'a {
-        let changed: Vec<&ReturnRow> = batch
-            .touched
-            .iter()
-            .filter_map(|id| batch.rows.get(id))
-            .collect();
-        let deltas = status_deltas(&batch.before, &changed);
-        let (existing, new): (Vec<&ReturnRow>, Vec<&ReturnRow>) = changed
-            .iter()
-            .partition(|row| batch.before.contains_key(&row.order_id));
-        async move {
-            // Pipelined: one round trip for the three tables.
-            futures::try_join!(
-                db::write_rows(tx, &new, &existing),
-                db::insert_timeline(tx, &batch.timeline),
-                async { Ok(db::add_status_counts(tx, &deltas).await?) },
-            )?;
-            Ok(())
-        }
+        batch.write(tx)
     }
-}
-
-fn status_deltas(before: &HashMap<Uuid, String>, after: &[&ReturnRow]) -> HashMap<String, i64> {
-    let mut deltas: HashMap<String, i64> = HashMap::new();
-    for row in after {
-        let old = before.get(&row.order_id);
-        if old.map(String::as_str) != Some(row.status.as_str()) {
-            if let Some(old) = old {
-                *deltas.entry(old.clone()).or_default() -= 1;
-            }
-            *deltas.entry(row.status.clone()).or_default() += 1;
-        }
-    }
-    deltas
 }
 
 #[cfg(test)]

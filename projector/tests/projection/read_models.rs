@@ -1,5 +1,6 @@
 use crate::helpers::*;
 use domain::OrderCommand;
+use projector::orders::OrderRow;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -291,12 +292,12 @@ async fn order_rows_read_and_written_back_by_column_name_are_unchanged() {
 
     let mut client = env.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let rows = projector::orders::db::load_rows(&tx, &[delivered, cancelled])
+    let rows = projector::status_table::db::load_rows::<OrderRow>(&tx, &[delivered, cancelled])
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
     let rows: Vec<&projector::orders::OrderRow> = rows.values().collect();
-    projector::orders::db::write_rows(&tx, &[], &rows)
+    projector::status_table::db::write_rows(&tx, &[], &rows)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -402,7 +403,7 @@ async fn each_column_of_an_order_row_is_written_to_the_column_of_its_name() {
 
     let mut client = env.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    projector::orders::db::write_rows(&tx, &[&written], &[])
+    projector::status_table::db::write_rows(&tx, &[&written], &[])
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -415,7 +416,7 @@ async fn each_column_of_an_order_row_is_written_to_the_column_of_its_name() {
         assert_eq!(stored[column], json!([column]), "column `{column}`");
     }
     let tx = client.transaction().await.unwrap();
-    let read = projector::orders::db::load_rows(&tx, &[written.order_id])
+    let read = projector::status_table::db::load_rows::<OrderRow>(&tx, &[written.order_id])
         .await
         .unwrap();
     assert_eq!(read.get(&written.order_id), Some(&written));
@@ -441,11 +442,11 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
 
     let mut client = env.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    projector::orders::db::insert_timeline(&tx, std::slice::from_ref(&entry))
+    projector::status_table::db::insert_timeline::<OrderRow>(&tx, std::slice::from_ref(&entry))
         .await
         .unwrap();
     let deltas = [("pending".to_owned(), 7), ("shipped".to_owned(), 2)].into();
-    projector::orders::db::add_status_counts(&tx, &deltas)
+    projector::status_table::db::add_status_counts::<OrderRow>(&tx, &deltas)
         .await
         .unwrap();
     tx.commit().await.unwrap();
