@@ -4,17 +4,12 @@
 pub mod columns;
 pub mod model;
 
-pub use crate::status_table::TimelineRow;
+pub use crate::status_table::{ApplyError, TimelineRow};
 pub use columns::{OrderRow, ORDER_STATE_VERSION, ORDER_STATUS_COLUMNS};
-pub use model::ApplyError;
 
 use crate::config::Deadlines;
-use crate::projection::Projection;
-use crate::status_table::{StatusBatch, StatusRow};
-use crate::ProjectorError;
-use deadpool_postgres::Transaction;
+use crate::status_table::{StatusBatch, StatusProjection};
 use event_store::RecordedEvent;
-use std::future::Future;
 use uuid::Uuid;
 
 /// The order read models' migrations, from `schemas/read-models/` (the first also creates the
@@ -45,38 +40,23 @@ impl OrderProjection {
 /// The orders a batch works on.
 pub type OrderBatch = StatusBatch<OrderRow>;
 
-impl Projection for OrderProjection {
+impl StatusProjection for OrderProjection {
     const NAME: &'static str = "order_status";
     const STREAM_PREFIX: &'static str = domain::ORDER_STREAM_PREFIX;
     const MIGRATIONS: &'static [(&'static str, &'static str)] = MIGRATIONS;
-    const TABLES: &'static [&'static str] = OrderRow::TABLES;
     const CHANGED_KEY: &'static str = "orders";
+    type Row = OrderRow;
 
-    type Batch = OrderBatch;
-    type Error = ApplyError;
-
-    fn load<'a>(
-        &'a self,
-        tx: &'a Transaction<'_>,
-        events: &'a [RecordedEvent],
-    ) -> impl Future<Output = Result<OrderBatch, ProjectorError>> + Send + 'a {
-        OrderBatch::load::<Self>(tx, events)
+    fn apply(
+        &self,
+        slot: &mut Option<OrderRow>,
+        id: Option<Uuid>,
+        event: &RecordedEvent,
+    ) -> Result<Option<TimelineRow>, ApplyError> {
+        model::apply(slot, id, event, &self.deadlines)
     }
 
-    fn apply(&self, batch: &mut OrderBatch, event: &RecordedEvent) -> Result<bool, ApplyError> {
-        let id = Self::instance_of(&event.stream_id);
-        batch.apply(id, |slot| model::apply(slot, id, event, &self.deadlines))
-    }
-
-    fn seal(&self, batch: &mut OrderBatch) -> Result<Vec<Uuid>, ProjectorError> {
-        batch.seal(OrderRow::seal)
-    }
-
-    fn write<'a>(
-        &'a self,
-        tx: &'a Transaction<'_>,
-        batch: &'a OrderBatch,
-    ) -> impl Future<Output = Result<(), ProjectorError>> + Send + 'a {
-        batch.write(tx)
+    fn seal(row: &mut OrderRow) -> Result<(), ApplyError> {
+        row.seal()
     }
 }

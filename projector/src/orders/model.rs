@@ -6,29 +6,16 @@
 
 use super::columns::{OrderRow, ORDER_STATE_VERSION};
 use crate::config::Deadlines;
-use crate::status_table::{apply_event, Applying, EventRefused, Noun, TimelineRow};
+use crate::status_table::{apply_event, ApplyError, Applying, Noun, TimelineRow};
 use chrono::{DateTime, Utc};
 use domain::{evolve, EventContract, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
 use event_store::RecordedEvent;
-use serde::Serialize;
 use uuid::Uuid;
-
-/// Why an event cannot be applied to an order's row; the event is dead-lettered with this text.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Refused(#[from] EventRefused),
-    #[error(transparent)]
-    Decode(#[from] domain::DecodeError),
-    #[error("{0} cannot be an order's first event; OrderPlaced must come first")]
-    NotFirst(String),
-    #[error("the order does not serialise")]
-    Serialise(#[source] serde_json::Error),
-}
 
 const ORDER: Noun = Noun {
     noun: "order",
     a_noun: "an order",
+    first: "OrderPlaced",
 };
 
 impl OrderRow {
@@ -39,7 +26,7 @@ impl OrderRow {
     /// When the state does not serialise (it always does for domain types).
     pub fn seal(&mut self) -> Result<(), ApplyError> {
         if let Some(order) = &self.order {
-            self.state = serde_json::to_string(order).map_err(ApplyError::Serialise)?;
+            self.state = ORDER.to_json_string(order)?;
             self.state_version = ORDER_STATE_VERSION;
         }
         Ok(())
@@ -81,7 +68,7 @@ pub fn apply(
             }
             None => {
                 let Some(order) = evolve(OrderState::NotPlaced, &decoded).into_order() else {
-                    return Err(ApplyError::NotFirst(event.event_type.clone()));
+                    return Err(ORDER.not_first(event));
                 };
                 slot.insert(new_row(id, *order, at)?)
             }
@@ -100,8 +87,8 @@ fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, 
         currency: order.currency.code().to_owned(),
         total_minor: order.total_minor,
         line_count: order.lines.len() as i32,
-        lines: to_json(&order.lines)?,
-        shipping_address: to_json(&order.shipping_address)?,
+        lines: ORDER.to_json(&order.lines)?,
+        shipping_address: ORDER.to_json(&order.shipping_address)?,
         last_milestone: String::new(),
         last_milestone_at: at,
         pending_actions: Vec::new(),
@@ -136,10 +123,6 @@ fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, 
         state_version: ORDER_STATE_VERSION,
         order: Some(order),
     })
-}
-
-fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, ApplyError> {
-    serde_json::to_value(value).map_err(ApplyError::Serialise)
 }
 
 fn stamp_milestone(row: &mut OrderRow, event: &OrderEvent, at: DateTime<Utc>) {

@@ -6,18 +6,14 @@ pub mod columns;
 pub mod deadlines;
 pub mod model;
 
-pub use crate::status_table::TimelineRow;
+pub use crate::status_table::{ApplyError as ReturnApplyError, TimelineRow};
 pub use columns::{ReturnRow, RETURN_STATE_VERSION, RETURN_STATUS_COLUMNS};
 pub use deadlines::{DeadlineSettingError, ReturnDeadlines};
-pub use model::ReturnApplyError;
 
-use crate::projection::Projection;
-use crate::status_table::{StatusBatch, StatusRow};
+use crate::status_table::{StatusBatch, StatusProjection};
 use crate::ProjectorError;
-use deadpool_postgres::Transaction;
 use domain::{Returns, Workflow};
 use event_store::RecordedEvent;
-use std::future::Future;
 use uuid::Uuid;
 
 /// The returns read models' migrations, from `schemas/read-models/`.
@@ -63,43 +59,24 @@ impl ReturnProjection {
 /// The return cases a batch works on.
 pub type ReturnBatch = StatusBatch<ReturnRow>;
 
-impl Projection for ReturnProjection {
+impl StatusProjection for ReturnProjection {
     const NAME: &'static str = "return_status";
     const STREAM_PREFIX: &'static str = Returns::STREAM_PREFIX;
     const MIGRATIONS: &'static [(&'static str, &'static str)] = MIGRATIONS;
-    const TABLES: &'static [&'static str] = ReturnRow::TABLES;
     const CHANGED_KEY: &'static str = "returns";
-
-    type Batch = ReturnBatch;
-    type Error = ReturnApplyError;
-
-    fn load<'a>(
-        &'a self,
-        tx: &'a Transaction<'_>,
-        events: &'a [RecordedEvent],
-    ) -> impl Future<Output = Result<ReturnBatch, ProjectorError>> + Send + 'a {
-        ReturnBatch::load::<Self>(tx, events)
-    }
+    type Row = ReturnRow;
 
     fn apply(
         &self,
-        batch: &mut ReturnBatch,
+        slot: &mut Option<ReturnRow>,
+        id: Option<Uuid>,
         event: &RecordedEvent,
-    ) -> Result<bool, ReturnApplyError> {
-        let id = Self::instance_of(&event.stream_id);
-        batch.apply(id, |slot| model::apply(slot, id, event, &self.deadlines))
+    ) -> Result<Option<TimelineRow>, ReturnApplyError> {
+        model::apply(slot, id, event, &self.deadlines)
     }
 
-    fn seal(&self, batch: &mut ReturnBatch) -> Result<Vec<Uuid>, ProjectorError> {
-        batch.seal(ReturnRow::seal)
-    }
-
-    fn write<'a>(
-        &'a self,
-        tx: &'a Transaction<'_>,
-        batch: &'a ReturnBatch,
-    ) -> impl Future<Output = Result<(), ProjectorError>> + Send + 'a {
-        batch.write(tx)
+    fn seal(row: &mut ReturnRow) -> Result<(), ReturnApplyError> {
+        row.seal()
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::columns::{ReturnRow, RETURN_STATE_VERSION};
 use super::deadlines::ReturnDeadlines;
-use crate::status_table::{apply_event, Applying, EventRefused, Noun, TimelineRow};
+use crate::status_table::{apply_event, ApplyError, Applying, Noun, TimelineRow};
 use chrono::{DateTime, Utc};
 use domain::{
     EventContract, InspectionOutcome, ReturnCase, ReturnEvent, ReturnStage, ReturnState, Returns,
@@ -16,22 +16,10 @@ use event_store::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Why an event cannot be applied to a return's row; the event is dead-lettered with this text.
-#[derive(Debug, thiserror::Error)]
-pub enum ReturnApplyError {
-    #[error(transparent)]
-    Refused(#[from] EventRefused),
-    #[error(transparent)]
-    Decode(#[from] domain::DecodeError),
-    #[error("{0} cannot be a return's first event; ReturnRequested must come first")]
-    NotFirst(String),
-    #[error("the return does not serialise")]
-    Serialise(#[source] serde_json::Error),
-}
-
 const RETURN: Noun = Noun {
     noun: "return",
     a_noun: "a return",
+    first: "ReturnRequested",
 };
 
 impl ReturnRow {
@@ -40,9 +28,9 @@ impl ReturnRow {
     ///
     /// # Errors
     /// When the state does not serialise (it always does for domain types).
-    pub fn seal(&mut self) -> Result<(), ReturnApplyError> {
+    pub fn seal(&mut self) -> Result<(), ApplyError> {
         if let Some(case) = self.case.as_ref().and_then(ReturnState::case) {
-            self.state = serde_json::to_string(case).map_err(ReturnApplyError::Serialise)?;
+            self.state = RETURN.to_json_string(case)?;
             self.state_version = RETURN_STATE_VERSION;
         }
         Ok(())
@@ -63,7 +51,7 @@ pub fn apply(
     id: Option<Uuid>,
     event: &RecordedEvent,
     deadlines: &ReturnDeadlines,
-) -> Result<Option<TimelineRow>, ReturnApplyError> {
+) -> Result<Option<TimelineRow>, ApplyError> {
     apply_event(slot, id, event, RETURN, |slot, Applying { id, at, .. }| {
         let decoded = ReturnEvent::decode(&event.event_type, event.schema_version, &event.data)?;
         let (row, step_before) = match slot {
@@ -84,7 +72,7 @@ pub fn apply(
             None => {
                 let state = Returns::evolve(ReturnState::NotRequested, &decoded);
                 if state.case().is_none() {
-                    return Err(ReturnApplyError::NotFirst(event.event_type.clone()));
+                    return Err(RETURN.not_first(event));
                 }
                 (slot.insert(new_row(id, state, at)), None)
             }
@@ -167,7 +155,7 @@ struct LineView<'a> {
     refused_quantity: Option<u32>,
 }
 
-fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ReturnApplyError> {
+fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ApplyError> {
     let lines: Vec<LineView<'_>> = case
         .lines
         .iter()
@@ -191,7 +179,7 @@ fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ReturnApplyError> {
             }
         })
         .collect();
-    serde_json::to_value(lines).map_err(ReturnApplyError::Serialise)
+    RETURN.to_json(&lines)
 }
 
 /// Copies what the return case knows into the row's derived columns.
@@ -201,7 +189,7 @@ fn derive(
     step_before: Option<&'static str>,
     at: DateTime<Utc>,
     deadlines: &ReturnDeadlines,
-) -> Result<(), ReturnApplyError> {
+) -> Result<(), ApplyError> {
     let Some(state) = &row.case else {
         return Ok(());
     };

@@ -73,7 +73,7 @@ pub struct TimelineRow {
 /// Why an event cannot be applied to an instance's row, whatever the workflow; the event is
 /// dead-lettered with this text. `noun` names the instance (`order`, `return`).
 #[derive(Debug, thiserror::Error)]
-pub enum EventRefused {
+pub enum ApplyError {
     #[error("malformed {event_type} event: {reason}")]
     Malformed { event_type: String, reason: String },
     #[error("stream '{stream}' is not {a_noun} stream")]
@@ -87,6 +87,14 @@ pub enum EventRefused {
     RevisionGap { at: i64, revision: i64 },
     #[error("the read model has no row for this {noun}, but this event is revision {revision}")]
     NoRow { noun: &'static str, revision: i64 },
+    #[error(transparent)]
+    Decode(#[from] domain::DecodeError),
+    #[error("{event_type} cannot be {a_noun}'s first event; {first} must come first")]
+    NotFirst {
+        event_type: String,
+        a_noun: &'static str,
+        first: &'static str,
+    },
     #[error("stored state of the {noun} does not load: {source}")]
     StateDoesNotLoad {
         noun: &'static str,
@@ -102,18 +110,57 @@ pub enum EventRefused {
         stored: i32,
         reads: i32,
     },
+    #[error("the {noun} does not serialise")]
+    Serialise {
+        noun: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
-/// How a workflow names its instances in the texts of [`EventRefused`].
+/// How a workflow names its instances in the texts of [`ApplyError`], and its first event.
 #[derive(Debug, Clone, Copy)]
 pub struct Noun {
     /// `order`
     pub noun: &'static str,
     /// `an order`
     pub a_noun: &'static str,
+    /// The event an instance's stream must start with (`OrderPlaced`).
+    pub first: &'static str,
 }
 
 impl Noun {
+    /// `event` cannot start an instance's stream.
+    pub fn not_first(self, event: &RecordedEvent) -> ApplyError {
+        ApplyError::NotFirst {
+            event_type: event.event_type.clone(),
+            a_noun: self.a_noun,
+            first: self.first,
+        }
+    }
+
+    /// Serialises a row's value, which always works for domain types.
+    ///
+    /// # Errors
+    /// When `value` does not serialise.
+    pub fn to_json<T: serde::Serialize>(self, value: &T) -> Result<serde_json::Value, ApplyError> {
+        serde_json::to_value(value).map_err(|source| ApplyError::Serialise {
+            noun: self.noun,
+            source,
+        })
+    }
+
+    /// As [`Noun::to_json`], as a string.
+    ///
+    /// # Errors
+    /// When `value` does not serialise.
+    pub fn to_json_string<T: serde::Serialize>(self, value: &T) -> Result<String, ApplyError> {
+        serde_json::to_string(value).map_err(|source| ApplyError::Serialise {
+            noun: self.noun,
+            source,
+        })
+    }
+
     /// The stored state of a row (`state`, written in `version` of its form), parsed, when
     /// this projector reads that version (`current`).
     ///
@@ -124,15 +171,15 @@ impl Noun {
         state: &str,
         version: i32,
         current: i32,
-    ) -> Result<T, EventRefused> {
+    ) -> Result<T, ApplyError> {
         if version != current {
-            return Err(EventRefused::StateVersion {
+            return Err(ApplyError::StateVersion {
                 noun: self.noun,
                 stored: version,
                 reads: current,
             });
         }
-        serde_json::from_str(state).map_err(|source| EventRefused::StateDoesNotLoad {
+        serde_json::from_str(state).map_err(|source| ApplyError::StateDoesNotLoad {
             noun: self.noun,
             source,
         })
@@ -158,39 +205,37 @@ pub struct Applying {
 /// # Errors
 /// Why the event cannot be applied; the row is then unchanged and the caller dead-letters the
 /// event.
-pub fn apply_event<R: StatusRow, E: From<EventRefused>>(
+pub fn apply_event<R: StatusRow>(
     slot: &mut Option<R>,
     id: Option<Uuid>,
     event: &RecordedEvent,
     noun: Noun,
-    change: impl FnOnce(&mut Option<R>, Applying) -> Result<String, E>,
-) -> Result<Option<TimelineRow>, E> {
+    change: impl FnOnce(&mut Option<R>, Applying) -> Result<String, ApplyError>,
+) -> Result<Option<TimelineRow>, ApplyError> {
     if let Some(reason) = &event.malformed {
-        return Err(EventRefused::Malformed {
+        return Err(ApplyError::Malformed {
             event_type: event.event_type.clone(),
             reason: reason.clone(),
-        }
-        .into());
+        });
     }
-    let id = id.ok_or_else(|| EventRefused::NotItsStream {
+    let id = id.ok_or_else(|| ApplyError::NotItsStream {
         stream: event.stream_id.clone(),
         a_noun: noun.a_noun,
     })?;
-    let revision = i64::try_from(event.revision).map_err(|_| EventRefused::RevisionOutOfRange)?;
+    let revision = i64::try_from(event.revision).map_err(|_| ApplyError::RevisionOutOfRange)?;
     if let Some(row) = slot.as_ref() {
         let at = row.stream_revision();
         if revision <= at {
             return Ok(None);
         }
         if revision != at + 1 {
-            return Err(EventRefused::RevisionGap { at, revision }.into());
+            return Err(ApplyError::RevisionGap { at, revision });
         }
     } else if revision != 0 {
-        return Err(EventRefused::NoRow {
+        return Err(ApplyError::NoRow {
             noun: noun.noun,
             revision,
-        }
-        .into());
+        });
     }
     // When the event happened: the command's time if it carried one, else when it was stored.
     let at = event.metadata.occurred_at.unwrap_or(event.recorded_at);
@@ -339,4 +384,73 @@ fn status_deltas<R: StatusRow>(
         }
     }
     deltas
+}
+
+/// A projection of this shape: one status row per instance, its timeline and counts by status.
+/// Implementing it makes a [`Projection`]; the workflow says only what is its own.
+pub trait StatusProjection: Send + Sync + 'static {
+    /// As [`Projection::NAME`].
+    const NAME: &'static str;
+    /// As [`Projection::STREAM_PREFIX`].
+    const STREAM_PREFIX: &'static str;
+    /// Its read models' migrations (the runtime applies its own tables first).
+    const MIGRATIONS: &'static [(&'static str, &'static str)];
+    /// As [`Projection::CHANGED_KEY`].
+    const CHANGED_KEY: &'static str;
+    /// Its row, made by [`status_columns!`].
+    type Row: StatusRow;
+
+    /// How one event changes the row of instance `id` (from the event's stream), usually
+    /// through [`apply_event`].
+    ///
+    /// # Errors
+    /// Why the event cannot be applied; the row is then unchanged.
+    fn apply(
+        &self,
+        slot: &mut Option<Self::Row>,
+        id: Option<Uuid>,
+        event: &RecordedEvent,
+    ) -> Result<Option<TimelineRow>, ApplyError>;
+
+    /// Finishes a changed row before it is written (its working state back into its columns).
+    ///
+    /// # Errors
+    /// When the row cannot be finished.
+    fn seal(row: &mut Self::Row) -> Result<(), ApplyError>;
+}
+
+impl<T: StatusProjection> Projection for T {
+    const NAME: &'static str = <T as StatusProjection>::NAME;
+    const STREAM_PREFIX: &'static str = <T as StatusProjection>::STREAM_PREFIX;
+    const MIGRATIONS: &'static [(&'static str, &'static str)] = <T as StatusProjection>::MIGRATIONS;
+    const TABLES: &'static [&'static str] = T::Row::TABLES;
+    const CHANGED_KEY: &'static str = <T as StatusProjection>::CHANGED_KEY;
+
+    type Batch = StatusBatch<T::Row>;
+    type Error = ApplyError;
+
+    fn load<'a>(
+        &'a self,
+        tx: &'a Transaction<'_>,
+        events: &'a [RecordedEvent],
+    ) -> impl Future<Output = Result<Self::Batch, ProjectorError>> + Send + 'a {
+        StatusBatch::load::<Self>(tx, events)
+    }
+
+    fn apply(&self, batch: &mut Self::Batch, event: &RecordedEvent) -> Result<bool, ApplyError> {
+        let id = Self::instance_of(&event.stream_id);
+        batch.apply(id, |slot| StatusProjection::apply(self, slot, id, event))
+    }
+
+    fn seal(&self, batch: &mut Self::Batch) -> Result<Vec<Uuid>, ProjectorError> {
+        batch.seal(T::seal)
+    }
+
+    fn write<'a>(
+        &'a self,
+        tx: &'a Transaction<'_>,
+        batch: &'a Self::Batch,
+    ) -> impl Future<Output = Result<(), ProjectorError>> + Send + 'a {
+        batch.write(tx)
+    }
 }
