@@ -6,7 +6,7 @@
 
 use super::columns::{OrderRow, ORDER_STATE_VERSION};
 use crate::config::Deadlines;
-use crate::status_table::{apply_event, ApplyError, Applying, Noun, TimelineRow};
+use crate::status_table::{apply_event, labels, ApplyError, Applying, Noun, TimelineRow};
 use chrono::{DateTime, Utc};
 use domain::{evolve, EventContract, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
 use event_store::RecordedEvent;
@@ -155,21 +155,9 @@ fn derive(row: &mut OrderRow, at: DateTime<Utc>, deadlines: &Deadlines) {
     let status = order.status();
     let status_changed = row.status != status.as_str();
     row.status = status.as_str().to_owned();
-    row.pending_actions = order
-        .pending_actions()
-        .iter()
-        .map(|a| a.as_str().to_owned())
-        .collect();
-    row.compensations_owed = order
-        .compensations_owed()
-        .iter()
-        .map(|c| c.as_str().to_owned())
-        .collect();
-    row.compensations_done = order
-        .compensations_done()
-        .iter()
-        .map(|c| c.as_str().to_owned())
-        .collect();
+    row.pending_actions = labels(&order.pending_actions());
+    row.compensations_owed = labels(&order.compensations_owed());
+    row.compensations_done = labels(&order.compensations_done());
     row.failure_reason = match &order.stage {
         Stage::Rejected { reason, .. } => Some(reason.to_string()),
         Stage::Cancelled { reason } => Some(format!("cancelled: {reason}")),

@@ -6,7 +6,7 @@
 
 use super::columns::{ReturnRow, RETURN_STATE_VERSION};
 use super::deadlines::ReturnDeadlines;
-use crate::status_table::{apply_event, ApplyError, Applying, Noun, TimelineRow};
+use crate::status_table::{apply_event, labels, ApplyError, Applying, Noun, TimelineRow};
 use chrono::{DateTime, Utc};
 use domain::{
     EventContract, InspectionOutcome, ReturnCase, ReturnEvent, ReturnStage, ReturnState, Returns,
@@ -208,21 +208,9 @@ fn derive(
         .as_ref()
         .map(|_| case.accepted_refund_minor());
     row.refunded_minor = case.refunded_minor();
-    row.pending_actions = case
-        .pending_actions()
-        .iter()
-        .map(|a| a.as_str().to_owned())
-        .collect();
-    row.compensations_owed = case
-        .compensations_owed()
-        .iter()
-        .map(|c| c.as_str().to_owned())
-        .collect();
-    row.compensations_done = case
-        .compensations_done()
-        .iter()
-        .map(|c| c.as_str().to_owned())
-        .collect();
+    row.pending_actions = labels(&case.pending_actions());
+    row.compensations_owed = labels(&case.compensations_owed());
+    row.compensations_done = labels(&case.compensations_done());
     row.failure_reason = match &case.stage {
         ReturnStage::Rejected { reason } => Some(reason.to_string()),
         ReturnStage::Cancelled { reason } => Some(format!("cancelled: {reason}")),

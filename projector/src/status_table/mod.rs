@@ -258,6 +258,11 @@ pub fn apply_event<R: StatusRow>(
     }))
 }
 
+/// Labels (pending actions, compensations) as a `text[]` column keeps them: their wire form.
+pub fn labels<L: domain::Label>(labels: &[L]) -> Vec<String> {
+    labels.iter().map(|l| l.as_str().to_owned()).collect()
+}
+
 /// The instances a batch works on.
 #[derive(Debug)]
 pub struct StatusBatch<R> {
