@@ -96,27 +96,50 @@ impl Config {
     /// # Errors
     /// A message naming the variable whose value does not parse.
     pub fn from_env() -> Result<Self, String> {
-        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
-            match std::env::var(name) {
-                Ok(v) => v.parse().map_err(|_| format!("{name}='{v}' is not valid")),
-                Err(_) => Ok(default),
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::from_env`], with the variables read by `lookup`.
+    ///
+    /// # Errors
+    /// A message naming the variable whose value does not parse.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let lookup: &dyn Fn(&str) -> Option<String> = &lookup;
+        fn get<T: std::str::FromStr>(
+            lookup: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+            default: T,
+        ) -> Result<T, String> {
+            match lookup(name) {
+                Some(v) => v.parse().map_err(|_| format!("{name}='{v}' is not valid")),
+                None => Ok(default),
             }
         }
-        fn secs(name: &str, default: chrono::Duration) -> Result<chrono::Duration, String> {
-            var(name, default.num_seconds()).map(chrono::Duration::seconds)
-        }
-        let event_store_url = var("MILESTONE_EVENT_STORE_URL", DEFAULT_URL.into())?;
-        let read_model_url = var("MILESTONE_READ_MODEL_URL", DEFAULT_URL.into())?;
+        // Bounded like the returns deadlines: a deadline is added to event times, and a longer
+        // one would overflow them.
+        let secs = |name: &str, default: chrono::Duration| match lookup(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map(|secs| chrono::Duration::seconds(i64::from(secs)))
+                .map_err(|_| {
+                    format!(
+                        "{name}='{v}' is not a whole number of seconds between 0 and {}",
+                        u32::MAX
+                    )
+                }),
+        };
+        let event_store_url = get(lookup, "MILESTONE_EVENT_STORE_URL", DEFAULT_URL.into())?;
+        let read_model_url = get(lookup, "MILESTONE_READ_MODEL_URL", DEFAULT_URL.into())?;
         let d = Deadlines::default();
-        fn batch(name: &str, default: usize) -> Result<usize, String> {
-            match var(name, default)? {
-                n @ 1..=20_000 => Ok(n),
-                _ => Err(format!("{name} must be between 1 and 20000")),
-            }
-        }
+        let batch = |name: &str, default: usize| match get(lookup, name, default)? {
+            n @ 1..=20_000 => Ok(n),
+            _ => Err(format!("{name} must be between 1 and 20000")),
+        };
         let batch_size = batch("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
         let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 4000)?;
-        let lease_ttl = match var("MILESTONE_PROJECTOR_LEASE_TTL_MS", 5000u64)? {
+        let lease_ttl = match get(lookup, "MILESTONE_PROJECTOR_LEASE_TTL_MS", 5000u64)? {
             ms @ 500..=600_000 => Duration::from_millis(ms),
             _ => {
                 return Err(
@@ -127,11 +150,15 @@ impl Config {
         Ok(Self {
             event_store_url,
             read_model_url,
-            pool_size: var("MILESTONE_DB_POOL_SIZE", 4)?,
+            pool_size: get(lookup, "MILESTONE_DB_POOL_SIZE", 4)?,
             batch_size,
             catch_up_batch_size,
-            batch_wait: Duration::from_millis(var("MILESTONE_PROJECTOR_BATCH_WAIT_MS", 5)?),
-            standby_poll: Duration::from_millis(var("MILESTONE_PROJECTOR_STANDBY_POLL_MS", 1000)?),
+            batch_wait: Duration::from_millis(get(lookup, "MILESTONE_PROJECTOR_BATCH_WAIT_MS", 5)?),
+            standby_poll: Duration::from_millis(get(
+                lookup,
+                "MILESTONE_PROJECTOR_STANDBY_POLL_MS",
+                1000,
+            )?),
             lease_ttl,
             deadlines: Deadlines {
                 placed: secs("MILESTONE_DEADLINE_PLACED_SECS", d.placed)?,
@@ -159,5 +186,25 @@ mod tests {
             shown.contains("postgres://projector:***@events.internal/milestone"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_deadline_too_long_to_add_to_event_times_is_refused_naming_its_variable() {
+        let err = Config::from_lookup(|name| {
+            (name == "MILESTONE_DEADLINE_SHIPPED_SECS").then(|| i64::MAX.to_string())
+        })
+        .unwrap_err();
+        assert!(err.contains("MILESTONE_DEADLINE_SHIPPED_SECS"), "{err}");
+        assert!(err.contains("between 0 and 4294967295"), "{err}");
+    }
+
+    #[test]
+    fn a_deadline_variable_sets_its_step() {
+        let config = Config::from_lookup(|name| {
+            (name == "MILESTONE_DEADLINE_PLACED_SECS").then(|| "90".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.deadlines.placed, chrono::Duration::seconds(90));
+        assert_eq!(config.deadlines.shipped, Deadlines::default().shipped);
     }
 }

@@ -7,6 +7,14 @@ use event_store::{Position, RecordedEvent};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
+/// The runtime's own tables (checkpoints, dead letters, parked streams, corrections, leases),
+/// from `schemas/read-models/`: applied at start-up before any projection's migrations, so a
+/// projection lists only its read models.
+pub const RUNTIME_MIGRATIONS: &[(&str, &str)] = &[(
+    "0007_projection_runtime",
+    include_str!("../../schemas/read-models/0007_projection_runtime.sql"),
+)];
+
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {
         Some(p) => (

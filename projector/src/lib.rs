@@ -4,8 +4,10 @@
 //! projection: batches of events applied with their checkpoint in one transaction, NOTIFY,
 //! the live loop, rebuild, dead letters, parking, retries and `correction`s; `db` holds the
 //! runtime's SQL; `lease` keeps one active instance per projection and fences the ones it
-//! replaced. `orders` is the order projection (its model, its columns, its SQL), `returns` the
-//! returns projection built the same way (with its own deadlines); `startup`
+//! replaced. `status_table` is what every "one status row per instance, a timeline, counts by
+//! status" projection shares (the row made from its column list, its SQL, its batch, the checks
+//! every event passes); `orders` is the order projection on it (its columns, how an event changes
+//! an order's row), `returns` the returns projection (with its own deadlines); `startup`
 //! registers the projections and carries out the command line. The read-model SQL itself lives
 //! in `schemas/read-models/`, the contract with the query API.
 
@@ -20,6 +22,7 @@ pub mod projection;
 pub mod returns;
 pub mod runtime;
 pub mod startup;
+pub mod status_table;
 
 pub use config::{Config, Deadlines};
 pub use orders::{OrderProjection, ORDER_STATUS_COLUMNS};
@@ -87,6 +90,13 @@ pub enum ProjectorError {
     },
     #[error("{0}")]
     Corrupt(String),
+    /// A projection's own settings do not hold.
+    #[error("the configuration of {what} is not valid")]
+    Config {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("a row of the batch cannot be written")]
     Seal(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error(

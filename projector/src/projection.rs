@@ -24,8 +24,8 @@ pub trait Projection: Send + Sync + 'static {
     const NAME: &'static str;
     /// The streams it follows: `<STREAM_PREFIX><instance id>`.
     const STREAM_PREFIX: &'static str;
-    /// Its read-model migrations, applied in order at start-up (the runtime's own tables
-    /// included, until they have a migration of their own).
+    /// Its read-model migrations, applied in order at start-up after the runtime's own
+    /// ([`crate::db::RUNTIME_MIGRATIONS`]).
     const MIGRATIONS: &'static [(&'static str, &'static str)];
     /// The tables a rebuild empties.
     const TABLES: &'static [&'static str];

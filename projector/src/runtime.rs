@@ -54,8 +54,8 @@ struct CorrectionCache {
 }
 
 impl<P: Projection> Runtime<P> {
-    /// Connects to the event store and the read-model database and applies the projection's
-    /// migrations.
+    /// Connects to the event store and the read-model database and applies the runtime's
+    /// migrations, then the projection's.
     ///
     /// # Errors
     /// When either cannot be reached or a migration fails.
@@ -103,12 +103,15 @@ impl<P: Projection> Runtime<P> {
 
     async fn migrate(&self) -> Result<(), ProjectorError> {
         let mut client = self.pool.get().await?;
-        service_kit::postgres::apply_migrations(
-            &mut client,
-            "read_model_migrations",
-            P::MIGRATIONS,
-        )
-        .await?;
+        // The runtime's own tables first: a projection lists only its read models.
+        for migrations in [db::RUNTIME_MIGRATIONS, P::MIGRATIONS] {
+            service_kit::postgres::apply_migrations(
+                &mut client,
+                "read_model_migrations",
+                migrations,
+            )
+            .await?;
+        }
         db::ensure_checkpoint(&client, P::NAME).await?;
         Ok(())
     }

@@ -1,9 +1,9 @@
 //! `order_status`, defined once: the column list below makes the row type, the select list,
 //! the read of each column by its name and the bind of each column by its name.
 
+use crate::status_table::status_columns;
 use chrono::{DateTime, Utc};
 use domain::Order;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// The version of the aggregate's serde form stored in `order_status.state`. Raise it when
@@ -11,42 +11,14 @@ use uuid::Uuid;
 /// parked) instead of misread, until a rebuild rewrites them.
 pub const ORDER_STATE_VERSION: i32 = 1;
 
-macro_rules! order_status {
-    ($( $(#[$doc:meta])* $column:ident: $ty:ty = $sql:literal, )*) => {
-        /// A row of `order_status`; field names are the column names.
-        #[derive(Debug, Clone, PartialEq)]
-        pub struct OrderRow {
-            $( $(#[$doc])* pub $column: $ty, )*
-            /// The parsed `state`, kept while a batch works on the row so that each event does
-            /// not parse and serialise it again; sealing the batch writes it back.
-            pub order: Option<Order>,
-        }
-
-        /// `order_status`'s columns with their SQL types, in the order the projector selects
-        /// and binds them; readers select these names.
-        pub const ORDER_STATUS_COLUMNS: &[(&str, &str)] = &[$( (stringify!($column), $sql), )*];
-
-        /// A row selected with [`ORDER_STATUS_COLUMNS`]; each column is found by its name, at
-        /// compile time (a name that is not in the list fails the build).
-        pub(crate) fn order_row(r: &tokio_postgres::Row) -> Result<OrderRow, tokio_postgres::Error> {
-            Ok(OrderRow {
-                $( $column: r.try_get(const { column_index(stringify!($column)) })?, )*
-                order: None,
-            })
-        }
-
-        /// Each column of `rows` as one array parameter, in [`ORDER_STATUS_COLUMNS`]' order:
-        /// the same list names the column and picks the field.
-        pub(crate) fn bind_columns<'a>(rows: &[&'a OrderRow]) -> Vec<Box<dyn ToSql + Sync + Send + 'a>> {
-            vec![$(
-                Box::new(rows.iter().map(|r| Bind::bind(&r.$column)).collect::<Vec<_>>())
-                    as Box<dyn ToSql + Sync + Send + 'a>,
-            )*]
-        }
-    };
-}
-
-order_status! {
+status_columns! {
+    /// A row of `order_status`; field names are the column names.
+    row OrderRow, columns ORDER_STATUS_COLUMNS,
+    tables("order_status", "order_timeline", "order_status_counts" counting "orders"),
+    working
+    /// The parsed `state`, kept while a batch works on the row so that each event does not
+    /// parse and serialise it again; sealing the batch writes it back.
+    order: Option<Order>;
     order_id: Uuid = "uuid",
     status: String = "text",
     customer_id: String = "text",
@@ -89,75 +61,4 @@ order_status! {
     /// The serde form `state` was written in ([`ORDER_STATE_VERSION`] for rows this projector
     /// writes).
     state_version: i32 = "integer",
-}
-
-/// Where `name` stands in [`ORDER_STATUS_COLUMNS`]; evaluated at compile time.
-const fn column_index(name: &str) -> usize {
-    let mut i = 0;
-    while i < ORDER_STATUS_COLUMNS.len() {
-        let candidate = ORDER_STATUS_COLUMNS[i].0.as_bytes();
-        let wanted = name.as_bytes();
-        if candidate.len() == wanted.len() {
-            let mut j = 0;
-            while j < wanted.len() && candidate[j] == wanted[j] {
-                j += 1;
-            }
-            if j == wanted.len() {
-                return i;
-            }
-        }
-        i += 1;
-    }
-    panic!("not a column of order_status");
-}
-
-/// How a field travels as one element of its column's array parameter: borrowed where it can
-/// be; a `text[]` column as an array literal (`{A,B}`, cast in SQL) so that `unnest` stays
-/// one-dimensional.
-trait Bind {
-    type Param<'a>: ToSql + Sync
-    where
-        Self: 'a;
-    fn bind(&self) -> Self::Param<'_>;
-}
-
-macro_rules! bind_copied {
-    ($($t:ty),*) => {$(
-        impl Bind for $t {
-            type Param<'a> = $t;
-            fn bind(&self) -> $t {
-                *self
-            }
-        }
-    )*};
-}
-bind_copied!(Uuid, i32, i64, DateTime<Utc>, Option<DateTime<Utc>>);
-
-impl Bind for String {
-    type Param<'a> = &'a str;
-    fn bind(&self) -> &str {
-        self
-    }
-}
-
-impl Bind for Option<String> {
-    type Param<'a> = Option<&'a str>;
-    fn bind(&self) -> Option<&str> {
-        self.as_deref()
-    }
-}
-
-impl Bind for serde_json::Value {
-    type Param<'a> = &'a serde_json::Value;
-    fn bind(&self) -> &serde_json::Value {
-        self
-    }
-}
-
-/// The elements are simple identifiers (statuses, actions, compensations): no quoting needed.
-impl Bind for Vec<String> {
-    type Param<'a> = String;
-    fn bind(&self) -> String {
-        format!("{{{}}}", self.join(","))
-    }
 }

@@ -6,6 +6,7 @@
 
 use super::columns::{ReturnRow, RETURN_STATE_VERSION};
 use super::deadlines::ReturnDeadlines;
+use crate::status_table::{apply_event, labels, ApplyError, Applying, Noun, TimelineRow};
 use chrono::{DateTime, Utc};
 use domain::{
     EventContract, InspectionOutcome, ReturnCase, ReturnEvent, ReturnStage, ReturnState, Returns,
@@ -15,33 +16,11 @@ use event_store::RecordedEvent;
 use serde::Serialize;
 use uuid::Uuid;
 
-/// Why an event cannot be applied to a return's row; the event is dead-lettered with this text.
-#[derive(Debug, thiserror::Error)]
-pub enum ReturnApplyError {
-    #[error("malformed {event_type} event: {reason}")]
-    Malformed { event_type: String, reason: String },
-    #[error("stream '{0}' is not a return stream")]
-    NotAReturnStream(String),
-    #[error("revision out of range")]
-    RevisionOutOfRange,
-    #[error("revision gap: the read model is at revision {at}, this event is revision {revision}")]
-    RevisionGap { at: i64, revision: i64 },
-    #[error("the read model has no row for this return, but this event is revision {0}")]
-    NoRow(i64),
-    #[error(transparent)]
-    Decode(#[from] domain::DecodeError),
-    #[error("{0} cannot be a return's first event; ReturnRequested must come first")]
-    NotFirst(String),
-    #[error("stored state of the return does not load: {0}")]
-    StateDoesNotLoad(#[source] serde_json::Error),
-    #[error(
-        "stored state of the return is in version {stored} of its form, this projector reads \
-         version {RETURN_STATE_VERSION}: rebuild the projection (`projector rebuild`)"
-    )]
-    StateVersion { stored: i32 },
-    #[error("the return does not serialise")]
-    Serialise(#[source] serde_json::Error),
-}
+const RETURN: Noun = Noun {
+    noun: "return",
+    a_noun: "a return",
+    first: "ReturnRequested",
+};
 
 impl ReturnRow {
     /// Writes the working return case back into `state`, in the current version of its form,
@@ -49,130 +28,59 @@ impl ReturnRow {
     ///
     /// # Errors
     /// When the state does not serialise (it always does for domain types).
-    pub fn seal(&mut self) -> Result<(), ReturnApplyError> {
+    pub fn seal(&mut self) -> Result<(), ApplyError> {
         if let Some(case) = self.case.as_ref().and_then(ReturnState::case) {
-            self.state = serde_json::to_string(case).map_err(ReturnApplyError::Serialise)?;
+            self.state = RETURN.to_json_string(case)?;
             self.state_version = RETURN_STATE_VERSION;
         }
         Ok(())
     }
 }
 
-/// A row of `return_timeline`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TimelineRow {
-    pub order_id: Uuid,
-    pub revision: i64,
-    pub event_type: String,
-    pub occurred_at: DateTime<Utc>,
-    pub recorded_at: DateTime<Utc>,
-    pub position: String,
-    pub event_id: Uuid,
-    pub correlation_id: Option<String>,
-    pub causation_id: Option<String>,
-    pub summary: String,
-}
-
-/// The order id of a `return-<uuid>` stream.
-pub fn order_id_of(stream_id: &str) -> Option<Uuid> {
-    stream_id
-        .strip_prefix(Returns::STREAM_PREFIX)
-        .and_then(|id| Uuid::parse_str(id).ok())
-}
-
-/// When the event happened: the command's time if it carried one, else when it was stored.
-fn occurred_at(event: &RecordedEvent) -> DateTime<Utc> {
-    event.metadata.occurred_at.unwrap_or(event.recorded_at)
-}
-
-/// Applies one event to a return's row in place (`None` before its first event) and returns
-/// its timeline entry, or `None` when the event was applied before (its revision is not newer
-/// than the row's).
+/// Applies one event to the row of the return of order `id` (from the event's stream) in place
+/// (`None` before its first event) and returns its timeline entry, or `None` when the event was
+/// applied before (its revision is not newer than the row's).
 ///
 /// # Errors
-/// Why the event cannot be applied: it does not decode, it is not the next revision, a
-/// return's first event is not `ReturnRequested`, or the stored state is in another version.
-/// The row is then unchanged and the caller dead-letters the event.
+/// Why the event cannot be applied: the checks every status table shares
+/// ([`apply_event`]), it does not decode, a return's first event is not `ReturnRequested`, or
+/// the stored state is in another version. The row is then unchanged and the caller
+/// dead-letters the event.
 pub fn apply(
     slot: &mut Option<ReturnRow>,
+    id: Option<Uuid>,
     event: &RecordedEvent,
     deadlines: &ReturnDeadlines,
-) -> Result<Option<TimelineRow>, ReturnApplyError> {
-    if let Some(reason) = &event.malformed {
-        return Err(ReturnApplyError::Malformed {
-            event_type: event.event_type.clone(),
-            reason: reason.clone(),
-        });
-    }
-    let order_id = order_id_of(&event.stream_id)
-        .ok_or_else(|| ReturnApplyError::NotAReturnStream(event.stream_id.clone()))?;
-    let revision =
-        i64::try_from(event.revision).map_err(|_| ReturnApplyError::RevisionOutOfRange)?;
-    if let Some(row) = slot.as_ref() {
-        if revision <= row.stream_revision {
-            return Ok(None);
-        }
-        if revision != row.stream_revision + 1 {
-            return Err(ReturnApplyError::RevisionGap {
-                at: row.stream_revision,
-                revision,
-            });
-        }
-    } else if revision != 0 {
-        return Err(ReturnApplyError::NoRow(revision));
-    }
-    let decoded = ReturnEvent::decode(&event.event_type, event.schema_version, &event.data)?;
-    let at = occurred_at(event);
-    let (row, step_before) = match slot {
-        Some(row) => {
-            let state = match row.case.take() {
-                Some(state) => state,
-                None if row.state_version != RETURN_STATE_VERSION => {
-                    return Err(ReturnApplyError::StateVersion {
-                        stored: row.state_version,
-                    })
-                }
-                None => ReturnState::Requested(Box::new(
-                    serde_json::from_str::<ReturnCase>(&row.state)
-                        .map_err(ReturnApplyError::StateDoesNotLoad)?,
-                )),
-            };
-            let step_before = Returns::deadline_step(&state);
-            // A requested return stays requested whatever the event.
-            row.case = Some(Returns::evolve(state, &decoded));
-            (row, step_before)
-        }
-        None => {
-            let state = Returns::evolve(ReturnState::NotRequested, &decoded);
-            if state.case().is_none() {
-                return Err(ReturnApplyError::NotFirst(event.event_type.clone()));
+) -> Result<Option<TimelineRow>, ApplyError> {
+    apply_event(slot, id, event, RETURN, |slot, Applying { id, at, .. }| {
+        let decoded = ReturnEvent::decode(&event.event_type, event.schema_version, &event.data)?;
+        let (row, step_before) = match slot {
+            Some(row) => {
+                let state = match row.case.take() {
+                    Some(state) => state,
+                    None => ReturnState::Requested(Box::new(RETURN.stored_state::<ReturnCase>(
+                        &row.state,
+                        row.state_version,
+                        RETURN_STATE_VERSION,
+                    )?)),
+                };
+                let step_before = Returns::deadline_step(&state);
+                // A requested return stays requested whatever the event.
+                row.case = Some(Returns::evolve(state, &decoded));
+                (row, step_before)
             }
-            (slot.insert(new_row(order_id, state, at)), None)
-        }
-    };
-    stamp_milestone(row, &decoded, at);
-    derive(row, step_before, at, deadlines)?;
-    let position = event.position.to_string();
-    row.stream_revision = revision;
-    row.last_position.clone_from(&position);
-    row.last_position_commit = event.position.commit as i64;
-    row.last_position_prepare = event.position.prepare as i64;
-    if row.correlation_id.is_none() {
-        row.correlation_id
-            .clone_from(&event.metadata.correlation_id);
-    }
-    Ok(Some(TimelineRow {
-        order_id,
-        revision,
-        event_type: event.event_type.clone(),
-        occurred_at: at,
-        recorded_at: event.recorded_at,
-        position,
-        event_id: event.id,
-        correlation_id: event.metadata.correlation_id.clone(),
-        causation_id: event.metadata.causation_id.clone(),
-        summary: decoded.summary(),
-    }))
+            None => {
+                let state = Returns::evolve(ReturnState::NotRequested, &decoded);
+                if state.case().is_none() {
+                    return Err(RETURN.not_first(event));
+                }
+                (slot.insert(new_row(id, state, at)), None)
+            }
+        };
+        stamp_milestone(row, &decoded, at);
+        derive(row, step_before, at, deadlines)?;
+        Ok(decoded.summary())
+    })
 }
 
 /// A new row for a just-requested return; `derive` fills in what depends on the case.
@@ -247,7 +155,7 @@ struct LineView<'a> {
     refused_quantity: Option<u32>,
 }
 
-fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ReturnApplyError> {
+fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ApplyError> {
     let lines: Vec<LineView<'_>> = case
         .lines
         .iter()
@@ -271,7 +179,7 @@ fn lines_of(case: &ReturnCase) -> Result<serde_json::Value, ReturnApplyError> {
             }
         })
         .collect();
-    serde_json::to_value(lines).map_err(ReturnApplyError::Serialise)
+    RETURN.to_json(&lines)
 }
 
 /// Copies what the return case knows into the row's derived columns.
@@ -281,7 +189,7 @@ fn derive(
     step_before: Option<&'static str>,
     at: DateTime<Utc>,
     deadlines: &ReturnDeadlines,
-) -> Result<(), ReturnApplyError> {
+) -> Result<(), ApplyError> {
     let Some(state) = &row.case else {
         return Ok(());
     };
@@ -300,21 +208,9 @@ fn derive(
         .as_ref()
         .map(|_| case.accepted_refund_minor());
     row.refunded_minor = case.refunded_minor();
-    row.pending_actions = case
-        .pending_actions()
-        .iter()
-        .map(|a| a.as_str().to_owned())
-        .collect();
-    row.compensations_owed = case
-        .compensations_owed()
-        .iter()
-        .map(|c| c.as_str().to_owned())
-        .collect();
-    row.compensations_done = case
-        .compensations_done()
-        .iter()
-        .map(|c| c.as_str().to_owned())
-        .collect();
+    row.pending_actions = labels(&case.pending_actions());
+    row.compensations_owed = labels(&case.compensations_owed());
+    row.compensations_done = labels(&case.compensations_done());
     row.failure_reason = match &case.stage {
         ReturnStage::Rejected { reason } => Some(reason.to_string()),
         ReturnStage::Cancelled { reason } => Some(format!("cancelled: {reason}")),

@@ -1,5 +1,6 @@
 use crate::helpers::*;
 use domain::OrderCommand;
+use projector::orders::OrderRow;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -274,12 +275,12 @@ async fn order_rows_read_and_written_back_by_column_name_are_unchanged() {
 
     let mut client = env.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    let rows = projector::orders::db::load_rows(&tx, &[delivered, cancelled])
+    let rows = projector::status_table::db::load_rows::<OrderRow>(&tx, &[delivered, cancelled])
         .await
         .unwrap();
     assert_eq!(rows.len(), 2);
     let rows: Vec<&projector::orders::OrderRow> = rows.values().collect();
-    projector::orders::db::write_rows(&tx, &[], &rows)
+    projector::status_table::db::write_rows(&tx, &[], &rows)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -391,7 +392,7 @@ async fn each_column_of_an_order_row_is_written_to_the_column_of_its_name() {
 
     let mut client = env.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    projector::orders::db::write_rows(&tx, &[&written], &[])
+    projector::status_table::db::write_rows(&tx, &[&written], &[])
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -404,7 +405,7 @@ async fn each_column_of_an_order_row_is_written_to_the_column_of_its_name() {
         assert_eq!(stored[column], json!([column]), "column `{column}`");
     }
     let tx = client.transaction().await.unwrap();
-    let read = projector::orders::db::load_rows(&tx, &[written.order_id])
+    let read = projector::status_table::db::load_rows::<OrderRow>(&tx, &[written.order_id])
         .await
         .unwrap();
     assert_eq!(read.get(&written.order_id), Some(&written));
@@ -430,11 +431,11 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
 
     let mut client = env.projector.pool().get().await.unwrap();
     let tx = client.transaction().await.unwrap();
-    projector::orders::db::insert_timeline(&tx, std::slice::from_ref(&entry))
+    projector::status_table::db::insert_timeline::<OrderRow>(&tx, std::slice::from_ref(&entry))
         .await
         .unwrap();
     let deltas = [("pending".to_owned(), 7), ("shipped".to_owned(), 2)].into();
-    projector::orders::db::add_status_counts(&tx, &deltas)
+    projector::status_table::db::add_status_counts::<OrderRow>(&tx, &deltas)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -484,4 +485,66 @@ fn escalated_to_delivery(id: Uuid) -> Vec<OrderCommand> {
         ship("DHL", "TRK-0001"),
         OrderCommand::ConfirmDelivery,
     ]
+}
+
+/// The read-model migrations as the order projection listed them before the runtime applied
+/// its own tables itself.
+const MIGRATIONS_BEFORE_THE_RUNTIME_HAD_ITS_OWN: &[(&str, &str)] = &[
+    (
+        "0001_order_read_models",
+        include_str!("../../../schemas/read-models/0001_order_read_models.sql"),
+    ),
+    (
+        "0002_projection_corrections",
+        include_str!("../../../schemas/read-models/0002_projection_corrections.sql"),
+    ),
+    (
+        "0003_projection_leases",
+        include_str!("../../../schemas/read-models/0003_projection_leases.sql"),
+    ),
+    (
+        "0004_checkpoint_event_store",
+        include_str!("../../../schemas/read-models/0004_checkpoint_event_store.sql"),
+    ),
+    (
+        "0005_order_state_version",
+        include_str!("../../../schemas/read-models/0005_order_state_version.sql"),
+    ),
+];
+
+#[tokio::test]
+async fn a_database_migrated_before_the_runtime_had_its_own_migration_keeps_projecting_orders() {
+    let url = test_support::fresh_database().await;
+    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    service_kit::postgres::apply_migrations(
+        &mut client,
+        "read_model_migrations",
+        MIGRATIONS_BEFORE_THE_RUNTIME_HAD_ITS_OWN,
+    )
+    .await
+    .unwrap();
+
+    let env = env_on(&url, config(&url)).await;
+    let id = Uuid::new_v4();
+    let n = Log::new(env.store.as_ref())
+        .at(t0())
+        .order(
+            id,
+            vec![place(id), authorize("pay-1", TOTAL), reserve("res-1")],
+        )
+        .await
+        .events();
+    project_until_applied(&env.projector, n).await;
+    assert_eq!(row(&env.projector, id).await["status"], "ACCEPTED");
+    assert_eq!(
+        scalar(
+            &env.projector,
+            "select events_applied from projection_checkpoints where projection = 'order_status'"
+        )
+        .await,
+        n as i64
+    );
 }

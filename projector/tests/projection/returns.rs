@@ -625,3 +625,44 @@ async fn the_exported_column_list_of_return_status_names_the_table_s_columns_in_
         .collect();
     assert_eq!(listed, table);
 }
+
+#[tokio::test]
+async fn a_returns_projection_started_alone_creates_its_own_and_the_runtime_tables_but_no_order_tables(
+) {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &event_store::StoreOptions { pool_size: 2 })
+        .await
+        .unwrap();
+    let returns = returns_projector(&url, ReturnDeadlines::default()).await;
+    let id = Uuid::new_v4();
+    let n = Log::new(store.as_ref())
+        .at(t0())
+        .record::<domain::Returns>(id, vec![request(id)])
+        .await
+        .events();
+    assert_eq!(drive(&returns, n as u64).await as usize, n);
+    assert_eq!(return_row(&returns, id).await["status"], "REQUESTED");
+
+    let client = returns.pool().get().await.unwrap();
+    let tables: Vec<String> = client
+        .query(
+            "select tablename::text from pg_tables where schemaname = 'public' \
+             and (tablename like 'order%' or tablename like 'projection%') order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "projection_checkpoints",
+            "projection_corrections",
+            "projection_dead_letters",
+            "projection_leases",
+            "projection_parked_streams",
+        ]
+    );
+}
