@@ -166,12 +166,13 @@ impl CheckpointWatch {
             let mut waiting_on = None;
             let mut still_open = Vec::new();
             for projection in open {
-                let at_token = self.known(projection.name).is_some_and(|c| c >= token);
+                let before = self.known(projection.name);
+                let at_token = before.is_some_and(|c| c >= token);
                 match self.settled(projection, token).await {
                     Some(true) if !at_token => {}
                     Some(true) => concerned.push(projection),
                     Some(false) => {
-                        waiting_on.get_or_insert(projection);
+                        waiting_on.get_or_insert((projection, before));
                         still_open.push(projection);
                     }
                     None => still_open.push(projection),
@@ -185,13 +186,15 @@ impl CheckpointWatch {
             if now >= deadline {
                 break false;
             }
-            // Wake on the awaited projection's next checkpoint, or look again shortly when
-            // what is pending cannot be told yet.
+            // Look again when the awaited projection's checkpoint moves (it may stop short of
+            // the token, its last event being before it), or shortly when what is pending cannot
+            // be told yet.
             let slice = match waiting_on {
-                Some(projection) => {
+                Some((projection, before)) => {
                     let mut rx = self.sender(projection.name).subscribe();
-                    let wait = rx.wait_for(|c| c.position.is_some_and(|c| c >= token));
-                    let _ = tokio::time::timeout(deadline - now, wait).await;
+                    if self.known(projection.name) == before {
+                        let _ = tokio::time::timeout(deadline - now, rx.changed()).await;
+                    }
                     continue;
                 }
                 None => RECHECK.min(deadline - now),

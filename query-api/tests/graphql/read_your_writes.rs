@@ -5,6 +5,27 @@ use query_api::schema::PROJECTION;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+impl TestApp {
+    /// Appends an event to a stream no projection follows; returns its position.
+    async fn append_elsewhere(&self) -> Position {
+        self.store
+            .append(
+                &format!("ledger-{}", uuid::Uuid::new_v4()),
+                event_store::ExpectedRevision::NoStream,
+                vec![event_store::NewEvent {
+                    id: uuid::Uuid::new_v4(),
+                    event_type: "Noted".into(),
+                    schema_version: 1,
+                    data: json!({}),
+                    metadata: event_store::Metadata::default(),
+                }],
+            )
+            .await
+            .unwrap()
+            .position
+    }
+}
+
 const Q: &str = "query($id: ID!) { order(id: $id) { status revision } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,22 +209,7 @@ async fn a_token_of_a_stream_no_projection_follows_is_reached_without_waiting() 
     .await;
     let projected = app.order("c", vec![]).await;
     app.project_all().await;
-    let elsewhere = app
-        .store
-        .append(
-            &format!("ledger-{}", uuid::Uuid::new_v4()),
-            event_store::ExpectedRevision::NoStream,
-            vec![event_store::NewEvent {
-                id: uuid::Uuid::new_v4(),
-                event_type: "Noted".into(),
-                schema_version: 1,
-                data: json!({}),
-                metadata: event_store::Metadata::default(),
-            }],
-        )
-        .await
-        .unwrap()
-        .position;
+    let elsewhere = app.append_elsewhere().await;
     // An order the projection is behind on, after the token.
     app.order("c", vec![]).await;
 
@@ -218,4 +224,38 @@ async fn a_token_of_a_stream_no_projection_follows_is_reached_without_waiting() 
     );
     assert_eq!(body["extensions"]["consistency"]["reached"], true, "{body}");
     assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
+}
+
+/// A projection behind on events before the token is waited for only until it has applied
+/// them: it then stops short of the token (its last event is before it), and the wait ends
+/// there rather than at the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_waits_for_a_projection_behind_only_until_it_has_applied_its_events_before_it() {
+    let app = spawn_with(Options {
+        read_your_writes_timeout: Duration::from_secs(10),
+        ..Options::default()
+    })
+    .await;
+    let id = app.order("c", vec![]).await;
+    let token = app.append_elsewhere().await;
+    let live = app.projector.clone();
+    let projector = tokio::spawn(async move {
+        // Started after the query begins waiting.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        live.run(std::future::pending()).await
+    });
+
+    let started = Instant::now();
+    let (status, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    projector.abort();
+    assert_eq!(status, 200);
+    assert_eq!(body["extensions"]["consistency"]["reached"], true, "{body}");
+    assert_eq!(body["data"]["order"]["status"], "PLACED", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the wait ended when the order projection caught up, not at the timeout: {:?} {body}",
+        started.elapsed()
+    );
 }
