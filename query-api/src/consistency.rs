@@ -109,9 +109,11 @@ impl CheckpointWatch {
         &self,
     ) -> Result<BTreeMap<&'static str, Option<Position>>, crate::db::DbError> {
         let client = self.pool.get().await?;
+        let names: Vec<&str> = self.watches.keys().copied().collect();
+        let mut stored_all = crate::db::projection::load_checkpoints(&client, &names).await?;
         let mut read = BTreeMap::new();
         for (&name, tx) in self.watches.iter() {
-            let stored = crate::db::projection::load_checkpoint(&client, name).await?;
+            let stored = stored_all.remove(name).unwrap_or_default();
             tx.send_if_modified(|known| {
                 if stored.rebuilds > known.rebuilds {
                     *known = stored;
@@ -125,28 +127,22 @@ impl CheckpointWatch {
         Ok(read)
     }
 
-    /// Whether `projection` has nothing left to apply up to `token`: it applied it, or the log
-    /// holds none of its events between its checkpoint and the token. `None` while that cannot
-    /// be told yet (the log is not visible up to the token, or cannot be read).
-    async fn settled(&self, projection: &Descriptor, token: Position) -> Option<bool> {
-        let known = self.known(projection.name);
-        if known.is_some_and(|c| c >= token) {
-            return Some(true);
-        }
-        // A projection that applied the token read the log that far: it is visible.
-        let seen = self
+    /// Whether readers can see the log up to `token`: a projection applied it (it read the
+    /// log that far), or the log's head is there. Until then an event before the token may
+    /// still become visible.
+    async fn visible_up_to(&self, token: Position) -> bool {
+        if self
             .watches
             .values()
-            .any(|w| w.borrow().position.is_some_and(|c| c >= token));
-        match self
-            .log
-            .has_events_up_to(projection, known, token, seen)
-            .await
+            .any(|w| w.borrow().position.is_some_and(|c| c >= token))
         {
-            Ok(pending) => pending.map(|p| !p),
+            return true;
+        }
+        match self.log.head().await {
+            Ok(head) => head.is_some_and(|h| h >= token),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the log to settle a consistency token");
-                None
+                tracing::warn!(error = %e, "cannot read the log's head to settle a consistency token");
+                false
             }
         }
     }
@@ -165,17 +161,28 @@ impl CheckpointWatch {
         let reached = loop {
             let mut waiting_on = None;
             let mut still_open = Vec::new();
+            let visible = self.visible_up_to(token).await;
             for projection in open {
                 let before = self.known(projection.name);
-                let at_token = before.is_some_and(|c| c >= token);
-                match self.settled(projection, token).await {
-                    Some(true) if !at_token => {}
-                    Some(true) => concerned.push(projection),
-                    Some(false) => {
+                if before.is_some_and(|c| c >= token) {
+                    concerned.push(projection);
+                    continue;
+                }
+                if !visible {
+                    still_open.push(projection);
+                    continue;
+                }
+                // Settled, and not concerned, when none of its events lie up to the token.
+                match self.log.has_events_between(projection, before, token).await {
+                    Ok(false) => {}
+                    Ok(true) => {
                         waiting_on.get_or_insert((projection, before));
                         still_open.push(projection);
                     }
-                    None => still_open.push(projection),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the log to settle a consistency token");
+                        still_open.push(projection);
+                    }
                 }
             }
             open = still_open;

@@ -50,24 +50,24 @@ impl EventLog {
         Ok((behind.len() as i64, age))
     }
 
+    /// The position of the newest event readers can see.
+    pub async fn head(&self) -> Result<Option<Position>, StoreError> {
+        self.store().await?.head_position().await
+    }
+
     /// Whether the log holds an event of `projection`'s streams after `checkpoint` and at or
-    /// before `token`: `None` while readers cannot see the log up to `token` yet (an event
-    /// before it may still become visible). `seen` says a reader already saw that far (another
-    /// projection applied the token), so the log's head need not be asked.
-    pub async fn has_events_up_to(
+    /// before `token` (as far as readers can see it).
+    pub async fn has_events_between(
         &self,
         projection: &Descriptor,
         checkpoint: Option<Position>,
         token: Position,
-        seen: bool,
-    ) -> Result<Option<bool>, StoreError> {
-        let store = self.store().await?;
-        if !seen && store.head_position().await?.is_none_or(|head| head < token) {
-            return Ok(None);
-        }
-        let next = store
+    ) -> Result<bool, StoreError> {
+        let next = self
+            .store()
+            .await?
             .read_all(checkpoint, projection.stream_prefix, 1)
             .await?;
-        Ok(Some(next.first().is_some_and(|e| e.position <= token)))
+        Ok(next.first().is_some_and(|e| e.position <= token))
     }
 }

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
 use event_store::Position;
 use projector::Descriptor;
+use std::collections::HashMap;
 use tokio_postgres::Row;
 
 fn position(row: &Row) -> Result<Option<Position>, DbError> {
@@ -22,23 +23,32 @@ pub struct Checkpoint {
     pub position: Option<Position>,
 }
 
-pub async fn load_checkpoint(
+/// The checkpoints of `projections`, in one statement; a projection that has none yet has the
+/// default.
+pub async fn load_checkpoints(
     client: &ClientWrapper,
-    projection: &str,
-) -> Result<Checkpoint, DbError> {
+    projections: &[&str],
+) -> Result<HashMap<String, Checkpoint>, DbError> {
     let stmt = client
         .prepare_cached(
-            "select position_commit, position_prepare, rebuilds from projection_checkpoints
-              where projection = $1",
+            "select projection, position_commit, position_prepare, rebuilds
+               from projection_checkpoints where projection = any($1)",
         )
         .await?;
-    match client.query_opt(&stmt, &[&projection]).await? {
-        Some(row) => Ok(Checkpoint {
-            rebuilds: column(&row, "rebuilds")?,
-            position: position(&row)?,
-        }),
-        None => Ok(Checkpoint::default()),
-    }
+    client
+        .query(&stmt, &[&projections])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                column(row, "projection")?,
+                Checkpoint {
+                    rebuilds: column(row, "rebuilds")?,
+                    position: position(row)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Where a projection stands, as its own tables say.
