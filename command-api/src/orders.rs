@@ -4,7 +4,7 @@
 use crate::dto::*;
 use crate::routes::command_routes;
 use crate::workflow::{InstanceId, Refusal, RefusalKind, WorkflowApi};
-use domain::{DomainError, ErrorKind, OrderCommand, OrderId, Orders};
+use domain::{DomainError, OrderCommand, OrderId, Orders};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -46,11 +46,7 @@ impl Refusal for DomainError {
     }
 
     fn kind(&self) -> RefusalKind {
-        match DomainError::kind(self) {
-            ErrorKind::NotFound => RefusalKind::NotFound,
-            ErrorKind::Conflict => RefusalKind::Conflict,
-            ErrorKind::Invalid => RefusalKind::Invalid,
-        }
+        DomainError::kind(self).into()
     }
 }
 

@@ -116,11 +116,7 @@ impl Refusal for ReturnError {
     }
 
     fn kind(&self) -> RefusalKind {
-        match ReturnError::kind(self) {
-            domain::ErrorKind::NotFound => RefusalKind::NotFound,
-            domain::ErrorKind::Conflict => RefusalKind::Conflict,
-            domain::ErrorKind::Invalid => RefusalKind::Invalid,
-        }
+        ReturnError::kind(self).into()
     }
 }
 

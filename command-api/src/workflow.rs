@@ -21,6 +21,16 @@ pub enum RefusalKind {
     Invalid,
 }
 
+impl From<domain::ErrorKind> for RefusalKind {
+    fn from(kind: domain::ErrorKind) -> Self {
+        match kind {
+            domain::ErrorKind::NotFound => Self::NotFound,
+            domain::ErrorKind::Conflict => Self::Conflict,
+            domain::ErrorKind::Invalid => Self::Invalid,
+        }
+    }
+}
+
 /// A workflow's named error, as the API answers it.
 pub trait Refusal: std::error::Error + Send + Sync + 'static {
     /// A stable machine-readable code, e.g. `illegal_transition`.
