@@ -36,12 +36,13 @@ impl EventLog {
         projection: &Descriptor,
         checkpoint: Option<Position>,
     ) -> Result<(i64, f64), StoreError> {
-        let store = self.store().await?;
-        let head = store.head_position().await?;
+        let head = self.head().await?;
         if head.is_none() || head <= checkpoint {
             return Ok((0, 0.0));
         }
-        let behind = store
+        let behind = self
+            .store()
+            .await?
             .read_all(checkpoint, projection.stream_prefix, LAG_COUNT_LIMIT)
             .await?;
         let age = behind.first().map_or(0.0, |oldest| {

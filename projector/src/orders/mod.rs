@@ -8,7 +8,7 @@ pub use crate::status_table::{ApplyError, TimelineRow};
 pub use columns::{OrderRow, ORDER_STATE_VERSION, ORDER_STATUS_COLUMNS};
 
 use crate::config::Deadlines;
-use crate::status_table::{StatusBatch, StatusProjection};
+use crate::status_table::StatusProjection;
 use event_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -36,9 +36,6 @@ impl OrderProjection {
         Self { deadlines }
     }
 }
-
-/// The orders a batch works on.
-pub type OrderBatch = StatusBatch<OrderRow>;
 
 impl StatusProjection for OrderProjection {
     const NAME: &'static str = "order_status";

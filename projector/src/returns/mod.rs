@@ -10,7 +10,7 @@ pub use crate::status_table::{ApplyError as ReturnApplyError, TimelineRow};
 pub use columns::{ReturnRow, RETURN_STATE_VERSION, RETURN_STATUS_COLUMNS};
 pub use deadlines::{DeadlineSettingError, ReturnDeadlines};
 
-use crate::status_table::{StatusBatch, StatusProjection};
+use crate::status_table::StatusProjection;
 use crate::ProjectorError;
 use domain::{Returns, Workflow};
 use event_store::RecordedEvent;
@@ -55,9 +55,6 @@ impl ReturnProjection {
             })
     }
 }
-
-/// The return cases a batch works on.
-pub type ReturnBatch = StatusBatch<ReturnRow>;
 
 impl StatusProjection for ReturnProjection {
     const NAME: &'static str = "return_status";

@@ -20,7 +20,7 @@ pub struct ProjectionStatus {
     pub checkpoint: Option<String>,
     pub events_applied: i64,
     pub updated_at: Option<DateTime<Utc>>,
-    /// Events in the log not yet applied (null when the log is not in this database).
+    /// Events in the log not yet applied (null while the event store cannot be reached).
     pub lag_events: Option<i64>,
     /// Age of the oldest event not yet applied, in seconds (0 when caught up).
     pub lag_seconds: Option<f64>,
