@@ -84,6 +84,14 @@ pub trait Workflow: Send + Sync + 'static {
     /// checked and documented.
     const DEADLINE_STEPS: &'static [&'static str];
 
+    /// When `event` is a reminder recorded for an action still awaited: the action and the
+    /// attempt it stands for. Attempt 1 is the work request published when the action became
+    /// pending; the first reminder is attempt 2. The relay publishes the action's work request
+    /// again for each reminder. Workflows without reminders keep the default.
+    fn reminder(_event: &Self::Event) -> Option<(Self::Action, u32)> {
+        None
+    }
+
     /// Folds a history into a state.
     fn rebuild<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State
     where
