@@ -72,6 +72,10 @@ fn one_of_each() -> Vec<OrderEvent> {
         OrderEvent::OrderEscalated {
             reason: text("stuck"),
         },
+        OrderEvent::OrderReminded {
+            action: domain::PendingAction::AuthorizePayment,
+            attempt: 2,
+        },
     ]
 }
 
@@ -119,6 +123,10 @@ fn one_of_each_return_event() -> Vec<ReturnEvent> {
         },
         ReturnEvent::ReturnEscalated {
             reason: text("parcel lost"),
+        },
+        ReturnEvent::ReturnReminded {
+            action: domain::ReturnAction::ReceiveItems,
+            attempt: 3,
         },
     ]
 }

@@ -7,15 +7,19 @@
 //! - [`EventContract`]: each event's stable type name, its own schema version and the decoding
 //!   of stored data through upcasters from older versions. Declared with [`event_contract!`] so
 //!   each type name is written once.
+//! - [`FollowUp`]: reminders per awaited action and one escalation per deadline step, kept
+//!   inside each workflow's state.
 //! - [`Spec`]: given events / when command / then events or error, for any workflow's tests.
 
 mod contract;
+mod follow_up;
 mod spec;
 
 #[cfg(test)]
 mod tests;
 
 pub use contract::{DecodeError, EventContract, EventType, Upcaster};
+pub use follow_up::{FollowUp, ReminderRefusal, FIRST_ATTEMPT};
 pub use spec::{Spec, Then};
 
 use std::fmt::Debug;

@@ -1,6 +1,7 @@
 //! Commands: what a caller asks the order to do. Every field is already a parsed value object,
 //! so `decide` only checks workflow rules.
 
+use super::state::PendingAction;
 use crate::values::{
     Carrier, Currency, CustomerId, Money, OrderId, OrderLine, PaymentId, Reason, ReservationId,
     ShippingAddress, TrackingNumber,
@@ -52,6 +53,12 @@ pub enum OrderCommand {
     EscalateOrder {
         reason: Reason,
     },
+    /// Records that the work request of a pending action was sent again, as `attempt` (the
+    /// first reminder is attempt 2).
+    RecordReminder {
+        action: PendingAction,
+        attempt: u32,
+    },
 }
 
 impl OrderCommand {
@@ -70,6 +77,7 @@ impl OrderCommand {
             Self::RecordPaymentVoided { .. } => "RecordPaymentVoided",
             Self::RecordInventoryReleased { .. } => "RecordInventoryReleased",
             Self::EscalateOrder { .. } => "EscalateOrder",
+            Self::RecordReminder { .. } => "RecordReminder",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Named domain errors. The message is written for the caller and says what they can do.
 
 use super::state::Status;
+use crate::kernel::ReminderRefusal;
 
 /// How an API should classify a domain error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub enum DomainError {
     NoInventoryReleaseOwed(String),
     #[error("order is {status} with nothing owed; there is nothing to escalate")]
     NothingToEscalate { status: Status },
+    #[error(transparent)]
+    Reminder(#[from] ReminderRefusal),
 }
 
 impl DomainError {
@@ -72,6 +75,7 @@ impl DomainError {
             Self::NoPaymentVoidOwed(_) => "no_payment_void_owed",
             Self::NoInventoryReleaseOwed(_) => "no_inventory_release_owed",
             Self::NothingToEscalate { .. } => "nothing_to_escalate",
+            Self::Reminder(refusal) => refusal.code(),
         }
     }
 

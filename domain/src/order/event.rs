@@ -1,6 +1,7 @@
 //! Events: the facts of an order's life, and wire contracts. Each has a stable type name and a
 //! schema version, with a JSON Schema under `schemas/events/` (checked by a test).
 
+use super::state::PendingAction;
 use crate::kernel::Upcaster;
 use crate::values::{
     Carrier, Currency, CustomerId, Money, OrderId, OrderLine, PaymentId, Reason, ReservationId,
@@ -71,6 +72,11 @@ crate::event_contract! {
         OrderEscalated(version 1) {
             reason: Reason,
         },
+        /// The work request of a pending action was sent again, as `attempt`.
+        OrderReminded(version 1) {
+            action: PendingAction,
+            attempt: u32,
+        },
     }
     upcasters = &[Upcaster {
         event_type: "PaymentAuthorized",
@@ -120,6 +126,9 @@ crate::event_contract! {
                 format!("stock released ({reservation_id})")
             }
             Self::OrderEscalated { reason } => format!("escalated: {reason}"),
+            Self::OrderReminded { action, attempt } => {
+                format!("reminder: {}, attempt {attempt}", action.as_str())
+            }
         }
     }
 }

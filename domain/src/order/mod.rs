@@ -116,8 +116,19 @@ pub fn decide(state: &OrderState, command: OrderCommand) -> Result<Vec<OrderEven
         (o, OrderCommand::EscalateOrder { reason }) => {
             if o.is_settled() {
                 Err(DomainError::NothingToEscalate { status: o.status() })
+            } else if o.follow_up.escalated_in(o.deadline_step()) {
+                Ok(vec![])
             } else {
                 Ok(vec![OrderEvent::OrderEscalated { reason }])
+            }
+        }
+        (o, OrderCommand::RecordReminder { action, attempt }) => {
+            if o.follow_up
+                .check_reminder(&o.pending_actions(), action, attempt)?
+            {
+                Ok(vec![OrderEvent::OrderReminded { action, attempt }])
+            } else {
+                Ok(vec![])
             }
         }
     }

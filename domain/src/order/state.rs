@@ -1,6 +1,7 @@
 //! The order's state, rebuilt by folding `evolve` over its events, and what it owes and awaits.
 
 use super::event::{OrderEvent, RejectionCause};
+use crate::kernel::FollowUp;
 use crate::values::{
     Carrier, Currency, CustomerId, Money, OrderId, OrderLine, PaymentId, Reason, ReservationId,
     ShippingAddress, TrackingNumber,
@@ -122,6 +123,9 @@ pub struct Order {
     pub payment: Payment,
     pub inventory: Inventory,
     pub escalations: u32,
+    /// Reminders per awaited action and the step last escalated.
+    #[serde(default)]
+    pub follow_up: FollowUp<PendingAction>,
 }
 
 /// The aggregate: nothing yet, or an order.
@@ -249,6 +253,18 @@ impl Order {
         }
     }
 
+    /// Which configured deadline applies now: the status while the order waits for its next
+    /// milestone, `COMPENSATION` once it is finished but still owes a void or a release.
+    pub fn deadline_step(&self) -> Option<&'static str> {
+        if self.pending_actions().is_empty() {
+            None
+        } else if self.status().is_final() {
+            Some(super::COMPENSATION_STEP)
+        } else {
+            Some(self.status().as_str())
+        }
+    }
+
     /// Finished: final status and nothing owed.
     pub fn is_settled(&self) -> bool {
         self.status().is_final() && self.compensations_owed().is_empty()
@@ -307,6 +323,7 @@ pub fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
                 payment: Payment::Pending,
                 inventory: Inventory::Pending,
                 escalations: 0,
+                follow_up: FollowUp::default(),
             }))
         }
         (state @ OrderState::NotPlaced, _) => return state,
@@ -379,8 +396,17 @@ pub fn evolve(state: OrderState, event: &OrderEvent) -> OrderState {
                 reservation_id: reservation_id.clone(),
             }
         }
-        OrderEvent::OrderEscalated { .. } => order.escalations += 1,
+        OrderEvent::OrderEscalated { .. } => {
+            order.escalations += 1;
+            let step = order.deadline_step();
+            order.follow_up.record_escalation(step);
+        }
+        OrderEvent::OrderReminded { action, attempt } => {
+            order.follow_up.record_reminder(*action, *attempt)
+        }
     }
+    let pending = order.pending_actions();
+    order.follow_up.settle(&pending);
     OrderState::Placed(order)
 }
 

@@ -1,7 +1,7 @@
 //! Given events / when command / then events or error. No database.
 
 use super::*;
-use crate::kernel::{DecodeError, EventContract};
+use crate::kernel::{DecodeError, EventContract, ReminderRefusal, Spec, Workflow};
 use crate::values::*;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -464,6 +464,150 @@ fn escalation_is_allowed_until_settled() {
     }
 }
 
+fn remind(action: PendingAction, attempt: u32) -> OrderCommand {
+    OrderCommand::RecordReminder { action, attempt }
+}
+
+fn reminded(action: PendingAction, attempt: u32) -> OrderEvent {
+    OrderEvent::OrderReminded { action, attempt }
+}
+
+fn escalated() -> OrderEvent {
+    OrderEvent::OrderEscalated {
+        reason: reason("no carrier pickup for 3 days"),
+    }
+}
+
+fn with(
+    mut history: Vec<OrderCommand>,
+    more: impl IntoIterator<Item = OrderCommand>,
+) -> Vec<OrderCommand> {
+    history.extend(more);
+    history
+}
+
+#[test]
+fn the_first_reminder_of_a_pending_action_is_attempt_two() {
+    Spec::<Orders>::given_commands([place()])
+        .when(remind(PendingAction::AuthorizePayment, 2))
+        .then([reminded(PendingAction::AuthorizePayment, 2)]);
+}
+
+#[test]
+fn each_reminder_must_be_the_next_attempt_of_its_action() {
+    let history = [place(), remind(PendingAction::AuthorizePayment, 2)];
+    Spec::<Orders>::given_commands(history.clone())
+        .when(remind(PendingAction::AuthorizePayment, 3))
+        .then([reminded(PendingAction::AuthorizePayment, 3)]);
+    Spec::<Orders>::given_commands(history.clone())
+        .when(remind(PendingAction::AuthorizePayment, 4))
+        .then_error(DomainError::Reminder(ReminderRefusal::NotNextAttempt {
+            action: "AUTHORIZE_PAYMENT",
+            attempt: 4,
+            expected: 3,
+        }));
+    Spec::<Orders>::given_commands(history)
+        .when(remind(PendingAction::ReserveInventory, 3))
+        .then_error(DomainError::Reminder(ReminderRefusal::NotNextAttempt {
+            action: "RESERVE_INVENTORY",
+            attempt: 3,
+            expected: 2,
+        }));
+}
+
+#[test]
+fn a_reminder_already_recorded_is_not_recorded_twice() {
+    let history = [
+        place(),
+        remind(PendingAction::AuthorizePayment, 2),
+        remind(PendingAction::AuthorizePayment, 3),
+    ];
+    for attempt in [2, 3] {
+        Spec::<Orders>::given_commands(history.clone())
+            .when(remind(PendingAction::AuthorizePayment, attempt))
+            .then_nothing();
+    }
+}
+
+#[test]
+fn only_a_pending_action_can_be_reminded() {
+    Spec::<Orders>::given_commands([place(), authorize("pay-1")])
+        .when(remind(PendingAction::AuthorizePayment, 2))
+        .then_error(DomainError::Reminder(ReminderRefusal::NotAwaited {
+            action: "AUTHORIZE_PAYMENT",
+        }));
+    Spec::<Orders>::given_commands(accepted())
+        .when(remind(PendingAction::Ship, 2))
+        .then_error(DomainError::Reminder(ReminderRefusal::NotAwaited {
+            action: "SHIP",
+        }));
+    assert_eq!(
+        when(delivered(), remind(PendingAction::ConfirmDelivery, 2)),
+        Err("reminder_not_awaited".into())
+    );
+}
+
+#[test]
+fn owed_compensations_are_reminded_like_any_pending_action() {
+    let owed = with(accepted(), [cancel()]);
+    Spec::<Orders>::given_commands(owed.clone())
+        .when(remind(PendingAction::VoidPayment, 2))
+        .then([reminded(PendingAction::VoidPayment, 2)]);
+    Spec::<Orders>::given_commands(with(owed, [void("pay-1")]))
+        .when(remind(PendingAction::ReleaseInventory, 2))
+        .then([reminded(PendingAction::ReleaseInventory, 2)]);
+}
+
+#[test]
+fn an_answered_action_that_is_awaited_again_starts_from_its_first_request() {
+    // Stock reserved, then the order is cancelled: the release is a new obligation.
+    let state = Spec::<Orders>::given_commands([
+        place(),
+        remind(PendingAction::ReserveInventory, 2),
+        reserve("res-1"),
+    ])
+    .when(cancel())
+    .then([OrderEvent::OrderCancelled {
+        reason: reason("customer changed their mind"),
+    }]);
+    let order = state.order().unwrap();
+    assert_eq!(order.follow_up.attempt(PendingAction::ReserveInventory), 1);
+    assert_eq!(order.follow_up.reminders(), 0);
+}
+
+#[test]
+fn the_workflow_names_the_action_and_attempt_of_a_reminder_event() {
+    assert_eq!(
+        Orders::reminder(&reminded(PendingAction::ReserveInventory, 3)),
+        Some((PendingAction::ReserveInventory, 3))
+    );
+    assert_eq!(Orders::reminder(&escalated()), None);
+}
+
+#[test]
+fn a_second_escalation_of_the_same_step_records_nothing() {
+    Spec::<Orders>::given_commands([place(), escalate()])
+        .when(escalate())
+        .then_nothing();
+    // After payment the order still waits in PLACED, for the stock: the same step.
+    Spec::<Orders>::given_commands([place(), escalate(), authorize("pay-1")])
+        .when(escalate())
+        .then_nothing();
+}
+
+#[test]
+fn a_new_step_can_be_escalated_again() {
+    Spec::<Orders>::given_commands(with(
+        accepted(),
+        [escalate(), OrderCommand::StartFulfillment],
+    ))
+    .when(escalate())
+    .then([escalated()]);
+    Spec::<Orders>::given_commands(with(accepted(), [escalate(), cancel()]))
+        .when(escalate())
+        .then([escalated()]);
+}
+
 /// Every (state, command) pair outside the happy path is a named error, never a panic.
 #[test]
 fn every_illegal_transition_is_a_named_error() {
@@ -583,6 +727,11 @@ fn any_command() -> impl Strategy<Value = OrderCommand> {
         id.clone().prop_map(void),
         id.prop_map(release),
         Just(escalate()),
+        (
+            prop::sample::select(<PendingAction as crate::kernel::Label>::ALL.to_vec()),
+            0u32..5
+        )
+            .prop_map(|(action, attempt)| remind(action, attempt)),
         (1i64..=3000).prop_map(|amount| OrderCommand::RecordPaymentAuthorized {
             payment_id: pay_id("a"),
             amount: Money::parse(amount, eur()).unwrap(),

@@ -63,13 +63,13 @@ impl Workflow for Orders {
     /// The status while the order waits for its next milestone; `COMPENSATION` once it is
     /// finished but still owes a void or a release.
     fn deadline_step(state: &OrderState) -> Option<&'static str> {
-        let order = state.order()?;
-        if order.pending_actions().is_empty() {
-            None
-        } else if order.status().is_final() {
-            Some(COMPENSATION_STEP)
-        } else {
-            Some(order.status().as_str())
+        state.order()?.deadline_step()
+    }
+
+    fn reminder(event: &OrderEvent) -> Option<(PendingAction, u32)> {
+        match event {
+            OrderEvent::OrderReminded { action, attempt } => Some((*action, *attempt)),
+            _ => None,
         }
     }
 }

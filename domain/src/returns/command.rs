@@ -3,6 +3,7 @@
 //! pure and only checks workflow rules.
 
 use super::error::ReturnError;
+use super::state::ReturnAction;
 use super::values::{LineInspection, RefundId, RequestedLine, ReturnWindow, RmaNumber};
 use crate::order::{Order, Status as OrderStatus};
 use crate::values::{Carrier, Currency, Money, OrderId, OrderLine, Reason, TrackingNumber};
@@ -99,6 +100,12 @@ pub enum ReturnCommand {
     EscalateReturn {
         reason: Reason,
     },
+    /// Records that the work request of a pending action was sent again, as `attempt` (the
+    /// first reminder is attempt 2).
+    RecordReminder {
+        action: ReturnAction,
+        attempt: u32,
+    },
 }
 
 impl ReturnCommand {
@@ -113,6 +120,7 @@ impl ReturnCommand {
             Self::CancelReturn { .. } => "CancelReturn",
             Self::RecordItemsShippedBack { .. } => "RecordItemsShippedBack",
             Self::EscalateReturn { .. } => "EscalateReturn",
+            Self::RecordReminder { .. } => "RecordReminder",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Named errors of the returns workflow. Each message says why and what the caller can do.
 
 use super::state::ReturnStatus;
+use crate::kernel::ReminderRefusal;
 use crate::order::{ErrorKind, Status as OrderStatus};
 use crate::values::OrderId;
 use chrono::NaiveDate;
@@ -69,6 +70,8 @@ pub enum ReturnError {
     NoShipBackOwed { status: ReturnStatus },
     #[error("return is {status} with nothing owed; there is nothing to escalate")]
     NothingToEscalate { status: ReturnStatus },
+    #[error(transparent)]
+    Reminder(#[from] ReminderRefusal),
 }
 
 impl ReturnError {
@@ -93,6 +96,7 @@ impl ReturnError {
             Self::ItemsAlreadyShippedBack { .. } => "items_already_shipped_back",
             Self::NoShipBackOwed { .. } => "no_ship_back_owed",
             Self::NothingToEscalate { .. } => "nothing_to_escalate",
+            Self::Reminder(refusal) => refusal.code(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Events: the facts of a return case's life, and wire contracts. Each has a stable type name
 //! and a schema version, with a JSON Schema under `schemas/events/` (checked by a test).
 
+use super::state::ReturnAction;
 use super::values::{InspectionOutcome, LineInspection, RefundId, ReturnLine, RmaNumber};
 use crate::values::{Carrier, Currency, Money, OrderId, Reason, TrackingNumber};
 use chrono::{DateTime, Utc};
@@ -46,6 +47,11 @@ crate::event_contract! {
         ReturnEscalated(version 1) {
             reason: Reason,
         },
+        /// The work request of a pending action was sent again, as `attempt`.
+        ReturnReminded(version 1) {
+            action: ReturnAction,
+            attempt: u32,
+        },
     }
     upcasters = &[];
 
@@ -86,6 +92,9 @@ crate::event_contract! {
                 tracking_number.as_str()
             ),
             Self::ReturnEscalated { reason } => format!("escalated: {reason}"),
+            Self::ReturnReminded { action, attempt } => {
+                format!("reminder: {}, attempt {attempt}", action.as_str())
+            }
         }
     }
 }

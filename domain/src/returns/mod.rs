@@ -106,8 +106,20 @@ pub fn decide(
                 Err(ReturnError::NothingToEscalate {
                     status: case.status(),
                 })
+            } else if case.follow_up.escalated_in(case.deadline_step()) {
+                Ok(vec![])
             } else {
                 Ok(vec![ReturnEvent::ReturnEscalated { reason }])
+            }
+        }
+        ReturnCommand::RecordReminder { action, attempt } => {
+            if case
+                .follow_up
+                .check_reminder(&case.pending_actions(), action, attempt)?
+            {
+                Ok(vec![ReturnEvent::ReturnReminded { action, attempt }])
+            } else {
+                Ok(vec![])
             }
         }
     }

@@ -3,6 +3,7 @@
 
 use super::event::ReturnEvent;
 use super::values::{InspectionOutcome, LineInspection, RefundId, ReturnLine, RmaNumber};
+use crate::kernel::FollowUp;
 use crate::values::{Carrier, Currency, Money, OrderId, Reason, TrackingNumber};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,9 @@ pub struct ReturnCase {
     /// Items shipped back to the customer after a late arrival.
     pub shipped_back: Option<Shipment>,
     pub escalations: u32,
+    /// Reminders per awaited action and the step last escalated.
+    #[serde(default)]
+    pub follow_up: FollowUp<ReturnAction>,
 }
 
 /// The aggregate: nothing yet, or a return case.
@@ -212,6 +216,18 @@ impl ReturnCase {
         }
     }
 
+    /// Which configured deadline applies now: the status while the return waits for its next
+    /// step, `COMPENSATION` once it is cancelled but still owes items back.
+    pub fn deadline_step(&self) -> Option<&'static str> {
+        if self.pending_actions().is_empty() {
+            None
+        } else if self.status().is_final() {
+            Some(crate::order::COMPENSATION_STEP)
+        } else {
+            Some(self.status().as_str())
+        }
+    }
+
     /// Finished: final status and nothing owed.
     pub fn is_settled(&self) -> bool {
         self.status().is_final() && self.compensations_owed().is_empty()
@@ -279,6 +295,7 @@ pub fn evolve(state: ReturnState, event: &ReturnEvent) -> ReturnState {
                 inspections: None,
                 shipped_back: None,
                 escalations: 0,
+                follow_up: FollowUp::default(),
             }))
         }
         (state @ ReturnState::NotRequested, _) => return state,
@@ -329,7 +346,16 @@ pub fn evolve(state: ReturnState, event: &ReturnEvent) -> ReturnState {
                 tracking_number: tracking_number.clone(),
             })
         }
-        ReturnEvent::ReturnEscalated { .. } => case.escalations += 1,
+        ReturnEvent::ReturnEscalated { .. } => {
+            case.escalations += 1;
+            let step = case.deadline_step();
+            case.follow_up.record_escalation(step);
+        }
+        ReturnEvent::ReturnReminded { action, attempt } => {
+            case.follow_up.record_reminder(*action, *attempt)
+        }
     }
+    let pending = case.pending_actions();
+    case.follow_up.settle(&pending);
     ReturnState::Requested(case)
 }

@@ -1,7 +1,7 @@
 //! Given events / when command / then events or error, with the kernel's `Spec`. No database.
 
 use super::*;
-use crate::kernel::{EventContract, Spec, Workflow};
+use crate::kernel::{EventContract, ReminderRefusal, Spec, Workflow};
 use crate::order::{OrderEvent, Orders, Status as OrderStatus, COMPENSATION_STEP};
 use crate::values::*;
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -814,6 +814,87 @@ fn a_settled_return_has_nothing_to_escalate() {
             .when(escalate())
             .then_error(ReturnError::NothingToEscalate { status });
     }
+}
+
+// ---- reminders ----------------------------------------------------------------------------
+
+fn remind(action: ReturnAction, attempt: u32) -> ReturnCommand {
+    ReturnCommand::RecordReminder { action, attempt }
+}
+
+fn reminded(action: ReturnAction, attempt: u32) -> ReturnEvent {
+    ReturnEvent::ReturnReminded { action, attempt }
+}
+
+fn then_commands(
+    mut history: Vec<ReturnCommand>,
+    more: impl IntoIterator<Item = ReturnCommand>,
+) -> Vec<ReturnCommand> {
+    history.extend(more);
+    history
+}
+
+#[test]
+fn a_pending_return_action_is_reminded_once_per_attempt_in_order() {
+    Spec::<Returns>::given_commands(approved())
+        .when(remind(ReturnAction::ReceiveItems, 2))
+        .then([reminded(ReturnAction::ReceiveItems, 2)]);
+    let reminded_once = then_commands(approved(), [remind(ReturnAction::ReceiveItems, 2)]);
+    Spec::<Returns>::given_commands(reminded_once.clone())
+        .when(remind(ReturnAction::ReceiveItems, 2))
+        .then_nothing();
+    Spec::<Returns>::given_commands(reminded_once)
+        .when(remind(ReturnAction::ReceiveItems, 4))
+        .then_error(ReturnError::Reminder(ReminderRefusal::NotNextAttempt {
+            action: "RECEIVE_ITEMS",
+            attempt: 4,
+            expected: 3,
+        }));
+}
+
+#[test]
+fn only_an_awaited_return_action_can_be_reminded() {
+    Spec::<Returns>::given_commands(approved())
+        .when(remind(ReturnAction::DecideReturn, 2))
+        .then_error(ReturnError::Reminder(ReminderRefusal::NotAwaited {
+            action: "DECIDE_RETURN",
+        }));
+    Spec::<Returns>::given_commands(refunded())
+        .when(remind(ReturnAction::IssueRefund, 2))
+        .then_error(ReturnError::Reminder(ReminderRefusal::NotAwaited {
+            action: "ISSUE_REFUND",
+        }));
+}
+
+#[test]
+fn items_owed_back_are_reminded_like_any_pending_action() {
+    Spec::<Returns>::given_commands(cancelled_then_received())
+        .when(remind(ReturnAction::ShipItemsBack, 2))
+        .then([reminded(ReturnAction::ShipItemsBack, 2)]);
+}
+
+#[test]
+fn a_return_is_escalated_once_per_step() {
+    Spec::<Returns>::given_commands(then_commands(requested(), [escalate()]))
+        .when(escalate())
+        .then_nothing();
+    Spec::<Returns>::given_commands(then_commands(requested(), [escalate(), approve()]))
+        .when(escalate())
+        .then([ReturnEvent::ReturnEscalated {
+            reason: reason("parcel lost in transit"),
+        }]);
+}
+
+#[test]
+fn the_returns_workflow_names_the_action_and_attempt_of_a_reminder_event() {
+    assert_eq!(
+        Returns::reminder(&reminded(ReturnAction::IssueRefund, 5)),
+        Some((ReturnAction::IssueRefund, 5))
+    );
+    assert_eq!(
+        Returns::reminder(&ReturnEvent::ReturnApproved { rma_number: rma() }),
+        None
+    );
 }
 
 // ---- the workflow as the kernel sees it ----------------------------------------------------

@@ -62,13 +62,13 @@ impl Workflow for Returns {
     /// The status while the return waits for its next step; `COMPENSATION` once it is
     /// cancelled but still owes items back.
     fn deadline_step(state: &ReturnState) -> Option<&'static str> {
-        let case = state.case()?;
-        if case.pending_actions().is_empty() {
-            None
-        } else if case.status().is_final() {
-            Some(COMPENSATION_STEP)
-        } else {
-            Some(case.status().as_str())
+        state.case()?.deadline_step()
+    }
+
+    fn reminder(event: &ReturnEvent) -> Option<(ReturnAction, u32)> {
+        match event {
+            ReturnEvent::ReturnReminded { action, attempt } => Some((*action, *attempt)),
+            _ => None,
         }
     }
 }
