@@ -71,6 +71,9 @@ pub struct Config {
     /// long after the active host vanishes.
     pub lease_ttl: Duration,
     pub deadlines: Deadlines,
+    /// `MILESTONE_REMINDER_SPACING_SECS` (default 15 min): the time between two reminders of
+    /// an overdue instance's pending work, which sets every status table's `next_reminder_at`.
+    pub reminder_spacing: chrono::Duration,
 }
 
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -88,6 +91,7 @@ impl Config {
             standby_poll: Duration::from_millis(1000),
             lease_ttl: Duration::from_millis(5000),
             deadlines: Deadlines::default(),
+            reminder_spacing: crate::status_table::DEFAULT_REMINDER_SPACING,
         }
     }
 
@@ -147,6 +151,18 @@ impl Config {
                 )
             }
         };
+        let reminder_spacing = match lookup("MILESTONE_REMINDER_SPACING_SECS") {
+            None => crate::status_table::DEFAULT_REMINDER_SPACING,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(secs @ 1..) => chrono::Duration::seconds(i64::from(secs)),
+                _ => {
+                    return Err(format!(
+                        "MILESTONE_REMINDER_SPACING_SECS='{v}' is not a whole number of seconds between 1 and {}",
+                        u32::MAX
+                    ))
+                }
+            },
+        };
         Ok(Self {
             event_store_url,
             read_model_url,
@@ -167,6 +183,7 @@ impl Config {
                 shipped: secs("MILESTONE_DEADLINE_SHIPPED_SECS", d.shipped)?,
                 compensation: secs("MILESTONE_DEADLINE_COMPENSATION_SECS", d.compensation)?,
             },
+            reminder_spacing,
         })
     }
 }
@@ -196,6 +213,22 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("MILESTONE_DEADLINE_SHIPPED_SECS"), "{err}");
         assert!(err.contains("between 0 and 4294967295"), "{err}");
+    }
+
+    #[test]
+    fn a_reminder_spacing_of_no_time_is_refused_naming_its_variable() {
+        for bad in ["0", "soon", "-5"] {
+            let err = Config::from_lookup(|name| {
+                (name == "MILESTONE_REMINDER_SPACING_SECS").then(|| bad.to_owned())
+            })
+            .unwrap_err();
+            assert!(err.contains("MILESTONE_REMINDER_SPACING_SECS"), "{err}");
+        }
+        let config = Config::from_lookup(|name| {
+            (name == "MILESTONE_REMINDER_SPACING_SECS").then(|| "4".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.reminder_spacing, chrono::Duration::seconds(4));
     }
 
     #[test]

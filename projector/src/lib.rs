@@ -50,7 +50,8 @@ impl Projector {
     /// # Errors
     /// As [`Runtime::start`].
     pub async fn connect(config: Config) -> Result<Self, ProjectorError> {
-        let projection = OrderProjection::new(config.deadlines.clone());
+        let projection = OrderProjection::new(config.deadlines.clone())
+            .with_reminder_spacing(config.reminder_spacing);
         Self::start(config, projection).await
     }
 }

@@ -17,8 +17,17 @@ use uuid::Uuid;
 /// [`crate::PROJECTIONS`].
 pub async fn register(config: &Config) -> Result<Vec<Box<dyn Registered>>, ProjectorError> {
     let registered = vec![
-        start(config, OrderProjection::new(config.deadlines.clone())).await?,
-        start(config, ReturnProjection::from_env()?).await?,
+        start(
+            config,
+            OrderProjection::new(config.deadlines.clone())
+                .with_reminder_spacing(config.reminder_spacing),
+        )
+        .await?,
+        start(
+            config,
+            ReturnProjection::from_env()?.with_reminder_spacing(config.reminder_spacing),
+        )
+        .await?,
     ];
     let names: Vec<&str> = registered.iter().map(|p| p.name()).collect();
     let described: Vec<&str> = crate::PROJECTIONS.iter().map(|d| d.name).collect();

@@ -8,7 +8,7 @@ pub use crate::status_table::{ApplyError, TimelineRow};
 pub use columns::{OrderRow, ORDER_STATE_VERSION, ORDER_STATUS_COLUMNS};
 
 use crate::config::Deadlines;
-use crate::status_table::StatusProjection;
+use crate::status_table::{StatusProjection, DEFAULT_REMINDER_SPACING};
 use event_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -23,17 +23,34 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0005_order_state_version",
         include_str!("../../../schemas/read-models/0005_order_state_version.sql"),
     ),
+    (
+        "0008_order_follow_up",
+        include_str!("../../../schemas/read-models/0008_order_follow_up.sql"),
+    ),
 ];
 
-/// Keeps the order read models; `deadlines` set each row's `deadline_at`.
+/// Keeps the order read models; `deadlines` set each row's `deadline_at`, `reminder_spacing`
+/// the time between two reminders (`next_reminder_at`).
 #[derive(Debug, Clone)]
 pub struct OrderProjection {
     pub deadlines: Deadlines,
+    pub reminder_spacing: chrono::Duration,
 }
 
 impl OrderProjection {
     pub fn new(deadlines: Deadlines) -> Self {
-        Self { deadlines }
+        Self {
+            deadlines,
+            reminder_spacing: DEFAULT_REMINDER_SPACING,
+        }
+    }
+
+    /// The projection with `spacing` between two reminders.
+    pub fn with_reminder_spacing(self, spacing: chrono::Duration) -> Self {
+        Self {
+            reminder_spacing: spacing,
+            ..self
+        }
     }
 }
 
@@ -50,7 +67,7 @@ impl StatusProjection for OrderProjection {
         id: Option<Uuid>,
         event: &RecordedEvent,
     ) -> Result<Option<TimelineRow>, ApplyError> {
-        model::apply(slot, id, event, &self.deadlines)
+        model::apply(slot, id, event, &self.deadlines, self.reminder_spacing)
     }
 
     fn seal(row: &mut OrderRow) -> Result<(), ApplyError> {

@@ -6,9 +6,15 @@
 
 use super::columns::{OrderRow, ORDER_STATE_VERSION};
 use crate::config::Deadlines;
-use crate::status_table::{apply_event, labels, ApplyError, Applying, Noun, TimelineRow};
+use crate::status_table::follow_up::Chase;
+use crate::status_table::{
+    apply_event, labels, ApplyError, Applying, Noun, StatusRow, TimelineRow,
+};
 use chrono::{DateTime, Utc};
-use domain::{evolve, EventContract, Inventory, Order, OrderEvent, OrderState, Payment, Stage};
+use domain::{
+    evolve, EventContract, Inventory, Order, OrderEvent, OrderState, Orders, Payment, Stage,
+    Workflow,
+};
 use event_store::RecordedEvent;
 use uuid::Uuid;
 
@@ -47,6 +53,7 @@ pub fn apply(
     id: Option<Uuid>,
     event: &RecordedEvent,
     deadlines: &Deadlines,
+    reminder_spacing: chrono::Duration,
 ) -> Result<Option<TimelineRow>, ApplyError> {
     apply_event(slot, id, event, ORDER, |slot, Applying { id, at, .. }| {
         let decoded = OrderEvent::decode(&event.event_type, event.schema_version, &event.data)?;
@@ -75,6 +82,19 @@ pub fn apply(
         };
         stamp_milestone(row, &decoded, at);
         derive(row, at, deadlines);
+        let working = row.order.take();
+        if let Some(order) = &working {
+            Chase {
+                follow_up: &order.follow_up,
+                step: order.deadline_step(),
+                reminded: Orders::reminder(&decoded).is_some(),
+                at,
+                deadline_at: row.deadline_at,
+                spacing: reminder_spacing,
+            }
+            .derive(row.follow_up_columns());
+        }
+        row.order = working;
         Ok(decoded.summary())
     })
 }
@@ -113,6 +133,9 @@ fn new_row(order_id: Uuid, order: Order, at: DateTime<Utc>) -> Result<OrderRow, 
         escalated_at: None,
         escalation_count: 0,
         escalation_reason: None,
+        reminder_attempts: 0,
+        last_reminder_at: None,
+        next_reminder_at: None,
         correlation_id: None,
         deadline_at: None,
         stream_revision: -1,
@@ -144,6 +167,7 @@ fn stamp_milestone(row: &mut OrderRow, event: &OrderEvent, at: DateTime<Utc>) {
             row.escalation_count += 1;
             row.escalation_reason = Some(reason.to_string());
         }
+        OrderEvent::OrderReminded { .. } => {}
     }
     row.last_milestone = event.event_type().to_owned();
     row.last_milestone_at = at;

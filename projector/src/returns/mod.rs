@@ -10,27 +10,46 @@ pub use crate::status_table::{ApplyError as ReturnApplyError, TimelineRow};
 pub use columns::{ReturnRow, RETURN_STATE_VERSION, RETURN_STATUS_COLUMNS};
 pub use deadlines::{DeadlineSettingError, ReturnDeadlines};
 
-use crate::status_table::StatusProjection;
+use crate::status_table::{StatusProjection, DEFAULT_REMINDER_SPACING};
 use crate::ProjectorError;
 use domain::{Returns, Workflow};
 use event_store::RecordedEvent;
 use uuid::Uuid;
 
 /// The returns read models' migrations, from `schemas/read-models/`.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "0006_return_read_models",
-    include_str!("../../../schemas/read-models/0006_return_read_models.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0006_return_read_models",
+        include_str!("../../../schemas/read-models/0006_return_read_models.sql"),
+    ),
+    (
+        "0009_return_follow_up",
+        include_str!("../../../schemas/read-models/0009_return_follow_up.sql"),
+    ),
+];
 
-/// Keeps the returns read models; `deadlines` set each row's `deadline_at`.
+/// Keeps the returns read models; `deadlines` set each row's `deadline_at`,
+/// `reminder_spacing` the time between two reminders (`next_reminder_at`).
 #[derive(Debug, Clone)]
 pub struct ReturnProjection {
     pub deadlines: ReturnDeadlines,
+    pub reminder_spacing: chrono::Duration,
 }
 
 impl ReturnProjection {
     pub fn new(deadlines: ReturnDeadlines) -> Self {
-        Self { deadlines }
+        Self {
+            deadlines,
+            reminder_spacing: DEFAULT_REMINDER_SPACING,
+        }
+    }
+
+    /// The projection with `spacing` between two reminders.
+    pub fn with_reminder_spacing(self, spacing: chrono::Duration) -> Self {
+        Self {
+            reminder_spacing: spacing,
+            ..self
+        }
     }
 
     /// The projection with its deadlines read from the environment
@@ -69,7 +88,7 @@ impl StatusProjection for ReturnProjection {
         id: Option<Uuid>,
         event: &RecordedEvent,
     ) -> Result<Option<TimelineRow>, ReturnApplyError> {
-        model::apply(slot, id, event, &self.deadlines)
+        model::apply(slot, id, event, &self.deadlines, self.reminder_spacing)
     }
 
     fn seal(row: &mut ReturnRow) -> Result<(), ReturnApplyError> {

@@ -6,7 +6,10 @@
 
 use super::columns::{ReturnRow, RETURN_STATE_VERSION};
 use super::deadlines::ReturnDeadlines;
-use crate::status_table::{apply_event, labels, ApplyError, Applying, Noun, TimelineRow};
+use crate::status_table::follow_up::Chase;
+use crate::status_table::{
+    apply_event, labels, ApplyError, Applying, Noun, StatusRow, TimelineRow,
+};
 use chrono::{DateTime, Utc};
 use domain::{
     EventContract, InspectionOutcome, ReturnCase, ReturnEvent, ReturnStage, ReturnState, Returns,
@@ -51,6 +54,7 @@ pub fn apply(
     id: Option<Uuid>,
     event: &RecordedEvent,
     deadlines: &ReturnDeadlines,
+    reminder_spacing: chrono::Duration,
 ) -> Result<Option<TimelineRow>, ApplyError> {
     apply_event(slot, id, event, RETURN, |slot, Applying { id, at, .. }| {
         let decoded = ReturnEvent::decode(&event.event_type, event.schema_version, &event.data)?;
@@ -79,6 +83,19 @@ pub fn apply(
         };
         stamp_milestone(row, &decoded, at);
         derive(row, step_before, at, deadlines)?;
+        let working = row.case.take();
+        if let Some(case) = working.as_ref().and_then(ReturnState::case) {
+            Chase {
+                follow_up: &case.follow_up,
+                step: case.deadline_step(),
+                reminded: Returns::reminder(&decoded).is_some(),
+                at,
+                deadline_at: row.deadline_at,
+                spacing: reminder_spacing,
+            }
+            .derive(row.follow_up_columns());
+        }
+        row.case = working;
         Ok(decoded.summary())
     })
 }
@@ -113,6 +130,9 @@ fn new_row(order_id: Uuid, state: ReturnState, at: DateTime<Utc>) -> ReturnRow {
         escalated_at: None,
         escalation_count: 0,
         escalation_reason: None,
+        reminder_attempts: 0,
+        last_reminder_at: None,
+        next_reminder_at: None,
         correlation_id: None,
         deadline_at: None,
         stream_revision: -1,
@@ -140,6 +160,7 @@ fn stamp_milestone(row: &mut ReturnRow, event: &ReturnEvent, at: DateTime<Utc>) 
             row.escalation_count += 1;
             row.escalation_reason = Some(reason.to_string());
         }
+        ReturnEvent::ReturnReminded { .. } => {}
     }
     row.last_milestone = event.event_type().to_owned();
     row.last_milestone_at = at;

@@ -10,9 +10,39 @@ use uuid::Uuid;
 /// the working field a batch keeps the parsed state in), the public list of columns with their
 /// SQL types, and its [`crate::status_table::StatusRow`] implementation. The first column is the
 /// key; `status`, `stream_revision`, `last_position`, `last_position_commit`,
-/// `last_position_prepare` and `correlation_id` are expected among the columns.
+/// `last_position_prepare` and `correlation_id` are expected among the columns. Every status
+/// table also gets the follow-up columns (`reminder_attempts`, `last_reminder_at`,
+/// `next_reminder_at`), appended here once for every workflow and kept by
+/// [`crate::status_table::follow_up`].
 macro_rules! status_columns {
     (
+        $(#[$row_doc:meta])*
+        row $row:ident, columns $columns:ident,
+        tables($table:literal, $timeline:literal, $counts:literal counting $count_column:literal),
+        working $(#[$working_doc:meta])* $working:ident: $working_ty:ty;
+        $key:ident: $key_ty:ty = $key_sql:literal,
+        $( $(#[$doc:meta])* $column:ident: $ty:ty = $sql:literal, )*
+    ) => {
+        $crate::status_table::status_columns! {
+            @row
+            $(#[$row_doc])*
+            row $row, columns $columns,
+            tables($table, $timeline, $counts counting $count_column),
+            working $(#[$working_doc])* $working: $working_ty;
+            $key: $key_ty = $key_sql,
+            $( $(#[$doc])* $column: $ty = $sql, )*
+            /// Reminders recorded for the most reminded pending action since it became pending.
+            reminder_attempts: i32 = "integer",
+            /// When the last reminder was recorded.
+            last_reminder_at: Option<chrono::DateTime<chrono::Utc>> = "timestamptz",
+            /// When the reconciler next chases the instance: its next reminder, or its
+            /// escalation once the reminders went unanswered; none when nothing is awaited or the
+            /// current step was already escalated.
+            next_reminder_at: Option<chrono::DateTime<chrono::Utc>> = "timestamptz",
+        }
+    };
+    (
+        @row
         $(#[$row_doc:meta])*
         row $row:ident, columns $columns:ident,
         tables($table:literal, $timeline:literal, $counts:literal counting $count_column:literal),
@@ -81,6 +111,14 @@ macro_rules! status_columns {
 
             fn stream_revision(&self) -> i64 {
                 self.stream_revision
+            }
+
+            fn follow_up_columns(&mut self) -> $crate::status_table::FollowUpColumns<'_> {
+                $crate::status_table::FollowUpColumns {
+                    reminder_attempts: &mut self.reminder_attempts,
+                    last_reminder_at: &mut self.last_reminder_at,
+                    next_reminder_at: &mut self.next_reminder_at,
+                }
             }
 
             fn record(&mut self, revision: i64, event: &event_store::RecordedEvent, position: &str) {

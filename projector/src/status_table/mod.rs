@@ -7,9 +7,11 @@
 
 pub mod columns;
 pub mod db;
+pub mod follow_up;
 
 pub(crate) use columns::{column_index, status_columns, Bind};
 pub use db::Statements;
+pub use follow_up::{FollowUpColumns, DEFAULT_REMINDER_SPACING};
 
 use crate::projection::Projection;
 use crate::ProjectorError;
@@ -50,6 +52,8 @@ pub trait StatusRow: Clone + Send + Sync + 'static {
     fn status(&self) -> &str;
     /// The revision of the last event applied to the row.
     fn stream_revision(&self) -> i64;
+    /// The follow-up columns every status table has.
+    fn follow_up_columns(&mut self) -> FollowUpColumns<'_>;
     /// Records `event` (at `revision`, its position as `position`) as the row's last applied
     /// one, and its correlation id if the row has none yet.
     fn record(&mut self, revision: i64, event: &RecordedEvent, position: &str);

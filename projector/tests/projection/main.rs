@@ -4,6 +4,7 @@
 mod helpers;
 
 mod exactly_once;
+mod follow_up;
 mod instances;
 mod poison;
 mod proxy;
