@@ -68,6 +68,11 @@ pub struct Progress<A, C> {
     pub compensations_done: Vec<C>,
     pub escalation_count: i32,
     pub escalation_reason: Option<String>,
+    /// Reminders recorded for the most reminded pending action.
+    pub reminder_attempts: i32,
+    pub last_reminder_at: Option<DateTime<Utc>>,
+    /// When the reconciler next chases the instance (a reminder, or its escalation).
+    pub next_reminder_at: Option<DateTime<Utc>>,
     pub correlation_id: Option<String>,
     pub deadline_at: Option<DateTime<Utc>>,
     pub stream_revision: i64,
@@ -95,6 +100,9 @@ impl<A: domain::Label, C: domain::Label> Progress<A, C> {
             compensations_done: labels(r, "compensations_done", compensation)?,
             escalation_count: column(r, "escalation_count")?,
             escalation_reason: column(r, "escalation_reason")?,
+            reminder_attempts: column(r, "reminder_attempts")?,
+            last_reminder_at: column(r, "last_reminder_at")?,
+            next_reminder_at: column(r, "next_reminder_at")?,
             correlation_id: column(r, "correlation_id")?,
             deadline_at: column(r, "deadline_at")?,
             stream_revision: column(r, "stream_revision")?,

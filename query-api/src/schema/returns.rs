@@ -218,6 +218,21 @@ impl Return {
     async fn escalation_reason(&self) -> Option<&str> {
         self.0.progress.escalation_reason.as_deref()
     }
+    /// Reminders recorded for the return's most reminded pending action since it became
+    /// pending (its work request was sent this many times more than once).
+    async fn reminder_attempts(&self) -> i32 {
+        self.0.progress.reminder_attempts
+    }
+    /// When the last reminder was recorded; null before any.
+    async fn last_reminder_at(&self) -> Option<DateTime<Utc>> {
+        self.0.progress.last_reminder_at
+    }
+    /// When the reconciler next chases the return: its next reminder, or its escalation once
+    /// the reminders went unanswered; null when it waits for nothing or its current step was
+    /// escalated.
+    async fn next_reminder_at(&self) -> Option<DateTime<Utc>> {
+        self.0.progress.next_reminder_at
+    }
     async fn correlation_id(&self) -> Option<&str> {
         self.0.progress.correlation_id.as_deref()
     }

@@ -1,6 +1,6 @@
 use crate::helpers::*;
 use domain::OrderCommand;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::HashSet;
 
 const ORDER_FIELDS: &str = "id status customerId currency totalMinor lines { sku quantity unitPriceMinor totalMinor }
@@ -316,4 +316,49 @@ async fn an_order_and_its_timeline_are_read_at_the_same_revision() {
         order["revision"].as_i64(),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn an_order_shows_its_reminder_attempts_last_reminder_and_next_reminder() {
+    let app = spawn_app().await;
+    let remind = |action, attempt| OrderCommand::RecordReminder { action, attempt };
+    let id = app
+        .order(
+            "cust-chased",
+            vec![
+                remind(domain::PendingAction::AuthorizePayment, 2),
+                remind(domain::PendingAction::AuthorizePayment, 3),
+            ],
+        )
+        .await;
+    let quiet = app.order("cust-quiet", vec![]).await;
+    app.project_all().await;
+    let q = "query($id: ID!) { order(id: $id) { reminderAttempts lastReminderAt nextReminderAt deadlineAt timeline { eventType summary } } }";
+
+    let chased = &app.query(q, json!({"id": id})).await["data"]["order"];
+    assert_eq!(chased["reminderAttempts"], 2);
+    let last: chrono::DateTime<chrono::Utc> =
+        chased["lastReminderAt"].as_str().unwrap().parse().unwrap();
+    let next: chrono::DateTime<chrono::Utc> =
+        chased["nextReminderAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next - last, chrono::Duration::minutes(15));
+    let reminders: Vec<&Value> = chased["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["eventType"] == "OrderReminded")
+        .map(|e| &e["summary"])
+        .collect();
+    assert_eq!(
+        reminders,
+        [
+            "reminder: AUTHORIZE_PAYMENT, attempt 2",
+            "reminder: AUTHORIZE_PAYMENT, attempt 3"
+        ]
+    );
+
+    let quiet = &app.query(q, json!({"id": quiet})).await["data"]["order"];
+    assert_eq!(quiet["reminderAttempts"], 0);
+    assert!(quiet["lastReminderAt"].is_null());
+    assert_eq!(quiet["nextReminderAt"], quiet["deadlineAt"]);
 }
