@@ -248,6 +248,7 @@ fn context(
             .map(|_| request_hash(endpoint, body)),
         idempotency_key,
         correlation_id,
+        causation_id: None,
     })
 }
 

@@ -107,7 +107,7 @@ command_routes! {
         inventory_released => "inventory-released", InventoryReleasedRequest,
             "Record that an owed stock release was done.";
         escalate => "escalate", EscalateRequest,
-            "Escalate an unfinished order to a person.";
+            "Escalate an unfinished order to a person, once per step (a repeat records nothing).";
     }
     openapi: OrderRoutes
 }

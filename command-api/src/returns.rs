@@ -172,7 +172,7 @@ command_routes! {
         return_items_shipped_back => "items-shipped-back", ItemsShippedBackRequest,
             "Record that items received after cancellation were shipped back (compensation).";
         escalate_return => "escalate", EscalateReturnRequest,
-            "Escalate an unfinished return to a person.";
+            "Escalate an unfinished return to a person, once per step (a repeat records nothing).";
     }
     openapi: ReturnRoutes
 }

@@ -30,6 +30,10 @@ pub struct CommandContext {
     /// Hash of the request (endpoint and canonical body), to tell a retry from a key reuse;
     /// computed only when there is an idempotency key.
     pub request_hash: Option<String>,
+    /// What caused the command when it is not the request itself (e.g. the reconciliation run
+    /// that records a reminder); stored as each event's causation id instead of the command's
+    /// id.
+    pub causation_id: Option<String>,
 }
 
 impl CommandContext {
@@ -321,7 +325,11 @@ async fn run<W: WorkflowApi>(
                 data: e.data(),
                 metadata: Metadata {
                     correlation_id: Some(ctx.correlation_id.clone()),
-                    causation_id: Some(command_id.to_string()),
+                    causation_id: Some(
+                        ctx.causation_id
+                            .clone()
+                            .unwrap_or_else(|| command_id.to_string()),
+                    ),
                     idempotency_key: ctx.idempotency_key.clone(),
                     request_hash: ctx.request_hash.clone(),
                     occurred_at: Some(now),

@@ -188,6 +188,7 @@ fn ctx(key: Option<&str>, if_match: Option<u64>, hash: &str) -> CommandContext {
         if_match,
         correlation_id: format!("corr-{}", Uuid::new_v4()),
         request_hash: key.map(|_| hash.to_owned()),
+        causation_id: None,
     }
 }
 

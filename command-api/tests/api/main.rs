@@ -5,6 +5,7 @@ mod helpers;
 
 mod concurrency;
 mod errors;
+mod follow_up;
 mod generic;
 mod headers;
 mod idempotency;
