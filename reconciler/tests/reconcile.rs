@@ -1,0 +1,259 @@
+//! The reconciler against a real PostgreSQL database: the projections name the overdue
+//! instances, the reconciler records reminders and escalations through the command pipeline.
+
+use event_store::{read_whole_stream, EventStore, RecordedEvent, StoreOptions};
+use projector::returns::ReturnDeadlines;
+use projector::{Deadlines, Projector, ReturnProjection, Runtime};
+use reconciler::{Config, Reconciler, RunReport};
+use std::sync::Arc;
+use std::time::Duration;
+use test_support::log::{authorize, place, Log};
+use uuid::Uuid;
+
+const SPACING: Duration = Duration::from_secs(1);
+
+struct Env {
+    store: Arc<dyn EventStore>,
+    orders: Projector,
+    returns: Runtime<ReturnProjection>,
+    config: Config,
+}
+
+impl Env {
+    /// Orders are due at once (a deadline of 0 s), reminders a second apart, two before the
+    /// escalation.
+    async fn start() -> Self {
+        let url = test_support::fresh_database().await;
+        let mut projector_config = projector::Config::local(&url);
+        projector_config.deadlines = Deadlines {
+            placed: chrono::Duration::zero(),
+            ..Deadlines::default()
+        };
+        projector_config.reminder_spacing = chrono::Duration::from_std(SPACING).unwrap();
+        let orders = Projector::connect(projector_config.clone()).await.unwrap();
+        let returns = Runtime::start(
+            projector_config,
+            ReturnProjection::new(ReturnDeadlines::default()),
+        )
+        .await
+        .unwrap();
+        let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
+            .await
+            .unwrap();
+        let mut config = Config::local(&url);
+        config.reminder_spacing = chrono::Duration::from_std(SPACING).unwrap();
+        config.max_reminders = 2;
+        Self {
+            store,
+            orders,
+            returns,
+            config,
+        }
+    }
+
+    async fn project(&self) {
+        // The log's visibility can trail an append by a moment.
+        for _ in 0..5 {
+            self.orders.run_once().await.unwrap();
+            self.returns.run_once().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn reconciler(&self) -> Reconciler {
+        Reconciler::connect(self.config.clone()).await.unwrap()
+    }
+
+    async fn placed_order(&self) -> Uuid {
+        let id = Uuid::new_v4();
+        Log::new(self.store.as_ref())
+            .order(id, vec![place(id, "cust-silent", &[("A", 1, 1000)])])
+            .await;
+        id
+    }
+
+    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
+        read_whole_stream(self.store.as_ref(), &format!("order-{id}"))
+            .await
+            .unwrap()
+    }
+}
+
+fn of_type<'a>(events: &'a [RecordedEvent], event_type: &str) -> Vec<&'a RecordedEvent> {
+    events
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .collect()
+}
+
+fn reminders(n: usize) -> RunReport {
+    RunReport {
+        reminders: n,
+        ..RunReport::default()
+    }
+}
+
+#[tokio::test]
+async fn an_order_nobody_answers_gets_k_reminders_per_pending_action_then_one_escalation() {
+    let env = Env::start().await;
+    let id = env.placed_order().await;
+    let reconciler = env.reconciler().await;
+    env.project().await;
+
+    assert_eq!(reconciler.run_once().await.unwrap(), reminders(2));
+    env.project().await;
+    assert_eq!(
+        reconciler.run_once().await.unwrap(),
+        RunReport::default(),
+        "the next reminder waits for the spacing"
+    );
+    tokio::time::sleep(SPACING).await;
+    env.project().await;
+    assert_eq!(reconciler.run_once().await.unwrap(), reminders(2));
+    tokio::time::sleep(SPACING).await;
+    env.project().await;
+    assert_eq!(
+        reconciler.run_once().await.unwrap(),
+        RunReport {
+            escalations: 1,
+            ..RunReport::default()
+        }
+    );
+    tokio::time::sleep(SPACING).await;
+    env.project().await;
+    assert_eq!(reconciler.run_once().await.unwrap(), RunReport::default());
+
+    let stream = env.stream(id).await;
+    let recorded: Vec<_> = of_type(&stream, "OrderReminded")
+        .iter()
+        .map(|e| e.data.clone())
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            serde_json::json!({"action": "AUTHORIZE_PAYMENT", "attempt": 2}),
+            serde_json::json!({"action": "RESERVE_INVENTORY", "attempt": 2}),
+            serde_json::json!({"action": "AUTHORIZE_PAYMENT", "attempt": 3}),
+            serde_json::json!({"action": "RESERVE_INVENTORY", "attempt": 3}),
+        ]
+    );
+    let escalations = of_type(&stream, "OrderEscalated");
+    assert_eq!(escalations.len(), 1);
+    assert_eq!(
+        escalations[0].data["reason"],
+        "AUTHORIZE_PAYMENT, RESERVE_INVENTORY unanswered after 2 reminder(s)"
+    );
+    let placed_correlation = stream[0].metadata.correlation_id.clone();
+    for event in &stream[1..] {
+        assert_eq!(event.metadata.correlation_id, placed_correlation);
+        let causation = event.metadata.causation_id.as_deref().unwrap();
+        assert!(Uuid::parse_str(causation).is_ok(), "{causation}");
+    }
+    let runs: std::collections::HashSet<_> = stream[1..]
+        .iter()
+        .map(|e| e.metadata.causation_id.clone())
+        .collect();
+    assert_eq!(
+        runs.len(),
+        3,
+        "each run is the causation of what it recorded"
+    );
+}
+
+#[tokio::test]
+async fn an_answered_action_is_no_longer_reminded() {
+    let env = Env::start().await;
+    let id = env.placed_order().await;
+    Log::new(env.store.as_ref())
+        .order(id, vec![authorize("pay-1", 1000)])
+        .await;
+    env.project().await;
+    assert_eq!(
+        env.reconciler().await.run_once().await.unwrap(),
+        reminders(1)
+    );
+    let stream = env.stream(id).await;
+    assert_eq!(
+        of_type(&stream, "OrderReminded")[0].data,
+        serde_json::json!({"action": "RESERVE_INVENTORY", "attempt": 2})
+    );
+}
+
+#[tokio::test]
+async fn two_runs_at_once_record_each_attempt_once() {
+    let env = Env::start().await;
+    let id = env.placed_order().await;
+    env.project().await;
+    let (a, b) = (env.reconciler().await, env.reconciler().await);
+    let (first, second) = tokio::join!(a.run_once(), b.run_once());
+    assert_eq!(first.unwrap().reminders + second.unwrap().reminders, 2);
+    assert_eq!(of_type(&env.stream(id).await, "OrderReminded").len(), 2);
+}
+
+#[tokio::test]
+async fn a_second_reconciler_stands_by_while_one_is_active() {
+    let env = Env::start().await;
+    env.placed_order().await;
+    env.project().await;
+    let mut config = env.config.clone();
+    config.interval = Duration::from_millis(100);
+    config.standby_poll = Duration::from_millis(50);
+    let active = Arc::new(Reconciler::connect(config.clone()).await.unwrap());
+    let standby = Arc::new(Reconciler::connect(config).await.unwrap());
+    let (stop_active, stopped_active) = tokio::sync::oneshot::channel::<()>();
+    let (stop_standby, stopped_standby) = tokio::sync::oneshot::channel::<()>();
+    let a = tokio::spawn({
+        let active = active.clone();
+        async move {
+            active
+                .run(async {
+                    let _ = stopped_active.await;
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let s = tokio::spawn({
+        let standby = standby.clone();
+        async move {
+            standby
+                .run(async {
+                    let _ = stopped_standby.await;
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let holders = lease_holders(&env).await;
+    assert_eq!(holders, 1);
+    // The active one shuts down gracefully and releases its lease; the standby takes over.
+    stop_active.send(()).unwrap();
+    a.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        lease_token(&env).await,
+        2,
+        "the standby took the lease over"
+    );
+    stop_standby.send(()).unwrap();
+    s.await.unwrap();
+}
+
+async fn lease_row(env: &Env) -> tokio_postgres::Row {
+    let client = env.orders.pool().get().await.unwrap();
+    client
+        .query_one(
+            "select count(*), max(fencing_token) from projection_leases where projection = $1",
+            &[&reconciler::LEASE],
+        )
+        .await
+        .unwrap()
+}
+
+async fn lease_holders(env: &Env) -> i64 {
+    lease_row(env).await.get(0)
+}
+
+async fn lease_token(env: &Env) -> i64 {
+    lease_row(env).await.get(1)
+}
