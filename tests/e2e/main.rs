@@ -3,6 +3,7 @@
 mod stack;
 
 mod crash;
+mod reconciler;
 mod returns;
 mod run_script;
 mod workflow;

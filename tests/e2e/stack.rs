@@ -27,6 +27,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "projector",
                 "-p",
                 "query-api",
+                "-p",
+                "reconciler",
             ])
             .current_dir(&root)
             .status()
@@ -106,15 +108,21 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
 
 impl Stack {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// The stack with `settings` added to every service's environment (deadlines, say).
+    pub async fn start_with(settings: &[(&'static str, String)]) -> Self {
         let url = test_support::fresh_database().await;
         let (cport, qport) = (free_port(), free_port());
-        let base_env = vec![
+        let mut base_env = vec![
             ("MILESTONE_EVENT_STORE_URL", url.clone()),
             ("MILESTONE_READ_MODEL_URL", url.clone()),
             ("MILESTONE_DB_POOL_SIZE", "4".to_owned()),
             ("MILESTONE_HTTP_WORKERS", "1".to_owned()),
             ("MILESTONE_PROJECTOR_STANDBY_POLL_MS", "100".to_owned()),
         ];
+        base_env.extend(settings.iter().cloned());
         let http = reqwest::Client::new();
         let mut env = base_env.clone();
         env.push(("MILESTONE_COMMAND_API_ADDR", format!("127.0.0.1:{cport}")));
@@ -157,6 +165,19 @@ impl Stack {
     pub fn start_projector(&mut self) {
         let p = spawn("projector", &[], &self.projector_env());
         self.projectors.push(p);
+    }
+
+    /// Starts a reconciler process with `settings` (interval, spacing, K) beside the database
+    /// settings; killed when the returned service is dropped.
+    pub fn start_reconciler(&self, settings: &[(&'static str, String)]) -> Service {
+        let mut env = vec![
+            ("MILESTONE_EVENT_STORE_URL", self.url.clone()),
+            ("MILESTONE_READ_MODEL_URL", self.url.clone()),
+            ("MILESTONE_DB_POOL_SIZE", "2".to_owned()),
+            ("MILESTONE_RECONCILER_STANDBY_POLL_MS", "100".to_owned()),
+        ];
+        env.extend(settings.iter().cloned());
+        spawn("reconciler", &[], &env)
     }
 
     /// Runs `projector rebuild` to completion.
