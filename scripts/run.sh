@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Milestone locally: PostgreSQL (started if needed) as event store and read-model database,
-# then command-api, projector and query-api. Ctrl-C, or a SIGTERM to this script, stops everything.
+# then command-api, projector, query-api and the reconciler (which chases overdue orders and
+# returns). Ctrl-C, or a SIGTERM to this script, stops everything.
 #
 # Set MILESTONE_EVENT_STORE_URL to a KurrentDB node (e.g. kurrentdb://127.0.0.1:2113?tls=false)
 # to use it as the event store; the read models stay in PostgreSQL.
@@ -28,7 +29,7 @@ if [ -n "${MILESTONE_BIN_DIR:-}" ]; then
   BIN_DIR="$MILESTONE_BIN_DIR"
 else
   echo "building the services (release)..."
-  cargo build --release --locked -p command-api -p projector -p query-api
+  cargo build --release --locked -p command-api -p projector -p query-api -p reconciler
   BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 fi
 
@@ -81,6 +82,8 @@ start projector
 wait_for_read_models
 start query-api
 wait_ready "http://$MILESTONE_QUERY_API_ADDR/readyz"
+# Reads the read models the projector created; settings in the README's reconciler section.
+start reconciler
 
 C="http://$MILESTONE_COMMAND_API_ADDR"
 Q="http://$MILESTONE_QUERY_API_ADDR"

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const SERVICES: [&str; 3] = ["command-api", "projector", "query-api"];
+const SERVICES: [&str; 4] = ["command-api", "projector", "query-api", "reconciler"];
 
 /// A process's parent and short name, from `/proc/<pid>/stat`; `None` once it is gone or a
 /// zombie.
