@@ -7,7 +7,7 @@ use projector::{Deadlines, Projector, ReturnProjection, Runtime};
 use reconciler::{Config, Reconciler, RunReport};
 use std::sync::Arc;
 use std::time::Duration;
-use test_support::log::{authorize, place, Log};
+use test_support::log::{authorize, cancel_order, place, request_return, reserve, Log};
 use uuid::Uuid;
 
 const SPACING: Duration = Duration::from_secs(1);
@@ -20,20 +20,26 @@ struct Env {
 }
 
 impl Env {
-    /// Orders are due at once (a deadline of 0 s), reminders a second apart, two before the
-    /// escalation.
+    /// Placed orders, owed compensations and requested returns are due at once (a deadline of
+    /// 0 s), reminders a second apart, two before the escalation.
     async fn start() -> Self {
         let url = test_support::fresh_database().await;
         let mut projector_config = projector::Config::local(&url);
         projector_config.deadlines = Deadlines {
             placed: chrono::Duration::zero(),
+            compensation: chrono::Duration::zero(),
             ..Deadlines::default()
         };
         projector_config.reminder_spacing = chrono::Duration::from_std(SPACING).unwrap();
         let orders = Projector::connect(projector_config.clone()).await.unwrap();
         let returns = Runtime::start(
             projector_config,
-            ReturnProjection::new(ReturnDeadlines::default()),
+            ReturnProjection::new(
+                ReturnDeadlines::from_lookup(|name| {
+                    (name == "MILESTONE_RETURN_DEADLINE_REQUESTED_SECS").then(|| "0".to_owned())
+                })
+                .unwrap(),
+            ),
         )
         .await
         .unwrap();
@@ -176,6 +182,71 @@ async fn an_answered_action_is_no_longer_reminded() {
     assert_eq!(
         of_type(&stream, "OrderReminded")[0].data,
         serde_json::json!({"action": "RESERVE_INVENTORY", "attempt": 2})
+    );
+}
+
+#[tokio::test]
+async fn an_owed_compensation_is_chased_like_any_pending_action() {
+    let env = Env::start().await;
+    let id = env.placed_order().await;
+    Log::new(env.store.as_ref())
+        .order(
+            id,
+            vec![
+                authorize("pay-1", 1000),
+                reserve("res-1"),
+                cancel_order("changed my mind"),
+            ],
+        )
+        .await;
+    env.project().await;
+    assert_eq!(
+        env.reconciler().await.run_once().await.unwrap(),
+        reminders(2)
+    );
+    let stream = env.stream(id).await;
+    let recorded: Vec<_> = of_type(&stream, "OrderReminded")
+        .iter()
+        .map(|e| e.data.clone())
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            serde_json::json!({"action": "VOID_PAYMENT", "attempt": 2}),
+            serde_json::json!({"action": "RELEASE_INVENTORY", "attempt": 2}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_return_nobody_decides_is_chased_too() {
+    let env = Env::start().await;
+    let id = Uuid::new_v4();
+    let order = test_support::log::new_order(id, "cust-returning", &[("A", 1, 1000)]);
+    let now = chrono::Utc::now();
+    Log::new(env.store.as_ref())
+        .record::<domain::Returns>(
+            id,
+            vec![request_return(
+                &order,
+                now - chrono::Duration::days(1),
+                now,
+                &[("A", 1)],
+                "does not fit",
+            )],
+        )
+        .await;
+    env.project().await;
+    assert_eq!(
+        env.reconciler().await.run_once().await.unwrap(),
+        reminders(1)
+    );
+    let stream = read_whole_stream(env.store.as_ref(), &format!("return-{id}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        of_type(&stream, "ReturnReminded")[0].data,
+        serde_json::json!({"action": "DECIDE_RETURN", "attempt": 2})
     );
 }
 
