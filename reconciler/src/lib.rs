@@ -143,7 +143,7 @@ impl Reconciler {
         let due = client
             .query(
                 &format!(
-                    "select order_id from {} where next_reminder_at <= now()
+                    "select order_id, stream_revision from {} where next_reminder_at <= now()
                      order by next_reminder_at limit $1",
                     W::STATUS_TABLE
                 ),
@@ -153,7 +153,8 @@ impl Reconciler {
         drop(client);
         for row in due {
             let id = W::id_from_uuid(row.get::<_, Uuid>(0));
-            if let Err(e) = self.chase::<W>(id, run, report).await {
+            let seen = row.get::<_, i64>(1);
+            if let Err(e) = self.chase::<W>(id, seen, run, report).await {
                 report.failures += 1;
                 tracing::warn!(workflow = W::NAME, instance = %id, error = %e, "cannot chase");
             }
@@ -161,15 +162,21 @@ impl Reconciler {
         Ok(())
     }
 
-    /// Records what is due for one instance, decided on its stream as it is now: the read
-    /// model only said it might be due.
+    /// Records what is due for one instance, decided on its stream as it is now. The read
+    /// model said it was due at its revision `seen`; when the stream has moved on since (the
+    /// projector has not applied the latest events yet), its deadline may have moved too, and
+    /// the instance waits for the next run.
     async fn chase<W: Chased>(
         &self,
         id: W::Id,
+        seen: i64,
         run: Uuid,
         report: &mut RunReport,
     ) -> Result<(), ApiError> {
         let history = read_whole_stream(self.store.as_ref(), &W::stream_name(id)).await?;
+        if history.last().map(|e| e.revision) != u64::try_from(seen).ok() {
+            return Ok(());
+        }
         let events = decode::<W>(id, &history)?;
         let state = W::rebuild(&events);
         let (Some(follow_up), Some(step)) = (W::follow_up(&state), W::deadline_step(&state)) else {

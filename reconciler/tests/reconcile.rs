@@ -251,6 +251,22 @@ async fn a_return_nobody_decides_is_chased_too() {
 }
 
 #[tokio::test]
+async fn an_instance_the_read_models_have_not_caught_up_with_waits_for_the_next_run() {
+    let env = Env::start().await;
+    let id = env.placed_order().await;
+    env.project().await;
+    // Paid and reserved since the projector last looked: accepted, with a day to start.
+    Log::new(env.store.as_ref())
+        .order(id, vec![authorize("pay-1", 1000), reserve("res-1")])
+        .await;
+    let reconciler = env.reconciler().await;
+    assert_eq!(reconciler.run_once().await.unwrap(), RunReport::default());
+    env.project().await;
+    assert_eq!(reconciler.run_once().await.unwrap(), RunReport::default());
+    assert!(of_type(&env.stream(id).await, "OrderReminded").is_empty());
+}
+
+#[tokio::test]
 async fn two_runs_at_once_record_each_attempt_once() {
     let env = Env::start().await;
     let id = env.placed_order().await;
