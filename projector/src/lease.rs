@@ -93,7 +93,7 @@ impl Lease {
             match Self::try_acquire(config, projection, ttl).await {
                 Ok(Some(lease)) => return lease,
                 Ok(None) if !announced => {
-                    tracing::info!(projection, "another projector is active; standing by");
+                    tracing::info!(projection, "another instance holds the lease; standing by");
                     announced = true;
                 }
                 Ok(None) => {}
