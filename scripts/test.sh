@@ -29,7 +29,7 @@ else
   exit 1
 fi
 # The image builds the services with the same command as the local run.
-BUILD_CMD="cargo build --release --locked -p command-api -p projector -p query-api"
+BUILD_CMD="cargo build --release --locked -p command-api -p projector -p query-api -p reconciler"
 grep -qF "$BUILD_CMD" Dockerfile && grep -qF "$BUILD_CMD" scripts/run.sh ||
   { echo "Dockerfile and scripts/run.sh must build with: $BUILD_CMD" >&2; exit 1; }
 

@@ -20,6 +20,7 @@ fn reconciler_settings() -> Vec<(&'static str, String)> {
     let mut s = settings();
     s.push(("MILESTONE_RECONCILER_INTERVAL_MS", "200".to_owned()));
     s.push(("MILESTONE_RECONCILER_MAX_REMINDERS", K.to_string()));
+    s.push(("MILESTONE_RECONCILER_LEASE_TTL_MS", "1000".to_owned()));
     s
 }
 
