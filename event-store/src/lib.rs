@@ -342,10 +342,23 @@ impl Default for StoreOptions {
 /// [`StoreError::InvalidUrl`] for another scheme; [`StoreError::Unavailable`] when the store
 /// cannot be reached.
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>, StoreError> {
+    connect_with(url, options, postgres::GroupCommit::default()).await
+}
+
+/// As [`connect`], with PostgreSQL's appends committed as `group_commit` says (KurrentDB has
+/// its own append path and ignores it).
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with(
+    url: &str,
+    options: &StoreOptions,
+    group_commit: postgres::GroupCommit,
+) -> Result<Arc<dyn EventStore>, StoreError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
         "postgres" | "postgresql" => Ok(Arc::new(
-            postgres::PgEventStore::connect(url, options.pool_size).await?,
+            postgres::PgEventStore::connect_with(url, options.pool_size, group_commit).await?,
         )),
         "kurrentdb" | "kurrentdb+discover" | "esdb" | "esdb+discover" | "kdb" | "kdb+discover" => {
             Ok(Arc::new(kurrent::KurrentStore::connect(url)?))

@@ -252,3 +252,131 @@ async fn any_revision_appends_at_the_end(b: Backend) {
         .unwrap();
     assert_eq!(r.next_expected_revision, 2);
 }
+
+contract!(refused_appends_made_at_the_same_time_as_others_leave_the_others_written);
+async fn refused_appends_made_at_the_same_time_as_others_leave_the_others_written(b: Backend) {
+    // Streams already written before the race, each to be refused (or answered) differently.
+    let taken = b.stream("taken");
+    let behind = b.stream("behind");
+    let retried = b.stream("retried");
+    let reused = b.stream("reused");
+    let retried_event = event("Placed", 1);
+    let reused_event = event("Placed", 2);
+    let mut reused_other = reused_event.clone();
+    reused_other.data = serde_json::json!({ "other": "content" });
+    let mut earlier = std::collections::HashMap::new();
+    for (stream, first) in [
+        (&taken, event("Placed", 3)),
+        (&behind, event("Placed", 4)),
+        (&retried, retried_event.clone()),
+        (&reused, reused_event),
+    ] {
+        let result = b
+            .store
+            .append(stream, ExpectedRevision::NoStream, vec![first])
+            .await
+            .unwrap();
+        earlier.insert(stream.clone(), result);
+    }
+
+    let fresh: Vec<String> = (0..24).map(|i| b.stream(&format!("fresh-{i}"))).collect();
+    let mut appends: Vec<(String, ExpectedRevision, event_store::NewEvent)> = fresh
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.clone(),
+                ExpectedRevision::NoStream,
+                event("Placed", i as i64),
+            )
+        })
+        .collect();
+    appends.push((
+        taken.clone(),
+        ExpectedRevision::NoStream,
+        event("Placed", 5),
+    ));
+    appends.push((
+        behind.clone(),
+        ExpectedRevision::Exact(7),
+        event("Placed", 6),
+    ));
+    appends.push((retried.clone(), ExpectedRevision::NoStream, retried_event));
+    appends.push((reused.clone(), ExpectedRevision::NoStream, reused_other));
+    // Refused ones first among the rest, so that they share groups with fresh appends.
+    appends.rotate_right(4);
+
+    let start = Arc::new(tokio::sync::Barrier::new(appends.len()));
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .map(|(stream, expected, e)| {
+            let (store, start) = (Arc::clone(&b.store), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                let result = store.append(&stream, expected, vec![e.clone()]).await;
+                (stream, e, result)
+            })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for task in tasks {
+        let (stream, e, result) = task.await.unwrap();
+        if stream == taken {
+            assert!(
+                matches!(
+                    result,
+                    Err(StoreError::WrongExpectedRevision {
+                        actual: CurrentRevision::Current(0),
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        } else if stream == behind {
+            assert!(
+                matches!(
+                    result,
+                    Err(StoreError::WrongExpectedRevision {
+                        expected: ExpectedRevision::Exact(7),
+                        actual: CurrentRevision::Current(0),
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        } else if stream == retried {
+            let result = result.unwrap();
+            assert!(result.already_stored, "{result:?}");
+            assert_eq!(landing(&result), landing(&earlier[&stream]));
+        } else if stream == reused {
+            assert!(
+                matches!(result, Err(StoreError::DuplicateEventId { event_id }) if event_id == e.id),
+                "{result:?}"
+            );
+        } else {
+            let result = result.unwrap();
+            assert_eq!(result.next_expected_revision, 0);
+            assert!(!result.already_stored);
+            let read = read_whole_stream(b.store.as_ref(), &stream).await.unwrap();
+            assert_eq!(read.len(), 1, "{stream}");
+            assert_eq!((read[0].id, read[0].position), (e.id, result.position));
+            written.push(result.position);
+        }
+    }
+    assert_eq!(written.len(), fresh.len());
+    for stream in [&taken, &behind, &retried, &reused] {
+        let read = read_whole_stream(b.store.as_ref(), stream).await.unwrap();
+        assert_eq!(read.len(), 1, "{stream} was changed");
+        assert_eq!(read[0].position, earlier[stream].position);
+    }
+    if b.database_url.is_some() {
+        // On PostgreSQL, appends made at the same time share a transaction (group commit).
+        let mut commits: Vec<u64> = written.iter().map(|p| p.commit).collect();
+        commits.sort_unstable();
+        commits.dedup();
+        assert!(
+            commits.len() < written.len(),
+            "every append had a commit of its own: {written:?}"
+        );
+    }
+}
