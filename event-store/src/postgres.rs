@@ -56,6 +56,19 @@ pub enum GroupCommit {
     Off,
 }
 
+impl std::str::FromStr for GroupCommit {
+    type Err = String;
+
+    /// `on` or `off`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            _ => Err(format!("'{s}' is neither on nor off")),
+        }
+    }
+}
+
 /// The most appends one group carries.
 const MAX_GROUP: usize = 128;
 

@@ -24,6 +24,7 @@ pub async fn spawn_app() -> TestApp {
         pool_size: 8,
         body_limit_bytes: 64 * 1024,
         workers: 2,
+        group_commit: Default::default(),
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
