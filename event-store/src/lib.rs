@@ -168,6 +168,15 @@ pub struct AppendResult {
     pub already_stored: bool,
 }
 
+/// The outcome of [`EventStore::append_guarded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedAppend {
+    /// The guard stream was empty: the append's outcome, as [`EventStore::append`] answers.
+    Appended(AppendResult),
+    /// The guard stream holds events: nothing was appended.
+    GuardHasEvents,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Forwards,
@@ -223,6 +232,31 @@ pub trait EventStore: Send + Sync {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Appends as [`EventStore::append`] does, only while the stream `guard` holds no event.
+    ///
+    /// A backend that can check `guard` in the append's own statement (PostgreSQL) saves the
+    /// read. The default reads `guard` first and then appends, which is what a caller doing
+    /// both itself would do: an event written to `guard` between the two is not seen.
+    ///
+    /// # Errors
+    /// As [`EventStore::append`]; errors reading `guard`.
+    async fn append_guarded(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        guard: &str,
+    ) -> Result<GuardedAppend, StoreError> {
+        match self.read_stream(guard, Direction::Forwards, None, 1).await {
+            Ok(found) if !found.is_empty() => return Ok(GuardedAppend::GuardHasEvents),
+            Ok(_) | Err(StoreError::StreamNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.append(stream, expected, events)
+            .await
+            .map(GuardedAppend::Appended)
+    }
 
     /// Reads up to `max` events of one stream starting at revision `from` (inclusive; `None` is
     /// the start going forwards, the end going backwards).

@@ -21,8 +21,8 @@
 //! not notify.
 
 use crate::{
-    AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, NewEvent, Position,
-    RecordedEvent, StoreError, Subscription,
+    AppendResult, CurrentRevision, Direction, EventStore, ExpectedRevision, GuardedAppend,
+    NewEvent, Position, RecordedEvent, StoreError, Subscription,
 };
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -89,6 +89,8 @@ pub struct PgEventStore {
 struct Queued {
     stream: String,
     last: i64,
+    /// Written only while this stream holds no event.
+    guard: Option<String>,
     event: NewEvent,
     metadata: serde_json::Value,
     done: oneshot::Sender<Grouped>,
@@ -98,8 +100,8 @@ struct Queued {
 enum Grouped {
     /// Written: its revision and position.
     Written(u64, Position),
-    /// Not written: the stream was not at the expected revision, or the event was stored
-    /// already; explained like a single refused append.
+    /// Not written: the stream was not at the expected revision, the event was stored
+    /// already, or the guard stream holds events; explained like a single refused append.
     Refused,
     /// The group's statement failed as a whole: the append is made again alone, which gives it
     /// its own answer (an already-stored one if the statement did commit after all).
@@ -189,6 +191,7 @@ async fn write_group(pool: &Pool, mut group: Vec<Queued>) {
 async fn insert_group(pool: &Pool, group: &[Queued]) -> Result<Vec<Row>, StoreError> {
     let streams: Vec<&str> = group.iter().map(|q| q.stream.as_str()).collect();
     let lasts: Vec<i64> = group.iter().map(|q| q.last).collect();
+    let guards: Vec<Option<&str>> = group.iter().map(|q| q.guard.as_deref()).collect();
     let ids: Vec<Uuid> = group.iter().map(|q| q.event.id).collect();
     let types: Vec<&str> = group.iter().map(|q| q.event.event_type.as_str()).collect();
     let versions: Vec<i32> = group
@@ -202,10 +205,12 @@ async fn insert_group(pool: &Pool, group: &[Queued]) -> Result<Vec<Row>, StoreEr
         .prepare_cached(
             "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
              select e.stream, e.last + 1, e.id, e.typ, e.ver, e.data, e.meta
-             from unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[])
-                  as e(stream, last, id, typ, ver, data, meta)
-             where e.last = -1
-                or exists (select 1 from es_events x where x.stream_id = e.stream and x.revision = e.last)
+             from unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[], $8::text[])
+                  as e(stream, last, id, typ, ver, data, meta, guard)
+             where (e.last = -1
+                    or exists (select 1 from es_events x where x.stream_id = e.stream and x.revision = e.last))
+               and (e.guard is null
+                    or not exists (select 1 from es_events g where g.stream_id = e.guard))
              on conflict (stream_id, revision) do nothing
              returning stream_id, revision, event_id, tx_id, seq",
         )
@@ -213,7 +218,9 @@ async fn insert_group(pool: &Pool, group: &[Queued]) -> Result<Vec<Row>, StoreEr
     Ok(client
         .query(
             &stmt,
-            &[&streams, &lasts, &ids, &types, &versions, &data, &metadata],
+            &[
+                &streams, &lasts, &ids, &types, &versions, &data, &metadata, &guards,
+            ],
         )
         .await?)
 }
@@ -395,21 +402,23 @@ impl PgEventStore {
         })
     }
 
-    /// Appends after revision `last` (-1 for a new stream) or explains why not. The unique
-    /// (stream, revision) index refuses a stream that is ahead; the `exists` check refuses one
-    /// that is behind.
+    /// Appends after revision `last` (-1 for a new stream), while `guard` (if any) holds no
+    /// event, or explains why not. The unique (stream, revision) index refuses a stream that is
+    /// ahead; the `exists` check refuses one that is behind.
     async fn append_after(
         &self,
         stream: &str,
         expected: ExpectedRevision,
         last: i64,
         events: &[NewEvent],
-    ) -> Result<AppendResult, StoreError> {
+        guard: Option<&str>,
+    ) -> Result<GuardedAppend, StoreError> {
         if let (Some(groups), [event]) = (&self.groups, events) {
             let (done, answer) = oneshot::channel();
             let queued = Queued {
                 stream: stream.to_owned(),
                 last,
+                guard: guard.map(str::to_owned),
                 event: event.clone(),
                 metadata: serde_json::to_value(&event.metadata)
                     .map_err(|e| StoreError::Backend(e.to_string()))?,
@@ -419,20 +428,23 @@ impl PgEventStore {
                 match answer.await {
                     Ok(Grouped::Written(revision, position)) => {
                         self.notifier.pending.notify_one();
-                        return Ok(AppendResult {
+                        return Ok(GuardedAppend::Appended(AppendResult {
                             next_expected_revision: revision,
                             position,
                             already_stored: false,
-                        });
+                        }));
                     }
                     Ok(Grouped::Refused) => {
-                        return self.explain_refusal(stream, expected, last, events).await
+                        return self
+                            .explain_refusal(stream, expected, last, events, guard)
+                            .await
                     }
                     Ok(Grouped::Alone) | Err(_) => {}
                 }
             }
         }
-        self.append_alone(stream, expected, last, events).await
+        self.append_alone(stream, expected, last, events, guard)
+            .await
     }
 
     /// [`PgEventStore::append_after`] in a statement and commit of its own.
@@ -442,7 +454,8 @@ impl PgEventStore {
         expected: ExpectedRevision,
         last: i64,
         events: &[NewEvent],
-    ) -> Result<AppendResult, StoreError> {
+        guard: Option<&str>,
+    ) -> Result<GuardedAppend, StoreError> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
@@ -458,23 +471,27 @@ impl PgEventStore {
         let sql = if events.len() == 1 {
             "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
              select $1, $2::bigint + 1, ($3::uuid[])[1], ($4::text[])[1], ($5::int[])[1], ($6::jsonb[])[1], ($7::jsonb[])[1]
-             where $2::bigint = -1
-                or exists (select 1 from es_events where stream_id = $1 and revision = $2::bigint)
+             where ($2::bigint = -1
+                    or exists (select 1 from es_events where stream_id = $1 and revision = $2::bigint))
+               and ($8::text is null or not exists (select 1 from es_events where stream_id = $8::text))
              returning revision, tx_id, seq"
         } else {
             "insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
              select $1, $2::bigint + e.ord, e.id, e.typ, e.ver, e.data, e.meta
              from unnest($3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::jsonb[])
                   with ordinality as e(id, typ, ver, data, meta, ord)
-             where $2::bigint = -1
-                or exists (select 1 from es_events where stream_id = $1 and revision = $2::bigint)
+             where ($2::bigint = -1
+                    or exists (select 1 from es_events where stream_id = $1 and revision = $2::bigint))
+               and ($8::text is null or not exists (select 1 from es_events where stream_id = $8::text))
              returning revision, tx_id, seq"
         };
         let stmt = client.prepare_cached(sql).await?;
         let outcome = client
             .query(
                 &stmt,
-                &[&stream, &last, &ids, &types, &versions, &data, &metadata],
+                &[
+                    &stream, &last, &ids, &types, &versions, &data, &metadata, &guard,
+                ],
             )
             .await;
         drop(client);
@@ -486,30 +503,44 @@ impl PgEventStore {
                     .map(|r| (r.get::<_, i64>("revision") as u64, row_position(r)));
                 let (revision, position) = top.unwrap_or_default();
                 self.notifier.pending.notify_one();
-                Ok(AppendResult {
+                Ok(GuardedAppend::Appended(AppendResult {
                     next_expected_revision: revision,
                     position,
                     already_stored: false,
-                })
+                }))
             }
-            Ok(_) => self.explain_refusal(stream, expected, last, events).await,
+            Ok(_) => {
+                self.explain_refusal(stream, expected, last, events, guard)
+                    .await
+            }
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                self.explain_refusal(stream, expected, last, events).await
+                self.explain_refusal(stream, expected, last, events, guard)
+                    .await
             }
             Err(e) => Err(map_pg_error(&e)),
         }
     }
 
-    /// After a refused append: the same events already stored at that place is an idempotent
-    /// success with the original result; anything else is a conflict.
+    /// After a refused append: a guard stream holding events says so; the same events already
+    /// stored at that place is an idempotent success with the original result; anything else
+    /// is a conflict.
     async fn explain_refusal(
         &self,
         stream: &str,
         expected: ExpectedRevision,
         last: i64,
         events: &[NewEvent],
-    ) -> Result<AppendResult, StoreError> {
+        guard: Option<&str>,
+    ) -> Result<GuardedAppend, StoreError> {
         let client = self.client().await?;
+        if let Some(guard) = guard {
+            let stmt = client
+                .prepare_cached("select 1 from es_events where stream_id = $1 limit 1")
+                .await?;
+            if client.query_opt(&stmt, &[&guard]).await?.is_some() {
+                return Ok(GuardedAppend::GuardHasEvents);
+            }
+        }
         let stmt = client
             .prepare_cached(&format!(
                 "select {COLUMNS} from es_events
@@ -522,13 +553,58 @@ impl PgEventStore {
         let stored: Vec<RecordedEvent> = rows.iter().map(row_to_event).collect();
         drop(client);
         if let Some(original) = crate::compare_with_stored(&stored, events)? {
-            return Ok(original);
+            return Ok(GuardedAppend::Appended(original));
         }
         Err(StoreError::WrongExpectedRevision {
             stream: stream.to_owned(),
             expected,
             actual: self.current_revision(stream).await?,
         })
+    }
+}
+
+impl PgEventStore {
+    /// [`EventStore::append`], guarded by `guard` when there is one.
+    async fn append_checked(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        guard: Option<&str>,
+    ) -> Result<GuardedAppend, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::Backend(
+                "an append needs at least one event".into(),
+            ));
+        }
+        match expected {
+            ExpectedRevision::NoStream => {
+                self.append_after(stream, expected, -1, &events, guard)
+                    .await
+            }
+            ExpectedRevision::Exact(r) => {
+                self.append_after(stream, expected, to_i64(r), &events, guard)
+                    .await
+            }
+            ExpectedRevision::Any => {
+                let mut attempts = 0;
+                loop {
+                    let last = match self.current_revision(stream).await? {
+                        CurrentRevision::NoStream => -1,
+                        CurrentRevision::Current(r) => to_i64(r),
+                    };
+                    match self
+                        .append_after(stream, expected, last, &events, guard)
+                        .await
+                    {
+                        Err(StoreError::WrongExpectedRevision { .. }) if attempts < 10 => {
+                            attempts += 1;
+                        }
+                        other => return other,
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -540,33 +616,24 @@ impl EventStore for PgEventStore {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::Backend(
-                "an append needs at least one event".into(),
-            ));
+        match self.append_checked(stream, expected, events, None).await? {
+            GuardedAppend::Appended(result) => Ok(result),
+            GuardedAppend::GuardHasEvents => Err(StoreError::Backend(
+                "an append without a guard was refused for its guard".into(),
+            )),
         }
-        match expected {
-            ExpectedRevision::NoStream => self.append_after(stream, expected, -1, &events).await,
-            ExpectedRevision::Exact(r) => {
-                self.append_after(stream, expected, to_i64(r), &events)
-                    .await
-            }
-            ExpectedRevision::Any => {
-                let mut attempts = 0;
-                loop {
-                    let last = match self.current_revision(stream).await? {
-                        CurrentRevision::NoStream => -1,
-                        CurrentRevision::Current(r) => to_i64(r),
-                    };
-                    match self.append_after(stream, expected, last, &events).await {
-                        Err(StoreError::WrongExpectedRevision { .. }) if attempts < 10 => {
-                            attempts += 1;
-                        }
-                        other => return other,
-                    }
-                }
-            }
-        }
+    }
+
+    /// The guard is checked in the append's own statement: one round trip.
+    async fn append_guarded(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        guard: &str,
+    ) -> Result<GuardedAppend, StoreError> {
+        self.append_checked(stream, expected, events, Some(guard))
+            .await
     }
 
     async fn read_stream(

@@ -1,6 +1,8 @@
 use crate::contract;
 use crate::support::{event, events, landing, Backend};
-use event_store::{read_whole_stream, AppendResult, CurrentRevision, ExpectedRevision, StoreError};
+use event_store::{
+    read_whole_stream, AppendResult, CurrentRevision, ExpectedRevision, GuardedAppend, StoreError,
+};
 use std::sync::Arc;
 
 contract!(a_new_stream_is_created_with_no_stream_and_reads_back_with_metadata);
@@ -379,4 +381,99 @@ async fn refused_appends_made_at_the_same_time_as_others_leave_the_others_writte
             "every append had a commit of its own: {written:?}"
         );
     }
+}
+
+contract!(a_guarded_append_writes_only_while_its_guard_stream_is_empty);
+async fn a_guarded_append_writes_only_while_its_guard_stream_is_empty(b: Backend) {
+    let recorded_guard = b.stream("guard-recorded");
+    b.store
+        .append(&recorded_guard, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let empty_guard = b.stream("guard-empty");
+    // Made at the same time, so that on PostgreSQL they share groups.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&b.store);
+            let stream = b.stream(&format!("guarded-{i}"));
+            let guard = if i % 2 == 0 {
+                empty_guard.clone()
+            } else {
+                recorded_guard.clone()
+            };
+            tokio::spawn(async move {
+                let e = event("Placed", i);
+                let outcome = store
+                    .append_guarded(&stream, ExpectedRevision::NoStream, vec![e], &guard)
+                    .await;
+                (i, stream, outcome)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, stream, outcome) = task.await.unwrap();
+        if i % 2 == 0 {
+            let result = match outcome {
+                Ok(GuardedAppend::Appended(result)) => result,
+                other => panic!("{stream}: {other:?}"),
+            };
+            assert_eq!(result.next_expected_revision, 0);
+            assert!(!result.already_stored);
+            assert_eq!(b.len(&stream).await, 1);
+        } else {
+            assert!(
+                matches!(outcome, Ok(GuardedAppend::GuardHasEvents)),
+                "{outcome:?}"
+            );
+            assert_eq!(b.len(&stream).await, 0, "{stream} was written");
+        }
+    }
+
+    // A guard holding events wins over the stream's own refusal, for several events too.
+    let existing = b.stream("guarded-existing");
+    b.store
+        .append(&existing, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    for (expected, batch) in [
+        (ExpectedRevision::NoStream, events(1)),
+        (ExpectedRevision::Exact(0), events(2)),
+    ] {
+        let outcome = b
+            .store
+            .append_guarded(&existing, expected, batch, &recorded_guard)
+            .await;
+        assert!(
+            matches!(outcome, Ok(GuardedAppend::GuardHasEvents)),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(b.len(&existing).await, 1);
+    // With an empty guard, the stream's own answers are unchanged.
+    let outcome = b
+        .store
+        .append_guarded(
+            &existing,
+            ExpectedRevision::NoStream,
+            events(1),
+            &empty_guard,
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(StoreError::WrongExpectedRevision { .. })),
+        "{outcome:?}"
+    );
+    let outcome = b
+        .store
+        .append_guarded(
+            &existing,
+            ExpectedRevision::Exact(0),
+            events(2),
+            &empty_guard,
+        )
+        .await;
+    assert!(
+        matches!(outcome, Ok(GuardedAppend::Appended(r)) if r.next_expected_revision == 2),
+        "{outcome:?}"
+    );
 }
