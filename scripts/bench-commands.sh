@@ -8,6 +8,7 @@
 #   BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (16)
 #   BENCH_VARIANTS: space-separated `label` or `label:VAR=value,VAR=value` command-api settings
 #     measured one after the other in each round (default: `default`, the built-in settings);
+#     `BIN=path` among them runs another command-api binary (an earlier build, to compare);
 #     the projector phase uses the first variant.
 #   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
@@ -63,9 +64,11 @@ free_port() {
 start() {
   local name="$1"
   shift
+  local path="$BIN/$name"
+  [[ "$name" == */* ]] && path="$name"
   env MILESTONE_EVENT_STORE_URL="$DB_URL" MILESTONE_READ_MODEL_URL="$DB_URL" \
-    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" RUST_LOG=warn "$@" "$BIN/$name" \
-    >"$WORK/$name.log" 2>&1 &
+    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" RUST_LOG=warn "$@" "$path" \
+    >"$WORK/$(basename "$name").log" 2>&1 &
   STARTED=$!
   PIDS+=("$STARTED")
 }
@@ -167,13 +170,16 @@ baseline() {
 # Runs wrk against a fresh command API with the variant's settings, the projector following if
 # asked. Prints "rate p50_ms p99_ms commits_per_request api_cpu_us_per_request".
 commands() {
-  local settings="$1" with_projector="$2" port api projector=""
+  local settings="$1" with_projector="$2" port api projector="" binary=command-api setting
   local -a env=()
   if [ -n "$settings" ]; then
     IFS=, read -r -a env <<<"$settings"
   fi
+  for setting in "${env[@]}"; do
+    [[ "$setting" == BIN=* ]] && binary="${setting#BIN=}"
+  done
   port="$(free_port)"
-  start command-api MILESTONE_COMMAND_API_ADDR="127.0.0.1:$port" "${env[@]}"
+  start "$binary" MILESTONE_COMMAND_API_ADDR="127.0.0.1:$port" "${env[@]}"
   api="$STARTED"
   wait_ready "http://127.0.0.1:$port"
   if [ "$with_projector" = 1 ]; then
@@ -199,8 +205,8 @@ commands() {
   local requests micros p50 p99 errors
   read -r _ requests micros p50 p99 errors <<<"$result"
   if [ "$errors" != 0 ]; then
-    echo "wrk saw $errors failed requests (of $requests); command-api log:" >&2
-    tail -20 "$WORK/command-api.log" >&2
+    echo "wrk saw $errors failed requests (of $requests); $binary's log:" >&2
+    tail -20 "$WORK/$(basename "$binary").log" >&2
     exit 1
   fi
   # Every request must have placed a new order (a replay would be a cheaper request); wrk

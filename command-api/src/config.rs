@@ -17,8 +17,8 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// `MILESTONE_HTTP_WORKERS`: actix workers (default: one per core).
     pub workers: usize,
-    /// `MILESTONE_GROUP_COMMIT`: `on` or `off`, whether the PostgreSQL store commits appends
-    /// made at the same time together.
+    /// `MILESTONE_GROUP_COMMIT`: `off`, `on` or a number of groups in flight: whether (and how)
+    /// the PostgreSQL store commits appends made at the same time together.
     pub group_commit: GroupCommit,
 }
 

@@ -46,35 +46,46 @@ const COLUMNS: &str = "stream_id, revision, tx_id, seq, event_id, event_type, sc
                        data, metadata, recorded_at";
 
 /// How the PostgreSQL backend commits single-event appends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupCommit {
-    /// Appends that arrive while earlier groups are being written are written together, in one
-    /// statement and one commit.
-    #[default]
-    On,
     /// Every append is its own statement and commit.
     Off,
+    /// At most this many groups are written at once; appends that arrive meanwhile wait and
+    /// form the next group, written in one statement and one commit. An append alone on an idle
+    /// store is written at once.
+    On { groups_in_flight: usize },
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self::On {
+            groups_in_flight: 2,
+        }
+    }
 }
 
 impl std::str::FromStr for GroupCommit {
     type Err = String;
 
-    /// `on` or `off`.
+    /// `off`, `on` (the default number of groups in flight), or a number of groups in flight.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "on" => Ok(Self::On),
             "off" => Ok(Self::Off),
-            _ => Err(format!("'{s}' is neither on nor off")),
+            "on" => Ok(Self::On {
+                groups_in_flight: 2,
+            }),
+            n => match n.parse() {
+                Ok(groups_in_flight) if groups_in_flight > 0 => Ok(Self::On { groups_in_flight }),
+                _ => Err(format!(
+                    "'{s}' is neither on, off nor a number of groups in flight"
+                )),
+            },
         }
     }
 }
 
 /// The most appends one group carries.
 const MAX_GROUP: usize = 128;
-
-/// Groups being written at once. A new append waits for the next group only while this many
-/// are in flight, so an append alone on an idle store is written at once.
-const GROUPS_IN_FLIGHT: usize = 2;
 
 /// The event store on PostgreSQL.
 #[derive(Clone)]
@@ -115,9 +126,9 @@ struct Groups {
 }
 
 impl Groups {
-    fn start(pool: Pool) -> Self {
+    fn start(pool: Pool, groups_in_flight: usize) -> Self {
         let (queue, mut arrivals) = mpsc::unbounded_channel::<Queued>();
-        let in_flight = Arc::new(Semaphore::new(GROUPS_IN_FLIGHT));
+        let in_flight = Arc::new(Semaphore::new(groups_in_flight.max(1)));
         let task = tokio::spawn(async move {
             loop {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -371,8 +382,12 @@ impl PgEventStore {
         check_log_belongs_to_cluster(&client).await?;
         drop(client);
         let notifier = Arc::new(Notifier::start(pool.clone()));
-        let groups =
-            (group_commit == GroupCommit::On).then(|| Arc::new(Groups::start(pool.clone())));
+        let groups = match group_commit {
+            GroupCommit::Off => None,
+            GroupCommit::On { groups_in_flight } => {
+                Some(Arc::new(Groups::start(pool.clone(), groups_in_flight)))
+            }
+        };
         Ok(Self {
             pool,
             config,
@@ -798,4 +813,24 @@ async fn listen(
     wake: Arc<Notify>,
 ) -> Result<postgres::Listener, StoreError> {
     Ok(postgres::listen_on(config, NOTIFY_CHANNEL, move |_| wake.notify_one()).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupCommit;
+
+    #[test]
+    fn group_commit_is_set_as_off_on_or_a_number_of_groups_in_flight() {
+        assert_eq!("off".parse(), Ok(GroupCommit::Off));
+        assert_eq!("on".parse(), Ok(GroupCommit::default()));
+        assert_eq!(
+            "8".parse(),
+            Ok(GroupCommit::On {
+                groups_in_flight: 8
+            })
+        );
+        for bad in ["0", "-1", "yes", ""] {
+            assert!(bad.parse::<GroupCommit>().is_err(), "{bad}");
+        }
+    }
 }
