@@ -12,8 +12,9 @@
 #     the projector phase uses the first variant.
 #   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
-# Prints, per round, each phase's rate, p50/p99 and ratio to the baseline, the database
-# transactions per request and the command API's CPU time per request; then the medians.
+# Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it,
+# the database transactions per request and the command API's CPU time per request; then the
+# medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -245,20 +246,23 @@ median() {
   sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
+# Each phase runs right after its own baseline: the machine's speed drifts within a round,
+# and the ratio to a baseline measured just before is the steadier figure.
 declare -A RATIOS P99S RATES
 RAWS=""
+phases=()
+for variant in "${VARIANTS[@]}"; do
+  phases+=("$variant|0")
+done
+phases+=("${VARIANTS[0]}|1")
 echo "$CONNECTIONS connections, ${SECONDS_PER_PHASE} s per phase, $ROUNDS rounds"
 for round in $(seq 1 "$ROUNDS"); do
-  measured="$(baseline)" || exit 1
-  read -r raw raw_p50 raw_p99 <<<"$measured"
-  printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms\n' "$round" "raw INSERT (pgbench)" \
-    "$raw" "$raw_p50" "$raw_p99"
-  phases=()
-  for variant in "${VARIANTS[@]}"; do
-    phases+=("$variant|0")
-  done
-  phases+=("${VARIANTS[0]}|1")
   for phase in "${phases[@]}"; do
+    measured="$(baseline)" || exit 1
+    read -r raw raw_p50 raw_p99 <<<"$measured"
+    printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms\n' "$round" "raw INSERT (pgbench)" \
+      "$raw" "$raw_p50" "$raw_p99"
+    RAWS+="$raw "
     variant="${phase%|*}"
     with_projector="${phase#*|}"
     label="POST /orders [${variant%%:*}]"
@@ -274,9 +278,8 @@ for round in $(seq 1 "$ROUNDS"); do
     P99S[$label]+="$p99 "
     RATES[$label]+="$rate "
   done
-  RAWS+="$raw "
 done
-echo "medians of $ROUNDS rounds:"
+echo "medians of $ROUNDS rounds (each ratio to the baseline run just before it):"
 printf '  %-34s %7s /s\n' "raw INSERT (pgbench)" "$(tr ' ' '\n' <<<"$RAWS" | grep . | median)"
 for label in "${!RATIOS[@]}"; do
   printf '  %-34s %7s /s  p99 %6s ms  %sx raw\n' "$label" \
