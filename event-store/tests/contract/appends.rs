@@ -371,8 +371,8 @@ async fn refused_appends_made_at_the_same_time_as_others_leave_the_others_writte
         assert_eq!(read.len(), 1, "{stream} was changed");
         assert_eq!(read[0].position, earlier[stream].position);
     }
-    if b.database_url.is_some() {
-        // On PostgreSQL, appends made at the same time share a transaction (group commit).
+    if b.group_commit {
+        // With group commit, appends made at the same time share a transaction.
         let mut commits: Vec<u64> = written.iter().map(|p| p.commit).collect();
         commits.sort_unstable();
         commits.dedup();
