@@ -9,10 +9,14 @@
 //! the unique indexes.
 //!
 //! Group commit (a setting, off by default): single-event appends made at the same time to any
-//! streams share one `insert` statement, so one transaction and one commit (see [`GroupCommit`]). Each row keeps its own
-//! expected-revision check (`on conflict do nothing` on the `(stream, revision)` key and the
-//! `exists` check), so a refused append leaves the rest of its group written and is explained
-//! alone afterwards, exactly as a single one. Appends of several events go alone.
+//! streams share one `insert` statement, so one transaction and one commit (see
+//! [`GroupCommit`]). Each row keeps its own expected-revision check (`on conflict do nothing` on
+//! the `(stream, revision)` key and the `exists` check), so a refused append leaves the rest of
+//! its group written and is explained alone afterwards, exactly as a single one. Appends of
+//! several events go alone.
+//!
+//! An append can be guarded by another stream ([`EventStore::append_guarded`]): the same
+//! statement writes it only while that stream holds no event, so the check costs no round trip.
 //!
 //! Wake-ups: a `NOTIFY` inside every append transaction would serialise all commits on
 //! PostgreSQL's notification queue lock (measured: 16 writers fell from ~14k to ~4k appends/s).
