@@ -46,7 +46,7 @@ if ! command -v wrk >/dev/null 2>&1; then
   echo "installing wrk (Debian package)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-for tool in wrk pgbench psql; do
+for tool in wrk pgbench psql curl python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is missing" >&2; exit 1; }
 done
 
