@@ -62,6 +62,7 @@ async fn main() {
         pool_size: connections,
         body_limit_bytes: 64 * 1024,
         workers: 2,
+        group_commit: Default::default(),
     };
     let app = Application::with_store(config, store).unwrap();
     let endpoint = format!("http://127.0.0.1:{}/orders", app.port());

@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use event_store::postgres::GroupCommit;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
 
@@ -16,6 +17,9 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// `MILESTONE_HTTP_WORKERS`: actix workers (default: one per core).
     pub workers: usize,
+    /// `MILESTONE_GROUP_COMMIT`: `off`, `on` or a number of groups in flight: whether (and how)
+    /// the PostgreSQL store commits appends made at the same time together.
+    pub group_commit: GroupCommit,
 }
 
 pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -44,6 +48,7 @@ impl Config {
                 "MILESTONE_HTTP_WORKERS",
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
+            group_commit: var("MILESTONE_GROUP_COMMIT", GroupCommit::default())?,
         })
     }
 }
@@ -60,6 +65,7 @@ mod tests {
             pool_size: 16,
             body_limit_bytes: 64 * 1024,
             workers: 1,
+            group_commit: GroupCommit::default(),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -9,7 +9,8 @@
 //! different request is refused; one that finds its own claim carries the command on as its
 //! owner and records its answer after the claim. A creating command needs no claim: it appends
 //! with `NoStream`, and nothing but a `404` can have been recorded for an instance that does
-//! not exist, which the read before the append finds.
+//! not exist, which the append finds: it is guarded by the key's stream
+//! ([`event_store::EventStore::append_guarded`]), written only while that stream is empty.
 
 use crate::dto::CommandOutcome;
 use crate::error::ApiError;
@@ -106,6 +107,11 @@ impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
             request_hash,
             workflow: PhantomData,
         }
+    }
+
+    /// The bookkeeping stream's name.
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 
     /// What is recorded for the key: its last record (an answer, or a claim not yet answered

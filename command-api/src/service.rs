@@ -11,7 +11,8 @@ use actix_web::http::StatusCode;
 use chrono::Utc;
 use domain::{EventContract, Label, Workflow};
 use event_store::{
-    read_whole_stream, EventStore, ExpectedRevision, Metadata, NewEvent, RecordedEvent, StoreError,
+    read_whole_stream, EventStore, ExpectedRevision, GuardedAppend, Metadata, NewEvent,
+    RecordedEvent, StoreError,
 };
 use uuid::Uuid;
 
@@ -224,11 +225,20 @@ async fn run<W: WorkflowApi>(
     let mut claimed = false;
     for attempt in 0..MAX_ATTEMPTS {
         // A new instance's stream is empty, so the first attempt to create one appends without
-        // reading it (a keyed one reads only its key's ledger). If the stream exists after all
-        // (a retry, a reused key), the append is refused or says the events were already
-        // stored, and the next attempt reads the stream to answer from it.
+        // reading it; a keyed one does not read its key's ledger either, but appends only
+        // while the ledger is empty (one round trip). If the stream exists after all (a retry,
+        // a reused key) or the key was recorded, the append is refused, says the events were
+        // already stored or that the ledger holds records, and the next attempt reads both to
+        // answer from them.
         let optimistic = attempt == 0 && ctx.if_match.is_none() && creates;
-        let (recorded, history) = read(store, ledger.as_ref(), &stream, optimistic).await?;
+        let guard = ledger.as_ref().filter(|_| optimistic);
+        let (recorded, history) = read(
+            store,
+            ledger.as_ref().filter(|_| guard.is_none()),
+            &stream,
+            optimistic,
+        )
+        .await?;
         match recorded {
             Some(Answer::Unchanged { outcome }) => {
                 return Ok(Executed {
@@ -340,7 +350,21 @@ async fn run<W: WorkflowApi>(
             None => ExpectedRevision::NoStream,
             Some(r) => ExpectedRevision::Exact(r),
         };
-        match store.append(&stream, expected, new_events).await {
+        let appended = match guard {
+            Some(ledger) => {
+                match store
+                    .append_guarded(&stream, expected, new_events, ledger.stream())
+                    .await
+                {
+                    Ok(GuardedAppend::Appended(result)) => Ok(result),
+                    // The key was recorded: the next attempt reads what.
+                    Ok(GuardedAppend::GuardHasEvents) => continue,
+                    Err(e) => Err(e),
+                }
+            }
+            None => store.append(&stream, expected, new_events).await,
+        };
+        match appended {
             // An identical request got there first: answer as its replay, from the stream.
             Ok(result) if result.already_stored => {}
             Ok(result) => {

@@ -30,11 +30,12 @@ impl Application {
     /// # Errors
     /// When the store cannot be reached or the address cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = event_store::connect(
+        let store = event_store::connect_with(
             config.event_store_url.expose(),
             &StoreOptions {
                 pool_size: config.pool_size,
             },
+            config.group_commit,
         )
         .await?;
         Self::with_store(config, store)

@@ -168,6 +168,15 @@ pub struct AppendResult {
     pub already_stored: bool,
 }
 
+/// The outcome of [`EventStore::append_guarded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardedAppend {
+    /// The guard stream was empty: the append's outcome, as [`EventStore::append`] answers.
+    Appended(AppendResult),
+    /// The guard stream holds events: nothing was appended.
+    GuardHasEvents,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     Forwards,
@@ -223,6 +232,31 @@ pub trait EventStore: Send + Sync {
         expected: ExpectedRevision,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError>;
+
+    /// Appends as [`EventStore::append`] does, only while the stream `guard` holds no event.
+    ///
+    /// A backend that can check `guard` in the append's own statement (PostgreSQL) saves the
+    /// read. The default reads `guard` first and then appends, which is what a caller doing
+    /// both itself would do: an event written to `guard` between the two is not seen.
+    ///
+    /// # Errors
+    /// As [`EventStore::append`]; errors reading `guard`.
+    async fn append_guarded(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+        guard: &str,
+    ) -> Result<GuardedAppend, StoreError> {
+        match self.read_stream(guard, Direction::Forwards, None, 1).await {
+            Ok(found) if !found.is_empty() => return Ok(GuardedAppend::GuardHasEvents),
+            Ok(_) | Err(StoreError::StreamNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.append(stream, expected, events)
+            .await
+            .map(GuardedAppend::Appended)
+    }
 
     /// Reads up to `max` events of one stream starting at revision `from` (inclusive; `None` is
     /// the start going forwards, the end going backwards).
@@ -342,10 +376,23 @@ impl Default for StoreOptions {
 /// [`StoreError::InvalidUrl`] for another scheme; [`StoreError::Unavailable`] when the store
 /// cannot be reached.
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>, StoreError> {
+    connect_with(url, options, postgres::GroupCommit::default()).await
+}
+
+/// As [`connect`], with PostgreSQL's appends committed as `group_commit` says (KurrentDB has
+/// its own append path and ignores it).
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_with(
+    url: &str,
+    options: &StoreOptions,
+    group_commit: postgres::GroupCommit,
+) -> Result<Arc<dyn EventStore>, StoreError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
     match scheme {
         "postgres" | "postgresql" => Ok(Arc::new(
-            postgres::PgEventStore::connect(url, options.pool_size).await?,
+            postgres::PgEventStore::connect_with(url, options.pool_size, group_commit).await?,
         )),
         "kurrentdb" | "kurrentdb+discover" | "esdb" | "esdb+discover" | "kdb" | "kdb+discover" => {
             Ok(Arc::new(kurrent::KurrentStore::connect(url)?))

@@ -47,6 +47,7 @@ async fn main() {
             pool_size,
             body_limit_bytes: 64 * 1024,
             workers: 2,
+            group_commit: Default::default(),
         },
         store,
     )

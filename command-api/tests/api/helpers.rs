@@ -13,17 +13,26 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|store| store).await
+}
+
+/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one.
+pub async fn spawn_app_with(
+    wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+) -> TestApp {
     service_kit::init_test_tracing();
     let database_url = test_support::fresh_database().await;
     let store = event_store::connect(&database_url, &StoreOptions { pool_size: 8 })
         .await
         .unwrap();
+    let store = wrap(store);
     let config = Config {
         event_store_url: database_url.clone().into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         pool_size: 8,
         body_limit_bytes: 64 * 1024,
         workers: 2,
+        group_commit: Default::default(),
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

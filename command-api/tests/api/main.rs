@@ -11,5 +11,6 @@ mod headers;
 mod idempotency;
 mod openapi;
 mod returns;
+mod round_trips;
 mod upcast;
 mod workflow;

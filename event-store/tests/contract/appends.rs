@@ -1,6 +1,8 @@
 use crate::contract;
 use crate::support::{event, events, landing, Backend};
-use event_store::{read_whole_stream, AppendResult, CurrentRevision, ExpectedRevision, StoreError};
+use event_store::{
+    read_whole_stream, AppendResult, CurrentRevision, ExpectedRevision, GuardedAppend, StoreError,
+};
 use std::sync::Arc;
 
 contract!(a_new_stream_is_created_with_no_stream_and_reads_back_with_metadata);
@@ -251,4 +253,227 @@ async fn any_revision_appends_at_the_end(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.next_expected_revision, 2);
+}
+
+contract!(refused_appends_made_at_the_same_time_as_others_leave_the_others_written);
+async fn refused_appends_made_at_the_same_time_as_others_leave_the_others_written(b: Backend) {
+    // Streams already written before the race, each to be refused (or answered) differently.
+    let taken = b.stream("taken");
+    let behind = b.stream("behind");
+    let retried = b.stream("retried");
+    let reused = b.stream("reused");
+    let retried_event = event("Placed", 1);
+    let reused_event = event("Placed", 2);
+    let mut reused_other = reused_event.clone();
+    reused_other.data = serde_json::json!({ "other": "content" });
+    let mut earlier = std::collections::HashMap::new();
+    for (stream, first) in [
+        (&taken, event("Placed", 3)),
+        (&behind, event("Placed", 4)),
+        (&retried, retried_event.clone()),
+        (&reused, reused_event),
+    ] {
+        let result = b
+            .store
+            .append(stream, ExpectedRevision::NoStream, vec![first])
+            .await
+            .unwrap();
+        earlier.insert(stream.clone(), result);
+    }
+
+    let fresh: Vec<String> = (0..24).map(|i| b.stream(&format!("fresh-{i}"))).collect();
+    let mut appends: Vec<(String, ExpectedRevision, event_store::NewEvent)> = fresh
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.clone(),
+                ExpectedRevision::NoStream,
+                event("Placed", i as i64),
+            )
+        })
+        .collect();
+    appends.push((
+        taken.clone(),
+        ExpectedRevision::NoStream,
+        event("Placed", 5),
+    ));
+    appends.push((
+        behind.clone(),
+        ExpectedRevision::Exact(7),
+        event("Placed", 6),
+    ));
+    appends.push((retried.clone(), ExpectedRevision::NoStream, retried_event));
+    appends.push((reused.clone(), ExpectedRevision::NoStream, reused_other));
+    // Refused ones first among the rest, so that they share groups with fresh appends.
+    appends.rotate_right(4);
+
+    let start = Arc::new(tokio::sync::Barrier::new(appends.len()));
+    let tasks: Vec<_> = appends
+        .into_iter()
+        .map(|(stream, expected, e)| {
+            let (store, start) = (Arc::clone(&b.store), Arc::clone(&start));
+            tokio::spawn(async move {
+                start.wait().await;
+                let result = store.append(&stream, expected, vec![e.clone()]).await;
+                (stream, e, result)
+            })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for task in tasks {
+        let (stream, e, result) = task.await.unwrap();
+        if stream == taken {
+            assert!(
+                matches!(
+                    result,
+                    Err(StoreError::WrongExpectedRevision {
+                        actual: CurrentRevision::Current(0),
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        } else if stream == behind {
+            assert!(
+                matches!(
+                    result,
+                    Err(StoreError::WrongExpectedRevision {
+                        expected: ExpectedRevision::Exact(7),
+                        actual: CurrentRevision::Current(0),
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        } else if stream == retried {
+            let result = result.unwrap();
+            assert!(result.already_stored, "{result:?}");
+            assert_eq!(landing(&result), landing(&earlier[&stream]));
+        } else if stream == reused {
+            assert!(
+                matches!(result, Err(StoreError::DuplicateEventId { event_id }) if event_id == e.id),
+                "{result:?}"
+            );
+        } else {
+            let result = result.unwrap();
+            assert_eq!(result.next_expected_revision, 0);
+            assert!(!result.already_stored);
+            let read = read_whole_stream(b.store.as_ref(), &stream).await.unwrap();
+            assert_eq!(read.len(), 1, "{stream}");
+            assert_eq!((read[0].id, read[0].position), (e.id, result.position));
+            written.push(result.position);
+        }
+    }
+    assert_eq!(written.len(), fresh.len());
+    for stream in [&taken, &behind, &retried, &reused] {
+        let read = read_whole_stream(b.store.as_ref(), stream).await.unwrap();
+        assert_eq!(read.len(), 1, "{stream} was changed");
+        assert_eq!(read[0].position, earlier[stream].position);
+    }
+    if b.group_commit {
+        // With group commit, appends made at the same time share a transaction.
+        let mut commits: Vec<u64> = written.iter().map(|p| p.commit).collect();
+        commits.sort_unstable();
+        commits.dedup();
+        assert!(
+            commits.len() < written.len(),
+            "every append had a commit of its own: {written:?}"
+        );
+    }
+}
+
+contract!(a_guarded_append_writes_only_while_its_guard_stream_is_empty);
+async fn a_guarded_append_writes_only_while_its_guard_stream_is_empty(b: Backend) {
+    let recorded_guard = b.stream("guard-recorded");
+    b.store
+        .append(&recorded_guard, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    let empty_guard = b.stream("guard-empty");
+    // Made at the same time, so that on PostgreSQL they share groups.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = Arc::clone(&b.store);
+            let stream = b.stream(&format!("guarded-{i}"));
+            let guard = if i % 2 == 0 {
+                empty_guard.clone()
+            } else {
+                recorded_guard.clone()
+            };
+            tokio::spawn(async move {
+                let e = event("Placed", i);
+                let outcome = store
+                    .append_guarded(&stream, ExpectedRevision::NoStream, vec![e], &guard)
+                    .await;
+                (i, stream, outcome)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, stream, outcome) = task.await.unwrap();
+        if i % 2 == 0 {
+            let result = match outcome {
+                Ok(GuardedAppend::Appended(result)) => result,
+                other => panic!("{stream}: {other:?}"),
+            };
+            assert_eq!(result.next_expected_revision, 0);
+            assert!(!result.already_stored);
+            assert_eq!(b.len(&stream).await, 1);
+        } else {
+            assert!(
+                matches!(outcome, Ok(GuardedAppend::GuardHasEvents)),
+                "{outcome:?}"
+            );
+            assert_eq!(b.len(&stream).await, 0, "{stream} was written");
+        }
+    }
+
+    // A guard holding events wins over the stream's own refusal, for several events too.
+    let existing = b.stream("guarded-existing");
+    b.store
+        .append(&existing, ExpectedRevision::NoStream, events(1))
+        .await
+        .unwrap();
+    for (expected, batch) in [
+        (ExpectedRevision::NoStream, events(1)),
+        (ExpectedRevision::Exact(0), events(2)),
+    ] {
+        let outcome = b
+            .store
+            .append_guarded(&existing, expected, batch, &recorded_guard)
+            .await;
+        assert!(
+            matches!(outcome, Ok(GuardedAppend::GuardHasEvents)),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(b.len(&existing).await, 1);
+    // With an empty guard, the stream's own answers are unchanged.
+    let outcome = b
+        .store
+        .append_guarded(
+            &existing,
+            ExpectedRevision::NoStream,
+            events(1),
+            &empty_guard,
+        )
+        .await;
+    assert!(
+        matches!(outcome, Err(StoreError::WrongExpectedRevision { .. })),
+        "{outcome:?}"
+    );
+    let outcome = b
+        .store
+        .append_guarded(
+            &existing,
+            ExpectedRevision::Exact(0),
+            events(2),
+            &empty_guard,
+        )
+        .await;
+    assert!(
+        matches!(outcome, Ok(GuardedAppend::Appended(r)) if r.next_expected_revision == 2),
+        "{outcome:?}"
+    );
 }

@@ -1,3 +1,4 @@
+use event_store::postgres::GroupCommit;
 use event_store::{
     read_whole_stream, AppendResult, EventStore, Metadata, NewEvent, Position, StoreOptions,
 };
@@ -12,6 +13,8 @@ pub struct Backend {
     pub prefix: String,
     /// Set for PostgreSQL: the URL of the test's own database.
     pub database_url: Option<String>,
+    /// PostgreSQL with group commit on: appends made at the same time share a transaction.
+    pub group_commit: bool,
 }
 
 impl Backend {
@@ -34,14 +37,19 @@ pub fn landing(r: &AppendResult) -> (u64, Position) {
 }
 
 pub async fn postgres() -> Backend {
+    postgres_with(GroupCommit::Off).await
+}
+
+pub async fn postgres_with(group_commit: GroupCommit) -> Backend {
     let url = fresh_database().await;
-    let store = event_store::connect(&url, &StoreOptions { pool_size: 24 })
+    let store = event_store::connect_with(&url, &StoreOptions { pool_size: 24 }, group_commit)
         .await
         .unwrap();
     Backend {
         store,
         prefix: format!("t{}-", &Uuid::new_v4().simple().to_string()[..12]),
         database_url: Some(url),
+        group_commit: group_commit != GroupCommit::Off,
     }
 }
 
@@ -57,6 +65,7 @@ pub async fn kurrentdb() -> Option<Backend> {
         store,
         prefix: format!("t{}-", &Uuid::new_v4().simple().to_string()[..12]),
         database_url: None,
+        group_commit: false,
     })
 }
 
@@ -68,6 +77,11 @@ macro_rules! contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_postgres() {
                 super::$name($crate::support::postgres().await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres_with_group_commit() {
+                let group_commit = event_store::postgres::GroupCommit::ON;
+                super::$name($crate::support::postgres_with(group_commit).await).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_kurrentdb() {

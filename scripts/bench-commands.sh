@@ -1,0 +1,289 @@
+#!/usr/bin/env bash
+# The command path's throughput, measured from outside: `wrk` against the release `command-api`
+# binary (POST /orders, a fresh order id and Idempotency-Key per request), beside a raw
+# single-row INSERT baseline from `pgbench` into a table shaped like `es_events`, in the same run
+# on the same server; then the same with the `projector` binary following the log live.
+#
+# Usage: scripts/bench-commands.sh
+#   BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_CONNECTIONS (16)
+#   BENCH_VARIANTS: space-separated `label` or `label:VAR=value,VAR=value` command-api settings
+#     measured one after the other in each round (default: `default`, the built-in settings);
+#     `BIN=path` among them runs another command-api binary (an earlier build, to compare);
+#     the projector phase uses the first variant.
+#   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
+#   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
+# Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it,
+# the database transactions per request and the command API's CPU time per request; then the
+# medians.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${BENCH_ROUNDS:-3}"
+SECONDS_PER_PHASE="${BENCH_SECONDS:-10}"
+CONNECTIONS="${BENCH_CONNECTIONS:-16}"
+read -r -a VARIANTS <<<"${BENCH_VARIANTS:-default}"
+SERVER_URL="${MILESTONE_TEST_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5432/postgres}"
+SERVER_BASE="${SERVER_URL%/*}"
+DB="bench_commands_$$"
+DB_URL="$SERVER_BASE/$DB"
+TARGET="${CARGO_TARGET_DIR:-target}"
+WORK="$(mktemp -d)"
+PIDS=()
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  psql "$SERVER_URL" -qc "drop database if exists $DB with (force)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! command -v wrk >/dev/null 2>&1; then
+  echo "installing wrk (Debian package)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+for tool in wrk pgbench psql curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is missing" >&2; exit 1; }
+done
+
+if [ "${BENCH_BUILD:-1}" != 0 ]; then
+  cargo build --release --locked -p command-api -p projector
+fi
+BIN="${BENCH_BIN_DIR:-$TARGET/release}"
+
+psql "$SERVER_URL" -qc "create database $DB" >/dev/null
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts a binary in the background with the bench database; its pid in STARTED.
+start() {
+  local name="$1"
+  shift
+  local path="$BIN/$name"
+  [[ "$name" == */* ]] && path="$name"
+  env MILESTONE_EVENT_STORE_URL="$DB_URL" MILESTONE_READ_MODEL_URL="$DB_URL" \
+    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" RUST_LOG=warn "$@" "$path" \
+    >"$WORK/$(basename "$name").log" 2>&1 &
+  STARTED=$!
+  PIDS+=("$STARTED")
+}
+
+stop() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+wait_ready() {
+  local url="$1"
+  for _ in $(seq 1 300); do
+    curl -fs "$url/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$url did not become ready" >&2
+  exit 1
+}
+
+# CPU seconds (user + system) a process has used so far.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+commits() {
+  psql "$SERVER_URL" -Atc "select xact_commit + xact_rollback from pg_stat_database where datname = '$DB'"
+}
+
+events() {
+  psql "$DB_URL" -Atc "select count(*) from es_events"
+}
+
+# The command API once, so that its migrations create es_events; the baseline copies its shape.
+PORT="$(free_port)"
+start command-api MILESTONE_COMMAND_API_ADDR="127.0.0.1:$PORT"
+wait_ready "http://127.0.0.1:$PORT"
+stop "$STARTED"
+psql "$DB_URL" -qc "create table raw_events (like es_events including all)"
+
+ORDER_DATA='{"customer_id": "customer-1", "currency": "EUR", "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1999}], "shipping_address": {"name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}}'
+cat >"$WORK/insert.sql" <<SQL
+insert into raw_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+values ('order-' || gen_random_uuid(), 0, gen_random_uuid(), 'OrderPlaced', 1,
+        '$ORDER_DATA',
+        jsonb_build_object('\$correlationId', gen_random_uuid(), '\$causationId', gen_random_uuid(),
+                           'idempotencyKey', gen_random_uuid(), 'requestHash', md5(random()::text),
+                           'occurredAt', now()));
+SQL
+
+# Each request: a fresh order id and Idempotency-Key (a per-run nonce, the thread, a counter).
+cat >"$WORK/orders.lua" <<'LUA'
+-- `tid` is set in each thread's state by setup().
+local threads = {}
+local counter = 0
+local nonce = 0
+
+function setup(thread)
+  thread:set("tid", #threads + 1)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  nonce = tonumber(args[1])
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+function request()
+  counter = counter + 1
+  local id = string.format("%08x-%04x-4000-8000-%012x", nonce, tid, counter)
+  wrk.headers["Idempotency-Key"] = "bench-" .. id
+  wrk.body = '{"order_id": "' .. id .. '", "customer_id": "customer-1", "currency": "EUR", '
+    .. '"lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1999}], '
+    .. '"shipping_address": {"name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin", '
+    .. '"postal_code": "10115", "country": "DE"}}'
+  return wrk.format()
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), errors))
+end
+LUA
+
+# Prints "rate p50_ms p99_ms" of the raw INSERT baseline.
+baseline() {
+  (cd "$WORK" && rm -f pgbench_log.* &&
+    pgbench -n -M prepared -c "$CONNECTIONS" -j 2 -T "$SECONDS_PER_PHASE" -f insert.sql -l \
+      "$DB_URL" >pgbench.out 2>&1) || { cat "$WORK/pgbench.out" >&2; exit 1; }
+  local rate
+  rate="$(awk '/^tps = / { printf "%.0f", $3 }' "$WORK/pgbench.out")"
+  cat "$WORK"/pgbench_log.* | awk '{ print $3 }' | sort -n >"$WORK/latencies"
+  awk -v rate="$rate" '{ l[NR] = $1 } END {
+    printf "%s %.2f %.2f\n", rate, l[int(NR * 0.5)] / 1000, l[int(NR * 0.99)] / 1000 }' "$WORK/latencies"
+}
+
+# Runs wrk against a fresh command API with the variant's settings, the projector following if
+# asked. Prints "rate p50_ms p99_ms commits_per_request api_cpu_us_per_request".
+commands() {
+  local settings="$1" with_projector="$2" port api projector="" binary=command-api setting
+  local -a env=()
+  if [ -n "$settings" ]; then
+    IFS=, read -r -a env <<<"$settings"
+  fi
+  for setting in "${env[@]}"; do
+    [[ "$setting" == BIN=* ]] && binary="${setting#BIN=}"
+  done
+  port="$(free_port)"
+  start "$binary" MILESTONE_COMMAND_API_ADDR="127.0.0.1:$port" "${env[@]}"
+  api="$STARTED"
+  wait_ready "http://127.0.0.1:$port"
+  if [ "$with_projector" = 1 ]; then
+    start projector
+    projector="$STARTED"
+    wait_caught_up
+  fi
+  local before_commits before_cpu before_events
+  before_commits="$(commits)"
+  before_events="$(events)"
+  before_cpu="$(cpu_seconds "$api")"
+  wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_PER_PHASE}s" -s "$WORK/orders.lua" \
+    "http://127.0.0.1:$port/orders" -- "$((RANDOM * 32768 + RANDOM))" >"$WORK/wrk.out" 2>&1
+  local cpu
+  cpu="$(cpu_seconds "$api")"
+  stop "$api"
+  if [ -n "$projector" ]; then
+    stop "$projector"
+  fi
+  sleep 1
+  local result
+  result="$(grep '^RESULT' "$WORK/wrk.out")" || { cat "$WORK/wrk.out" >&2; exit 1; }
+  local requests micros p50 p99 errors
+  read -r _ requests micros p50 p99 errors <<<"$result"
+  if [ "$errors" != 0 ]; then
+    echo "wrk saw $errors failed requests (of $requests); $binary's log:" >&2
+    tail -20 "$WORK/$(basename "$binary").log" >&2
+    exit 1
+  fi
+  # Every request must have placed a new order (a replay would be a cheaper request); wrk
+  # does not count the requests still in flight when it stops, which may have placed theirs.
+  local placed
+  placed="$(($(events) - before_events))"
+  if [ "$placed" -lt "$requests" ] || [ "$placed" -gt "$((requests + CONNECTIONS))" ]; then
+    echo "$requests requests placed $placed orders" >&2
+    exit 1
+  fi
+  awk -v n="$requests" -v us="$micros" -v p50="$p50" -v p99="$p99" \
+    -v c0="$before_commits" -v c1="$(commits)" -v cpu0="$before_cpu" -v cpu1="$cpu" 'BEGIN {
+      printf "%.0f %.2f %.2f %.2f %.0f\n", n / (us / 1e6), p50 / 1000, p99 / 1000,
+        (c1 - c0) / n, (cpu1 - cpu0) * 1e6 / n }'
+}
+
+# Waits until the projector has applied every event written so far.
+wait_caught_up() {
+  local caught_up
+  for _ in $(seq 1 1200); do
+    caught_up="$(psql "$DB_URL" -Atc "select not exists (select 1 from es_events)
+        or exists (select 1 from projection_checkpoints c where c.projection = 'order_status'
+                   and not exists (select 1 from es_events e
+                                   where (e.tx_id, e.seq) > (c.position_commit, c.position_prepare)))" \
+      2>/dev/null || echo f)"
+    if [ "$caught_up" = t ]; then
+      return 0
+    fi
+    sleep 0.25
+  done
+  echo "the projector did not catch up" >&2
+  exit 1
+}
+
+median() {
+  sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+# Each phase runs right after its own baseline: the machine's speed drifts within a round,
+# and the ratio to a baseline measured just before is the steadier figure.
+declare -A RATIOS P99S RATES
+RAWS=""
+phases=()
+for variant in "${VARIANTS[@]}"; do
+  phases+=("$variant|0")
+done
+phases+=("${VARIANTS[0]}|1")
+echo "$CONNECTIONS connections, ${SECONDS_PER_PHASE} s per phase, $ROUNDS rounds"
+for round in $(seq 1 "$ROUNDS"); do
+  for phase in "${phases[@]}"; do
+    measured="$(baseline)" || exit 1
+    read -r raw raw_p50 raw_p99 <<<"$measured"
+    printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms\n' "$round" "raw INSERT (pgbench)" \
+      "$raw" "$raw_p50" "$raw_p99"
+    RAWS+="$raw "
+    variant="${phase%|*}"
+    with_projector="${phase#*|}"
+    label="POST /orders [${variant%%:*}]"
+    [ "$with_projector" = 1 ] && label="$label + projector"
+    settings=""
+    [[ "$variant" == *:* ]] && settings="${variant#*:}"
+    measured="$(commands "$settings" "$with_projector")" || exit 1
+    read -r rate p50 p99 per_request cpu <<<"$measured"
+    ratio="$(awk -v a="$rate" -v b="$raw" 'BEGIN { printf "%.2f", a / b }')"
+    printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms  %sx raw  %s xact/req  %s us CPU/req\n' \
+      "$round" "$label" "$rate" "$p50" "$p99" "$ratio" "$per_request" "$cpu"
+    RATIOS[$label]+="$ratio "
+    P99S[$label]+="$p99 "
+    RATES[$label]+="$rate "
+  done
+done
+echo "medians of $ROUNDS rounds (each ratio to the baseline run just before it):"
+printf '  %-34s %7s /s\n' "raw INSERT (pgbench)" "$(tr ' ' '\n' <<<"$RAWS" | grep . | median)"
+for label in "${!RATIOS[@]}"; do
+  printf '  %-34s %7s /s  p99 %6s ms  %sx raw\n' "$label" \
+    "$(tr ' ' '\n' <<<"${RATES[$label]}" | grep . | median)" \
+    "$(tr ' ' '\n' <<<"${P99S[$label]}" | grep . | median)" \
+    "$(tr ' ' '\n' <<<"${RATIOS[$label]}" | grep . | median)"
+done | sort
