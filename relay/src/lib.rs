@@ -11,6 +11,7 @@
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod nats_server;
 pub mod publisher;
 pub mod runtime;
 
