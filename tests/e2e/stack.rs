@@ -27,6 +27,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "projector",
                 "-p",
                 "query-api",
+                "-p",
+                "relay",
             ])
             .current_dir(&root)
             .status()
@@ -157,6 +159,25 @@ impl Stack {
     pub fn start_projector(&mut self) {
         let p = spawn("projector", &[], &self.projector_env());
         self.projectors.push(p);
+    }
+
+    /// Starts a relay process publishing to the NATS server at `nats_url` (a standby while
+    /// another is active); its lease lasts one second, so a successor takes over quickly.
+    pub fn relay(&self, nats_url: &str) -> Service {
+        spawn(
+            "relay",
+            &[],
+            &[
+                ("MILESTONE_EVENT_STORE_URL", self.url.clone()),
+                ("MILESTONE_READ_MODEL_URL", self.url.clone()),
+                ("MILESTONE_NATS_URL", nats_url.to_owned()),
+                ("MILESTONE_DB_POOL_SIZE", "2".to_owned()),
+                ("MILESTONE_RELAY_LEASE_TTL_MS", "1000".to_owned()),
+                ("MILESTONE_RELAY_STANDBY_POLL_MS", "100".to_owned()),
+                ("MILESTONE_RELAY_ACK_TIMEOUT_MS", "2000".to_owned()),
+                ("MILESTONE_RELAY_BACKOFF_MAX_MS", "1000".to_owned()),
+            ],
+        )
     }
 
     /// Runs `projector rebuild` to completion.
