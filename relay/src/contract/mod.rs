@@ -211,6 +211,147 @@ pub fn messages<W: Contract>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::{EventContract, OrderCommand, OrderEvent, OrderState, Orders, PendingAction};
+
+    /// The order workflow, with escalations standing in for reminders of the payment: what
+    /// the relay does with any workflow whose `reminder` says an event is one.
+    struct Reminding;
+
+    impl Workflow for Reminding {
+        const NAME: &'static str = Orders::NAME;
+        const STREAM_PREFIX: &'static str = Orders::STREAM_PREFIX;
+        const DEADLINE_STEPS: &'static [&'static str] = Orders::DEADLINE_STEPS;
+        type Command = OrderCommand;
+        type Event = OrderEvent;
+        type State = OrderState;
+        type Error = domain::DomainError;
+        type Status = domain::Status;
+        type Action = PendingAction;
+        type Compensation = domain::Compensation;
+        fn decide(s: &OrderState, c: OrderCommand) -> Result<Vec<OrderEvent>, Self::Error> {
+            Orders::decide(s, c)
+        }
+        fn evolve(s: OrderState, e: &OrderEvent) -> OrderState {
+            Orders::evolve(s, e)
+        }
+        fn status(s: &OrderState) -> Option<domain::Status> {
+            Orders::status(s)
+        }
+        fn pending_actions(s: &OrderState) -> Vec<PendingAction> {
+            Orders::pending_actions(s)
+        }
+        fn compensations_owed(s: &OrderState) -> Vec<domain::Compensation> {
+            Orders::compensations_owed(s)
+        }
+        fn compensations_done(s: &OrderState) -> Vec<domain::Compensation> {
+            Orders::compensations_done(s)
+        }
+        fn deadline_step(s: &OrderState) -> Option<&'static str> {
+            Orders::deadline_step(s)
+        }
+        fn reminder(e: &OrderEvent) -> Option<(PendingAction, u32)> {
+            matches!(e, OrderEvent::OrderEscalated { .. })
+                .then_some((PendingAction::AuthorizePayment, 2))
+        }
+    }
+
+    impl Contract for Reminding {
+        fn public_event(e: &OrderEvent, after: &OrderState) -> Option<PublicEvent> {
+            Orders::public_event(e, after).filter(|p| p.name != "escalated")
+        }
+        fn work_request(s: &OrderState, a: PendingAction) -> Value {
+            Orders::work_request(s, a)
+        }
+    }
+
+    fn recorded(stream: &str, revision: u64, event: &OrderEvent) -> RecordedEvent {
+        RecordedEvent {
+            stream_id: stream.to_owned(),
+            revision,
+            position: event_store::Position::new(revision + 1, 0),
+            id: Uuid::new_v4(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            data: event.data(),
+            metadata: event_store::Metadata {
+                correlation_id: Some("corr-1".to_owned()),
+                ..Default::default()
+            },
+            recorded_at: Utc::now(),
+            malformed: None,
+        }
+    }
+
+    /// Runs `commands` through the workflow; the messages of each event, in order.
+    fn run(commands: Vec<OrderCommand>) -> Vec<(RecordedEvent, Vec<Outgoing>)> {
+        let id = Uuid::new_v4();
+        let stream = Reminding::stream_name(id);
+        let mut state = OrderState::default();
+        let mut revision = 0;
+        let mut out = Vec::new();
+        for command in commands {
+            for event in Reminding::decide(&state, command).unwrap() {
+                let after = Reminding::evolve(state.clone(), &event);
+                let r = recorded(&stream, revision, &event);
+                let messages = messages::<Reminding>(&r, &event, &state, &after);
+                out.push((r, messages));
+                state = after;
+                revision += 1;
+            }
+        }
+        out
+    }
+
+    fn escalate() -> OrderCommand {
+        OrderCommand::EscalateOrder {
+            reason: domain::Reason::parse("late").unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_reminder_publishes_the_pending_actions_work_request_again_with_its_attempt_and_own_id() {
+        let id = Uuid::new_v4();
+        let order = test_support::log::place(id, "customer-1", &[("SKU-1", 1, 100)]);
+        let events = run(vec![order, escalate()]);
+        let (_, first) = &events[0];
+        let (reminder, again) = &events[1];
+        let work = |ms: &[Outgoing]| -> Vec<(String, Value, String)> {
+            ms.iter()
+                .filter(|m| m.subject.contains(".work."))
+                .map(|m| {
+                    (
+                        m.subject.clone(),
+                        m.envelope.data["attempt"].clone(),
+                        m.message_id.clone(),
+                    )
+                })
+                .collect()
+        };
+        let first = work(first);
+        let again = work(again);
+        assert_eq!(first[0].0, "milestone.order.work.authorize-payment");
+        assert_eq!(first[0].1, 1);
+        assert_eq!(again.len(), 1, "{again:?}");
+        assert_eq!(again[0].0, "milestone.order.work.authorize-payment");
+        assert_eq!(again[0].1, 2);
+        assert_eq!(
+            again[0].2,
+            work_message_id(reminder.id, "AUTHORIZE_PAYMENT")
+        );
+        assert_ne!(again[0].2, first[0].2);
+    }
+
+    #[test]
+    fn a_reminder_for_an_action_no_longer_pending_publishes_nothing() {
+        let id = Uuid::new_v4();
+        let events = run(vec![
+            test_support::log::place(id, "customer-1", &[("SKU-1", 1, 100)]),
+            test_support::log::authorize("pay-1", 100),
+            escalate(),
+        ]);
+        let (_, last) = events.last().unwrap();
+        assert!(last.is_empty(), "{last:?}");
+    }
 
     #[test]
     fn subject_tokens_come_from_the_wire_labels() {
