@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
     "0001_relay",
     "create table relay_checkpoints (
         relay text primary key,
+        stream_prefix text not null,
         backend text,
         position text,
         messages_published bigint not null default 0,
@@ -40,15 +41,17 @@ pub struct DeadLetter {
     pub reason: String,
 }
 
-/// Creates the relay's checkpoint row if it is missing.
+/// Creates the relay's checkpoint row if it is missing; `stream_prefix` names the streams it
+/// follows (so that its lag can be measured).
 pub async fn ensure_checkpoint(
     client: &impl GenericClient,
     relay: &str,
+    stream_prefix: &str,
 ) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
-            "insert into relay_checkpoints (relay) values ($1) on conflict do nothing",
-            &[&relay],
+            "insert into relay_checkpoints (relay, stream_prefix) values ($1, $2) on conflict do nothing",
+            &[&relay, &stream_prefix],
         )
         .await
         .map(|_| ())

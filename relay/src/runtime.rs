@@ -109,7 +109,7 @@ impl<W: Contract> Relay<W> {
         service_kit::postgres::apply_migrations(&mut client, "relay_migrations", db::MIGRATIONS)
             .await?;
         service_kit::lease::ensure_table(&**client).await?;
-        db::ensure_checkpoint(&**client, &relay.name).await?;
+        db::ensure_checkpoint(&**client, &relay.name, W::STREAM_PREFIX).await?;
         Ok(relay)
     }
 

@@ -140,7 +140,7 @@ async fn payment_and_inventory_services_fed_by_work_requests_bring_an_order_to_a
 ) {
     let stack = Stack::start().await;
     let nats = NatsServer::start();
-    let _relay = stack.relay(&nats.url());
+    let _relay = stack.relay(&nats.url(), &[]);
     let js = jetstream(&nats.url()).await;
     let stream = stream(&js).await;
     let _services = services(&stack, &stream);
@@ -193,7 +193,7 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
 ) {
     let stack = Stack::start().await;
     let mut nats = NatsServer::start();
-    let mut relays = vec![stack.relay(&nats.url()), stack.relay(&nats.url())];
+    let mut relays = vec![stack.relay(&nats.url(), &[]), stack.relay(&nats.url(), &[])];
     let js = jetstream(&nats.url()).await;
     stream(&js).await;
 
@@ -232,7 +232,7 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(3000)).await;
         relays.remove(0).kill();
-        relays.push(stack.relay(&nats.url()));
+        relays.push(stack.relay(&nats.url(), &[]));
         if round == 2 {
             nats.restart();
         }
@@ -270,4 +270,55 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
             "order {order}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_shows_each_relays_checkpoint_lag_and_dead_letters() {
+    let stack = Stack::start().await;
+    let nats = NatsServer::start();
+    // A stream that refuses large messages: the placed event of a ten-line order is one.
+    let _relay = stack.relay(
+        &nats.url(),
+        &[("MILESTONE_RELAY_MAX_MESSAGE_BYTES", "1000")],
+    );
+    let mut body = order_body();
+    body["lines"] = (0..10)
+        .map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1, "unit_price_minor": 100}))
+        .collect();
+    let (status, placed) = stack.command("/orders", body).await;
+    assert_eq!(status, 201, "{placed}");
+    let checkpoint = token(&placed);
+    let query =
+        "{ relayStatus { name checkpoint messagesPublished deadLetters lagEvents lagSeconds } }";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let relays = loop {
+        let body: Value = stack
+            .http
+            .post(format!("{}/graphql", stack.queries))
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let relays = body["data"]["relayStatus"].clone();
+        if relays[0]["checkpoint"] == checkpoint.as_str() {
+            break relays;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not catch up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(relays[0]["name"], "relay-order");
+    assert_eq!(relays[0]["lagEvents"], 0);
+    assert_eq!(relays[0]["lagSeconds"], 0.0);
+    assert_eq!(relays[0]["deadLetters"], 1);
+    // The two work requests went through.
+    assert_eq!(relays[0]["messagesPublished"], 2);
+    assert_eq!(relays[1]["name"], "relay-return");
+    assert_eq!(relays[1]["checkpoint"], Value::Null);
+    assert_eq!(relays[1]["deadLetters"], 0);
 }
