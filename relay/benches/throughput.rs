@@ -5,9 +5,10 @@
 //! `cargo bench -p relay --bench throughput` (needs PostgreSQL and `nats-server`).
 //!
 //! - Throughput: a log of `BENCH_ORDERS` orders (default 15000; placed, paid, reserved,
-//!   accepted: 4 events and 7 messages each) relayed from scratch (log -> JetStream ack, the
-//!   checkpoint moved per batch of `BENCH_BATCH` events, default 1000); the baseline publishes
-//!   as many messages of the same size and waits for their acks.
+//!   accepted: 4 events and 7 messages each) relayed from scratch by the running relay until its
+//!   checkpoint reaches the head (log -> JetStream ack, the checkpoint moved per batch of up to
+//!   `BENCH_BATCH` events, default 1000); the baseline publishes as many messages of the same
+//!   size from the same process and waits for their acks.
 //! - Latency: orders placed at `BENCH_RATE` events/s (default 1000) for `BENCH_SECONDS`
 //!   (default 5) while the relay follows the log live; from the append's commit to the
 //!   message's delivery by the broker to a subscriber. The baseline: raw publish -> ack at the
@@ -141,13 +142,19 @@ async fn main() {
             .unwrap(),
     );
 
-    // Throughput: the relay from scratch, then the raw baseline of as many messages.
+    // Throughput: the relay as it runs (holding its lease, following the log) from scratch
+    // until its checkpoint reaches the head; then the raw baseline of as many messages.
+    let head = store.head_position().await.unwrap();
     let started = Instant::now();
-    let outcomes = relay.run_once().await.unwrap();
+    let following = relay.clone();
+    tokio::spawn(async move { following.run("bench", std::future::pending()).await });
+    while relay.checkpoint().await.unwrap() < head {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let elapsed = started.elapsed().as_secs_f64();
-    let messages: usize = outcomes.iter().map(|o| o.published).sum();
     let mut stream = js.get_stream(&config.stream.name).await.unwrap();
-    let bytes = stream.info().await.unwrap().state.bytes;
+    let state = stream.info().await.unwrap().state.clone();
+    let (messages, bytes) = (state.messages as usize, state.bytes);
     let size = (bytes as usize / messages.max(1)).max(1);
     let raw = raw_publishes(&js, messages, size).await;
     println!("\nthroughput (log -> JetStream ack), {events} events, {messages} messages of ~{size} bytes:");
@@ -172,9 +179,6 @@ async fn main() {
             }
         }
     });
-    let following = relay.clone();
-    tokio::spawn(async move { following.run("bench", std::future::pending()).await });
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let committed: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut writers = Vec::new();

@@ -82,27 +82,27 @@ pub async fn advance(
     published: i64,
     dead_letters: &[DeadLetter],
 ) -> Result<bool, tokio_postgres::Error> {
-    let tx = client.transaction().await?;
     let sql = fenced(
         "update relay_checkpoints set backend = $3, position = $4,
             messages_published = messages_published + $5, dead_letters = dead_letters + $6,
             updated_at = now()
          where relay = $1",
     );
-    let moved = tx
-        .execute(
-            &sql,
-            &[
-                &relay,
-                &token,
-                &backend,
-                &position.to_string(),
-                &published,
-                &(dead_letters.len() as i64),
-            ],
-        )
-        .await?;
-    if moved != 1 {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
+        &relay,
+        &token,
+        &backend,
+        &position.to_string(),
+        &published,
+        &(dead_letters.len() as i64),
+    ];
+    if dead_letters.is_empty() {
+        // The usual batch: one statement, one round trip.
+        let stmt = client.prepare_cached(&sql).await?;
+        return Ok(client.execute(&stmt, &params).await? == 1);
+    }
+    let tx = client.transaction().await?;
+    if tx.execute(&sql, &params).await? != 1 {
         return Ok(false);
     }
     for d in dead_letters {

@@ -9,7 +9,7 @@ use crate::RelayError;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// How the stream is set up.
@@ -115,14 +115,19 @@ async fn publish_one(
         .await
 }
 
-/// Publishes `messages` in order and waits for JetStream's acknowledgements. Messages of
-/// different instances are in flight together; a message of an instance is sent only once the
-/// instance's previous message was acknowledged, so order per instance holds across retries.
-/// Transient failures are retried after a backoff, without end (no loss); a message refused
-/// for good is published to the dead-letter subject with the reason and returned.
+/// Most messages in flight at once (JetStream's client holds a permit per unacknowledged one).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Publishes `messages` and waits for JetStream's acknowledgements, in order per instance:
+/// each round sends the earliest unacknowledged message of every instance (up to
+/// [`MAX_IN_FLIGHT`]) together, so an instance's message is sent only once its previous one
+/// was acknowledged, and order per instance holds across retries. Transient failures are
+/// retried after a backoff, without end (no loss); a message refused for good is published to
+/// the dead-letter subject with the reason and returned.
 ///
 /// # Errors
-/// Never for the broker (it retries); only when `give_up` resolves (shutdown, a lost lease).
+/// Never for the broker (it retries); only [`RelayError::Stopped`] when `give_up` resolves
+/// (shutdown, a lost lease).
 pub async fn publish_all(
     context: &jetstream::Context,
     messages: Vec<Outgoing>,
@@ -131,21 +136,31 @@ pub async fn publish_all(
     give_up: impl std::future::Future<Output = ()>,
 ) -> Result<Vec<DeadLetter>, RelayError> {
     tokio::pin!(give_up);
-    let mut pending: VecDeque<Outgoing> = messages.into();
+    // One queue per instance, in the order instances first appear.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut queues: Vec<VecDeque<Outgoing>> = Vec::new();
+    for m in messages {
+        let next = queues.len();
+        let i = *index.entry(m.origin.stream_id.clone()).or_insert(next);
+        if i == next {
+            queues.push(VecDeque::new());
+        }
+        queues[i].push_back(m);
+    }
     let mut dead = Vec::new();
     let mut failures = 0u32;
-    while !pending.is_empty() {
-        // A wave: the longest prefix with at most one message per instance.
-        let mut instances = HashSet::new();
-        let mut wave = Vec::new();
-        while let Some(m) = pending.front() {
-            if !instances.insert(m.origin.stream_id.clone()) {
-                break;
-            }
-            wave.extend(pending.pop_front());
+    loop {
+        let wave: Vec<(usize, Outgoing)> = queues
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, q)| q.pop_front().map(|m| (i, m)))
+            .take(MAX_IN_FLIGHT)
+            .collect();
+        if wave.is_empty() {
+            return Ok(dead);
         }
         let mut acks = Vec::with_capacity(wave.len());
-        for m in &wave {
+        for (_, m) in &wave {
             acks.push(publish_one(context, m).await);
         }
         let mut results = Vec::with_capacity(wave.len());
@@ -155,8 +170,8 @@ pub async fn publish_all(
                 Err(e) => Err(e),
             });
         }
-        let mut retry = Vec::new();
-        for (m, result) in wave.into_iter().zip(results) {
+        let mut retried = 0;
+        for ((i, m), result) in wave.into_iter().zip(results) {
             match result {
                 Ok(()) => {}
                 Err(e) if is_permanent(&e) => {
@@ -175,24 +190,22 @@ pub async fn publish_all(
                 }
                 Err(e) => {
                     tracing::debug!(relay, subject = %m.subject, error = %e, "publish failed; will retry");
-                    retry.push(m);
+                    // Back at the head of its instance's queue: it is still the earliest.
+                    queues[i].push_front(m);
+                    retried += 1;
                 }
             }
         }
-        if retry.is_empty() {
+        if retried == 0 {
             failures = 0;
             continue;
-        }
-        // The failed messages go first again: each was its instance's earliest unsent one.
-        for m in retry.into_iter().rev() {
-            pending.push_front(m);
         }
         let delay = backoff.delay(failures);
         failures = failures.saturating_add(1);
         tracing::warn!(
             relay,
             ?delay,
-            unacknowledged = pending.len(),
+            retried,
             "JetStream did not acknowledge; backing off"
         );
         tokio::select! {
@@ -200,7 +213,6 @@ pub async fn publish_all(
             () = &mut give_up => return Err(RelayError::Stopped),
         }
     }
-    Ok(dead)
 }
 
 /// Publishes a dead letter (the message's coordinates and the reason, never its body, which
@@ -252,6 +264,7 @@ async fn retry_dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn backoff_grows_exponentially_up_to_its_bound_with_jitter() {

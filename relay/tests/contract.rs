@@ -26,6 +26,14 @@ fn schemas() -> HashMap<String, Value> {
         .collect()
 }
 
+/// Waits until readers of the log see everything up to `position` (an append becomes visible
+/// once every transaction older than it has ended, on a server other tests share).
+async fn wait_until_visible(store: &dyn EventStore, position: Option<event_store::Position>) {
+    while store.head_position().await.unwrap() < position {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 async fn every_kind_of_history(store: &dyn EventStore) {
     let log = Log::new(store);
     let lines = [("SKU-1", 2, 1500)];
@@ -135,16 +143,18 @@ async fn every_kind_of_history(store: &dyn EventStore) {
         ],
     )
     .await;
-    log.record::<Returns>(
-        returns[3],
-        vec![
-            for_order(returns[3]),
-            ReturnCommand::EscalateReturn {
-                reason: Reason::parse("nobody decided").unwrap(),
-            },
-        ],
-    )
-    .await;
+    let last = log
+        .record::<Returns>(
+            returns[3],
+            vec![
+                for_order(returns[3]),
+                ReturnCommand::EscalateReturn {
+                    reason: Reason::parse("nobody decided").unwrap(),
+                },
+            ],
+        )
+        .await;
+    wait_until_visible(store, last.position()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +230,7 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
         .await
         .unwrap();
     let id = Uuid::new_v4();
-    Log::new(&*store)
+    let recorded = Log::new(&*store)
         .order(
             id,
             vec![
@@ -230,6 +240,7 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
             ],
         )
         .await;
+    wait_until_visible(&*store, recorded.position()).await;
     let jetstream = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
         .await
         .unwrap();

@@ -21,9 +21,13 @@ async fn a_message_too_large_for_the_stream_is_dead_lettered_with_its_reason_and
     let id = Uuid::new_v4();
     let lines: Vec<(String, u32, i64)> = (0..10).map(|i| (format!("SKU-{i}"), 1, 100)).collect();
     let lines: Vec<(&str, u32, i64)> = lines.iter().map(|(s, q, p)| (s.as_str(), *q, *p)).collect();
-    Log::new(&*store)
+    let recorded = Log::new(&*store)
         .order(id, vec![place(id, "customer-1", &lines)])
         .await;
+    // Visible once every older transaction on the shared server has ended.
+    while store.head_position().await.unwrap() < recorded.position() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let jetstream = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
         .await
         .unwrap();

@@ -1,0 +1,31 @@
+//! The JetStream stream is created at start-up, and brought up to date when it exists with
+//! other settings.
+
+use relay::nats_server::NatsServer;
+use relay::Config;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_is_created_at_start_up_and_updated_when_its_settings_change() {
+    let nats = NatsServer::start();
+    let mut config = Config::local("postgres://unused", &nats.url());
+    let js = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
+        .await
+        .unwrap();
+    let mut stream = js.get_stream("MILESTONE").await.unwrap();
+    let info = stream.info().await.unwrap().clone();
+    assert_eq!(info.config.subjects, ["milestone.>"]);
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
+
+    config.stream.duplicate_window = Duration::from_secs(600);
+    let js = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
+        .await
+        .unwrap();
+    let mut stream = js.get_stream("MILESTONE").await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.duplicate_window, Duration::from_secs(600));
+}
