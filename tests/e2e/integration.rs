@@ -197,36 +197,37 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
     let js = jetstream(&nats.url()).await;
     stream(&js).await;
 
-    // Orders flow for a bounded time: each placed, then paid.
-    let writer = {
-        let (http, commands) = (stack.http.clone(), stack.commands.clone());
-        tokio::spawn(async move {
-            let mut orders = 0usize;
-            let until = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < until {
-                let r: Value = http
-                    .post(format!("{commands}/orders"))
-                    .json(&order_body())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let id = r["order_id"].as_str().unwrap().to_owned();
-                let paid = http
-                    .post(format!("{commands}/orders/{id}/payment-authorized"))
-                    .json(&json!({"payment_id": "p", "amount_minor": TOTAL, "currency": "EUR"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(paid.status().is_success());
-                orders += 1;
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-            orders
+    // Orders flow for a bounded time from three writers: each placed, then paid.
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let (http, commands) = (stack.http.clone(), stack.commands.clone());
+            tokio::spawn(async move {
+                let mut orders = 0usize;
+                let until = Instant::now() + Duration::from_secs(20);
+                while Instant::now() < until {
+                    let r: Value = http
+                        .post(format!("{commands}/orders"))
+                        .json(&order_body())
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let id = r["order_id"].as_str().unwrap().to_owned();
+                    let paid = http
+                        .post(format!("{commands}/orders/{id}/payment-authorized"))
+                        .json(&json!({"payment_id": "p", "amount_minor": TOTAL, "currency": "EUR"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(paid.status().is_success());
+                    orders += 1;
+                }
+                orders
+            })
         })
-    };
+        .collect();
     // kill -9 the active relay every few seconds (the standby takes over, a new standby is
     // started), and restart the broker once in the middle.
     for round in 0..6 {
@@ -237,7 +238,10 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
             nats.restart();
         }
     }
-    let orders = writer.await.unwrap();
+    let mut orders = 0;
+    for writer in writers {
+        orders += writer.await.unwrap();
+    }
     assert!(orders > 20, "too few orders: {orders}");
 
     // Four messages per order: placed, two work requests, payment authorized.
