@@ -130,9 +130,14 @@ async fn main() {
     let store = event_store::connect(&url, &Default::default())
         .await
         .unwrap();
-    let js = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
-        .await
-        .unwrap();
+    let js = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+    .unwrap();
 
     println!("generating {orders} orders...");
     let events = generate(&store, orders).await;

@@ -16,8 +16,13 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let jetstream =
-        relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout).await?;
+    let jetstream = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await?;
     let owner = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".to_owned()),

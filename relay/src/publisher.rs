@@ -43,14 +43,16 @@ impl Backoff {
     }
 }
 
-/// Connects to NATS, then creates the stream or brings its configuration up to date.
+/// Connects to NATS, then creates the stream or brings its configuration up to date. While
+/// the broker cannot be reached (not started yet, restarting) it keeps trying, with `backoff`.
 ///
 /// # Errors
-/// When NATS cannot be reached or refuses the stream.
+/// When the NATS URL is not one.
 pub async fn connect(
     url: &str,
     settings: &StreamSettings,
     ack_timeout: Duration,
+    backoff: Backoff,
 ) -> Result<jetstream::Context, RelayError> {
     let client = async_nats::ConnectOptions::new()
         .name("milestone-relay")
@@ -71,11 +73,18 @@ pub async fn connect(
         max_message_size: settings.max_message_bytes,
         ..Default::default()
     };
-    context
-        .create_or_update_stream(config)
-        .await
-        .map_err(|e| RelayError::Nats(Box::new(e)))?;
-    Ok(context)
+    let mut failures = 0u32;
+    loop {
+        match context.create_or_update_stream(config.clone()).await {
+            Ok(_) => return Ok(context),
+            Err(e) => {
+                let delay = backoff.delay(failures);
+                failures = failures.saturating_add(1);
+                tracing::warn!(stream = %settings.name, error = %e, ?delay, "cannot set up the JetStream stream; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 /// Whether JetStream will never take this message (it is too large for the stream or the

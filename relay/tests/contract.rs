@@ -166,9 +166,14 @@ async fn every_published_message_validates_against_its_schema_and_every_schema_i
         .await
         .unwrap();
     every_kind_of_history(&*store).await;
-    let jetstream = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
-        .await
-        .unwrap();
+    let jetstream = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+    .unwrap();
     let orders = Relay::<Orders>::start(config.clone(), store.clone(), jetstream.clone())
         .await
         .unwrap();
@@ -241,9 +246,14 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
         )
         .await;
     wait_until_visible(&*store, recorded.position()).await;
-    let jetstream = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
-        .await
-        .unwrap();
+    let jetstream = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+    .unwrap();
     let relay = Relay::<Orders>::start(config.clone(), store, jetstream.clone())
         .await
         .unwrap();

@@ -28,9 +28,14 @@ async fn a_message_too_large_for_the_stream_is_dead_lettered_with_its_reason_and
     while store.head_position().await.unwrap() < recorded.position() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let jetstream = relay::publisher::connect(&config.nats_url, &config.stream, config.ack_timeout)
-        .await
-        .unwrap();
+    let jetstream = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+    .unwrap();
     let relay = Relay::<Orders>::start(config.clone(), store.clone(), jetstream.clone())
         .await
         .unwrap();
