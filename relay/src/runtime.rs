@@ -174,7 +174,7 @@ impl<W: Contract> Relay<W> {
     /// Follows the log while `lease` is held: batches of what the subscription has buffered,
     /// up to the batch size.
     async fn follow(&self, lease: &FencedLease) -> Result<(), RelayError> {
-        let mut checkpoint = self.checkpoint().await?;
+        let checkpoint = self.checkpoint().await?;
         let mut subscription = self
             .store
             .subscribe_all(checkpoint, W::STREAM_PREFIX)
@@ -191,10 +191,7 @@ impl<W: Contract> Relay<W> {
                     None => break,
                 }
             }
-            let outcome = self
-                .relay_batch(&mut cache, Some(lease), checkpoint, &batch)
-                .await?;
-            checkpoint = outcome.checkpoint;
+            self.relay_batch(&mut cache, Some(lease), &batch).await?;
         }
     }
 
@@ -215,9 +212,7 @@ impl<W: Contract> Relay<W> {
             if batch.is_empty() {
                 return Ok(outcomes);
             }
-            let outcome = self
-                .relay_batch(&mut cache, None, checkpoint, &batch)
-                .await?;
+            let outcome = self.relay_batch(&mut cache, None, &batch).await?;
             checkpoint = outcome.checkpoint;
             outcomes.push(outcome);
         }
@@ -227,7 +222,6 @@ impl<W: Contract> Relay<W> {
         &self,
         cache: &mut StateCache<W>,
         lease: Option<&FencedLease>,
-        _from: Option<Position>,
         batch: &[RecordedEvent],
     ) -> Result<BatchOutcome, RelayError> {
         let mut outgoing = Vec::new();

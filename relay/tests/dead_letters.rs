@@ -96,3 +96,58 @@ async fn a_message_too_large_for_the_stream_is_dead_lettered_with_its_reason_and
     assert_eq!(row.get::<_, i64>(1), 2);
     assert_eq!(row.get::<_, String>(2), "milestone.order.placed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_does_not_decode_publishes_nothing_counts_as_a_dead_letter_and_the_log_flows_on(
+) {
+    let url = test_support::fresh_database().await;
+    let nats = NatsServer::start();
+    let config = Config::local(&url, &nats.url());
+    let store = event_store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    let log = Log::new(&*store);
+    let broken = Uuid::new_v4();
+    log.append_raw(
+        &format!("order-{broken}"),
+        event_store::ExpectedRevision::NoStream,
+        "OrderPlaced",
+        1,
+        serde_json::json!({"not": "an order"}),
+    )
+    .await;
+    let id = Uuid::new_v4();
+    let recorded = log
+        .order(id, vec![place(id, "customer-1", &[("SKU-1", 1, 100)])])
+        .await;
+    while store.head_position().await.unwrap() < recorded.position() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let jetstream = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+    .unwrap();
+    let relay = Relay::<Orders>::start(config.clone(), store.clone(), jetstream.clone())
+        .await
+        .unwrap();
+    let outcomes = relay.run_once().await.unwrap();
+    let letters: Vec<_> = outcomes
+        .iter()
+        .flat_map(|o| o.dead_letters.clone())
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].stream_id, format!("order-{broken}"));
+    let published: usize = outcomes.iter().map(|o| o.published).sum();
+    assert_eq!(
+        published, 3,
+        "the next order's placed event and its two work requests"
+    );
+    assert_eq!(
+        relay.checkpoint().await.unwrap(),
+        store.head_position().await.unwrap()
+    );
+}
