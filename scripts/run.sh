@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Runs Milestone locally: PostgreSQL (started if needed) as event store and read-model database,
-# then command-api, projector, query-api and the reconciler (which chases overdue orders and
-# returns). Ctrl-C, or a SIGTERM to this script, stops everything.
+# then command-api, projector, query-api, the reconciler (which chases overdue orders and
+# returns), and NATS JetStream (`nats-server -js`, installed from Debian if missing) with the
+# relay publishing to it. Ctrl-C, or a SIGTERM to this script, stops everything.
+#
+# MILESTONE_NATS_ADDR (default 127.0.0.1:4222) and MILESTONE_NATS_STORE_DIR (default
+# ~/.local/share/milestone/nats) place the NATS server; set MILESTONE_NATS_URL to use a NATS
+# server of your own instead.
 #
 # Set MILESTONE_EVENT_STORE_URL to a KurrentDB node (e.g. kurrentdb://127.0.0.1:2113?tls=false)
 # to use it as the event store; the read models stay in PostgreSQL.
@@ -29,7 +34,7 @@ if [ -n "${MILESTONE_BIN_DIR:-}" ]; then
   BIN_DIR="$MILESTONE_BIN_DIR"
 else
   echo "building the services (release)..."
-  cargo build --release --locked -p command-api -p projector -p query-api -p reconciler
+  cargo build --release --locked -p command-api -p projector -p query-api -p reconciler -p relay
   BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
 fi
 
@@ -76,6 +81,29 @@ wait_for_read_models() {
   echo "the projector did not create the read models" >&2; return 1
 }
 
+# NATS JetStream for the relay, unless MILESTONE_NATS_URL names a server of your own.
+if [ -z "${MILESTONE_NATS_URL:-}" ]; then
+  if ! command -v nats-server >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "installing nats-server (Debian package)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+    else
+      echo "nats-server is not installed: apt-get install nats-server (as root)" >&2; exit 1
+    fi
+  fi
+  NATS_ADDR="${MILESTONE_NATS_ADDR:-127.0.0.1:4222}"
+  NATS_STORE="${MILESTONE_NATS_STORE_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/milestone/nats}"
+  mkdir -p "$NATS_STORE"
+  nats-server -js -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" -sd "$NATS_STORE" \
+    > >(sed -u "s/^/[nats-server] /") 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/${NATS_ADDR%:*}/${NATS_ADDR##*:}") 2>/dev/null && break
+    sleep 0.1
+  done
+  export MILESTONE_NATS_URL="nats://$NATS_ADDR"
+fi
+
 start command-api
 wait_ready "http://$MILESTONE_COMMAND_API_ADDR/readyz"
 start projector
@@ -84,6 +112,7 @@ start query-api
 wait_ready "http://$MILESTONE_QUERY_API_ADDR/readyz"
 # Reads the read models the projector created; settings in the README's reconciler section.
 start reconciler
+start relay
 
 C="http://$MILESTONE_COMMAND_API_ADDR"
 Q="http://$MILESTONE_QUERY_API_ADDR"
@@ -92,6 +121,7 @@ cat <<INFO
 Milestone is running (event store: ${MILESTONE_EVENT_STORE_URL%%://*}).
   REST commands  $C/orders        OpenAPI  $C/openapi.json
   GraphQL        $Q/graphql       GraphiQL $Q/graphql (in a browser)
+  NATS JetStream $MILESTONE_NATS_URL  stream MILESTONE, subjects milestone.>
 
 Try it:
   TOKEN=\$(curl -s -X POST $C/orders -H 'content-type: application/json' -d '{

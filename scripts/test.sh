@@ -14,6 +14,17 @@ psql "$MILESTONE_TEST_DATABASE_URL" -Atqc \
   "select datname from pg_database where datname ~ '^(test|run)_[0-9a-f]{32}$'" |
   while read -r db; do psql "$MILESTONE_TEST_DATABASE_URL" -qc "drop database if exists $db with (force)"; done
 
+# The relay's tests start their own nats-server (JetStream) on a free port.
+if ! command -v nats-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing nats-server (Debian package) for the relay's tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  else
+    echo "nats-server is not installed and cannot be installed here: apt-get install nats-server" >&2
+    exit 1
+  fi
+fi
+
 echo "== compose.yaml and Dockerfile"
 if ! command -v docker-compose >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -29,7 +40,7 @@ else
   exit 1
 fi
 # The image builds the services with the same command as the local run.
-BUILD_CMD="cargo build --release --locked -p command-api -p projector -p query-api -p reconciler"
+BUILD_CMD="cargo build --release --locked -p command-api -p projector -p query-api -p reconciler -p relay"
 grep -qF "$BUILD_CMD" Dockerfile && grep -qF "$BUILD_CMD" scripts/run.sh ||
   { echo "Dockerfile and scripts/run.sh must build with: $BUILD_CMD" >&2; exit 1; }
 

@@ -36,6 +36,17 @@ impl EventLog {
         projection: &Descriptor,
         checkpoint: Option<Position>,
     ) -> Result<(i64, f64), StoreError> {
+        self.lag_of(projection.stream_prefix, checkpoint).await
+    }
+
+    /// How many events of the streams starting with `prefix` follow `checkpoint` (at most
+    /// [`LAG_COUNT_LIMIT`]), and the age in seconds of the oldest of them (0 when none): the
+    /// lag of any reader of the log with a checkpoint (a projection, a relay).
+    pub async fn lag_of(
+        &self,
+        prefix: &str,
+        checkpoint: Option<Position>,
+    ) -> Result<(i64, f64), StoreError> {
         let head = self.head().await?;
         if head.is_none() || head <= checkpoint {
             return Ok((0, 0.0));
@@ -43,7 +54,7 @@ impl EventLog {
         let behind = self
             .store()
             .await?
-            .read_all(checkpoint, projection.stream_prefix, LAG_COUNT_LIMIT)
+            .read_all(checkpoint, prefix, LAG_COUNT_LIMIT)
             .await?;
         let age = behind.first().map_or(0.0, |oldest| {
             (Utc::now() - oldest.recorded_at).as_seconds_f64().max(0.0)

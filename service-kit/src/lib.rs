@@ -5,13 +5,14 @@
 //! a configuration never prints a password; `shutdown` resolves on SIGINT or SIGTERM; `health`
 //! (feature `http`) answers `/healthz` and `/readyz`; `postgres` builds connection pools,
 //! applies migrations, LISTENs for notifications and tells an unreachable database from a
-//! refused statement. Nothing here knows about events or read models: the event store and the
+//! refused statement; `lease` keeps one active instance of a service with a fencing token. Nothing here knows about events or read models: the event store and the
 //! read models both build on it.
 
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "http")]
 pub mod health;
+pub mod lease;
 pub mod postgres;
 pub mod secret;
 pub mod shutdown;

@@ -1,8 +1,10 @@
-//! The three services as real processes, driven over HTTP only.
+//! The services as real processes, driven over HTTP only (and, for the relay, over NATS
+//! JetStream, as downstream services would).
 
 mod stack;
 
 mod crash;
+mod integration;
 mod reconciler;
 mod returns;
 mod run_script;

@@ -10,7 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const SERVICES: [&str; 4] = ["command-api", "projector", "query-api", "reconciler"];
+const SERVICES: [&str; 5] = [
+    "command-api",
+    "projector",
+    "query-api",
+    "reconciler",
+    "relay",
+];
 
 /// A process's parent and short name, from `/proc/<pid>/stat`; `None` once it is gone or a
 /// zombie.
@@ -82,7 +88,8 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
     let bin_dir = bins[0].parent().unwrap().to_owned();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let database = format!("run_{}", uuid::Uuid::new_v4().simple());
-    let (cport, qport) = (free_port(), free_port());
+    let (cport, qport, nport) = (free_port(), free_port(), free_port());
+    let nats_store = tempfile::tempdir().unwrap();
     let script = Command::new("bash")
         .arg(root.join("scripts/run.sh"))
         .env("MILESTONE_DATABASE", &database)
@@ -91,6 +98,9 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
         .env("MILESTONE_BIN_DIR", &bin_dir)
         .env("MILESTONE_COMMAND_API_ADDR", format!("127.0.0.1:{cport}"))
         .env("MILESTONE_QUERY_API_ADDR", format!("127.0.0.1:{qport}"))
+        .env("MILESTONE_NATS_ADDR", format!("127.0.0.1:{nport}"))
+        .env("MILESTONE_NATS_STORE_DIR", nats_store.path())
+        .env_remove("MILESTONE_NATS_URL")
         .env("MILESTONE_DB_POOL_SIZE", "2")
         .env("MILESTONE_HTTP_WORKERS", "1")
         .env("RUST_LOG", "warn")
@@ -128,7 +138,7 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
 
     let running = descendants(pid);
     run.processes = running.keys().copied().collect();
-    for service in SERVICES {
+    for service in SERVICES.iter().chain(&["nats-server"]) {
         assert!(
             running.values().any(|name| name == service),
             "{service} is not running under the script: {running:?}"
@@ -152,7 +162,7 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
         remaining.is_empty(),
         "left running after the script stopped: {remaining:?}"
     );
-    for port in [cport, qport] {
+    for port in [cport, qport, nport] {
         assert!(
             TcpListener::bind(("127.0.0.1", port)).is_ok(),
             "port {port} is still taken"

@@ -29,6 +29,8 @@ pub fn binary(name: &str) -> PathBuf {
                 "query-api",
                 "-p",
                 "reconciler",
+                "-p",
+                "relay",
             ])
             .current_dir(&root)
             .status()
@@ -178,6 +180,24 @@ impl Stack {
         ];
         env.extend(settings.iter().cloned());
         spawn("reconciler", &[], &env)
+    }
+
+    /// Starts a relay process publishing to the NATS server at `nats_url` (a standby while
+    /// another is active), with `extra` settings; its lease lasts one second, so a successor
+    /// takes over quickly.
+    pub fn relay(&self, nats_url: &str, extra: &[(&str, &str)]) -> Service {
+        let mut env = vec![
+            ("MILESTONE_EVENT_STORE_URL", self.url.clone()),
+            ("MILESTONE_READ_MODEL_URL", self.url.clone()),
+            ("MILESTONE_NATS_URL", nats_url.to_owned()),
+            ("MILESTONE_DB_POOL_SIZE", "2".to_owned()),
+            ("MILESTONE_RELAY_LEASE_TTL_MS", "1000".to_owned()),
+            ("MILESTONE_RELAY_STANDBY_POLL_MS", "100".to_owned()),
+            ("MILESTONE_RELAY_ACK_TIMEOUT_MS", "2000".to_owned()),
+            ("MILESTONE_RELAY_BACKOFF_MAX_MS", "1000".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        spawn("relay", &[], &env)
     }
 
     /// Runs `projector rebuild` to completion.

@@ -1,11 +1,12 @@
 //! Reads of the read models, by area: [`workflow`] (what every workflow's status rows,
 //! timelines and counts share, read once for all), [`orders`] and [`returns`] (each workflow's
-//! names, row and filters) and [`projection`] (checkpoint, lag, dead letters). Free functions
+//! names, row and filters) and [`projection`] (checkpoint, lag, dead letters); [`relay`] (the relays' checkpoints). Free functions
 //! over a client, prepared and cached statements, every column read by name; and the
 //! [`Snapshot`] a request reads them through.
 
 pub mod orders;
 pub mod projection;
+pub mod relay;
 pub mod returns;
 pub mod workflow;
 

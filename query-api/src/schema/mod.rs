@@ -1,7 +1,7 @@
 //! The GraphQL schema, split by area and merged: [`orders`] (the order workflow's queries),
 //! [`returns`] (the returns workflow's queries), [`workflow`] (what every workflow's queries
 //! share: timelines, paging of a filtered list, stalled instances, counts),
-//! [`projection`] (projection status), [`paging`] (cursors, `first`/`after`, the page cap),
+//! [`projection`] (projection status), [`relay`] (relay status), [`paging`] (cursors, `first`/`after`, the page cap),
 //! [`input`] (argument checks) and [`limits`] (depth and complexity). Errors are
 //! [`crate::error::QueryError`]s with a stable `extensions.code`. Built once; each request
 //! reads through its own snapshot.
@@ -11,6 +11,7 @@ mod limits;
 pub mod orders;
 mod paging;
 pub mod projection;
+pub mod relay;
 pub mod returns;
 pub mod workflow;
 
@@ -37,6 +38,7 @@ pub struct Query(
     orders::OrderQueries,
     returns::ReturnQueries,
     projection::ProjectionQueries,
+    relay::RelayQueries,
 );
 
 /// Builds the schema with its limits. Each request brings its own data: see [`for_request`].

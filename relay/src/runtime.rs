@@ -1,0 +1,352 @@
+//! The relay runtime, written once for every workflow: follow the log from the checkpoint,
+//! turn each event into its messages (knowing the instance's state before and after it), publish
+//! them, and move the checkpoint once JetStream has acknowledged them, under the fenced lease.
+
+use crate::contract::{messages, Contract, Outgoing};
+use crate::db::{self, DeadLetter};
+use crate::publisher::publish_all;
+use crate::{Config, RelayError};
+use deadpool_postgres::Pool;
+use domain::EventContract;
+use event_store::{Direction, EventStore, Position, RecordedEvent};
+use service_kit::lease::FencedLease;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// The states of recently seen instances, each as of a revision, so that an event's state
+/// before it is usually at hand; a miss rebuilds the instance from its stream. Bounded: the
+/// oldest entries go first.
+struct StateCache<W: Contract> {
+    states: HashMap<String, (u64, W::State)>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl<W: Contract> StateCache<W> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            states: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// The state of `stream` just before revision `revision`, if that is what is cached.
+    fn before(&self, stream: &str, revision: u64) -> Option<W::State> {
+        match self.states.get(stream) {
+            Some((at, state)) if at + 1 == revision => Some(state.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, stream: &str, revision: u64, state: W::State) {
+        if self
+            .states
+            .insert(stream.to_owned(), (revision, state))
+            .is_none()
+        {
+            self.order.push_back(stream.to_owned());
+        }
+        while self.states.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.states.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// One workflow's relay.
+pub struct Relay<W: Contract> {
+    name: String,
+    store: Arc<dyn EventStore>,
+    pool: Pool,
+    pg_config: tokio_postgres::Config,
+    jetstream: async_nats::jetstream::Context,
+    config: Config,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub checkpoint: Option<Position>,
+    pub published: usize,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl<W: Contract> Relay<W> {
+    /// The name of this workflow's relay: its checkpoint row and its lease (`relay-order`).
+    pub fn name() -> String {
+        format!("relay-{}", W::NAME)
+    }
+
+    /// Prepares the relay's tables in the read-model database.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or a migration fails.
+    pub async fn start(
+        config: Config,
+        store: Arc<dyn EventStore>,
+        jetstream: async_nats::jetstream::Context,
+    ) -> Result<Self, RelayError> {
+        let (pool, pg_config) =
+            service_kit::postgres::build_pool(config.read_model_url.expose(), config.pool_size)?;
+        let relay = Self {
+            name: Self::name(),
+            store,
+            pool,
+            pg_config,
+            jetstream,
+            config,
+            _workflow: PhantomData,
+        };
+        let mut client = relay.pool.get().await?;
+        service_kit::postgres::apply_migrations(&mut client, "relay_migrations", db::MIGRATIONS)
+            .await?;
+        service_kit::lease::ensure_table(&**client).await?;
+        db::ensure_checkpoint(&**client, &relay.name, W::STREAM_PREFIX).await?;
+        Ok(relay)
+    }
+
+    /// Where the relay has got to in the configured store's log.
+    ///
+    /// # Errors
+    /// [`RelayError::OtherEventStore`] when the checkpoint was written reading the other
+    /// backend; database errors.
+    pub async fn checkpoint(&self) -> Result<Option<Position>, RelayError> {
+        let client = self.pool.get().await?;
+        let (backend, position) = db::load_checkpoint(&**client, &self.name).await?;
+        let configured = self.store.backend();
+        if let Some(backend) = backend.filter(|b| b != configured) {
+            return Err(RelayError::OtherEventStore {
+                relay: self.name.clone(),
+                checkpoint: backend,
+                configured,
+            });
+        }
+        position
+            .map(|p| {
+                p.parse().map_err(|_| RelayError::BadCheckpoint {
+                    relay: self.name.clone(),
+                    position: p,
+                })
+            })
+            .transpose()
+    }
+
+    /// Runs until `shutdown` resolves: stands by until the lease is ours, then follows the log;
+    /// a lost lease or a failure sends it back to standing by.
+    ///
+    /// # Errors
+    /// None so far: failures are logged and retried.
+    pub async fn run(
+        &self,
+        owner: &str,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RelayError> {
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        loop {
+            let lease = tokio::select! {
+                lease = FencedLease::acquire(&self.pg_config, &self.name, owner, self.config.lease_ttl, self.config.standby_poll) => lease,
+                () = &mut shutdown => return Ok(()),
+            };
+            tracing::info!(relay = %self.name, token = lease.token(), "active");
+            let outcome = tokio::select! {
+                outcome = self.follow(&lease) => outcome,
+                () = lease.lost() => Err(RelayError::LeaseLost),
+                () = &mut shutdown => return Ok(()),
+            };
+            drop(lease);
+            if let Err(e) = outcome {
+                tracing::warn!(relay = %self.name, error = %e, source = ?std::error::Error::source(&e), "relay interrupted; standing by again");
+                tokio::time::sleep(self.config.backoff.delay(failures)).await;
+                failures = failures.saturating_add(1);
+            }
+        }
+    }
+
+    /// Follows the log while `lease` is held: batches of what the subscription has buffered,
+    /// up to the batch size.
+    async fn follow(&self, lease: &FencedLease) -> Result<(), RelayError> {
+        let checkpoint = self.checkpoint().await?;
+        let mut subscription = self
+            .store
+            .subscribe_all(checkpoint, W::STREAM_PREFIX)
+            .await?;
+        let mut cache = StateCache::<W>::new(self.config.state_cache);
+        loop {
+            let Some(first) = subscription.next().await else {
+                return Err(RelayError::Stopped);
+            };
+            let mut batch = vec![first?];
+            while batch.len() < self.config.batch_size {
+                match subscription.try_next() {
+                    Some(event) => batch.push(event?),
+                    None => break,
+                }
+            }
+            self.relay_batch(&mut cache, Some(lease), &batch).await?;
+        }
+    }
+
+    /// Publishes every event available now, without a lease (tools and tests); returns the
+    /// outcome of each batch.
+    ///
+    /// # Errors
+    /// Store, database or broker errors.
+    pub async fn run_once(&self) -> Result<Vec<BatchOutcome>, RelayError> {
+        let mut cache = StateCache::<W>::new(self.config.state_cache);
+        let mut checkpoint = self.checkpoint().await?;
+        let mut outcomes = Vec::new();
+        loop {
+            let batch = self
+                .store
+                .read_all(checkpoint, W::STREAM_PREFIX, self.config.batch_size)
+                .await?;
+            if batch.is_empty() {
+                return Ok(outcomes);
+            }
+            let outcome = self.relay_batch(&mut cache, None, &batch).await?;
+            checkpoint = outcome.checkpoint;
+            outcomes.push(outcome);
+        }
+    }
+
+    async fn relay_batch(
+        &self,
+        cache: &mut StateCache<W>,
+        lease: Option<&FencedLease>,
+        batch: &[RecordedEvent],
+    ) -> Result<BatchOutcome, RelayError> {
+        let mut outgoing = Vec::new();
+        let mut dead_letters = Vec::new();
+        for event in batch {
+            match self.translate(cache, event).await? {
+                Ok(messages) => outgoing.extend(messages),
+                Err(reason) => {
+                    tracing::warn!(relay = %self.name, stream = %event.stream_id, revision = event.revision, %reason, "an event does not decode; dead-lettered");
+                    dead_letters.push(DeadLetter {
+                        event_id: event.id,
+                        stream_id: event.stream_id.clone(),
+                        revision: event.revision,
+                        subject: String::new(),
+                        message_id: event.id.to_string(),
+                        reason,
+                    });
+                }
+            }
+        }
+        let total = outgoing.len();
+        let give_up = async {
+            match lease {
+                Some(lease) => lease.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        let refused = publish_all(
+            &self.jetstream,
+            outgoing,
+            self.config.backoff,
+            &self.name,
+            give_up,
+        )
+        .await?;
+        let published = total - refused.len();
+        dead_letters.extend(refused);
+        let last = batch.last().map(|e| e.position);
+        if let Some(position) = last {
+            let mut client = self.pool.get().await?;
+            // Without a lease (tools, tests) the relay takes a one-off tenure.
+            let token = match lease {
+                Some(lease) => lease.token(),
+                None => self.token_without_lease(&client).await?,
+            };
+            let moved = db::advance(
+                &mut client,
+                &self.name,
+                token,
+                self.store.backend(),
+                position,
+                published as i64,
+                &dead_letters,
+            )
+            .await?;
+            if !moved {
+                return Err(RelayError::LeaseLost);
+            }
+        }
+        Ok(BatchOutcome {
+            checkpoint: last,
+            published,
+            dead_letters,
+        })
+    }
+
+    /// The current token of the relay's lease, for writes made without holding it; a lease row
+    /// is created when there is none.
+    async fn token_without_lease(
+        &self,
+        client: &deadpool_postgres::Object,
+    ) -> Result<i64, RelayError> {
+        let row = client
+            .query_one(
+                "insert into service_leases (name, owner, token, expires_at)
+                 values ($1, 'tool', 0, '-infinity')
+                 on conflict (name) do update set name = excluded.name
+                 returning token",
+                &[&self.name],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// The messages of one event, or why it cannot be read.
+    async fn translate(
+        &self,
+        cache: &mut StateCache<W>,
+        event: &RecordedEvent,
+    ) -> Result<Result<Vec<Outgoing>, String>, RelayError> {
+        if let Some(reason) = &event.malformed {
+            return Ok(Err(reason.clone()));
+        }
+        let decoded = match W::Event::decode(&event.event_type, event.schema_version, &event.data) {
+            Ok(decoded) => decoded,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let before = match cache.before(&event.stream_id, event.revision) {
+            Some(state) => state,
+            None => self.rebuild(&event.stream_id, event.revision).await?,
+        };
+        let after = W::evolve(before.clone(), &decoded);
+        let out = messages::<W>(event, &decoded, &before, &after);
+        cache.put(&event.stream_id, event.revision, after);
+        Ok(Ok(out))
+    }
+
+    /// The state of `stream` before revision `revision`, from its events.
+    async fn rebuild(&self, stream: &str, revision: u64) -> Result<W::State, RelayError> {
+        let mut state = W::State::default();
+        if revision == 0 {
+            return Ok(state);
+        }
+        let events = self
+            .store
+            .read_stream(stream, Direction::Forwards, Some(0), revision as usize)
+            .await?;
+        for e in events.iter().filter(|e| e.revision < revision) {
+            if e.malformed.is_some() {
+                continue;
+            }
+            if let Ok(decoded) = W::Event::decode(&e.event_type, e.schema_version, &e.data) {
+                state = W::evolve(state, &decoded);
+            }
+        }
+        Ok(state)
+    }
+}
