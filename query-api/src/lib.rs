@@ -16,6 +16,8 @@ pub mod consistency;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod schema;
 pub mod startup;
+pub mod ws;
