@@ -88,11 +88,10 @@ impl CheckpointWatch {
                 if let (Some(projection), Some(position)) = (projection, position) {
                     // None when the list did not fit the notification: every instance may have
                     // changed.
-                    let changed = serde_json::from_value::<Vec<Uuid>>(
-                        v[projection.changed_key].clone(),
-                    )
-                    .ok()
-                    .map(Arc::from);
+                    let changed =
+                        serde_json::from_value::<Vec<Uuid>>(v[projection.changed_key].clone())
+                            .ok()
+                            .map(Arc::from);
                     // No subscriber, no one to tell.
                     let _ = changes.send(Notice::Committed {
                         projection: projection.name,

@@ -37,7 +37,9 @@ pub enum QueryError {
     TooManySubscriptions { max: usize },
     #[error("the subscriber fell too far behind; subscribe again from the token in extensions.resumeFrom")]
     SubscriberTooSlow { resume_from: Option<String> },
-    #[error("{0} is not served inside a subscription's updates; query it, with the update's token")]
+    #[error(
+        "{0} is not served inside a subscription's updates; query it, with the update's token"
+    )]
     NotInSubscription(&'static str),
     #[error("subscriptions are served over a websocket on /graphql (graphql-transport-ws or graphql-ws)")]
     SubscriptionNeedsWebsocket,

@@ -114,16 +114,19 @@ impl Live {
     }
 }
 
+/// The subscribers of each instance (by projection and id): each one's key and its wake-up.
+type Waiting = HashMap<(&'static str, Uuid), Vec<(u64, Arc<Notify>)>>;
+
 /// Who waits for which instance.
 #[derive(Default)]
 struct Registry {
-    waiting: Mutex<HashMap<(&'static str, Uuid), Vec<(u64, Arc<Notify>)>>>,
+    waiting: Mutex<Waiting>,
     next: std::sync::atomic::AtomicU64,
     count: AtomicUsize,
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, Uuid), Vec<(u64, Arc<Notify>)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         // A panic elsewhere while holding the lock leaves the map consistent (single inserts
         // and removals): keep using it.
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
@@ -566,11 +569,12 @@ pub fn stalled<W: ReadModels, G: Send + 'static>(
 where
     W::Record: Clone,
 {
-    let rows = figures::<W, _, _, _, _>(live, guard, Some(STALLED_RECHECK), move |pool| async move {
-        let client = pool.get().await?;
-        let rows = db::stalled::<W>(&client, limit).await?;
-        Ok(Stalled::<W>(rows))
-    });
+    let rows =
+        figures::<W, _, _, _, _>(live, guard, Some(STALLED_RECHECK), move |pool| async move {
+            let client = pool.get().await?;
+            let rows = db::stalled::<W>(&client, limit).await?;
+            Ok(Stalled::<W>(rows))
+        });
     futures::StreamExt::map(rows, |r| r.map(|s| s.0))
 }
 

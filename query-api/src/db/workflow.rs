@@ -263,10 +263,16 @@ pub async fn changed_between<W: ReadModels>(
     W::conditions(filter, &mut conditions);
     let at = "(last_position_commit, last_position_prepare)";
     if let Some(after) = after {
-        let (c, p) = (conditions.bind(log_i64(after.commit)), conditions.bind(log_i64(after.prepare)));
+        let (c, p) = (
+            conditions.bind(log_i64(after.commit)),
+            conditions.bind(log_i64(after.prepare)),
+        );
         conditions.push(format!("{at} > ({c}, {p})"));
     }
-    let (c, p) = (conditions.bind(log_i64(upto.commit)), conditions.bind(log_i64(upto.prepare)));
+    let (c, p) = (
+        conditions.bind(log_i64(upto.commit)),
+        conditions.bind(log_i64(upto.prepare)),
+    );
     conditions.push(format!("{at} <= ({c}, {p})"));
     if let Some(ids) = ids {
         let ids = conditions.bind(ids.to_vec());

@@ -49,10 +49,8 @@ impl Drop for Seat {
 /// # Errors
 /// The connection's subscriptions are all taken, or the request did not come over a websocket.
 pub(super) fn start<'a>(ctx: &Context<'a>) -> Result<(&'a Live, Seat), QueryError> {
-    let (Some(live), Some(budget)) = (
-        ctx.data_opt::<Live>(),
-        ctx.data_opt::<SubscriptionBudget>(),
-    ) else {
+    let (Some(live), Some(budget)) = (ctx.data_opt::<Live>(), ctx.data_opt::<SubscriptionBudget>())
+    else {
         return Err(QueryError::SubscriptionNeedsWebsocket);
     };
     let seat = budget

@@ -87,6 +87,8 @@ pub fn for_request(
 async fn read_models<'a>(ctx: &Context<'a>) -> Result<&'a ClientWrapper, QueryError> {
     let snapshot = ctx
         .data_opt::<Arc<Snapshot>>()
-        .ok_or(QueryError::NotInSubscription("a field that reads the read models"))?;
+        .ok_or(QueryError::NotInSubscription(
+            "a field that reads the read models",
+        ))?;
     Ok(snapshot.client().await?)
 }

@@ -16,9 +16,9 @@ use crate::live;
 use async_graphql::{
     Context, Enum, InputObject, Object, ResultExt, SimpleObject, Subscription, ID,
 };
-use futures::Stream;
 use chrono::{DateTime, Utc};
 use domain::Label;
+use futures::Stream;
 
 // The domain's order status (`domain::Status`) as a GraphQL enum.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

@@ -17,8 +17,8 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{
     Context, Enum, InputObject, Object, ResultExt, SimpleObject, Subscription, ID,
 };
-use futures::Stream;
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;

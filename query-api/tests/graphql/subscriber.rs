@@ -40,6 +40,8 @@ pub enum Said {
 pub struct Subscriber {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     protocol: Protocol,
+    /// The subscription the last message was about.
+    pub last_id: Option<String>,
 }
 
 /// How long a test waits for one message.
@@ -62,11 +64,14 @@ impl Subscriber {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(protocol.name()),
         );
-        let (socket, _) =
-            tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
-                .await
-                .unwrap();
-        Self { socket, protocol }
+        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap();
+        Self {
+            socket,
+            protocol,
+            last_id: None,
+        }
     }
 
     /// Opens a websocket and initialises it.
@@ -135,6 +140,7 @@ impl Subscriber {
                 Ok(message) => message,
                 Err(_) => return Said::Closed,
             };
+            self.last_id = message["id"].as_str().map(str::to_owned);
             match message["type"].as_str() {
                 Some("next" | "data") => {
                     let payload = &message["payload"];
@@ -170,7 +176,9 @@ impl Subscriber {
 
     /// Whether nothing arrives within `quiet`.
     pub async fn stays_quiet(&mut self, quiet: Duration) -> bool {
-        tokio::time::timeout(quiet, self.socket.next()).await.is_err()
+        tokio::time::timeout(quiet, self.socket.next())
+            .await
+            .is_err()
     }
 
     /// Closes the websocket.

@@ -8,7 +8,7 @@ use domain::OrderCommand;
 use projector::returns::ReturnDeadlines;
 use projector::{ReturnProjection, Runtime};
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -123,8 +123,7 @@ async fn a_legacy_subscriptions_transport_ws_client_sees_the_same_updates() {
 }
 
 #[tokio::test]
-async fn updates_continue_across_a_projector_restart_and_a_reconnect_resumes_from_the_last_token(
-) {
+async fn updates_continue_across_a_projector_restart_and_a_reconnect_resumes_from_the_last_token() {
     let mut app = spawn_app().await;
     let id = Uuid::new_v4();
     let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
@@ -272,20 +271,30 @@ async fn a_return_case_is_followed_like_an_order() {
         .await
         .position()
         .unwrap();
-    while returns.checkpoint().await.unwrap().is_none_or(|c| c < token) {
+    while returns
+        .checkpoint()
+        .await
+        .unwrap()
+        .is_none_or(|c| c < token)
+    {
         returns.run_once().await.unwrap();
     }
     let update = subscriber.data().await["returnUpdated"].clone();
-    assert_eq!(update["events"][0]["eventType"], "ReturnRequested", "{update}");
+    assert_eq!(
+        update["events"][0]["eventType"], "ReturnRequested",
+        "{update}"
+    );
     assert_eq!(update["return"]["status"], "REQUESTED");
     assert_eq!(update["token"], update["return"]["lastPosition"]);
 }
 
 #[tokio::test]
 async fn a_subscriber_that_falls_too_far_behind_is_closed_with_the_token_to_resume_from() {
-    const ORDERS: usize = 200;
+    const ORDERS: usize = 80;
+    const SUBSCRIPTIONS: usize = 20;
     let app = spawn_with(Options {
         subscription_buffer: 2,
+        max_subscriptions_per_connection: SUBSCRIPTIONS,
         ..Options::default()
     })
     .await;
@@ -296,12 +305,16 @@ async fn a_subscriber_that_falls_too_far_behind_is_closed_with_the_token_to_resu
     let stream = socket.connect(address).await.unwrap();
     let mut subscriber = Subscriber::open_on(stream, &app.address, Protocol::TransportWs).await;
     subscriber.init().await;
-    subscriber
-        .subscribe("1", ORDERS_CHANGED, json!({"after": "0-0"}))
-        .await;
-    // Far more than the connection holds (orders of many lines, whose SKUs it asks for); then
-    // more batches than the buffer.
-    let skus: Vec<String> = (0..40).map(|i| format!("SKU-OF-A-RATHER-LONG-NAME-{i:04}")).collect();
+    for s in 0..SUBSCRIPTIONS {
+        subscriber
+            .subscribe(&format!("s{s}"), ORDERS_CHANGED, json!({"after": "0-0"}))
+            .await;
+    }
+    // Far more than the connection holds (orders of many lines, whose SKUs every subscription
+    // asks for); then more batches than the buffer.
+    let skus: Vec<String> = (0..100)
+        .map(|i| format!("SKU-OF-A-RATHER-LONG-NAME-{i:04}"))
+        .collect();
     let lines: Vec<(&str, u32, i64)> = skus.iter().map(|s| (s.as_str(), 1, 100)).collect();
     let log = Log::new(app.store.as_ref());
     let mut ids = Vec::new();
@@ -316,25 +329,42 @@ async fn a_subscriber_that_falls_too_far_behind_is_closed_with_the_token_to_resu
         let token = app.command(*id, cancel_order("slow")).await;
         app.project_to(token).await;
     }
-    // It reads again: what came before, then the end, with where to resume.
-    let mut seen = HashSet::new();
+    // It reads again: what came before, then the end of a subscription, with where to resume.
     let change = |data: &Value| {
         let change = &data["ordersChanged"];
-        let pair = (change["order"]["id"].as_str().unwrap().to_owned(), change["token"].as_str().unwrap().to_owned());
-        pair
+        let id = change["order"]["id"].as_str().unwrap().to_owned();
+        (id, change["token"].as_str().unwrap().to_owned())
     };
-    let resume_from = loop {
-        match subscriber.next().await {
-            Said::Data(data) => assert!(seen.insert(change(&data)), "delivered twice: {data}"),
+    let mut seen: HashMap<String, HashSet<(String, String)>> = HashMap::new();
+    let (closed, resume_from) = loop {
+        let said = subscriber.next().await;
+        let id = subscriber.last_id.clone().unwrap_or_default();
+        match said {
+            Said::Data(data) => {
+                let fresh = seen.entry(id).or_default().insert(change(&data));
+                assert!(fresh, "delivered twice: {data}");
+            }
             Said::Errors(errors) => {
-                assert_eq!(errors[0]["extensions"]["code"], "SUBSCRIBER_TOO_SLOW", "{errors}");
-                break errors[0]["extensions"]["resumeFrom"].as_str().unwrap().to_owned();
+                assert_eq!(
+                    errors[0]["extensions"]["code"], "SUBSCRIBER_TOO_SLOW",
+                    "{errors}"
+                );
+                let token = errors[0]["extensions"]["resumeFrom"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                break (id, token);
             }
             other => panic!("expected data or the end, got {other:?}"),
         }
     };
-    assert!(seen.len() < ORDERS, "it was never behind: {} delivered", seen.len());
-    assert!(matches!(subscriber.next().await, Said::Complete));
+    let mut seen = seen.remove(&closed).unwrap_or_default();
+    assert!(
+        seen.len() < ORDERS + 6,
+        "it was never behind: {} delivered",
+        seen.len()
+    );
+    subscriber.close().await;
     // Resuming from the token brings every order to its last change, none twice.
     let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
     subscriber
@@ -346,7 +376,10 @@ async fn a_subscriber_that_falls_too_far_behind_is_closed_with_the_token_to_resu
     let rows = app
         .database()
         .await
-        .query("select order_id::text, last_position from order_status", &[])
+        .query(
+            "select order_id::text, last_position from order_status",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(rows.len(), ORDERS);
@@ -373,7 +406,10 @@ async fn a_subscription_past_the_connections_limit_is_refused_with_a_code_and_th
         .await;
     match subscriber.next().await {
         Said::Errors(errors) => {
-            assert_eq!(errors[0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS", "{errors}")
+            assert_eq!(
+                errors[0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+                "{errors}"
+            )
         }
         other => panic!("expected the refusal, got {other:?}"),
     }
@@ -454,7 +490,10 @@ async fn websockets_past_the_connection_limit_are_refused_with_503_and_a_code() 
         if response.status() == 101 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the place was not given back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not given back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
