@@ -23,7 +23,7 @@
 
 use crate::consistency::CheckpointWatch;
 use crate::db::workflow::{self as db, ReadModels, TimelineRecord};
-use crate::db::{DbError, Snapshot};
+use crate::db::DbError;
 use deadpool_postgres::Pool;
 use domain::Label;
 use event_store::Position;
@@ -334,28 +334,28 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
     })
 }
 
-/// The instance `id` and its events after `revision`, from one snapshot; `None` when it is not
-/// past `revision`.
+/// The instance `id` and its events after `revision`, up to the revision its row shows;
+/// `None` when it is not past `revision`.
+///
+/// No transaction: the projector writes a row and its timeline entries in one, so the timeline,
+/// read after the row, holds at least every entry up to the row's revision; later ones are left
+/// for the next update.
 async fn read_update<W: ReadModels>(
     pool: &Pool,
     id: Uuid,
     revision: Option<i64>,
 ) -> Result<Option<Update<W>>, DbError> {
-    let snapshot = Snapshot::new(pool.clone());
-    let read = async {
-        let client = snapshot.client().await?;
-        let Some(record) = db::record_by_id::<W>(client, id).await? else {
-            return Ok(None);
-        };
-        if revision.is_some_and(|r| W::progress(&record).1 <= r) {
-            return Ok(None);
-        }
-        let events = db::timeline_after::<W>(client, id, revision).await?;
-        Ok(Some(Update { record, events }))
+    let client = pool.get().await?;
+    let Some(record) = db::record_by_id::<W>(&client, id).await? else {
+        return Ok(None);
+    };
+    let at = W::progress(&record).1;
+    if revision.is_some_and(|r| at <= r) {
+        return Ok(None);
     }
-    .await;
-    snapshot.finish().await;
-    read
+    let events = db::timeline_after::<W>(&client, id, revision).await?;
+    let events = events.into_iter().filter(|e| e.revision <= at).collect();
+    Ok(Some(Update { record, events }))
 }
 
 /// Every instance of `W` matching `filter` whose last applied event moves past the subscriber's
