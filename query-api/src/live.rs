@@ -29,7 +29,7 @@ use domain::Label;
 use event_store::Position;
 use futures::stream::{self, Stream};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -46,8 +46,8 @@ const LIST_ROUND: i64 = 500;
 /// What the projector announced.
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// A projection committed a batch: its checkpoint and the instances it changed, sorted
-    /// (`None` when they did not fit the notification: any may have changed).
+    /// A projection committed a batch: its checkpoint and the instances it changed (`None`
+    /// when they did not fit the notification: any may have changed).
     Committed {
         projection: &'static str,
         position: Position,
@@ -107,11 +107,6 @@ impl Live {
             registry,
         }
     }
-
-    /// How many instance subscriptions are open.
-    pub fn instance_subscribers(&self) -> usize {
-        self.registry.count.load(Ordering::Relaxed)
-    }
 }
 
 /// The subscribers of each instance (by projection and id): each one's key and its wake-up.
@@ -122,7 +117,6 @@ type Waiting = HashMap<(&'static str, Uuid), Vec<(u64, Arc<Notify>)>>;
 struct Registry {
     waiting: Mutex<Waiting>,
     next: std::sync::atomic::AtomicU64,
-    count: AtomicUsize,
 }
 
 impl Registry {
@@ -154,7 +148,6 @@ impl Registry {
             .entry((projection, id))
             .or_default()
             .push((key, Arc::clone(&notify)));
-        self.count.fetch_add(1, Ordering::Relaxed);
         Registration {
             registry: Arc::clone(self),
             slot: (projection, id),
@@ -181,7 +174,6 @@ impl Drop for Registration {
                 waiting.remove(&self.slot);
             }
         }
-        self.registry.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
