@@ -28,6 +28,21 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// `MILESTONE_HTTP_WORKERS` (default: one per core).
     pub workers: usize,
+    /// `MILESTONE_WS_MAX_CONNECTIONS` (default 10000): open subscription websockets, at most.
+    pub max_connections: usize,
+    /// `MILESTONE_WS_MAX_SUBSCRIPTIONS` (default 20): subscriptions per websocket, at most.
+    pub max_subscriptions_per_connection: usize,
+    /// `MILESTONE_WS_INIT_TIMEOUT_MS` (default 10000): how long a websocket may stay open
+    /// without its `connection_init`.
+    pub connection_init_timeout: Duration,
+    /// `MILESTONE_WS_KEEPALIVE_TIMEOUT_MS` (default 0, off): a websocket whose client sends no
+    /// message (a ping counts) for this long is closed. The server also pings every 5 s at the
+    /// websocket level and drops a connection that does not answer within 10 s.
+    pub keepalive_timeout: Option<Duration>,
+    /// `MILESTONE_SUBSCRIPTION_BUFFER` (default 256): how many committed batches a subscriber
+    /// may fall behind before its subscription is closed with `SUBSCRIBER_TOO_SLOW` and the
+    /// token to resume from.
+    pub subscription_buffer: usize,
 }
 
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -46,6 +61,11 @@ impl Config {
             max_complexity: 2000,
             body_limit_bytes: 64 * 1024,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 20,
+            connection_init_timeout: Duration::from_millis(10_000),
+            keepalive_timeout: None,
+            subscription_buffer: 256,
         }
     }
 
@@ -75,6 +95,21 @@ impl Config {
             max_complexity: var("MILESTONE_QUERY_MAX_COMPLEXITY", d.max_complexity)?,
             body_limit_bytes: var("MILESTONE_BODY_LIMIT_BYTES", d.body_limit_bytes)?,
             workers: var("MILESTONE_HTTP_WORKERS", d.workers)?,
+            max_connections: var("MILESTONE_WS_MAX_CONNECTIONS", d.max_connections)?,
+            max_subscriptions_per_connection: var(
+                "MILESTONE_WS_MAX_SUBSCRIPTIONS",
+                d.max_subscriptions_per_connection,
+            )?,
+            connection_init_timeout: Duration::from_millis(var(
+                "MILESTONE_WS_INIT_TIMEOUT_MS",
+                10_000,
+            )?),
+            keepalive_timeout: match var("MILESTONE_WS_KEEPALIVE_TIMEOUT_MS", 0u64)? {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+            subscription_buffer: var("MILESTONE_SUBSCRIPTION_BUFFER", d.subscription_buffer)?
+                .max(1),
         })
     }
 }

@@ -2,9 +2,11 @@
 //! a bounded wait until the read models show everything up to a consistency token handed out by
 //! the command API. A token is reached when each projection has applied it, or has no event of
 //! its own streams up to it; so one token serves every workflow, whichever projection follows
-//! the stream it was written to.
+//! the stream it was written to. The same notifications feed the subscriptions
+//! ([`crate::live`]): one LISTEN per process, fanned out through an in-process broadcast.
 
 use crate::db::projection::Checkpoint;
+use crate::live::Notice;
 use crate::log::EventLog;
 use deadpool_postgres::Pool;
 use event_store::Position;
@@ -12,7 +14,8 @@ use projector::{Descriptor, CHANGES_CHANNEL, PROJECTIONS};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
 
 /// How long a wait sleeps before looking again when the log cannot yet be seen up to the
 /// token (a checkpoint's notification wakes it sooner).
@@ -24,6 +27,9 @@ pub struct CheckpointWatch {
     watches: Arc<BTreeMap<&'static str, watch::Sender<Checkpoint>>>,
     pool: Pool,
     log: Arc<EventLog>,
+    /// Every committed batch, for the subscriptions; each subscriber may fall this channel's
+    /// capacity behind.
+    changes: broadcast::Sender<Notice>,
 }
 
 /// How a wait ended.
@@ -40,6 +46,16 @@ impl CheckpointWatch {
     /// Starts listening for the projector's notifications (reconnecting when the connection
     /// drops); the log at `event_store_url` tells which projections a token concerns.
     pub fn start(pool: Pool, config: tokio_postgres::Config, event_store_url: &str) -> Self {
+        Self::start_with_buffer(pool, config, event_store_url, 256)
+    }
+
+    /// As [`CheckpointWatch::start`]; a subscriber may fall `buffer` committed batches behind.
+    pub fn start_with_buffer(
+        pool: Pool,
+        config: tokio_postgres::Config,
+        event_store_url: &str,
+        buffer: usize,
+    ) -> Self {
         let watches = PROJECTIONS
             .iter()
             .map(|d| (d.name, watch::channel(Checkpoint::default()).0))
@@ -48,6 +64,7 @@ impl CheckpointWatch {
             watches: Arc::new(watches),
             pool,
             log: Arc::new(EventLog::new(event_store_url)),
+            changes: broadcast::channel(buffer.max(1)).0,
         };
         let background = watch.clone();
         tokio::spawn(async move { background.listen_forever(config).await });
@@ -57,20 +74,38 @@ impl CheckpointWatch {
     async fn listen_forever(&self, config: tokio_postgres::Config) {
         loop {
             let watches = Arc::clone(&self.watches);
+            let changes = self.changes.clone();
             let on_message = move |payload: String| {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
                     return;
                 };
                 let position = v["position"].as_str().and_then(|p| p.parse().ok());
-                let tx = v["projection"].as_str().and_then(|name| watches.get(name));
+                let projection = v["projection"].as_str().and_then(Descriptor::named);
+                let tx = projection.and_then(|d| watches.get(d.name));
                 if let (Some(tx), Some(p)) = (tx, position) {
                     tx.send_if_modified(|known| raise(known, p));
+                }
+                if let (Some(projection), Some(position)) = (projection, position) {
+                    // None when the list did not fit the notification: every instance may have
+                    // changed.
+                    let changed =
+                        serde_json::from_value::<Vec<Uuid>>(v[projection.changed_key].clone())
+                            .ok()
+                            .map(Arc::from);
+                    // No subscriber, no one to tell.
+                    let _ = changes.send(Notice::Committed {
+                        projection: projection.name,
+                        position,
+                        changed,
+                    });
                 }
             };
             match service_kit::postgres::listen_on(&config, CHANGES_CHANNEL, on_message).await {
                 Ok(listener) => {
                     // Anything committed before LISTEN took effect.
                     let _ = self.refresh().await;
+                    // Notifications sent while not listening are lost: subscribers read again.
+                    let _ = self.changes.send(Notice::Resync);
                     while !listener.is_closed() {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
@@ -82,6 +117,11 @@ impl CheckpointWatch {
                 }
             }
         }
+    }
+
+    /// Every batch committed from now on, as the projector announces it.
+    pub fn changes(&self) -> broadcast::Receiver<Notice> {
+        self.changes.subscribe()
     }
 
     fn sender(&self, projection: &str) -> &watch::Sender<Checkpoint> {

@@ -31,6 +31,18 @@ pub enum QueryError {
     ReadModelInvalid(#[source] Arc<DbError>),
     #[error("internal error")]
     Internal(#[source] Arc<DbError>),
+    #[error("'{0}' is not a consistency token; pass the token of a command response or of an update, e.g. 812-3")]
+    BadToken(String),
+    #[error("at most {max} subscriptions per connection")]
+    TooManySubscriptions { max: usize },
+    #[error("the subscriber fell too far behind; subscribe again from the token in extensions.resumeFrom")]
+    SubscriberTooSlow { resume_from: Option<String> },
+    #[error(
+        "{0} is not served inside a subscription's updates; query it, with the update's token"
+    )]
+    NotInSubscription(&'static str),
+    #[error("subscriptions are served over a websocket on /graphql (graphql-transport-ws or graphql-ws)")]
+    SubscriptionNeedsWebsocket,
 }
 
 impl QueryError {
@@ -47,6 +59,11 @@ impl QueryError {
             Self::ReadModelUnavailable(_) => "READ_MODEL_UNAVAILABLE",
             Self::ReadModelInvalid(_) => "READ_MODEL_INVALID",
             Self::Internal(_) => "INTERNAL",
+            Self::BadToken(_) => "INVALID_CONSISTENCY_TOKEN",
+            Self::TooManySubscriptions { .. } => "TOO_MANY_SUBSCRIPTIONS",
+            Self::SubscriberTooSlow { .. } => "SUBSCRIBER_TOO_SLOW",
+            Self::NotInSubscription(_) => "NOT_IN_SUBSCRIPTION",
+            Self::SubscriptionNeedsWebsocket => "SUBSCRIPTION_NEEDS_WEBSOCKET",
         }
     }
 
@@ -88,10 +105,30 @@ impl From<Arc<DbError>> for QueryError {
     }
 }
 
+impl From<crate::live::LiveError> for QueryError {
+    fn from(e: crate::live::LiveError) -> Self {
+        match e {
+            crate::live::LiveError::TooSlow { resume_from } => {
+                Self::SubscriberTooSlow { resume_from }
+            }
+            crate::live::LiveError::Read(e) => Self::from(e),
+        }
+    }
+}
+
 impl ErrorExtensions for QueryError {
     fn extend(&self) -> async_graphql::Error {
         let code = self.code();
-        async_graphql::Error::new(self.to_string()).extend_with(|_, e| e.set("code", code))
+        let resume_from = match self {
+            Self::SubscriberTooSlow { resume_from } => Some(resume_from.clone()),
+            _ => None,
+        };
+        async_graphql::Error::new(self.to_string()).extend_with(|_, e| {
+            e.set("code", code);
+            if let Some(token) = resume_from {
+                e.set("resumeFrom", token);
+            }
+        })
     }
 }
 

@@ -6,8 +6,10 @@
 //! `error` gives every failure a stable `extensions.code`; `db` reads the tables by column name;
 //! `consistency` follows every projection's checkpoint through its NOTIFY so a query carrying a
 //! command's consistency token can wait (bounded) to read its own write; `log` reads the event
-//! log through the store's port (lag, what a token concerns); `http` serves it all on
-//! actix-web; `startup` wires it.
+//! log through the store's port (lag, what a token concerns); `live` turns the same
+//! notifications into the subscriptions' updates, read from the read models after each
+//! subscriber's position; `http` serves it all on actix-web, and `ws` the subscriptions over a
+//! websocket on the same path, with their limits; `startup` wires it.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +18,8 @@ pub mod consistency;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod log;
 pub mod schema;
 pub mod startup;
+pub mod ws;

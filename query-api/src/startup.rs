@@ -3,7 +3,9 @@
 use crate::config::Config;
 use crate::consistency::CheckpointWatch;
 use crate::http;
+use crate::live::Live;
 use crate::schema::{build_schema, MilestoneSchema};
+use crate::ws::{self, Connections};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
@@ -16,6 +18,10 @@ pub struct AppState {
     /// The read-model connections; each request takes one for its snapshot.
     pub pool: Pool,
     pub checkpoints: CheckpointWatch,
+    /// What the subscriptions read and are woken by.
+    pub live: Live,
+    /// The open subscription websockets.
+    pub connections: Connections,
     pub config: Config,
 }
 
@@ -33,8 +39,13 @@ impl Application {
     pub fn build(config: Config) -> anyhow::Result<Self> {
         let (pool, pg_config) =
             service_kit::postgres::build_pool(config.read_model_url.expose(), config.pool_size)?;
-        let checkpoints =
-            CheckpointWatch::start(pool.clone(), pg_config, config.event_store_url.expose());
+        let checkpoints = CheckpointWatch::start_with_buffer(
+            pool.clone(),
+            pg_config,
+            config.event_store_url.expose(),
+            config.subscription_buffer,
+        );
+        let live = Live::start(pool.clone(), checkpoints.clone());
         let schema = build_schema(&config);
         let listener = TcpListener::bind(config.listen)?;
         let port = listener.local_addr()?.port();
@@ -44,6 +55,8 @@ impl Application {
             schema,
             pool,
             checkpoints,
+            live,
+            connections: Connections::default(),
             config,
         });
         let server = HttpServer::new(move || {
@@ -55,6 +68,12 @@ impl Application {
                         .error_handler(http::json_error),
                 )
                 .route("/graphql", web::post().to(http::graphql))
+                .route(
+                    "/graphql",
+                    web::get()
+                        .guard(actix_web::guard::fn_guard(ws::is_upgrade))
+                        .to(ws::subscribe),
+                )
                 .route("/graphql", web::get().to(http::graphiql))
                 .route("/schema.graphql", web::get().to(http::sdl))
                 .route("/healthz", web::get().to(health::healthz))

@@ -30,6 +30,7 @@ impl ReadModels for Orders {
     const TIMELINE_TABLE: &'static str = "order_timeline";
     const COUNTS_TABLE: &'static str = "order_status_counts";
     const COUNT_COLUMN: &'static str = "orders";
+    const PROJECTION: &'static str = projector::PROJECTION;
     const STATUS_KIND: &'static str = "order status";
 
     type Status = Status;
@@ -42,6 +43,11 @@ impl ReadModels for Orders {
 
     fn position(record: &OrderRecord) -> (DateTime<Utc>, Uuid) {
         (record.placed_at(), record.order_id)
+    }
+
+    fn progress(record: &OrderRecord) -> (Uuid, i64, &str) {
+        let p = &record.progress;
+        (record.order_id, p.stream_revision, &p.last_position)
     }
 
     fn conditions(filter: &OrderFilter, conditions: &mut Conditions) {

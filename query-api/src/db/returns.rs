@@ -28,6 +28,7 @@ impl ReadModels for Returns {
     const TIMELINE_TABLE: &'static str = "return_timeline";
     const COUNTS_TABLE: &'static str = "return_status_counts";
     const COUNT_COLUMN: &'static str = "returns";
+    const PROJECTION: &'static str = <projector::ReturnProjection as projector::Projection>::NAME;
     const STATUS_KIND: &'static str = "return status";
 
     type Status = ReturnStatus;
@@ -40,6 +41,11 @@ impl ReadModels for Returns {
 
     fn position(record: &ReturnRecord) -> (DateTime<Utc>, Uuid) {
         (record.requested_at(), record.order_id)
+    }
+
+    fn progress(record: &ReturnRecord) -> (Uuid, i64, &str) {
+        let p = &record.progress;
+        (record.order_id, p.stream_revision, &p.last_position)
     }
 
     fn conditions(filter: &ReturnFilter, conditions: &mut Conditions) {

@@ -6,6 +6,7 @@
 use super::{column, label, labels, DbError};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::ClientWrapper;
+use event_store::Position;
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -35,6 +36,8 @@ pub trait ReadModels: Send + Sync + 'static {
     const COUNT_COLUMN: &'static str;
     /// What a status is called when the read model holds one the domain does not know.
     const STATUS_KIND: &'static str;
+    /// The projection that fills these tables, as its notifications name it.
+    const PROJECTION: &'static str;
 
     /// The domain's status of an instance.
     type Status: domain::Label;
@@ -54,6 +57,10 @@ pub trait ReadModels: Send + Sync + 'static {
 
     /// Adds the conditions `filter` sets to `conditions`.
     fn conditions(filter: &Self::Filter, conditions: &mut Conditions);
+
+    /// The instance's id, the stream revision `record` reflects and the log position of its
+    /// last applied event.
+    fn progress(record: &Self::Record) -> (Uuid, i64, &str);
 }
 
 /// Where an instance stands in its workflow: the columns every workflow's status table has, its
@@ -249,6 +256,52 @@ pub async fn list<W: ReadModels>(
     records::<W>(&client.query(&stmt, &conditions.params()).await?)
 }
 
+/// At most `limit` instances matching `filter` whose last applied event lies after `after`
+/// (from the first when `None`) and at or before `upto`, in the order of those events in the
+/// log; only among `ids` when given.
+pub async fn changed_between<W: ReadModels>(
+    client: &ClientWrapper,
+    filter: &W::Filter,
+    after: Option<Position>,
+    upto: Position,
+    ids: Option<&[Uuid]>,
+    limit: i64,
+) -> Result<Vec<W::Record>, DbError> {
+    let mut conditions = Conditions::default();
+    W::conditions(filter, &mut conditions);
+    let at = "(last_position_commit, last_position_prepare)";
+    if let Some(after) = after {
+        let (c, p) = (
+            conditions.bind(log_i64(after.commit)),
+            conditions.bind(log_i64(after.prepare)),
+        );
+        conditions.push(format!("{at} > ({c}, {p})"));
+    }
+    let (c, p) = (
+        conditions.bind(log_i64(upto.commit)),
+        conditions.bind(log_i64(upto.prepare)),
+    );
+    conditions.push(format!("{at} <= ({c}, {p})"));
+    if let Some(ids) = ids {
+        let ids = conditions.bind(ids.to_vec());
+        conditions.push(format!("{} = any({ids})", W::ID_COLUMN));
+    }
+    let limit = conditions.bind(limit);
+    let sql = format!(
+        "select {} from {} {} order by last_position_commit, last_position_prepare limit {limit}",
+        select_list::<W>(),
+        W::STATUS_TABLE,
+        conditions.filter(),
+    );
+    let stmt = client.prepare_cached(&sql).await?;
+    records::<W>(&client.query(&stmt, &conditions.params()).await?)
+}
+
+/// A log position's part as the status tables keep it (`bigint`).
+fn log_i64(part: u64) -> i64 {
+    i64::try_from(part).unwrap_or(i64::MAX)
+}
+
 /// At most `limit` overdue instances, the longest overdue first.
 pub async fn stalled<W: ReadModels>(
     client: &ClientWrapper,
@@ -320,6 +373,30 @@ pub async fn timelines<W: ReadModels>(
             .push(TimelineRecord::from_row(&r)?);
     }
     Ok(out)
+}
+
+/// The events of the instance `id` after its revision `after` (every one when `None`), oldest
+/// first.
+pub async fn timeline_after<W: ReadModels>(
+    client: &ClientWrapper,
+    id: Uuid,
+    after: Option<i64>,
+) -> Result<Vec<TimelineRecord>, DbError> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "select revision, event_type, occurred_at, recorded_at, position,
+                    correlation_id, causation_id, summary
+               from {} where {} = $1 and revision > $2 order by revision",
+            W::TIMELINE_TABLE,
+            W::ID_COLUMN,
+        ))
+        .await?;
+    client
+        .query(&stmt, &[&id, &after.unwrap_or(-1)])
+        .await?
+        .iter()
+        .map(TimelineRecord::from_row)
+        .collect()
 }
 
 /// How many instances are in each status, as the projection keeps them.

@@ -8,6 +8,7 @@
 
 mod input;
 mod limits;
+pub mod live;
 pub mod orders;
 mod paging;
 pub mod projection;
@@ -18,10 +19,11 @@ pub mod workflow;
 use crate::config::Config;
 use crate::db::orders::Orders;
 use crate::db::returns::Returns;
-use crate::db::{DbError, Snapshot};
+use crate::db::Snapshot;
+use crate::error::QueryError;
 use crate::log::EventLog;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptyMutation, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, EmptyMutation, MergedObject, MergedSubscription, Schema};
 use deadpool_postgres::ClientWrapper;
 use std::sync::Arc;
 
@@ -30,7 +32,7 @@ pub use projection::{ProjectionStatus, PROJECTION};
 pub use returns::{Return, ReturnLoader, ReturnStatus};
 pub use workflow::TimelineLoader;
 
-pub type MilestoneSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type MilestoneSchema = Schema<Query, EmptyMutation, Subscription>;
 
 // Every query, by area.
 #[derive(MergedObject, Default)]
@@ -41,10 +43,14 @@ pub struct Query(
     relay::RelayQueries,
 );
 
+// Every subscription, by area: served over a websocket on `/graphql`.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(orders::OrderSubscriptions, returns::ReturnSubscriptions);
+
 /// Builds the schema with its limits. Each request brings its own data: see [`for_request`].
 pub fn build_schema(config: &Config) -> MilestoneSchema {
     paging::record_cap(config.max_page_size);
-    Schema::build(Query::default(), EmptyMutation, EmptySubscription)
+    Schema::build(Query::default(), EmptyMutation, Subscription::default())
         .data(paging::PageCap(config.max_page_size))
         .data(EventLog::new(config.event_store_url.expose()))
         .extension(limits::QueryLimits {
@@ -77,6 +83,14 @@ pub fn for_request(
 }
 
 /// The request's snapshot of the read models, its transaction begun on first use.
-async fn read_models<'a>(ctx: &Context<'a>) -> Result<&'a ClientWrapper, DbError> {
-    ctx.data_unchecked::<Arc<Snapshot>>().client().await
+///
+/// # Errors
+/// A failed read, or a field of a subscription's update (which has no snapshot).
+async fn read_models<'a>(ctx: &Context<'a>) -> Result<&'a ClientWrapper, QueryError> {
+    let snapshot = ctx
+        .data_opt::<Arc<Snapshot>>()
+        .ok_or(QueryError::NotInSubscription(
+            "a field that reads the read models",
+        ))?;
+    Ok(snapshot.client().await?)
 }

@@ -4,16 +4,21 @@
 //! every workflow.
 
 use super::input;
-use super::paging::{page_cost, PageInfo};
+use super::live as subscribing;
+use super::paging::{page_cost, page_size, PageInfo};
 use super::read_models;
 use super::returns::Return;
 use super::workflow::{self as shared, load_timeline};
 use crate::db::orders::{self as db, Milestones, OrderRecord, Orders};
-use crate::db::workflow::{record_by_id, TimelineRecord};
+use crate::db::workflow::{record_by_id, ReadModels, TimelineRecord};
 use crate::error::QueryError;
-use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
+use crate::live;
+use async_graphql::{
+    Context, Enum, InputObject, Object, ResultExt, SimpleObject, Subscription, ID,
+};
 use chrono::{DateTime, Utc};
 use domain::Label;
+use futures::Stream;
 
 // The domain's order status (`domain::Status`) as a GraphQL enum.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -233,6 +238,18 @@ pub struct StatusCount {
     pub orders: i64,
 }
 
+/// The filter of a list of orders, checked.
+fn read_filter(filter: Option<OrderFilter>) -> Result<db::OrderFilter, QueryError> {
+    let filter = filter.unwrap_or_default();
+    Ok(db::OrderFilter {
+        status: filter.status.map(domain::Status::from),
+        customer_id: input::text("filter.customerId", filter.customer_id)?,
+        placed_from: input::moment("filter.placedFrom", filter.placed_from)?,
+        placed_to: input::moment("filter.placedTo", filter.placed_to)?,
+        overdue: filter.overdue,
+    })
+}
+
 /// Queries about orders.
 #[derive(Default)]
 pub struct OrderQueries;
@@ -244,22 +261,8 @@ impl OrderQueries {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<OrderConnection, QueryError> {
-        let filter = filter.unwrap_or_default();
-        let (items, page_info) = shared::page::<Orders>(
-            ctx,
-            || {
-                Ok(db::OrderFilter {
-                    status: filter.status.map(domain::Status::from),
-                    customer_id: input::text("filter.customerId", filter.customer_id)?,
-                    placed_from: input::moment("filter.placedFrom", filter.placed_from)?,
-                    placed_to: input::moment("filter.placedTo", filter.placed_to)?,
-                    overdue: filter.overdue,
-                })
-            },
-            first,
-            after,
-        )
-        .await?;
+        let (items, page_info) =
+            shared::page::<Orders>(ctx, || read_filter(filter), first, after).await?;
         Ok(OrderConnection {
             edges: items
                 .into_iter()
@@ -336,5 +339,101 @@ impl OrderQueries {
                 orders,
             })
             .collect())
+    }
+}
+
+/// An order's update: every event applied since the previous update (or since `after`), oldest
+/// first, and the order as they left it.
+#[derive(SimpleObject)]
+pub struct OrderUpdate {
+    /// The log position of the last event here: pass it as `after` to resume from here.
+    pub token: String,
+    pub order: Order,
+    /// Each event once, in the order's own order; several when one batch applied several.
+    pub events: Vec<TimelineRecord>,
+}
+
+/// An order of a list that changed.
+#[derive(SimpleObject)]
+pub struct OrderChange {
+    /// The log position of the order's last applied event: pass it as `after` to resume.
+    pub token: String,
+    pub order: Order,
+}
+
+/// Subscriptions to orders, over a websocket on `/graphql`.
+#[derive(Default)]
+pub struct OrderSubscriptions;
+
+#[Subscription]
+impl OrderSubscriptions {
+    /// Every change of one order: with `after` (a consistency token, e.g. a command's or an
+    /// update's), first every event after it, then each new one; without, from now on.
+    async fn order_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<OrderUpdate>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let id = input::order_id(&id).extend()?;
+        let after = subscribing::after(after).extend()?;
+        let updates = live::instance_updates::<Orders, _>(live, seat, id, after);
+        Ok(subscribing::items(updates, |u| OrderUpdate {
+            token: u.token().to_owned(),
+            order: Order(u.record),
+            events: u.events,
+        }))
+    }
+
+    /// Each order matching `filter` (the filter of `orders`) whose last applied event moves
+    /// past the subscriber's position, in log order: with `after`, first those past it.
+    async fn orders_changed(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<OrderFilter>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<OrderChange>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let filter = read_filter(filter).extend()?;
+        let after = subscribing::after(after).extend()?;
+        let changes = live::list_changes::<Orders, _>(live, seat, filter, after);
+        Ok(subscribing::items(changes, |record| OrderChange {
+            token: Orders::progress(&record).2.to_owned(),
+            order: Order(record),
+        }))
+    }
+
+    /// How many orders are in each status: now, then whenever a count changes.
+    async fn status_counts_changed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Vec<StatusCount>>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let counts = live::status_counts::<Orders, _>(live, seat);
+        Ok(subscribing::items(counts, |counts| {
+            counts
+                .into_iter()
+                .map(|(status, orders)| StatusCount {
+                    status: status.into(),
+                    orders,
+                })
+                .collect()
+        }))
+    }
+
+    /// Orders past their deadline, the longest overdue first: now, then whenever the list or
+    /// one of them changes.
+    async fn stalled_orders_changed(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Vec<Order>>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let limit = page_size(ctx, first).extend()?;
+        let stalled = live::stalled::<Orders, _>(live, seat, limit);
+        Ok(subscribing::items(stalled, |rows| {
+            rows.into_iter().map(Order).collect()
+        }))
     }
 }

@@ -5,15 +5,20 @@
 //! [`super::workflow`]'s, shared with every workflow.
 
 use super::input;
-use super::paging::{page_cost, PageInfo};
+use super::live as subscribing;
+use super::paging::{page_cost, page_size, PageInfo};
 use super::workflow::{self as shared, load_timeline};
 use crate::db::returns::{self as db, ReturnMilestones, ReturnRecord, Returns};
-use crate::db::workflow::{records_by_ids, TimelineRecord};
+use crate::db::workflow::{records_by_ids, ReadModels, TimelineRecord};
 use crate::db::{DbError, Snapshot};
 use crate::error::QueryError;
+use crate::live;
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{Context, Enum, InputObject, Object, ResultExt, SimpleObject, ID};
+use async_graphql::{
+    Context, Enum, InputObject, Object, ResultExt, SimpleObject, Subscription, ID,
+};
 use chrono::{DateTime, Utc};
+use futures::Stream;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -88,7 +93,9 @@ pub(super) async fn of_order(
     ctx: &Context<'_>,
     order_id: Uuid,
 ) -> Result<Option<Return>, QueryError> {
-    let loader = ctx.data_unchecked::<DataLoader<ReturnLoader>>();
+    let loader = ctx
+        .data_opt::<DataLoader<ReturnLoader>>()
+        .ok_or(QueryError::NotInSubscription("return"))?;
     Ok(loader.load_one(order_id).await?.map(Return))
 }
 
@@ -281,6 +288,16 @@ pub struct ReturnStatusCount {
     pub returns: i64,
 }
 
+/// The filter of a list of return cases, checked.
+fn read_filter(filter: Option<ReturnFilter>) -> Result<db::ReturnFilter, QueryError> {
+    let filter = filter.unwrap_or_default();
+    Ok(db::ReturnFilter {
+        status: filter.status.map(domain::ReturnStatus::from),
+        requested_from: input::moment("filter.requestedFrom", filter.requested_from)?,
+        requested_to: input::moment("filter.requestedTo", filter.requested_to)?,
+    })
+}
+
 /// Queries about return cases.
 #[derive(Default)]
 pub struct ReturnQueries;
@@ -292,20 +309,8 @@ impl ReturnQueries {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ReturnConnection, QueryError> {
-        let filter = filter.unwrap_or_default();
-        let (items, page_info) = shared::page::<Returns>(
-            ctx,
-            || {
-                Ok(db::ReturnFilter {
-                    status: filter.status.map(domain::ReturnStatus::from),
-                    requested_from: input::moment("filter.requestedFrom", filter.requested_from)?,
-                    requested_to: input::moment("filter.requestedTo", filter.requested_to)?,
-                })
-            },
-            first,
-            after,
-        )
-        .await?;
+        let (items, page_info) =
+            shared::page::<Returns>(ctx, || read_filter(filter), first, after).await?;
         Ok(ReturnConnection {
             edges: items
                 .into_iter()
@@ -372,5 +377,106 @@ impl ReturnQueries {
                 returns,
             })
             .collect())
+    }
+}
+
+/// A return case's update: every event applied since the previous update (or since `after`),
+/// oldest first, and the return case as they left it.
+#[derive(SimpleObject)]
+pub struct ReturnUpdate {
+    /// The log position of the last event here: pass it as `after` to resume from here.
+    pub token: String,
+    #[graphql(name = "return")]
+    pub return_case: Return,
+    /// Each event once, in the return case's own order; several when one batch applied
+    /// several.
+    pub events: Vec<TimelineRecord>,
+}
+
+/// A return case of a list that changed.
+#[derive(SimpleObject)]
+pub struct ReturnChange {
+    /// The log position of the return case's last applied event: pass it as `after` to
+    /// resume.
+    pub token: String,
+    #[graphql(name = "return")]
+    pub return_case: Return,
+}
+
+/// Subscriptions to return cases, over a websocket on `/graphql`.
+#[derive(Default)]
+pub struct ReturnSubscriptions;
+
+#[Subscription]
+impl ReturnSubscriptions {
+    /// Every change of one order's return case: with `after` (a consistency token), first
+    /// every event after it, then each new one; without, from now on.
+    async fn return_updated(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ReturnUpdate>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let id = input::order_id(&order_id).extend()?;
+        let after = subscribing::after(after).extend()?;
+        let updates = live::instance_updates::<Returns, _>(live, seat, id, after);
+        Ok(subscribing::items(updates, |u| ReturnUpdate {
+            token: u.token().to_owned(),
+            return_case: Return(u.record),
+            events: u.events,
+        }))
+    }
+
+    /// Each return case matching `filter` (the filter of `returns`) whose last applied event
+    /// moves past the subscriber's position, in log order: with `after`, first those past it.
+    async fn returns_changed(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ReturnFilter>,
+        after: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ReturnChange>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let filter = read_filter(filter).extend()?;
+        let after = subscribing::after(after).extend()?;
+        let changes = live::list_changes::<Returns, _>(live, seat, filter, after);
+        Ok(subscribing::items(changes, |record| ReturnChange {
+            token: Returns::progress(&record).2.to_owned(),
+            return_case: Return(record),
+        }))
+    }
+
+    /// How many return cases are in each status: now, then whenever a count changes.
+    async fn return_status_counts_changed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Vec<ReturnStatusCount>>>>
+    {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let counts = live::status_counts::<Returns, _>(live, seat);
+        Ok(subscribing::items(counts, |counts| {
+            counts
+                .into_iter()
+                .map(|(status, returns)| ReturnStatusCount {
+                    status: status.into(),
+                    returns,
+                })
+                .collect()
+        }))
+    }
+
+    /// Return cases past their deadline, the longest overdue first: now, then whenever the
+    /// list or one of them changes.
+    async fn stalled_returns_changed(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Vec<Return>>>> {
+        let (live, seat) = subscribing::start(ctx).extend()?;
+        let limit = page_size(ctx, first).extend()?;
+        let stalled = live::stalled::<Returns, _>(live, seat, limit);
+        Ok(subscribing::items(stalled, |rows| {
+            rows.into_iter().map(Return).collect()
+        }))
     }
 }

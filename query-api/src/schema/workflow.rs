@@ -49,7 +49,9 @@ pub(super) async fn load_timeline<W: ReadModels>(
     ctx: &Context<'_>,
     id: Uuid,
 ) -> Result<Vec<TimelineRecord>, QueryError> {
-    let loader = ctx.data_unchecked::<DataLoader<TimelineLoader<W>>>();
+    let loader = ctx
+        .data_opt::<DataLoader<TimelineLoader<W>>>()
+        .ok_or(QueryError::NotInSubscription("timeline"))?;
     Ok(loader.load_one(id).await?.unwrap_or_default())
 }
 

@@ -15,6 +15,8 @@ pub struct TestApp {
     pub url: String,
     pub store: Arc<dyn EventStore>,
     pub projector: Projector,
+    /// What the projector was started with, to start another.
+    projector_config: projector::Config,
     pub client: reqwest::Client,
     /// The token of the latest command, so `project_all` knows how far to go.
     last_token: std::sync::Mutex<Option<Position>>,
@@ -27,6 +29,14 @@ pub struct Options {
     pub read_your_writes_timeout: Duration,
     /// The read models in a database of their own, apart from the event log.
     pub separate_read_models: bool,
+    /// Subscription websockets open at once, at most.
+    pub max_connections: usize,
+    /// Subscriptions per websocket, at most.
+    pub max_subscriptions_per_connection: usize,
+    /// How long a websocket may stay open without `connection_init`.
+    pub connection_init_timeout: Duration,
+    /// How many committed batches a list subscriber may fall behind.
+    pub subscription_buffer: usize,
 }
 
 impl Default for Options {
@@ -37,6 +47,10 @@ impl Default for Options {
             max_complexity: 2000,
             read_your_writes_timeout: Duration::from_secs(2),
             separate_read_models: false,
+            max_connections: 100,
+            max_subscriptions_per_connection: 20,
+            connection_init_timeout: Duration::from_secs(10),
+            subscription_buffer: 256,
         }
     }
 }
@@ -58,7 +72,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     let mut pconfig = projector::Config::local(&url);
     pconfig.read_model_url = read_model_url.clone().into();
     pconfig.deadlines = options.deadlines;
-    let projector = Projector::connect(pconfig).await.unwrap();
+    let projector = Projector::connect(pconfig.clone()).await.unwrap();
     let mut config = Config::local(&read_model_url);
     config.event_store_url = url.clone().into();
     config.listen = "127.0.0.1:0".parse().unwrap();
@@ -67,6 +81,10 @@ pub async fn spawn_with(options: Options) -> TestApp {
     config.read_your_writes_timeout = options.read_your_writes_timeout;
     config.max_depth = options.max_depth;
     config.max_complexity = options.max_complexity;
+    config.max_connections = options.max_connections;
+    config.max_subscriptions_per_connection = options.max_subscriptions_per_connection;
+    config.connection_init_timeout = options.connection_init_timeout;
+    config.subscription_buffer = options.subscription_buffer;
     let app = Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -75,6 +93,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
         url: read_model_url,
         store,
         projector,
+        projector_config: pconfig,
         client: reqwest::Client::new(),
         last_token: Default::default(),
     }
@@ -166,6 +185,13 @@ impl TestApp {
             self.projector.run_once().await.unwrap();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Stops the projector and starts another on the same databases.
+    pub async fn restart_projector(&mut self) {
+        self.projector = Projector::connect(self.projector_config.clone())
+            .await
+            .unwrap();
     }
 
     /// Projects every command run so far.

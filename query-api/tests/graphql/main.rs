@@ -9,3 +9,5 @@ mod read_model;
 mod read_your_writes;
 mod returns;
 mod sdl;
+mod subscriber;
+mod subscriptions;

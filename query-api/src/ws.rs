@@ -1,0 +1,133 @@
+//! Subscriptions over a websocket on `GET /graphql` (graphql-transport-ws, and the legacy
+//! subscriptions-transport-ws as `graphql-ws`), through async-graphql's actix support, with the
+//! limits: open connections, subscriptions per connection, how long `connection_init` may take,
+//! and the keep-alive.
+
+use crate::http::error_response;
+use crate::schema::live::SubscriptionBudget;
+use crate::startup::AppState;
+use actix_web::error::PayloadError;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use async_graphql::Data;
+use async_graphql_actix_web::GraphQLSubscription;
+use futures::Stream;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Whether a request asks to open a websocket: the guard of [`subscribe`]'s route.
+pub fn is_upgrade(ctx: &actix_web::guard::GuardContext<'_>) -> bool {
+    ctx.head()
+        .headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The open subscription websockets of the process.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<AtomicUsize>);
+
+impl Connections {
+    /// How many are open.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn take(&self, max: usize) -> Option<ConnectionSlot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(ConnectionSlot(Arc::clone(&self.0)))
+    }
+}
+
+/// One open websocket, counted until the connection's data is dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `GET /graphql` with `Upgrade: websocket`.
+///
+/// # Errors
+/// A handshake that is not a websocket's, or no GraphQL subprotocol offered (400).
+pub async fn subscribe(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let config = &app.config;
+    let Some(slot) = app.connections.take(config.max_connections) else {
+        return Ok(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOO_MANY_CONNECTIONS",
+            &format!(
+                "at most {} subscription connections are served; retry later",
+                config.max_connections
+            ),
+        ));
+    };
+    let mut data = Data::default();
+    data.insert(slot);
+    data.insert(app.live.clone());
+    data.insert(SubscriptionBudget::new(
+        config.max_subscriptions_per_connection,
+    ));
+    let initialized = Arc::new(AtomicBool::new(false));
+    let on_init = Arc::clone(&initialized);
+    let payload = InitDeadline {
+        inner: payload,
+        initialized,
+        deadline: Some(Box::pin(tokio::time::sleep(config.connection_init_timeout))),
+    };
+    GraphQLSubscription::new(app.schema.clone())
+        .with_data(data)
+        .on_connection_init(move |_| async move {
+            on_init.store(true, Ordering::Release);
+            Ok(Data::default())
+        })
+        .keepalive_timeout(config.keepalive_timeout)
+        .start(&req, payload)
+}
+
+/// The client's frames, ended with an error (closing the connection) when `connection_init`
+/// has not come by the deadline.
+struct InitDeadline<S> {
+    inner: S,
+    initialized: Arc<AtomicBool>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Stream for InitDeadline<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.initialized.load(Ordering::Acquire) {
+            self.deadline = None;
+        }
+        if let Some(deadline) = self.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                self.deadline = None;
+                let late = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no connection_init within the time allowed",
+                );
+                return Poll::Ready(Some(Err(PayloadError::Io(late))));
+            }
+        }
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}

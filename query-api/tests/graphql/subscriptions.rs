@@ -1,0 +1,499 @@
+//! Subscriptions over a real websocket against the real server, the read models filled by the
+//! projector from commands in the log.
+
+use crate::helpers::*;
+use crate::subscriber::{Protocol, Said, Subscriber};
+use chrono::Utc;
+use domain::OrderCommand;
+use projector::returns::ReturnDeadlines;
+use projector::{ReturnProjection, Runtime};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+const ORDER_UPDATED: &str = "subscription($id: ID!, $after: String) {
+    orderUpdated(id: $id, after: $after) {
+        token
+        order { status revision lastPosition }
+        events { revision eventType position }
+    }
+}";
+
+/// The commands taking a placed order of [`TOTAL`] to delivered, one at a time.
+fn walk_to_delivered() -> Vec<OrderCommand> {
+    vec![
+        authorize("pay-1", TOTAL),
+        reserve("res-1"),
+        OrderCommand::StartFulfillment,
+        ship("UPS", "1Z999"),
+        OrderCommand::ConfirmDelivery,
+    ]
+}
+
+/// The event types of the walk, from the placing on.
+const WALK: [&str; 7] = [
+    "OrderPlaced",
+    "PaymentAuthorized",
+    "InventoryReserved",
+    "OrderAccepted",
+    "FulfillmentStarted",
+    "OrderShipped",
+    "OrderDelivered",
+];
+
+/// Reads `orderUpdated` messages until one leaves the order at `revision`; returns them.
+async fn updates_until(subscriber: &mut Subscriber, revision: i64) -> Vec<Value> {
+    let mut updates = Vec::new();
+    loop {
+        let update = subscriber.data().await["orderUpdated"].clone();
+        let at = update["order"]["revision"].as_i64().unwrap();
+        updates.push(update);
+        if at >= revision {
+            return updates;
+        }
+    }
+}
+
+/// Every event of the updates, in the order received: (revision, type).
+fn events_of(updates: &[Value]) -> Vec<(i64, String)> {
+    updates
+        .iter()
+        .flat_map(|u| u["events"].as_array().unwrap().clone())
+        .map(|e| {
+            (
+                e["revision"].as_i64().unwrap(),
+                e["eventType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn walk_while_subscribed(protocol: Protocol) {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    let placed = app.command(id, place(id, "cust-live")).await;
+    app.project_to(placed).await;
+    // Query, then subscribe from what the query showed.
+    let seen = app
+        .query(
+            "query($id: ID!) { order(id: $id) { status lastPosition } }",
+            json!({"id": id}),
+        )
+        .await;
+    let token = seen["data"]["order"]["lastPosition"].as_str().unwrap();
+    let mut subscriber = Subscriber::connect(&app.address, protocol).await;
+    subscriber
+        .subscribe("1", ORDER_UPDATED, json!({"id": id, "after": token}))
+        .await;
+    // One command per batch, except the last two, which one batch applies together.
+    let mut commands = walk_to_delivered();
+    let last_two = commands.split_off(3);
+    for command in commands {
+        let token = app.command(id, command).await;
+        app.project_to(token).await;
+    }
+    let token = app.record(id, last_two).await;
+    app.project_to(token).await;
+
+    let updates = updates_until(&mut subscriber, 6).await;
+    let events = events_of(&updates);
+    let expected: Vec<(i64, String)> = WALK[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as i64 + 1, (*t).to_owned()))
+        .collect();
+    assert_eq!(events, expected, "every event once, in order: {updates:#?}");
+    let last = updates.last().unwrap();
+    assert_eq!(last["order"]["status"], "DELIVERED");
+    assert_eq!(last["token"], last["order"]["lastPosition"]);
+    // The batch of two came as one update: shipped, then delivered.
+    assert_eq!(last["events"].as_array().unwrap().len(), 2, "{last}");
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_every_event_of_an_order_walked_to_delivered_in_order_and_once() {
+    walk_while_subscribed(Protocol::TransportWs).await;
+}
+
+#[tokio::test]
+async fn a_legacy_subscriptions_transport_ws_client_sees_the_same_updates() {
+    walk_while_subscribed(Protocol::LegacyWs).await;
+}
+
+#[tokio::test]
+async fn updates_continue_across_a_projector_restart_and_a_reconnect_resumes_from_the_last_token() {
+    let mut app = spawn_app().await;
+    let id = Uuid::new_v4();
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    // From the start of the log: every event of the order.
+    subscriber
+        .subscribe("1", ORDER_UPDATED, json!({"id": id, "after": "0-0"}))
+        .await;
+    let mut commands = walk_to_delivered().into_iter();
+    let token = app.command(id, place(id, "cust-restart")).await;
+    app.project_to(token).await;
+    let token = app.command(id, commands.next().unwrap()).await;
+    app.project_to(token).await;
+    let mut updates = updates_until(&mut subscriber, 1).await;
+
+    app.restart_projector().await;
+    let token = app.command(id, commands.next().unwrap()).await;
+    app.project_to(token).await;
+    updates.extend(updates_until(&mut subscriber, 3).await);
+
+    // The client goes away; the order moves on without it.
+    let last_token = updates.last().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    subscriber.close().await;
+    for command in commands {
+        let token = app.command(id, command).await;
+        app.project_to(token).await;
+    }
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe("1", ORDER_UPDATED, json!({"id": id, "after": last_token}))
+        .await;
+    updates.extend(updates_until(&mut subscriber, 6).await);
+
+    let expected: Vec<(i64, String)> = WALK
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as i64, (*t).to_owned()))
+        .collect();
+    assert_eq!(events_of(&updates), expected, "{updates:#?}");
+    assert_eq!(updates.last().unwrap()["order"]["status"], "DELIVERED");
+}
+
+const ORDERS_CHANGED: &str = "subscription($after: String, $filter: OrderFilter) {
+    ordersChanged(after: $after, filter: $filter) {
+        token
+        order { id status customerId lines { sku } shippingAddress { name line1 city }
+                milestones { placedAt } lastMilestone pendingActions }
+    }
+}";
+
+#[tokio::test]
+async fn a_list_subscriber_gets_each_changed_order_matching_its_filter_in_log_order() {
+    let app = spawn_app().await;
+    let before = app.order("cust-a", vec![]).await;
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            ORDERS_CHANGED,
+            json!({"filter": {"customerId": "cust-b"}}),
+        )
+        .await;
+    let first = app.order("cust-b", vec![]).await;
+    app.order("cust-a", vec![]).await;
+    let second = app.order("cust-b", vec![authorize("pay-1", TOTAL)]).await;
+    app.project_all().await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let change = subscriber.data().await["ordersChanged"].clone();
+        seen.push(change["order"]["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, [first.to_string(), second.to_string()]);
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+    assert_ne!(before, first);
+}
+
+#[tokio::test]
+async fn counts_per_status_come_first_as_they_are_then_when_they_change() {
+    let app = spawn_app().await;
+    app.order("cust-c", vec![]).await;
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            "subscription { statusCountsChanged { status orders } }",
+            json!({}),
+        )
+        .await;
+    let count = |data: &Value, status: &str| {
+        data["statusCountsChanged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["status"] == status)
+            .unwrap()["orders"]
+            .as_i64()
+            .unwrap()
+    };
+    let now = subscriber.data().await;
+    assert_eq!(count(&now, "PLACED"), 1);
+    app.order("cust-c", vec![cancel_order("changed my mind")])
+        .await;
+    app.project_all().await;
+    let then = subscriber.data().await;
+    assert_eq!((count(&then, "PLACED"), count(&then, "CANCELLED")), (1, 1));
+}
+
+#[tokio::test]
+async fn a_return_case_is_followed_like_an_order() {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    let recorded = Log::new(app.store.as_ref())
+        .delivered_order(known_order(id, "cust-r"))
+        .await;
+    app.wrote(recorded.position().unwrap());
+    app.project_all().await;
+    let returns = Runtime::start(
+        projector::Config::local(&app.url),
+        ReturnProjection::new(ReturnDeadlines::default()),
+    )
+    .await
+    .unwrap();
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            "subscription($id: ID!) { returnUpdated(orderId: $id) {
+                token return { status lastPosition } events { eventType } } }",
+            json!({"id": id}),
+        )
+        .await;
+    let request = request_return(
+        &known_order(id, "cust-r"),
+        Utc::now(),
+        Utc::now(),
+        &[("SKU-1", 2)],
+        "too small",
+    );
+    let token = Log::new(app.store.as_ref())
+        .record::<domain::Returns>(id, vec![request])
+        .await
+        .position()
+        .unwrap();
+    while returns
+        .checkpoint()
+        .await
+        .unwrap()
+        .is_none_or(|c| c < token)
+    {
+        returns.run_once().await.unwrap();
+    }
+    let update = subscriber.data().await["returnUpdated"].clone();
+    assert_eq!(
+        update["events"][0]["eventType"], "ReturnRequested",
+        "{update}"
+    );
+    assert_eq!(update["return"]["status"], "REQUESTED");
+    assert_eq!(update["token"], update["return"]["lastPosition"]);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_too_far_behind_is_closed_with_the_token_to_resume_from() {
+    const ORDERS: usize = 80;
+    const SUBSCRIPTIONS: usize = 20;
+    let app = spawn_with(Options {
+        subscription_buffer: 2,
+        max_subscriptions_per_connection: SUBSCRIPTIONS,
+        ..Options::default()
+    })
+    .await;
+    // A client that reads slowly: a small receive window, and it stops reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.address.trim_start_matches("http://").parse().unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let mut subscriber = Subscriber::open_on(stream, &app.address, Protocol::TransportWs).await;
+    subscriber.init().await;
+    for s in 0..SUBSCRIPTIONS {
+        subscriber
+            .subscribe(&format!("s{s}"), ORDERS_CHANGED, json!({"after": "0-0"}))
+            .await;
+    }
+    // Far more than the connection holds (orders of many lines, whose SKUs every subscription
+    // asks for); then more batches than the buffer.
+    let skus: Vec<String> = (0..100)
+        .map(|i| format!("SKU-OF-A-RATHER-LONG-NAME-{i:04}"))
+        .collect();
+    let lines: Vec<(&str, u32, i64)> = skus.iter().map(|s| (s.as_str(), 1, 100)).collect();
+    let log = Log::new(app.store.as_ref());
+    let mut ids = Vec::new();
+    for _ in 0..ORDERS {
+        let id = Uuid::new_v4();
+        let placed = OrderCommand::PlaceOrder(new_order(id, "cust-slow", &lines));
+        app.wrote(log.order(id, vec![placed]).await.position().unwrap());
+        ids.push(id);
+    }
+    app.project_all().await;
+    for id in ids.iter().take(6) {
+        let token = app.command(*id, cancel_order("slow")).await;
+        app.project_to(token).await;
+    }
+    // It reads again: what came before, then the end of a subscription, with where to resume.
+    let change = |data: &Value| {
+        let change = &data["ordersChanged"];
+        let id = change["order"]["id"].as_str().unwrap().to_owned();
+        (id, change["token"].as_str().unwrap().to_owned())
+    };
+    let mut seen: HashMap<String, HashSet<(String, String)>> = HashMap::new();
+    let (closed, resume_from) = loop {
+        let said = subscriber.next().await;
+        let id = subscriber.last_id.clone().unwrap_or_default();
+        match said {
+            Said::Data(data) => {
+                let fresh = seen.entry(id).or_default().insert(change(&data));
+                assert!(fresh, "delivered twice: {data}");
+            }
+            Said::Errors(errors) => {
+                assert_eq!(
+                    errors[0]["extensions"]["code"], "SUBSCRIBER_TOO_SLOW",
+                    "{errors}"
+                );
+                let token = errors[0]["extensions"]["resumeFrom"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                break (id, token);
+            }
+            other => panic!("expected data or the end, got {other:?}"),
+        }
+    };
+    let mut seen = seen.remove(&closed).unwrap_or_default();
+    assert!(
+        seen.len() < ORDERS + 6,
+        "it was never behind: {} delivered",
+        seen.len()
+    );
+    subscriber.close().await;
+    // Resuming from the token brings every order to its last change, none twice.
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe("1", ORDERS_CHANGED, json!({"after": resume_from}))
+        .await;
+    while let Some(data) = subscriber.data_within(Duration::from_secs(1)).await {
+        assert!(seen.insert(change(&data)), "delivered twice: {data}");
+    }
+    let rows = app
+        .database()
+        .await
+        .query(
+            "select order_id::text, last_position from order_status",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), ORDERS);
+    for row in rows {
+        let last = (row.get::<_, String>(0), row.get::<_, String>(1));
+        assert!(seen.contains(&last), "never delivered: {last:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_past_the_connections_limit_is_refused_with_a_code_and_the_others_go_on() {
+    let app = spawn_with(Options {
+        max_subscriptions_per_connection: 1,
+        ..Options::default()
+    })
+    .await;
+    let id = Uuid::new_v4();
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe("1", ORDER_UPDATED, json!({"id": id}))
+        .await;
+    subscriber
+        .subscribe("2", ORDER_UPDATED, json!({"id": id}))
+        .await;
+    match subscriber.next().await {
+        Said::Errors(errors) => {
+            assert_eq!(
+                errors[0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+                "{errors}"
+            )
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    assert!(matches!(subscriber.next().await, Said::Complete));
+    let token = app.command(id, place(id, "cust-limit")).await;
+    app.project_to(token).await;
+    let update = subscriber.data().await;
+    assert_eq!(update["orderUpdated"]["order"]["status"], "PLACED");
+}
+
+#[tokio::test]
+async fn a_subscription_from_a_malformed_token_is_refused_with_a_code() {
+    let app = spawn_app().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            ORDER_UPDATED,
+            json!({"id": Uuid::new_v4(), "after": "yesterday"}),
+        )
+        .await;
+    match subscriber.next().await {
+        Said::Errors(errors) => assert_eq!(
+            errors[0]["extensions"]["code"], "INVALID_CONSISTENCY_TOKEN",
+            "{errors}"
+        ),
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_that_never_sends_connection_init_is_closed_after_the_timeout() {
+    let app = spawn_with(Options {
+        connection_init_timeout: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    let mut silent = Subscriber::open(&app.address, Protocol::TransportWs).await;
+    let started = std::time::Instant::now();
+    assert!(matches!(silent.next().await, Said::Closed));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // One that does initialise stays open past the timeout.
+    let mut prompt = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    prompt
+        .subscribe("1", ORDER_UPDATED, json!({"id": "not-an-id"}))
+        .await;
+    assert!(matches!(prompt.next().await, Said::Errors(_)));
+}
+
+#[tokio::test]
+async fn websockets_past_the_connection_limit_are_refused_with_503_and_a_code() {
+    let app = spawn_with(Options {
+        max_connections: 1,
+        ..Options::default()
+    })
+    .await;
+    let first = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    let handshake = |client: &reqwest::Client| {
+        client
+            .get(format!("{}/graphql", app.address))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("Sec-WebSocket-Protocol", "graphql-transport-ws")
+            .send()
+    };
+    let refused = handshake(&app.client).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(error_code(&body), "TOO_MANY_CONNECTIONS");
+    // Its place is given back when it closes.
+    first.close().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = handshake(&reqwest::Client::new()).await.unwrap();
+        if response.status() == 101 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
