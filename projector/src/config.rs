@@ -59,8 +59,10 @@ pub struct Config {
     /// log (default 1000).
     pub batch_size: usize,
     /// `MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE`: most events per transaction while catching up
-    /// with a backlog and during a rebuild (default 4000): larger transactions spread each
-    /// batch's fixed costs, and nobody waits on a single event's latency then.
+    /// with a backlog and during a rebuild (default 16000): larger transactions spread each
+    /// batch's fixed costs and gather more of an instance's events into one write of its row
+    /// (on an interleaved log, 4000-event batches wrote each order's row about three times), and
+    /// nobody waits on a single event's latency then.
     pub catch_up_batch_size: usize,
     /// `MILESTONE_PROJECTOR_BATCH_WAIT_MS`: how long a live batch waits to fill (default 5).
     pub batch_wait: Duration,
@@ -86,7 +88,7 @@ impl Config {
             read_model_url: url.into(),
             pool_size: 4,
             batch_size: 1000,
-            catch_up_batch_size: 4000,
+            catch_up_batch_size: 16_000,
             batch_wait: Duration::from_millis(5),
             standby_poll: Duration::from_millis(1000),
             lease_ttl: Duration::from_millis(5000),
@@ -142,7 +144,7 @@ impl Config {
             _ => Err(format!("{name} must be between 1 and 20000")),
         };
         let batch_size = batch("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
-        let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 4000)?;
+        let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 16_000)?;
         let lease_ttl = match get(lookup, "MILESTONE_PROJECTOR_LEASE_TTL_MS", 5000u64)? {
             ms @ 500..=600_000 => Duration::from_millis(ms),
             _ => {
