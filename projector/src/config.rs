@@ -72,6 +72,11 @@ pub struct Config {
     /// renewal (default 5000; renewed every fifth of it). A standby takes over within about this
     /// long after the active host vanishes.
     pub lease_ttl: Duration,
+    /// `MILESTONE_PROJECTOR_PARTITIONS`: how many partitions each projection runs as (default
+    /// 1, at most 64). Streams are split by a hash of their id; each partition has its own
+    /// checkpoint, lease and fencing token, and each instance claims the partitions nobody
+    /// holds. Every instance must be given the same count.
+    pub partitions: u32,
     pub deadlines: Deadlines,
     /// `MILESTONE_REMINDER_SPACING_SECS` (default 15 min): the time between two reminders of
     /// an overdue instance's pending work, which sets every status table's `next_reminder_at`.
@@ -92,6 +97,7 @@ impl Config {
             batch_wait: Duration::from_millis(5),
             standby_poll: Duration::from_millis(1000),
             lease_ttl: Duration::from_millis(5000),
+            partitions: 1,
             deadlines: Deadlines::default(),
             reminder_spacing: crate::status_table::DEFAULT_REMINDER_SPACING,
         }
@@ -153,6 +159,10 @@ impl Config {
                 )
             }
         };
+        let partitions = match get(lookup, "MILESTONE_PROJECTOR_PARTITIONS", 1u32)? {
+            n @ 1..=64 => n,
+            _ => return Err("MILESTONE_PROJECTOR_PARTITIONS must be between 1 and 64".into()),
+        };
         let reminder_spacing = match lookup("MILESTONE_REMINDER_SPACING_SECS") {
             None => crate::status_table::DEFAULT_REMINDER_SPACING,
             Some(v) => match v.trim().parse::<u32>() {
@@ -178,6 +188,7 @@ impl Config {
                 1000,
             )?),
             lease_ttl,
+            partitions,
             deadlines: Deadlines {
                 placed: secs("MILESTONE_DEADLINE_PLACED_SECS", d.placed)?,
                 accepted: secs("MILESTONE_DEADLINE_ACCEPTED_SECS", d.accepted)?,

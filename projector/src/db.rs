@@ -136,19 +136,22 @@ pub async fn store_checkpoint(
     Ok(stored == 1)
 }
 
-/// Counts the events a retry applied and, when it wrote corrections, moves the corrections'
-/// version so that every projector reloads them; the position stays where it is.
+/// Counts the events a retry applied on the checkpoint row `key` and, when it wrote
+/// corrections, moves the corrections' version on every row of `keys` (all the projection's
+/// partitions) so that every projector reloads them; the positions stay where they are.
 pub async fn record_retry(
     tx: &Transaction<'_>,
-    projection: &str,
+    key: &str,
+    keys: &[&str],
     applied: i64,
     corrected: bool,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "update projection_checkpoints set events_applied = events_applied + $2,
-                corrections_version = corrections_version + $3::bool::int, updated_at = now()
-         where projection = $1",
-        &[&projection, &applied, &corrected],
+        "update projection_checkpoints
+            set events_applied = events_applied + case when projection = $1 then $3::bigint else 0 end,
+                corrections_version = corrections_version + $4::bool::int, updated_at = now()
+          where projection = $1 or projection = any($2)",
+        &[&key, &keys, &applied, &corrected],
     )
     .await?;
     Ok(())
@@ -365,11 +368,12 @@ pub async fn load_corrections(
         .collect())
 }
 
-/// Empties `tables` (the projection's) and its checkpoint. Corrections stay: the replay
-/// applies them again.
+/// Empties `tables` (the projection's), its dead letters and parked streams, and its checkpoint
+/// rows `keys` (one per partition). Corrections stay: the replay applies them again.
 pub async fn reset_projection(
     tx: &Transaction<'_>,
     projection: &str,
+    keys: &[&str],
     tables: &[&str],
 ) -> Result<(), tokio_postgres::Error> {
     tx.batch_execute(&format!("truncate {}", tables.join(", ")))
@@ -387,8 +391,8 @@ pub async fn reset_projection(
     tx.execute(
         "update projection_checkpoints set position = null, position_commit = null, position_prepare = null,
                 event_store = null, events_applied = 0, rebuilds = rebuilds + 1, updated_at = now()
-          where projection = $1",
-        &[&projection],
+          where projection = any($1)",
+        &[&keys],
     )
     .await?;
     Ok(())

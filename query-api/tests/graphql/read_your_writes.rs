@@ -174,6 +174,7 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
     projector::db::reset_projection(
         &tx,
         projector::PROJECTION,
+        &[projector::PROJECTION],
         <projector::OrderProjection as projector::projection::Projection>::TABLES,
     )
     .await
