@@ -10,10 +10,16 @@ use uuid::Uuid;
 /// The runtime's own tables (checkpoints, dead letters, parked streams, corrections, leases),
 /// from `schemas/read-models/`: applied at start-up before any projection's migrations, so a
 /// projection lists only its read models.
-pub const RUNTIME_MIGRATIONS: &[(&str, &str)] = &[(
-    "0007_projection_runtime",
-    include_str!("../../schemas/read-models/0007_projection_runtime.sql"),
-)];
+pub const RUNTIME_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0007_projection_runtime",
+        include_str!("../../schemas/read-models/0007_projection_runtime.sql"),
+    ),
+    (
+        "0010_projection_partitions",
+        include_str!("../../schemas/read-models/0010_projection_partitions.sql"),
+    ),
+];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {
@@ -35,6 +41,35 @@ pub async fn ensure_checkpoint(
         .execute(
             "insert into projection_checkpoints (projection) values ($1) on conflict do nothing",
             &[&projection],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records that `projection` runs as `count` partitions, and creates each missing partition
+/// row `keys` where the projection's own row stands (so that switching to partitions does not
+/// replay the log).
+pub async fn ensure_partitions(
+    client: &impl GenericClient,
+    projection: &str,
+    count: u32,
+    keys: &[&str],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "update projection_checkpoints set partitions = $2 where projection = $1",
+            &[&projection, &(count as i32)],
+        )
+        .await?;
+    client
+        .execute(
+            "insert into projection_checkpoints
+               (projection, position, position_commit, position_prepare, event_store)
+             select key, position, position_commit, position_prepare, event_store
+               from projection_checkpoints, unnest($2::text[]) as key
+              where projection = $1 and key <> $1
+             on conflict do nothing",
+            &[&projection, &keys],
         )
         .await?;
     Ok(())

@@ -122,9 +122,10 @@ impl<P: Projection> Runtime<P> {
             )
             .await?;
         }
-        for unit in self.units() {
-            db::ensure_checkpoint(&client, &unit.key).await?;
-        }
+        db::ensure_checkpoint(&client, P::NAME).await?;
+        let units = self.units();
+        let keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
+        db::ensure_partitions(&client, P::NAME, self.config.partitions, &keys).await?;
         Ok(())
     }
 
@@ -310,7 +311,7 @@ impl<P: Projection> Runtime<P> {
         }
         let changed = projection.seal(&mut batch)?;
         // One round trip for the writes; NOTIFY is delivered at commit.
-        let notification = notification::<P>(last.position, &changed);
+        let notification = notification::<P>(&self.key, last.position, &changed);
         let ((), stored, ()) = futures::try_join!(
             projection.write(&tx, &batch),
             db::store_checkpoint(&tx, &self.key, Some(last.position), applied as i64, fence)
@@ -424,12 +425,16 @@ impl<P: Projection> Runtime<P> {
                 None => return Err(ProjectorError::LeaseHeld),
             }
         }
-        let keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
+        let mut keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         for key in &keys {
             db::ensure_checkpoint(&tx, key).await?;
             db::lock_checkpoint(&tx, key).await?;
+        }
+        // The projection's own row counts the rebuild for readers, partitioned or not.
+        if units.len() > 1 {
+            keys.push(P::NAME);
         }
         db::reset_projection(&tx, P::NAME, &keys, P::TABLES).await?;
         for unit in &units {
@@ -520,7 +525,12 @@ impl<P: Projection> Runtime<P> {
         db::unpark_stream(&tx, P::NAME, &stream).await?;
         let checkpoint = db::load_checkpoint(&tx, &unit.key).await?;
         if let Some(position) = checkpoint {
-            db::notify(&tx, CHANGES_CHANNEL, &notification::<P>(position, &[id])).await?;
+            db::notify(
+                &tx,
+                CHANGES_CHANNEL,
+                &notification::<P>(&unit.key, position, &[id]),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(applied)
@@ -615,10 +625,11 @@ impl<P: Projection> Runtime<P> {
     }
 }
 
-/// The NOTIFY payload; PostgreSQL refuses payloads of 8000 bytes or more.
-fn notification<P: Projection>(position: Position, changed: &[Uuid]) -> String {
+/// The NOTIFY payload of the checkpoint row `key` (the projection's name, or one of its
+/// partitions' keys); PostgreSQL refuses payloads of 8000 bytes or more.
+fn notification<P: Projection>(key: &str, position: Position, changed: &[Uuid]) -> String {
     let mut payload = serde_json::Map::new();
-    payload.insert("projection".into(), P::NAME.into());
+    payload.insert("projection".into(), key.into());
     payload.insert("position".into(), position.to_string().into());
     payload.insert(P::CHANGED_KEY.into(), serde_json::json!(changed));
     let full = serde_json::Value::Object(payload.clone()).to_string();

@@ -57,12 +57,21 @@ impl CheckpointWatch {
     async fn listen_forever(&self, config: tokio_postgres::Config) {
         loop {
             let watches = Arc::clone(&self.watches);
+            let partition_moved = Arc::new(tokio::sync::Notify::new());
+            let moved = partition_moved.clone();
             let on_message = move |payload: String| {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
                     return;
                 };
                 let position = v["position"].as_str().and_then(|p| p.parse().ok());
-                let tx = v["projection"].as_str().and_then(|name| watches.get(name));
+                let projection = v["projection"].as_str().unwrap_or_default();
+                // A partition (`name#index/count`) passing a position says nothing of the
+                // others: the projection's position is read again, as its slowest partition's.
+                if projection.contains('#') {
+                    moved.notify_one();
+                    return;
+                }
+                let tx = watches.get(projection);
                 if let (Some(tx), Some(p)) = (tx, position) {
                     tx.send_if_modified(|known| raise(known, p));
                 }
@@ -72,7 +81,14 @@ impl CheckpointWatch {
                     // Anything committed before LISTEN took effect.
                     let _ = self.refresh().await;
                     while !listener.is_closed() {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let moved = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            partition_moved.notified(),
+                        )
+                        .await;
+                        if moved.is_ok() {
+                            let _ = self.refresh().await;
+                        }
                     }
                     tracing::warn!("lost the projection notification connection; reconnecting");
                 }

@@ -38,9 +38,9 @@ async fn whole_log(store: &dyn EventStore) -> Vec<event_store::RecordedEvent> {
 }
 
 /// The first `n` events of the log, once they are all visible (the log's visibility can trail
-/// an append by a moment on PostgreSQL).
+/// an append by a moment on PostgreSQL, longer while any transaction on the server is open).
 async fn log_of(store: &dyn EventStore, n: usize) -> Vec<event_store::RecordedEvent> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = whole_log(store).await;
         if log.len() >= n {

@@ -27,6 +27,8 @@ pub struct Options {
     pub read_your_writes_timeout: Duration,
     /// The read models in a database of their own, apart from the event log.
     pub separate_read_models: bool,
+    /// How many partitions the projections run as.
+    pub partitions: u32,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             max_complexity: 2000,
             read_your_writes_timeout: Duration::from_secs(2),
             separate_read_models: false,
+            partitions: 1,
         }
     }
 }
@@ -58,6 +61,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     let mut pconfig = projector::Config::local(&url);
     pconfig.read_model_url = read_model_url.clone().into();
     pconfig.deadlines = options.deadlines;
+    pconfig.partitions = options.partitions;
     let projector = Projector::connect(pconfig).await.unwrap();
     let mut config = Config::local(&read_model_url);
     config.event_store_url = url.clone().into();
