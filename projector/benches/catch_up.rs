@@ -4,10 +4,13 @@
 //!
 //! `cargo bench -p projector --bench catch_up` (needs PostgreSQL; `MILESTONE_TEST_DATABASE_URL`
 //! names the server). `BENCH_ORDERS` sets the number of orders (default 40000, 5 events each
-//! on average: about 200k events), `BENCH_BATCH` the catch-up batch size (default 4000), and
-//! `BENCH_INTERLEAVE=1` interleaves the orders' events (every order's first event, then every
-//! second, ... in groups of 2000 orders) instead of writing each order's events together, so
-//! that most batches update rows written by earlier ones. Each figure is the median of 3 runs.
+//! on average: about 200k events), `BENCH_BATCH` the catch-up batch size (default: the
+//! projector's, 16000).
+//! `BENCH_INTERLEAVE` picks one log (by default both are measured, one after the other, each in
+//! a database of its own): `0` the contiguous one, each order's events written together; `1`
+//! the interleaved one (every order's first event, then every second, ... in groups of 2000
+//! orders), so that batches update rows written by earlier ones. Each figure is the median of 3
+//! rounds.
 
 use chrono::{Duration, TimeZone, Utc};
 use domain::*;
@@ -150,30 +153,39 @@ const BASELINE: &str = "
              min(data->>'customer_id'), max((data->>'total_minor')::bigint)
       from es_events group by stream_id;";
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let orders: usize = test_support::bench_env("BENCH_ORDERS", 40_000);
-    let url = test_support::fresh_database().await;
+/// One log's figures: the medians of 3 rounds, the projector's and the baseline's.
+struct Figures {
+    projector: f64,
+    baseline: f64,
+}
 
+/// Generates a log of `orders` orders in a database of its own and measures 3 rebuilds of it,
+/// each beside the baseline.
+async fn measure(orders: usize, interleave: bool) -> Figures {
+    let url = test_support::fresh_database().await;
     event_store::connect(&url, &StoreOptions::default())
         .await
         .unwrap();
     let mut config = Config::local(&url);
-    config.catch_up_batch_size = test_support::bench_env("BENCH_BATCH", 4000);
+    config.catch_up_batch_size = test_support::bench_env("BENCH_BATCH", config.catch_up_batch_size);
     let projector = Projector::connect(config).await.unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
     let started = Instant::now();
-    let interleave = test_support::bench_env("BENCH_INTERLEAVE", 0) == 1;
     let events = generate(&client, orders, interleave).await;
     client
         .batch_execute("vacuum analyze es_events")
         .await
         .unwrap();
+    let log = if interleave {
+        "interleaved"
+    } else {
+        "contiguous"
+    };
     println!(
-        "generated {events} events for {orders} orders in {:.1}s",
+        "{log}: generated {events} events for {orders} orders in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     client
@@ -200,7 +212,7 @@ async fn main() {
             after = page.last().map(|e| e.position);
         }
         println!(
-            "read_all alone: {:.0} events/s",
+            "{log}: read_all alone: {:.0} events/s",
             n as f64 / t.elapsed().as_secs_f64()
         );
     }
@@ -228,14 +240,45 @@ async fn main() {
             "the generated log holds events the projection cannot apply"
         );
         println!(
-            "round {round}: projector {:.0} events/s, set-based SQL {:.0} events/s",
+            "{log} round {round}: projector {:.0} events/s, set-based SQL {:.0} events/s",
             ours[round - 1],
             baseline[round - 1]
         );
     }
-    let (ours, baseline) = (test_support::median(ours), test_support::median(baseline));
-    println!("median: projector {ours:.0} events/s, set-based SQL baseline {baseline:.0} events/s, ratio {:.2}", ours / baseline);
     drop(projector);
     drop(client);
     test_support::drop_database(&url).await;
+    Figures {
+        projector: test_support::median(ours),
+        baseline: test_support::median(baseline),
+    }
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let orders: usize = test_support::bench_env("BENCH_ORDERS", 40_000);
+    // Both logs unless `BENCH_INTERLEAVE` picks one (0: contiguous, 1: interleaved).
+    let logs: &[bool] = match test_support::bench_env("BENCH_INTERLEAVE", 2) {
+        0 => &[false],
+        1 => &[true],
+        _ => &[false, true],
+    };
+    let mut lines = Vec::new();
+    for &interleave in logs {
+        let f = measure(orders, interleave).await;
+        let log = if interleave {
+            "interleaved"
+        } else {
+            "contiguous"
+        };
+        lines.push(format!(
+            "median, {log}: projector {:.0} events/s, set-based SQL baseline {:.0} events/s, ratio {:.2}",
+            f.projector,
+            f.baseline,
+            f.projector / f.baseline
+        ));
+    }
+    for line in lines {
+        println!("{line}");
+    }
 }

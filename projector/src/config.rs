@@ -59,8 +59,10 @@ pub struct Config {
     /// log (default 1000).
     pub batch_size: usize,
     /// `MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE`: most events per transaction while catching up
-    /// with a backlog and during a rebuild (default 4000): larger transactions spread each
-    /// batch's fixed costs, and nobody waits on a single event's latency then.
+    /// with a backlog and during a rebuild (default 16000): larger transactions spread each
+    /// batch's fixed costs and gather more of an instance's events into one write of its row
+    /// (on an interleaved log, 4000-event batches wrote each order's row about three times), and
+    /// nobody waits on a single event's latency then.
     pub catch_up_batch_size: usize,
     /// `MILESTONE_PROJECTOR_BATCH_WAIT_MS`: how long a live batch waits to fill (default 5).
     pub batch_wait: Duration,
@@ -70,6 +72,11 @@ pub struct Config {
     /// renewal (default 5000; renewed every fifth of it). A standby takes over within about this
     /// long after the active host vanishes.
     pub lease_ttl: Duration,
+    /// `MILESTONE_PROJECTOR_PARTITIONS`: how many partitions each projection runs as (default
+    /// 1, at most 64). Streams are split by a hash of their id; each partition has its own
+    /// checkpoint, lease and fencing token, and each instance claims the partitions nobody
+    /// holds. Every instance must be given the same count.
+    pub partitions: u32,
     pub deadlines: Deadlines,
     /// `MILESTONE_REMINDER_SPACING_SECS` (default 15 min): the time between two reminders of
     /// an overdue instance's pending work, which sets every status table's `next_reminder_at`.
@@ -86,10 +93,11 @@ impl Config {
             read_model_url: url.into(),
             pool_size: 4,
             batch_size: 1000,
-            catch_up_batch_size: 4000,
+            catch_up_batch_size: 16_000,
             batch_wait: Duration::from_millis(5),
             standby_poll: Duration::from_millis(1000),
             lease_ttl: Duration::from_millis(5000),
+            partitions: 1,
             deadlines: Deadlines::default(),
             reminder_spacing: crate::status_table::DEFAULT_REMINDER_SPACING,
         }
@@ -142,7 +150,7 @@ impl Config {
             _ => Err(format!("{name} must be between 1 and 20000")),
         };
         let batch_size = batch("MILESTONE_PROJECTOR_BATCH_SIZE", 1000)?;
-        let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 4000)?;
+        let catch_up_batch_size = batch("MILESTONE_PROJECTOR_CATCH_UP_BATCH_SIZE", 16_000)?;
         let lease_ttl = match get(lookup, "MILESTONE_PROJECTOR_LEASE_TTL_MS", 5000u64)? {
             ms @ 500..=600_000 => Duration::from_millis(ms),
             _ => {
@@ -150,6 +158,10 @@ impl Config {
                     "MILESTONE_PROJECTOR_LEASE_TTL_MS must be between 500 and 600000".into(),
                 )
             }
+        };
+        let partitions = match get(lookup, "MILESTONE_PROJECTOR_PARTITIONS", 1u32)? {
+            n @ 1..=64 => n,
+            _ => return Err("MILESTONE_PROJECTOR_PARTITIONS must be between 1 and 64".into()),
         };
         let reminder_spacing = match lookup("MILESTONE_REMINDER_SPACING_SECS") {
             None => crate::status_table::DEFAULT_REMINDER_SPACING,
@@ -176,6 +188,7 @@ impl Config {
                 1000,
             )?),
             lease_ttl,
+            partitions,
             deadlines: Deadlines {
                 placed: secs("MILESTONE_DEADLINE_PLACED_SECS", d.placed)?,
                 accepted: secs("MILESTONE_DEADLINE_ACCEPTED_SECS", d.accepted)?,

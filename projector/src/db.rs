@@ -10,10 +10,16 @@ use uuid::Uuid;
 /// The runtime's own tables (checkpoints, dead letters, parked streams, corrections, leases),
 /// from `schemas/read-models/`: applied at start-up before any projection's migrations, so a
 /// projection lists only its read models.
-pub const RUNTIME_MIGRATIONS: &[(&str, &str)] = &[(
-    "0007_projection_runtime",
-    include_str!("../../schemas/read-models/0007_projection_runtime.sql"),
-)];
+pub const RUNTIME_MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0007_projection_runtime",
+        include_str!("../../schemas/read-models/0007_projection_runtime.sql"),
+    ),
+    (
+        "0010_projection_partitions",
+        include_str!("../../schemas/read-models/0010_projection_partitions.sql"),
+    ),
+];
 
 fn position_parts(p: Option<Position>) -> (Option<String>, Option<i64>, Option<i64>) {
     match p {
@@ -35,6 +41,35 @@ pub async fn ensure_checkpoint(
         .execute(
             "insert into projection_checkpoints (projection) values ($1) on conflict do nothing",
             &[&projection],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records that `projection` runs as `count` partitions, and creates each missing partition
+/// row `keys` where the projection's own row stands (so that switching to partitions does not
+/// replay the log).
+pub async fn ensure_partitions(
+    client: &impl GenericClient,
+    projection: &str,
+    count: u32,
+    keys: &[&str],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "update projection_checkpoints set partitions = $2 where projection = $1",
+            &[&projection, &(count as i32)],
+        )
+        .await?;
+    client
+        .execute(
+            "insert into projection_checkpoints
+               (projection, position, position_commit, position_prepare, event_store)
+             select key, position, position_commit, position_prepare, event_store
+               from projection_checkpoints, unnest($2::text[]) as key
+              where projection = $1 and key <> $1
+             on conflict do nothing",
+            &[&projection, &keys],
         )
         .await?;
     Ok(())
@@ -136,19 +171,22 @@ pub async fn store_checkpoint(
     Ok(stored == 1)
 }
 
-/// Counts the events a retry applied and, when it wrote corrections, moves the corrections'
-/// version so that every projector reloads them; the position stays where it is.
+/// Counts the events a retry applied on the checkpoint row `key` and, when it wrote
+/// corrections, moves the corrections' version on every row of `keys` (all the projection's
+/// partitions) so that every projector reloads them; the positions stay where they are.
 pub async fn record_retry(
     tx: &Transaction<'_>,
-    projection: &str,
+    key: &str,
+    keys: &[&str],
     applied: i64,
     corrected: bool,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
-        "update projection_checkpoints set events_applied = events_applied + $2,
-                corrections_version = corrections_version + $3::bool::int, updated_at = now()
-         where projection = $1",
-        &[&projection, &applied, &corrected],
+        "update projection_checkpoints
+            set events_applied = events_applied + case when projection = $1 then $3::bigint else 0 end,
+                corrections_version = corrections_version + $4::bool::int, updated_at = now()
+          where projection = $1 or projection = any($2)",
+        &[&key, &keys, &applied, &corrected],
     )
     .await?;
     Ok(())
@@ -365,11 +403,12 @@ pub async fn load_corrections(
         .collect())
 }
 
-/// Empties `tables` (the projection's) and its checkpoint. Corrections stay: the replay
-/// applies them again.
+/// Empties `tables` (the projection's), its dead letters and parked streams, and its checkpoint
+/// rows `keys` (one per partition). Corrections stay: the replay applies them again.
 pub async fn reset_projection(
     tx: &Transaction<'_>,
     projection: &str,
+    keys: &[&str],
     tables: &[&str],
 ) -> Result<(), tokio_postgres::Error> {
     tx.batch_execute(&format!("truncate {}", tables.join(", ")))
@@ -387,8 +426,8 @@ pub async fn reset_projection(
     tx.execute(
         "update projection_checkpoints set position = null, position_commit = null, position_prepare = null,
                 event_store = null, events_applied = 0, rebuilds = rebuilds + 1, updated_at = now()
-          where projection = $1",
-        &[&projection],
+          where projection = any($1)",
+        &[&keys],
     )
     .await?;
     Ok(())

@@ -18,6 +18,7 @@ pub mod correction;
 pub mod db;
 pub mod lease;
 pub mod orders;
+pub mod partition;
 pub mod projection;
 pub mod returns;
 pub mod runtime;
@@ -26,6 +27,7 @@ pub mod status_table;
 
 pub use config::{Config, Deadlines};
 pub use orders::{OrderProjection, ORDER_STATUS_COLUMNS};
+pub use partition::Partition;
 pub use projection::{BatchOutcome, Descriptor, Progress, Projection, CHANGES_CHANNEL};
 pub use returns::{ReturnProjection, RETURN_STATUS_COLUMNS};
 pub use runtime::Runtime;

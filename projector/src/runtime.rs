@@ -7,6 +7,7 @@ use crate::correction::{corrected, Correction};
 use crate::db;
 use crate::db::{DeadLetter, RepairNote};
 use crate::lease::Lease;
+use crate::partition::Partition;
 use crate::projection::{BatchOutcome, Progress, Projection, CHANGES_CHANNEL};
 use crate::ProjectorError;
 use deadpool_postgres::{GenericClient, Pool};
@@ -31,6 +32,11 @@ pub struct Runtime<P: Projection> {
     /// The operators' corrections of logged events, applied in their place; shared by the
     /// clones, reloaded when the checkpoint row shows a newer corrections version.
     corrections: Arc<Mutex<CorrectionCache>>,
+    /// The share of the log this runtime applies: `None` for the whole projection (which,
+    /// when it runs as several partitions, works through one runtime per partition).
+    partition: Option<Partition>,
+    /// The key of this runtime's checkpoint and lease rows ([`Partition::key`]).
+    key: Arc<str>,
 }
 
 impl<P: Projection> Clone for Runtime<P> {
@@ -42,6 +48,8 @@ impl<P: Projection> Clone for Runtime<P> {
             pg_config: self.pg_config.clone(),
             config: self.config.clone(),
             corrections: self.corrections.clone(),
+            partition: self.partition,
+            key: self.key.clone(),
         }
     }
 }
@@ -96,6 +104,8 @@ impl<P: Projection> Runtime<P> {
             pg_config,
             config,
             corrections: Arc::default(),
+            partition: None,
+            key: P::NAME.into(),
         };
         runtime.migrate().await?;
         Ok(runtime)
@@ -113,14 +123,47 @@ impl<P: Projection> Runtime<P> {
             .await?;
         }
         db::ensure_checkpoint(&client, P::NAME).await?;
+        let units = self.units();
+        let keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
+        db::ensure_partitions(&client, P::NAME, self.config.partitions, &keys).await?;
         Ok(())
+    }
+
+    /// The runtime of partition `index` of the configured count: it applies only the events of
+    /// its streams, and keeps its own checkpoint and lease.
+    ///
+    /// # Panics
+    /// When `index` is not below the configured count.
+    pub fn partition(&self, index: u32) -> Self {
+        let count = self.config.partitions;
+        assert!(index < count, "partition {index} of {count}");
+        let partition = Partition { index, count };
+        Self {
+            partition: Some(partition),
+            key: partition.key(P::NAME).into(),
+            ..self.clone()
+        }
+    }
+
+    /// The units of work: this runtime when the projection runs as one partition, else one
+    /// runtime per partition.
+    fn units(&self) -> Vec<Self> {
+        match (self.partition, self.config.partitions) {
+            (Some(_), _) | (None, 1) => vec![self.clone()],
+            (None, count) => (0..count).map(|i| self.partition(i)).collect(),
+        }
+    }
+
+    /// Whether this runtime applies the events of `stream`.
+    fn owns(&self, stream: &str) -> bool {
+        self.partition.is_none_or(|p| p.owns(stream))
     }
 
     /// Refuses to resume from a checkpoint written while reading the other backend: its
     /// position means nothing in this store's log.
     async fn claim_checkpoint(&self, client: &impl GenericClient) -> Result<(), ProjectorError> {
         let configured = self.store.backend();
-        db::claim_checkpoint_backend(client, P::NAME, configured)
+        db::claim_checkpoint_backend(client, &self.key, configured)
             .await?
             .map_err(|checkpoint| ProjectorError::OtherEventStore {
                 projection: P::NAME,
@@ -141,15 +184,27 @@ impl<P: Projection> Runtime<P> {
         &self.store
     }
 
-    /// Where the projection has got to in the configured store's log.
+    /// Where the projection has got to in the configured store's log: when it runs as several
+    /// partitions, the checkpoint of the one furthest behind (every event up to it is applied).
     ///
     /// # Errors
     /// When the read-model database cannot be reached; [`ProjectorError::OtherEventStore`]
     /// when the checkpoint was written reading the other backend.
     pub async fn checkpoint(&self) -> Result<Option<Position>, ProjectorError> {
+        let mut lowest = None;
+        for (i, unit) in self.units().iter().enumerate() {
+            let position = unit.unit_checkpoint().await?;
+            if i == 0 || position < lowest {
+                lowest = position;
+            }
+        }
+        Ok(lowest)
+    }
+
+    async fn unit_checkpoint(&self) -> Result<Option<Position>, ProjectorError> {
         let client = self.pool.get().await?;
         self.claim_checkpoint(&client).await?;
-        Ok(db::load_checkpoint(&client, P::NAME).await?)
+        Ok(db::load_checkpoint(&client, &self.key).await?)
     }
 
     /// Applies `events` (which follow `expected` in the log) and moves the checkpoint to the
@@ -195,6 +250,18 @@ impl<P: Projection> Runtime<P> {
             });
         };
         let projection = &*self.projection;
+        // A partition applies its own streams' events and moves past the others'.
+        let owned: std::borrow::Cow<'_, [RecordedEvent]> = if self.partition.is_some() {
+            events
+                .iter()
+                .filter(|e| self.owns(&e.stream_id))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into()
+        } else {
+            events.into()
+        };
+        let events = &*owned;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
@@ -202,12 +269,12 @@ impl<P: Projection> Runtime<P> {
         streams.dedup();
         // One round trip: the statements run in order, the loads under the lock.
         let (current, mut batch, mut parked) = futures::try_join!(
-            db::lock_checkpoint(&tx, P::NAME).err_into(),
+            db::lock_checkpoint(&tx, &self.key).err_into(),
             projection.load(&tx, events),
             db::parked_streams(&tx, P::NAME, &streams).err_into(),
         )?;
         let current = current.ok_or_else(|| {
-            ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", P::NAME))
+            ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
         })?;
         if current.position != expected {
             return Err(ProjectorError::CheckpointMoved {
@@ -244,10 +311,10 @@ impl<P: Projection> Runtime<P> {
         }
         let changed = projection.seal(&mut batch)?;
         // One round trip for the writes; NOTIFY is delivered at commit.
-        let notification = notification::<P>(last.position, &changed);
+        let notification = notification::<P>(&self.key, last.position, &changed);
         let ((), stored, ()) = futures::try_join!(
             projection.write(&tx, &batch),
-            db::store_checkpoint(&tx, P::NAME, Some(last.position), applied as i64, fence)
+            db::store_checkpoint(&tx, &self.key, Some(last.position), applied as i64, fence)
                 .err_into(),
             db::notify(&tx, CHANGES_CHANNEL, &notification).err_into(),
         )?;
@@ -296,7 +363,11 @@ impl<P: Projection> Runtime<P> {
     /// # Errors
     /// Store or database errors; a moved checkpoint (another instance is writing).
     pub async fn run_once(&self) -> Result<u64, ProjectorError> {
-        self.catch_up(None, |_| {}).await
+        let mut total = 0;
+        for unit in self.units() {
+            total += unit.catch_up(None, |_| {}).await?;
+        }
+        Ok(total)
     }
 
     /// Like [`Runtime::run_once`], reporting progress after each batch, and stopping when
@@ -308,7 +379,7 @@ impl<P: Projection> Runtime<P> {
         mut progress: impl FnMut(Progress),
     ) -> Result<u64, ProjectorError> {
         let started = Instant::now();
-        let mut checkpoint = self.checkpoint().await?;
+        let mut checkpoint = self.unit_checkpoint().await?;
         let prefix = P::STREAM_PREFIX;
         let size = self.config.catch_up_batch_size;
         let mut page = self.store.read_all(checkpoint, prefix, size).await?;
@@ -340,25 +411,50 @@ impl<P: Projection> Runtime<P> {
     }
 
     /// Empties the read models and replays the log from its start, reporting progress. Holds
-    /// the projection's lease meanwhile, so no live instance writes at the same time.
+    /// the projection's lease (every partition's) meanwhile, so no live instance writes at the
+    /// same time.
     ///
     /// # Errors
     /// [`ProjectorError::LeaseHeld`] when a live instance is running; store or database errors.
-    pub async fn rebuild(&self, progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
-        let Some(lease) =
-            Lease::try_acquire(&self.pg_config, P::NAME, self.config.lease_ttl).await?
-        else {
-            return Err(ProjectorError::LeaseHeld);
-        };
+    pub async fn rebuild(&self, mut progress: impl FnMut(Progress)) -> Result<u64, ProjectorError> {
+        let units = self.units();
+        let mut leases = Vec::with_capacity(units.len());
+        for unit in &units {
+            match Lease::try_acquire(&self.pg_config, &unit.key, self.config.lease_ttl).await? {
+                Some(lease) => leases.push(lease),
+                None => return Err(ProjectorError::LeaseHeld),
+            }
+        }
+        let mut keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        db::ensure_checkpoint(&tx, P::NAME).await?;
-        db::lock_checkpoint(&tx, P::NAME).await?;
-        db::reset_projection(&tx, P::NAME, P::TABLES).await?;
-        self.claim_checkpoint(&tx).await?;
+        for key in &keys {
+            db::ensure_checkpoint(&tx, key).await?;
+            db::lock_checkpoint(&tx, key).await?;
+        }
+        // The projection's own row counts the rebuild for readers, partitioned or not.
+        if units.len() > 1 {
+            keys.push(P::NAME);
+        }
+        db::reset_projection(&tx, P::NAME, &keys, P::TABLES).await?;
+        for unit in &units {
+            unit.claim_checkpoint(&tx).await?;
+        }
         tx.commit().await?;
         drop(client);
-        self.catch_up(Some(&lease), progress).await
+        let mut total = 0;
+        for (unit, lease) in units.iter().zip(&leases) {
+            let before = total;
+            total += unit
+                .catch_up(Some(lease), |p| {
+                    progress(Progress {
+                        events: before + p.events,
+                        ..p
+                    });
+                })
+                .await?;
+        }
+        Ok(total)
     }
 
     /// [`Runtime::retry_parked_noting`] with nothing noted.
@@ -390,9 +486,11 @@ impl<P: Projection> Runtime<P> {
         let logged = event_store::read_whole_stream(self.store.as_ref(), &stream).await?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        // Serialises with the live instance's batches.
-        db::ensure_checkpoint(&tx, P::NAME).await?;
-        db::lock_checkpoint(&tx, P::NAME).await?;
+        // Serialises with the batches of the live instance holding the stream's partition.
+        let units = self.units();
+        let unit = units.iter().find(|u| u.owns(&stream)).unwrap_or(self);
+        db::ensure_checkpoint(&tx, &unit.key).await?;
+        db::lock_checkpoint(&tx, &unit.key).await?;
         let letters = db::load_dead_letters(&tx, P::NAME, &stream).await?;
         if letters.is_empty() {
             return Err(ProjectorError::NotParked(id));
@@ -422,38 +520,55 @@ impl<P: Projection> Runtime<P> {
                 corrected = true;
             }
         }
-        db::record_retry(&tx, P::NAME, applied as i64, corrected).await?;
+        let keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
+        db::record_retry(&tx, &unit.key, &keys, applied as i64, corrected).await?;
         db::unpark_stream(&tx, P::NAME, &stream).await?;
-        let checkpoint = db::load_checkpoint(&tx, P::NAME).await?;
+        let checkpoint = db::load_checkpoint(&tx, &unit.key).await?;
         if let Some(position) = checkpoint {
-            db::notify(&tx, CHANGES_CHANNEL, &notification::<P>(position, &[id])).await?;
+            db::notify(
+                &tx,
+                CHANGES_CHANNEL,
+                &notification::<P>(&unit.key, position, &[id]),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(applied)
     }
 
-    /// The live loop: stand by until this instance holds the projection's lease, then follow the
-    /// log in batches until `shutdown` resolves. Errors are logged and retried; a lost lease
-    /// stops the work at once (a batch under way rolls back) and the instance stands by again.
+    /// The live loop: for each partition (the whole projection when it runs as one), stand by
+    /// until this instance holds its lease, then follow the log in batches until `shutdown`
+    /// resolves. Each partition nobody holds is claimed by the first instance to try, and a
+    /// dead or paused holder's partitions are taken over once their lease expires. Errors are
+    /// logged and retried; a lost lease stops that partition's work at once (a batch under way
+    /// rolls back, and one that reaches its commit is refused by the fence) and the instance
+    /// stands by for it again.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+        let units = self.units();
+        futures::future::join_all(units.iter().map(|unit| unit.run_unit(shutdown.clone()))).await;
+    }
+
+    async fn run_unit(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let (ttl, poll) = (self.config.lease_ttl, self.config.standby_poll);
+        let key = &*self.key;
         loop {
             let lease = tokio::select! {
                 () = &mut shutdown => return,
-                lease = Lease::acquire(&self.pg_config, P::NAME, ttl, poll) => lease,
+                lease = Lease::acquire(&self.pg_config, key, ttl, poll) => lease,
             };
             tracing::info!(
-                projection = P::NAME,
+                projection = key,
                 token = lease.token(),
                 "active: applying events"
             );
             tokio::select! {
                 () = &mut shutdown => return,
-                () = lease.lost() => tracing::warn!(projection = P::NAME, "lost the lease; standing by"),
+                () = lease.lost() => tracing::warn!(projection = key, "lost the lease; standing by"),
                 result = self.follow(&lease) => {
                     if let Err(e) = result {
-                        tracing::warn!(projection = P::NAME, error = %e, "projection interrupted; resuming");
+                        tracing::warn!(projection = key, error = %e, "projection interrupted; resuming");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -465,7 +580,7 @@ impl<P: Projection> Runtime<P> {
     /// backlog in large pages, then takes live events in batches bounded by size and wait.
     async fn follow(&self, lease: &Lease) -> Result<(), ProjectorError> {
         self.catch_up(Some(lease), |_| {}).await?;
-        let mut checkpoint = self.checkpoint().await?;
+        let mut checkpoint = self.unit_checkpoint().await?;
         let mut subscription = self
             .store
             .subscribe_all(checkpoint, P::STREAM_PREFIX)
@@ -510,10 +625,11 @@ impl<P: Projection> Runtime<P> {
     }
 }
 
-/// The NOTIFY payload; PostgreSQL refuses payloads of 8000 bytes or more.
-fn notification<P: Projection>(position: Position, changed: &[Uuid]) -> String {
+/// The NOTIFY payload of the checkpoint row `key` (the projection's name, or one of its
+/// partitions' keys); PostgreSQL refuses payloads of 8000 bytes or more.
+fn notification<P: Projection>(key: &str, position: Position, changed: &[Uuid]) -> String {
     let mut payload = serde_json::Map::new();
-    payload.insert("projection".into(), P::NAME.into());
+    payload.insert("projection".into(), key.into());
     payload.insert("position".into(), position.to_string().into());
     payload.insert(P::CHANGED_KEY.into(), serde_json::json!(changed));
     let full = serde_json::Value::Object(payload.clone()).to_string();

@@ -75,12 +75,22 @@ impl CheckpointWatch {
         loop {
             let watches = Arc::clone(&self.watches);
             let changes = self.changes.clone();
+            let partition_moved = Arc::new(tokio::sync::Notify::new());
+            let moved = partition_moved.clone();
             let on_message = move |payload: String| {
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
                     return;
                 };
                 let position = v["position"].as_str().and_then(|p| p.parse().ok());
-                let projection = v["projection"].as_str().and_then(Descriptor::named);
+                let name = v["projection"].as_str().unwrap_or_default();
+                // A partition (`name#index/count`) passing a position says nothing of the
+                // others: the projection's position is read again, as its slowest partition's,
+                // and subscribers read again up to it.
+                if name.contains('#') {
+                    moved.notify_one();
+                    return;
+                }
+                let projection = Descriptor::named(name);
                 let tx = projection.and_then(|d| watches.get(d.name));
                 if let (Some(tx), Some(p)) = (tx, position) {
                     tx.send_if_modified(|known| raise(known, p));
@@ -107,7 +117,15 @@ impl CheckpointWatch {
                     // Notifications sent while not listening are lost: subscribers read again.
                     let _ = self.changes.send(Notice::Resync);
                     while !listener.is_closed() {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let moved = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            partition_moved.notified(),
+                        )
+                        .await;
+                        if moved.is_ok() {
+                            let _ = self.refresh().await;
+                            let _ = self.changes.send(Notice::Resync);
+                        }
                     }
                     tracing::warn!("lost the projection notification connection; reconnecting");
                 }

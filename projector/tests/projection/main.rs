@@ -6,6 +6,7 @@ mod helpers;
 mod exactly_once;
 mod follow_up;
 mod instances;
+mod partitions;
 mod poison;
 mod proxy;
 mod read_models;

@@ -302,3 +302,39 @@ async fn a_malformed_event_retried_as_it_decoded_stays_repaired_after_a_rebuild(
     assert_eq!(after["status"], "PLACED");
     assert_eq!(after["correlation_id"], "c-1");
 }
+
+#[tokio::test]
+async fn with_partitions_a_repaired_event_is_counted_once_and_stays_repaired_after_a_rebuild() {
+    let url = test_support::fresh_database().await;
+    let mut partitioned = config(&url);
+    partitioned.partitions = 4;
+    let env = env_on(&url, partitioned).await;
+    let bad = poisoned_order(env.store.as_ref()).await;
+    let progress =
+        "select events_applied from projection_progress where projection = 'order_status'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rows_in(&env.projector, "projection_dead_letters").await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the order was not parked"
+        );
+        env.projector.run_once().await.unwrap();
+    }
+    assert_eq!(scalar(&env.projector, progress).await, 1);
+    correct_the_payment_payload(&env).await;
+
+    assert_eq!(env.projector.retry_parked(bad).await.unwrap(), 2);
+    assert_eq!(
+        scalar(&env.projector, progress).await,
+        3,
+        "one event by the partition's run, two by the retry"
+    );
+    env.projector.rebuild(|_| {}).await.unwrap();
+    let b = row(&env.projector, bad).await;
+    assert_eq!(
+        b["stream_revision"], 2,
+        "the rebuild applies the repair again"
+    );
+    assert_eq!(b["payment_id"], "p-1");
+    assert_eq!(scalar(&env.projector, progress).await, 3);
+}

@@ -24,7 +24,8 @@ pub struct Checkpoint {
 }
 
 /// The checkpoints of `projections`, in one statement; a projection that has none yet has the
-/// default.
+/// default. A projection run as partitions stands where its slowest partition does
+/// (`projection_progress`).
 pub async fn load_checkpoints(
     client: &ClientWrapper,
     projections: &[&str],
@@ -32,7 +33,7 @@ pub async fn load_checkpoints(
     let stmt = client
         .prepare_cached(
             "select projection, position_commit, position_prepare, rebuilds
-               from projection_checkpoints where projection = any($1)",
+               from projection_progress where projection = any($1)",
         )
         .await?;
     client
@@ -62,7 +63,8 @@ pub struct ProjectionRow {
     pub parked_streams: i64,
 }
 
-/// The projection's checkpoint and troubles.
+/// The projection's checkpoint and troubles; across its partitions when it runs as several
+/// (the slowest partition's checkpoint, the events all of them applied).
 pub async fn projection_status(
     client: &ClientWrapper,
     projection: &str,
@@ -70,7 +72,7 @@ pub async fn projection_status(
     let stmt = client
         .prepare_cached(
             "select position_commit, position_prepare, events_applied, updated_at
-             from projection_checkpoints where projection = $1",
+             from projection_progress where projection = $1",
         )
         .await?;
     let mut status = match client.query_opt(&stmt, &[&projection]).await? {

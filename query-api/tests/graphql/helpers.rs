@@ -37,6 +37,8 @@ pub struct Options {
     pub connection_init_timeout: Duration,
     /// How many committed batches a list subscriber may fall behind.
     pub subscription_buffer: usize,
+    /// How many partitions the projections run as.
+    pub partitions: u32,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             max_subscriptions_per_connection: 20,
             connection_init_timeout: Duration::from_secs(10),
             subscription_buffer: 256,
+            partitions: 1,
         }
     }
 }
@@ -72,6 +75,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     let mut pconfig = projector::Config::local(&url);
     pconfig.read_model_url = read_model_url.clone().into();
     pconfig.deadlines = options.deadlines;
+    pconfig.partitions = options.partitions;
     let projector = Projector::connect(pconfig.clone()).await.unwrap();
     let mut config = Config::local(&read_model_url);
     config.event_store_url = url.clone().into();

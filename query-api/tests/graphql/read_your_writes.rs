@@ -47,6 +47,96 @@ async fn a_query_with_a_fresh_token_waits_for_the_projection_and_sees_the_write(
     projector.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_partitions_a_token_is_reached_once_every_partition_has_passed_it_and_the_status_sums_them(
+) {
+    let app = spawn_with(Options {
+        partitions: 4,
+        read_your_writes_timeout: Duration::from_millis(400),
+        ..Options::default()
+    })
+    .await;
+    let mut written = 0;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.order("c", vec![]).await);
+        written += 1;
+    }
+    let id = ids[0];
+    let token = app.command(id, authorize("pay-1", TOTAL)).await;
+    written += 1;
+    // Only the partition of the order's stream applies the log: the others have not passed
+    // the token, so the answer is marked stale after the wait.
+    let own = (0..4)
+        .find(|&i| projector::Partition { index: i, count: 4 }.owns(&format!("order-{id}")))
+        .unwrap();
+    app.projector.partition(own).run_once().await.unwrap();
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    assert_eq!(body["extensions"]["consistency"]["stale"], true, "{body}");
+
+    app.project_all().await;
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    assert_eq!(body["data"]["order"]["revision"], 1, "{body}");
+    assert_eq!(body["extensions"]["consistency"]["reached"], true, "{body}");
+    assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
+
+    let body = app
+        .query(
+            "{ projectionStatus { checkpoint eventsApplied } }",
+            json!({}),
+        )
+        .await;
+    let status = &body["data"]["projectionStatus"];
+    assert_eq!(status["eventsApplied"], written, "{body}");
+    assert_eq!(
+        status["checkpoint"],
+        app.projector
+            .checkpoint()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_partitions_a_live_projector_s_commits_answer_a_waiting_query_well_before_the_timeout()
+{
+    let app = spawn_with(Options {
+        partitions: 4,
+        read_your_writes_timeout: Duration::from_secs(5),
+        ..Options::default()
+    })
+    .await;
+    let live = app.projector.clone();
+    let projector = tokio::spawn(async move { live.run(std::future::pending()).await });
+    let id = app.order("c", vec![]).await;
+    let placed = app.command(id, authorize("pay-1", TOTAL)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.projector.checkpoint().await.unwrap() < Some(placed) {
+        assert!(Instant::now() < deadline, "the partitions did not catch up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each partition's lease is held and its catch-up done; now the write.
+    let token = app.command(id, reserve("res-1")).await;
+    let started = Instant::now();
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&token.to_string()))
+        .await;
+    assert_eq!(body["extensions"]["consistency"]["reached"], true, "{body}");
+    assert_eq!(body["data"]["order"]["status"], "ACCEPTED", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    projector.abort();
+}
+
 #[tokio::test]
 async fn an_unreachable_token_answers_after_the_timeout_marked_stale() {
     let app = spawn_with(Options {
@@ -174,6 +264,7 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
     projector::db::reset_projection(
         &tx,
         projector::PROJECTION,
+        &[projector::PROJECTION],
         <projector::OrderProjection as projector::projection::Projection>::TABLES,
     )
     .await
