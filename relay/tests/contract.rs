@@ -88,6 +88,10 @@ async fn every_kind_of_history(store: &dyn EventStore) {
         escalated,
         vec![
             place(escalated, "customer-5", &lines),
+            OrderCommand::RecordReminder {
+                action: domain::PendingAction::AuthorizePayment,
+                attempt: 2,
+            },
             OrderCommand::EscalateOrder {
                 reason: Reason::parse("payment never answered").unwrap(),
             },
@@ -295,6 +299,90 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
     let (_, void) = work[2];
     assert_eq!(void["payment_id"], "pay-1");
     assert_eq!(void["amount_minor"], 3700);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_reminder_in_the_log_goes_out_once_as_its_actions_work_request_with_its_attempt() {
+    let url = test_support::fresh_database().await;
+    let nats = NatsServer::start();
+    let config = Config::local(&url, &nats.url());
+    let store = event_store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let remind = |attempt| OrderCommand::RecordReminder {
+        action: domain::PendingAction::AuthorizePayment,
+        attempt,
+    };
+    let recorded = Log::new(&*store)
+        .order(
+            id,
+            vec![
+                place(id, "customer-1", &[("SKU-1", 2, 1500)]),
+                reserve("res-1"),
+                remind(2),
+                remind(3),
+            ],
+        )
+        .await;
+    wait_until_visible(&*store, recorded.position()).await;
+    let reminders: Vec<Uuid> = store
+        .read_all(None, "order-", 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "OrderReminded")
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(reminders.len(), 2);
+    let jetstream = relay::publisher::connect(
+        &config.nats_url,
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+    .unwrap();
+    let relay = Relay::<Orders>::start(config.clone(), store, jetstream.clone())
+        .await
+        .unwrap();
+    relay.run_once().await.unwrap();
+
+    let messages = read_all(&jetstream, &config.stream.name).await;
+    let payments: Vec<(&async_nats::HeaderMap, &Value)> = messages
+        .iter()
+        .filter(|(s, _, _)| s == "milestone.order.work.authorize-payment")
+        .map(|(_, h, b)| (h, b))
+        .collect();
+    let attempts: Vec<&Value> = payments
+        .iter()
+        .map(|(_, b)| &b["data"]["attempt"])
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    for ((headers, body), reminder) in payments[1..].iter().zip(&reminders) {
+        let expected = relay::contract::work_message_id(*reminder, "AUTHORIZE_PAYMENT");
+        assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), expected);
+        assert_eq!(
+            headers.get("Milestone-Causation-Id").unwrap().as_str(),
+            reminder.to_string()
+        );
+        assert_eq!(body["data"]["amount_minor"], 3000);
+        assert_eq!(body["data"]["order_id"], id.to_string());
+    }
+    // Reminders stay private: no public event for them, and the stock, which answered, is
+    // asked once.
+    let subjects: Vec<&str> = messages.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "milestone.order.placed",
+            "milestone.order.work.authorize-payment",
+            "milestone.order.work.reserve-inventory",
+            "milestone.order.inventory-reserved",
+            "milestone.order.work.authorize-payment",
+            "milestone.order.work.authorize-payment",
+        ]
+    );
 }
 
 async fn read_all(

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-async fn jetstream(url: &str) -> jetstream::Context {
+pub(crate) async fn jetstream(url: &str) -> jetstream::Context {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(url)
@@ -20,7 +20,7 @@ async fn jetstream(url: &str) -> jetstream::Context {
 }
 
 /// The relay creates the stream at start-up.
-async fn stream(js: &jetstream::Context) -> jetstream::stream::Stream {
+pub(crate) async fn stream(js: &jetstream::Context) -> jetstream::stream::Stream {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(s) = js.get_stream("MILESTONE").await {
@@ -170,8 +170,8 @@ async fn payment_and_inventory_services_fed_by_work_requests_bring_an_order_to_a
     );
 }
 
-/// Every message in the stream: (subject, message id, workflow instance).
-async fn stored_messages(js: &jetstream::Context) -> Vec<(String, String, String)> {
+/// Every message in the stream: (subject, message id, body).
+pub(crate) async fn stored_messages(js: &jetstream::Context) -> Vec<(String, String, Value)> {
     let mut stream = stream(js).await;
     let last = stream.info().await.unwrap().state.last_sequence;
     let mut out = Vec::new();
@@ -179,11 +179,7 @@ async fn stored_messages(js: &jetstream::Context) -> Vec<(String, String, String
         let m = stream.get_raw_message(seq).await.unwrap();
         let id = m.headers.get("Nats-Msg-Id").unwrap().as_str().to_owned();
         let body: Value = serde_json::from_slice(&m.payload).unwrap();
-        out.push((
-            m.subject.to_string(),
-            id,
-            body["subject"].as_str().unwrap_or_default().to_owned(),
-        ));
+        out.push((m.subject.to_string(), id, body));
     }
     out
 }
@@ -258,7 +254,8 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
     assert_eq!(ids.len(), messages.len(), "a message id twice");
     assert_eq!(messages.len(), expected, "every expected message, once");
     let mut per_order: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (subject, _, instance) in &messages {
+    for (subject, _, body) in &messages {
+        let instance = body["subject"].as_str().unwrap_or_default();
         per_order.entry(instance).or_default().push(subject);
     }
     assert_eq!(per_order.len(), orders);

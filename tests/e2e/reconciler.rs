@@ -1,9 +1,13 @@
-//! The reconciler as a real process beside the other services: an order whose payment never
-//! answers is reminded K times, then escalated once, and a reconciler killed mid-way and started
-//! again records no attempt twice.
+//! The reconciler as a real process beside the other services, the relay and a real
+//! `nats-server`: an order whose payment never answers is reminded K times, each reminder going
+//! out once as the payment's work request again, then escalated once, and a reconciler killed
+//! mid-way and started again records (and so sends) no attempt twice.
 
+use crate::integration::{jetstream, stored_messages, stream};
 use crate::stack::*;
+use relay::nats_server::NatsServer;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 const K: usize = 3;
@@ -67,9 +71,13 @@ async fn graphql(stack: &Stack, query: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_nobody_pays_gets_k_reminders_then_one_escalation_even_across_a_reconciler_crash()
-{
+async fn an_order_nobody_pays_gets_k_reminder_work_requests_then_one_escalation_even_across_a_reconciler_crash(
+) {
     let stack = Stack::start_with(&settings()).await;
+    let nats = NatsServer::start();
+    let _relay = stack.relay(&nats.url(), &[]);
+    let js = jetstream(&nats.url()).await;
+    stream(&js).await;
     let (status, placed) = stack.command("/orders", order_body()).await;
     assert_eq!(status, 201, "{placed}");
     let id = placed["order_id"].as_str().unwrap().to_owned();
@@ -143,4 +151,52 @@ async fn an_order_nobody_pays_gets_k_reminders_then_one_escalation_even_across_a
     let mut expected = vec!["OrderReminded"; K];
     expected.push("OrderEscalated");
     assert_eq!(chase, expected);
+    // What left on JetStream for this order: the payment's work request attempts 1..=K+1, each
+    // once with its own message id, and one public escalation.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let messages = loop {
+        let messages: Vec<(String, String, Value)> = stored_messages(&js)
+            .await
+            .into_iter()
+            .filter(|(_, _, body)| body["subject"] == id.as_str())
+            .collect();
+        if messages
+            .iter()
+            .any(|(s, _, _)| s == "milestone.order.escalated")
+        {
+            break messages;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the escalation was not published: {messages:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let payments: Vec<&(String, String, Value)> = messages
+        .iter()
+        .filter(|(s, _, _)| s == "milestone.order.work.authorize-payment")
+        .collect();
+    let attempts: Vec<&Value> = payments
+        .iter()
+        .map(|(_, _, b)| &b["data"]["attempt"])
+        .collect();
+    let expected: Vec<usize> = (1..=K + 1).collect();
+    assert_eq!(attempts, expected, "each attempt once, in order");
+    let ids: HashSet<&str> = payments.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), K + 1, "a message id twice");
+    let escalations: Vec<&Value> = messages
+        .iter()
+        .filter(|(s, _, _)| s == "milestone.order.escalated")
+        .map(|(_, _, b)| &b["data"])
+        .collect();
+    assert_eq!(escalations.len(), 1, "{escalations:?}");
+    assert_eq!(
+        escalations[0]["reason"],
+        format!("AUTHORIZE_PAYMENT unanswered after {K} reminder(s)")
+    );
+    assert_eq!(
+        messages.last().map(|(s, _, _)| s.as_str()),
+        Some("milestone.order.escalated"),
+        "nothing is sent after the escalation"
+    );
 }
