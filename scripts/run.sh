@@ -114,6 +114,8 @@ wait_ready "http://$MILESTONE_QUERY_API_ADDR/readyz"
 start reconciler
 start relay
 
+# The NATS URL as shown: a password in it is hidden.
+NATS_SHOWN=$(printf '%s' "$MILESTONE_NATS_URL" | sed -E 's#(://[^:/@]*):.*@#\1:***@#')
 C="http://$MILESTONE_COMMAND_API_ADDR"
 Q="http://$MILESTONE_QUERY_API_ADDR"
 cat <<INFO
@@ -121,7 +123,7 @@ cat <<INFO
 Milestone is running (event store: ${MILESTONE_EVENT_STORE_URL%%://*}).
   REST commands  $C/orders        OpenAPI  $C/openapi.json
   GraphQL        $Q/graphql       GraphiQL $Q/graphql (in a browser)
-  NATS JetStream $MILESTONE_NATS_URL  stream MILESTONE, subjects milestone.>
+  NATS JetStream $NATS_SHOWN  stream MILESTONE, subjects milestone.>
 
 Try it:
   TOKEN=\$(curl -s -X POST $C/orders -H 'content-type: application/json' -d '{

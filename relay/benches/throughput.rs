@@ -131,7 +131,7 @@ async fn main() {
         .await
         .unwrap();
     let js = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,

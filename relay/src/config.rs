@@ -12,8 +12,8 @@ pub struct Config {
     /// `MILESTONE_READ_MODEL_URL`: the PostgreSQL database of the relay's checkpoints, dead
     /// letters and lease (the read-model database, where the query API shows relay status).
     pub read_model_url: SecretUrl,
-    /// `MILESTONE_NATS_URL` (default `nats://127.0.0.1:4222`).
-    pub nats_url: String,
+    /// `MILESTONE_NATS_URL` (default `nats://127.0.0.1:4222`); shown with its password hidden.
+    pub nats_url: SecretUrl,
     /// `MILESTONE_RELAY_STREAM` (default `MILESTONE`): the JetStream stream, subjects
     /// `milestone.>`, file storage.
     pub stream: StreamSettings,
@@ -42,7 +42,7 @@ impl Config {
         Self {
             event_store_url: SecretUrl::new(url),
             read_model_url: SecretUrl::new(url),
-            nats_url: nats_url.to_owned(),
+            nats_url: SecretUrl::new(nats_url),
             stream: StreamSettings {
                 name: "MILESTONE".to_owned(),
                 // `MILESTONE_RELAY_DUPLICATE_WINDOW_SECS` (default 120).
@@ -87,8 +87,16 @@ impl Config {
                     .map_err(|_| format!("{name} must be a number, not '{v}'")),
             }
         }
-        let ms = |name: &str, default: Duration| -> Result<Duration, String> {
-            num(name, var(name), default.as_millis() as u64).map(Duration::from_millis)
+        // A duration in milliseconds, at least `min` ms: a lease of no time is never held, a
+        // poll of no time spins.
+        let ms = |name: &str, default: Duration, min: u64| -> Result<Duration, String> {
+            let value = num(name, var(name), default.as_millis() as u64)?;
+            if value < min {
+                return Err(format!(
+                    "{name} must be at least {min} (milliseconds), not {value}"
+                ));
+            }
+            Ok(Duration::from_millis(value))
         };
         if let Some(s) = var("MILESTONE_RELAY_STREAM") {
             c.stream.name = s;
@@ -109,11 +117,11 @@ impl Config {
             c.batch_size,
         )?
         .max(1);
-        c.ack_timeout = ms("MILESTONE_RELAY_ACK_TIMEOUT_MS", c.ack_timeout)?;
-        c.backoff.initial = ms("MILESTONE_RELAY_BACKOFF_INITIAL_MS", c.backoff.initial)?;
-        c.backoff.max = ms("MILESTONE_RELAY_BACKOFF_MAX_MS", c.backoff.max)?;
-        c.lease_ttl = ms("MILESTONE_RELAY_LEASE_TTL_MS", c.lease_ttl)?;
-        c.standby_poll = ms("MILESTONE_RELAY_STANDBY_POLL_MS", c.standby_poll)?;
+        c.ack_timeout = ms("MILESTONE_RELAY_ACK_TIMEOUT_MS", c.ack_timeout, 1)?;
+        c.backoff.initial = ms("MILESTONE_RELAY_BACKOFF_INITIAL_MS", c.backoff.initial, 1)?;
+        c.backoff.max = ms("MILESTONE_RELAY_BACKOFF_MAX_MS", c.backoff.max, 1)?;
+        c.lease_ttl = ms("MILESTONE_RELAY_LEASE_TTL_MS", c.lease_ttl, 500)?;
+        c.standby_poll = ms("MILESTONE_RELAY_STANDBY_POLL_MS", c.standby_poll, 10)?;
         c.state_cache = num(
             "MILESTONE_RELAY_STATE_CACHE",
             var("MILESTONE_RELAY_STATE_CACHE"),
@@ -125,6 +133,70 @@ impl Config {
             var("MILESTONE_DB_POOL_SIZE"),
             c.pool_size,
         )?;
+        if c.backoff.max < c.backoff.initial {
+            return Err(format!(
+                "MILESTONE_RELAY_BACKOFF_MAX_MS ({}) must not be below MILESTONE_RELAY_BACKOFF_INITIAL_MS ({})",
+                c.backoff.max.as_millis(),
+                c.backoff.initial.as_millis()
+            ));
+        }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each test runs in a process of its own (cargo nextest), so setting variables is safe.
+    fn from(vars: &[(&str, &str)]) -> Result<Config, String> {
+        for (name, value) in vars {
+            std::env::set_var(name, value);
+        }
+        Config::from_env()
+    }
+
+    #[test]
+    fn a_lease_of_no_time_is_refused_naming_its_variable() {
+        let e = from(&[("MILESTONE_RELAY_LEASE_TTL_MS", "0")]).unwrap_err();
+        assert!(
+            e.contains("MILESTONE_RELAY_LEASE_TTL_MS must be at least 500"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_standby_poll_of_no_time_is_refused_naming_its_variable() {
+        let e = from(&[("MILESTONE_RELAY_STANDBY_POLL_MS", "0")]).unwrap_err();
+        assert!(
+            e.contains("MILESTONE_RELAY_STANDBY_POLL_MS must be at least 10"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_backoff_bound_below_its_first_delay_is_refused() {
+        let e = from(&[
+            ("MILESTONE_RELAY_BACKOFF_INITIAL_MS", "500"),
+            ("MILESTONE_RELAY_BACKOFF_MAX_MS", "100"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("MILESTONE_RELAY_BACKOFF_MAX_MS (100)"), "{e}");
+    }
+
+    #[test]
+    fn the_nats_password_never_shows_in_the_printed_configuration() {
+        let c = from(&[(
+            "MILESTONE_NATS_URL",
+            "nats://relay:s3cret-pass@127.0.0.1:4222",
+        )])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        assert!(shown.contains("nats://relay:***@127.0.0.1:4222"), "{shown}");
+        assert_eq!(
+            c.nats_url.expose(),
+            "nats://relay:s3cret-pass@127.0.0.1:4222"
+        );
     }
 }

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let jetstream = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,

@@ -158,9 +158,14 @@ impl<W: Contract> Relay<W> {
             };
             tracing::info!(relay = %self.name, token = lease.token(), "active");
             let outcome = tokio::select! {
-                outcome = self.follow(&lease) => outcome,
-                () = lease.lost() => Err(RelayError::LeaseLost),
-                () = &mut shutdown => return Ok(()),
+                outcome = self.follow(&lease) => Some(outcome),
+                () = lease.lost() => Some(Err(RelayError::LeaseLost)),
+                () = &mut shutdown => None,
+            };
+            let Some(outcome) = outcome else {
+                // A standby takes over at once instead of waiting for the expiry.
+                lease.release(self.config.lease_ttl).await;
+                return Ok(());
             };
             drop(lease);
             if let Err(e) = outcome {

@@ -171,7 +171,7 @@ async fn every_published_message_validates_against_its_schema_and_every_schema_i
         .unwrap();
     every_kind_of_history(&*store).await;
     let jetstream = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,
@@ -251,7 +251,7 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
         .await;
     wait_until_visible(&*store, recorded.position()).await;
     let jetstream = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,
@@ -336,7 +336,7 @@ async fn each_reminder_in_the_log_goes_out_once_as_its_actions_work_request_with
         .collect();
     assert_eq!(reminders.len(), 2);
     let jetstream = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,

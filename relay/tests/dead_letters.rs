@@ -29,7 +29,7 @@ async fn a_message_too_large_for_the_stream_is_dead_lettered_with_its_reason_and
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let jetstream = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,
@@ -124,7 +124,7 @@ async fn an_event_that_does_not_decode_publishes_nothing_counts_as_a_dead_letter
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let jetstream = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,

@@ -10,7 +10,7 @@ async fn the_stream_is_created_at_start_up_and_updated_when_its_settings_change(
     let nats = NatsServer::start();
     let mut config = Config::local("postgres://unused", &nats.url());
     let js = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,
@@ -28,7 +28,7 @@ async fn the_stream_is_created_at_start_up_and_updated_when_its_settings_change(
 
     config.stream.duplicate_window = Duration::from_secs(600);
     let js = relay::publisher::connect(
-        &config.nats_url,
+        config.nats_url.expose(),
         &config.stream,
         config.ack_timeout,
         config.backoff,
@@ -50,7 +50,7 @@ async fn a_relay_started_before_the_broker_sets_the_stream_up_once_the_broker_is
     config.ack_timeout = Duration::from_millis(500);
     let connecting = tokio::spawn(async move {
         relay::publisher::connect(
-            &config.nats_url,
+            config.nats_url.expose(),
             &config.stream,
             config.ack_timeout,
             config.backoff,

@@ -62,7 +62,8 @@ pub struct FencedLease {
     token: i64,
     /// Until when the lease is surely ours on this host's clock.
     held_until: watch::Receiver<Instant>,
-    _release: oneshot::Sender<()>,
+    release: oneshot::Sender<()>,
+    renewals: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for FencedLease {
@@ -113,7 +114,7 @@ impl FencedLease {
         };
         let (held, held_until) = watch::channel(sent + ttl);
         let (release, released) = oneshot::channel();
-        tokio::spawn(renew_until_released(
+        let renewals = tokio::spawn(renew_until_released(
             client,
             name.to_owned(),
             token,
@@ -125,7 +126,8 @@ impl FencedLease {
             name: name.to_owned(),
             token,
             held_until,
-            _release: release,
+            release,
+            renewals,
         }))
     }
 
@@ -152,6 +154,17 @@ impl FencedLease {
             }
             tokio::time::sleep(poll).await;
         }
+    }
+
+    /// Releases the lease and waits (at most `wait`) until the database has it, so that a
+    /// standby takes over at once; for a graceful shutdown, which would otherwise end the
+    /// process before the release is sent and leave standbys waiting for the expiry.
+    pub async fn release(self, wait: Duration) {
+        let Self {
+            release, renewals, ..
+        } = self;
+        let _ = release.send(());
+        let _ = tokio::time::timeout(wait, renewals).await;
     }
 
     /// The lease's name.

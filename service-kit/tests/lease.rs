@@ -87,3 +87,22 @@ async fn a_write_fenced_with_a_replaced_token_changes_nothing() {
         .get(0);
     assert_eq!(at, 3);
 }
+
+#[tokio::test]
+async fn a_lease_released_on_shutdown_is_free_for_a_standby_at_once() {
+    let (config, _client) = setup().await;
+    let holder = FencedLease::try_acquire(&config, "work", "a", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    // What a process does as it stops: release, then end. Its runtime (and the renewals)
+    // would end with it, so the release must have reached the database by then.
+    holder.release(Duration::from_secs(5)).await;
+    let standby = FencedLease::try_acquire(&config, "work", "b", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(
+        standby.is_some(),
+        "a standby waits for the 30 s expiry after a graceful stop"
+    );
+}
