@@ -358,6 +358,37 @@ async fn instances_already_overdue_before_the_follow_up_columns_are_chased_after
 }
 
 #[tokio::test]
+async fn instances_the_reconciler_skips_every_run_do_not_keep_a_later_due_one_from_being_chased() {
+    let mut env = Env::start().await;
+    env.config.batch_size = 2;
+    // Due first, and skipped every run: a later event the projector cannot apply parks each
+    // stream, so its row never catches up with it.
+    for _ in 0..3 {
+        let id = env.placed_order().await;
+        Log::new(env.store.as_ref())
+            .append_raw(
+                &format!("order-{id}"),
+                event_store::ExpectedRevision::Exact(0),
+                "PaymentAuthorized",
+                1,
+                serde_json::json!({"unexpected": true}),
+            )
+            .await;
+    }
+    let later = env.placed_order().await;
+    env.project().await;
+
+    assert_eq!(
+        env.reconciler().await.run_once().await.unwrap(),
+        RunReport {
+            reminders: 2,
+            ..RunReport::default()
+        }
+    );
+    assert_eq!(of_type(&env.stream(later).await, "OrderReminded").len(), 2);
+}
+
+#[tokio::test]
 async fn two_runs_at_once_record_each_attempt_once() {
     let env = Env::start().await;
     let id = env.placed_order().await;
