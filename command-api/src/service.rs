@@ -365,8 +365,28 @@ async fn run<W: WorkflowApi>(
             None => store.append(&stream, expected, new_events).await,
         };
         match appended {
-            // An identical request got there first: answer as its replay, from the stream.
-            Ok(result) if result.already_stored => {}
+            // With a key, an identical request may have got there first: the next attempt
+            // answers as its replay, from the stream. Without one, the events can only be this
+            // request's own, stored by an attempt whose answer was lost (a group commit's reply
+            // that never came): deciding again would refuse them as a conflict with themselves.
+            Ok(result) if result.already_stored => {
+                if ctx.idempotency_key.is_none() {
+                    let events = decided.iter().map(|e| e.event_type().to_owned()).collect();
+                    let stored = stored_outcome::<W>(
+                        store,
+                        id,
+                        &stream,
+                        result.next_expected_revision,
+                        events,
+                        ctx,
+                    )
+                    .await?;
+                    return Ok(Executed {
+                        outcome: stored,
+                        replayed: false,
+                    });
+                }
+            }
             Ok(result) => {
                 let state = decided.iter().fold(state, W::evolve);
                 let mut out = outcome::<W>(
@@ -402,6 +422,28 @@ async fn run<W: WorkflowApi>(
         subject: W::NAME,
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// The outcome of a command whose `events` the store reports already stored, the last at
+/// `revision`: rebuilt from the stream up to it, as a keyed replay is.
+async fn stored_outcome<W: WorkflowApi>(
+    store: &dyn EventStore,
+    id: W::Id,
+    stream: &str,
+    revision: u64,
+    events: Vec<String>,
+    ctx: &CommandContext,
+) -> Result<CommandOutcome, ApiError> {
+    let mut history = read_whole_stream(store, stream).await?;
+    history.retain(|e| e.revision <= revision);
+    let state = W::rebuild(&decode::<W>(id, &history)?);
+    Ok(outcome::<W>(
+        id,
+        &state,
+        history.last(),
+        ctx.correlation_id.clone(),
+        events,
+    ))
 }
 
 /// Completes the command ([`WorkflowApi::prepare`]) and decides it on `state`. Refusals of

@@ -32,8 +32,8 @@ pub struct Config {
     /// `MILESTONE_RECONCILER_MAX_REMINDERS` (K, default 3, at most 100): reminders recorded
     /// before the instance is escalated; 0 escalates at the deadline.
     pub max_reminders: u32,
-    /// `MILESTONE_RECONCILER_BATCH_SIZE` (default 100, between 1 and 10000): most instances of
-    /// one workflow chased per run; the rest wait for the next run.
+    /// `MILESTONE_RECONCILER_BATCH_SIZE` (default 100, between 1 and 10000): instances of one
+    /// workflow read per page; a run pages through every due instance.
     pub batch_size: i64,
     /// `MILESTONE_RECONCILER_LEASE_TTL_MS` (default 5000, between 500 and 600000): how long the
     /// active reconciler's lease lasts without renewal; a standby takes over within about this

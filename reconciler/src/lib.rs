@@ -17,7 +17,7 @@ pub mod config;
 pub use chased::Chased;
 pub use config::{Config, ConfigError};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use command_api::error::ApiError;
 use command_api::service::{decode, execute, CommandContext};
 use domain::{Label, Orders, Reason, Returns};
@@ -134,32 +134,49 @@ impl Reconciler {
         Ok(report)
     }
 
+    /// Chases every instance of `W` that is due, `batch_size` at a time, in
+    /// order of `(next_reminder_at, id)`: each page starts after the last row of the one
+    /// before, so rows skipped every run (a parked stream, a row trailing its stream, an
+    /// instance refused) cannot fill every page and keep later ones from being chased.
     async fn chase_all<W: Chased>(
         &self,
         run: Uuid,
         report: &mut RunReport,
     ) -> Result<(), ReconcilerError> {
-        let client = self.read_models.get().await?;
-        let due = client
-            .query(
-                &format!(
-                    "select order_id, stream_revision from {} where next_reminder_at <= now()
-                     order by next_reminder_at limit $1",
-                    W::STATUS_TABLE
-                ),
-                &[&self.config.batch_size],
-            )
-            .await?;
-        drop(client);
-        for row in due {
-            let id = W::id_from_uuid(row.get::<_, Uuid>(0));
-            let seen = row.get::<_, i64>(1);
-            if let Err(e) = self.chase::<W>(id, seen, run, report).await {
-                report.failures += 1;
-                tracing::warn!(workflow = W::NAME, instance = %id, error = %e, "cannot chase");
+        let mut after: Option<(DateTime<Utc>, Uuid)> = None;
+        loop {
+            let client = self.read_models.get().await?;
+            let page = client
+                .query(
+                    &format!(
+                        "select order_id, stream_revision, next_reminder_at from {}
+                         where next_reminder_at <= now()
+                           and ($2::timestamptz is null or (next_reminder_at, order_id) > ($2, $3))
+                         order by next_reminder_at, order_id limit $1",
+                        W::STATUS_TABLE
+                    ),
+                    &[
+                        &self.config.batch_size,
+                        &after.map(|(at, _)| at),
+                        &after.map(|(_, id)| id),
+                    ],
+                )
+                .await?;
+            drop(client);
+            for row in &page {
+                let uuid = row.get::<_, Uuid>("order_id");
+                let id = W::id_from_uuid(uuid);
+                let seen = row.get::<_, i64>("stream_revision");
+                after = Some((row.get("next_reminder_at"), uuid));
+                if let Err(e) = self.chase::<W>(id, seen, run, report).await {
+                    report.failures += 1;
+                    tracing::warn!(workflow = W::NAME, instance = %id, error = %e, "cannot chase");
+                }
+            }
+            if page.len() < usize::try_from(self.config.batch_size).unwrap_or(usize::MAX) {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Records what is due for one instance, decided on its stream as it is now. The read

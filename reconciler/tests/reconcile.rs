@@ -78,6 +78,25 @@ impl Env {
         id
     }
 
+    async fn requested_return(&self) -> Uuid {
+        let id = Uuid::new_v4();
+        let order = test_support::log::new_order(id, "cust-returning", &[("A", 1, 1000)]);
+        let now = chrono::Utc::now();
+        Log::new(self.store.as_ref())
+            .record::<domain::Returns>(
+                id,
+                vec![request_return(
+                    &order,
+                    now - chrono::Duration::days(1),
+                    now,
+                    &[("A", 1)],
+                    "does not fit",
+                )],
+            )
+            .await;
+        id
+    }
+
     async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
         read_whole_stream(self.store.as_ref(), &format!("order-{id}"))
             .await
@@ -221,21 +240,7 @@ async fn an_owed_compensation_is_chased_like_any_pending_action() {
 #[tokio::test]
 async fn a_return_nobody_decides_is_chased_too() {
     let env = Env::start().await;
-    let id = Uuid::new_v4();
-    let order = test_support::log::new_order(id, "cust-returning", &[("A", 1, 1000)]);
-    let now = chrono::Utc::now();
-    Log::new(env.store.as_ref())
-        .record::<domain::Returns>(
-            id,
-            vec![request_return(
-                &order,
-                now - chrono::Duration::days(1),
-                now,
-                &[("A", 1)],
-                "does not fit",
-            )],
-        )
-        .await;
+    let id = env.requested_return().await;
     env.project().await;
     assert_eq!(
         env.reconciler().await.run_once().await.unwrap(),
@@ -264,6 +269,123 @@ async fn an_instance_the_read_models_have_not_caught_up_with_waits_for_the_next_
     env.project().await;
     assert_eq!(reconciler.run_once().await.unwrap(), RunReport::default());
     assert!(of_type(&env.stream(id).await, "OrderReminded").is_empty());
+}
+
+/// The read-model migrations of a database set up before the follow-up columns (0008 on).
+fn migrations_before_the_follow_up_columns() -> Vec<(&'static str, &'static str)> {
+    all_read_model_migrations()
+        .into_iter()
+        .filter(|(name, _)| *name < "0008")
+        .collect()
+}
+
+/// Every read-model migration, in the order the projector's runtimes apply them.
+fn all_read_model_migrations() -> Vec<(&'static str, &'static str)> {
+    [
+        projector::db::RUNTIME_MIGRATIONS,
+        projector::orders::MIGRATIONS,
+        projector::returns::MIGRATIONS,
+    ]
+    .concat()
+}
+
+#[tokio::test]
+async fn instances_already_overdue_before_the_follow_up_columns_are_chased_after_the_upgrade() {
+    let env = Env::start().await;
+    let order = env.placed_order().await;
+    let case = env.requested_return().await;
+    env.project().await;
+
+    // A read-model database migrated before the follow-up columns, holding these rows as the
+    // projector wrote them then; nothing happens to either instance afterwards.
+    let old = test_support::fresh_database().await;
+    let (mut client, connection) = tokio_postgres::connect(&old, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    service_kit::postgres::apply_migrations(
+        &mut client,
+        "read_model_migrations",
+        &migrations_before_the_follow_up_columns(),
+    )
+    .await
+    .unwrap();
+    let current = env.orders.pool().get().await.unwrap();
+    for table in ["order_status", "return_status"] {
+        let rows = current
+            .query(
+                &format!(
+                    "select (to_jsonb(s) - 'reminder_attempts' - 'last_reminder_at'
+                             - 'next_reminder_at')::text
+                       from {table} s"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        for row in rows {
+            let json: String = row.get(0);
+            client
+                .execute(
+                    &format!(
+                        "insert into {table}
+                         select * from jsonb_populate_record(null::{table}, $1::text::jsonb)"
+                    ),
+                    &[&json],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // The upgrade: the projector's migrations, as it applies them at start-up.
+    service_kit::postgres::apply_migrations(
+        &mut client,
+        "read_model_migrations",
+        &all_read_model_migrations(),
+    )
+    .await
+    .unwrap();
+
+    let mut config = env.config.clone();
+    config.read_model_url = old.as_str().into();
+    let reconciler = Reconciler::connect(config).await.unwrap();
+    assert_eq!(reconciler.run_once().await.unwrap(), reminders(3));
+    assert_eq!(of_type(&env.stream(order).await, "OrderReminded").len(), 2);
+    let returned = read_whole_stream(env.store.as_ref(), &format!("return-{case}"))
+        .await
+        .unwrap();
+    assert_eq!(of_type(&returned, "ReturnReminded").len(), 1);
+}
+
+#[tokio::test]
+async fn instances_the_reconciler_skips_every_run_do_not_keep_a_later_due_one_from_being_chased() {
+    let mut env = Env::start().await;
+    env.config.batch_size = 2;
+    // Due first, and skipped every run: a later event the projector cannot apply parks each
+    // stream, so its row never catches up with it.
+    for _ in 0..3 {
+        let id = env.placed_order().await;
+        Log::new(env.store.as_ref())
+            .append_raw(
+                &format!("order-{id}"),
+                event_store::ExpectedRevision::Exact(0),
+                "PaymentAuthorized",
+                1,
+                serde_json::json!({"unexpected": true}),
+            )
+            .await;
+    }
+    let later = env.placed_order().await;
+    env.project().await;
+
+    assert_eq!(
+        env.reconciler().await.run_once().await.unwrap(),
+        RunReport {
+            reminders: 2,
+            ..RunReport::default()
+        }
+    );
+    assert_eq!(of_type(&env.stream(later).await, "OrderReminded").len(), 2);
 }
 
 #[tokio::test]

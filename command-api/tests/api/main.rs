@@ -9,6 +9,7 @@ mod follow_up;
 mod generic;
 mod headers;
 mod idempotency;
+mod lost_answers;
 mod openapi;
 mod returns;
 mod round_trips;

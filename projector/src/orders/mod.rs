@@ -27,6 +27,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0008_order_follow_up",
         include_str!("../../../schemas/read-models/0008_order_follow_up.sql"),
     ),
+    (
+        "0011_order_follow_up_backfill",
+        include_str!("../../../schemas/read-models/0011_order_follow_up_backfill.sql"),
+    ),
 ];
 
 /// Keeps the order read models; `deadlines` set each row's `deadline_at`, `reminder_spacing`

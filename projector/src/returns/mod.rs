@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0009_return_follow_up",
         include_str!("../../../schemas/read-models/0009_return_follow_up.sql"),
     ),
+    (
+        "0012_return_follow_up_backfill",
+        include_str!("../../../schemas/read-models/0012_return_follow_up_backfill.sql"),
+    ),
 ];
 
 /// Keeps the returns read models; `deadlines` set each row's `deadline_at`,
