@@ -307,17 +307,18 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
                 Ok(None) => continue,
                 Ok(Some(mut update)) => {
                     s.revision = Some(W::progress(&update.record).1);
-                    if first {
-                        match s.after {
-                            // From now on: what the instance is now was seen.
-                            None => continue,
-                            Some(after) => update.events.retain(|e| {
-                                e.position.parse::<Position>().is_ok_and(|p| p > after)
-                            }),
-                        }
-                        if update.events.is_empty() {
-                            continue;
-                        }
+                    match s.after {
+                        // From now on: what the instance is now was seen.
+                        None if first => continue,
+                        None => {}
+                        // The client has every event up to `after`, whichever read reaches
+                        // them (the projection may still be short of it when subscribing).
+                        Some(after) => update
+                            .events
+                            .retain(|e| e.position.parse::<Position>().is_ok_and(|p| p > after)),
+                    }
+                    if update.events.is_empty() {
+                        continue;
                     }
                     return Some((Ok(update), Some(s)));
                 }

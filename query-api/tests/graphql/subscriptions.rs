@@ -497,3 +497,63 @@ async fn websockets_past_the_connection_limit_are_refused_with_503_and_a_code() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Walks an order: the first `projected` of its commands (the placing included) are projected
+/// before a client subscribes, the rest of the first `known` only after it subscribed from the
+/// token of the `known`th; then the rest of the walk. Returns what the client got after that
+/// token: every update, and whether it stayed quiet until the walk went on past the token.
+async fn subscribe_ahead_of_the_projection(projected: usize, known: usize) -> (bool, Vec<Value>) {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    let mut commands = vec![place(id, "cust-ahead")];
+    commands.extend(walk_to_delivered());
+    let mut commands = commands.into_iter();
+    for command in commands.by_ref().take(projected) {
+        let token = app.command(id, command).await;
+        app.project_to(token).await;
+    }
+    let mut token = None;
+    for command in commands.by_ref().take(known - projected) {
+        token = Some(app.command(id, command).await);
+    }
+    let token = token.unwrap();
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            ORDER_UPDATED,
+            json!({"id": id, "after": token.to_string()}),
+        )
+        .await;
+    // Its first read finds the order short of the token (or not there yet).
+    let mut quiet = subscriber.stays_quiet(Duration::from_millis(300)).await;
+    app.project_to(token).await;
+    quiet &= subscriber.stays_quiet(Duration::from_millis(500)).await;
+    for command in commands {
+        let token = app.command(id, command).await;
+        app.project_to(token).await;
+    }
+    (quiet, updates_until(&mut subscriber, 6).await)
+}
+
+#[tokio::test]
+async fn a_subscriber_from_a_token_the_projection_has_not_reached_gets_no_event_up_to_it_again() {
+    // Projected to revision 3 (accepted); the token is revision 5's (shipped).
+    let (quiet, updates) = subscribe_ahead_of_the_projection(3, 5).await;
+    assert!(quiet, "events up to the token were sent: {updates:#?}");
+    let expected = vec![(6, "OrderDelivered".to_owned())];
+    assert_eq!(events_of(&updates), expected, "{updates:#?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_from_a_token_of_an_order_not_yet_projected_gets_only_the_events_after_it() {
+    // Nothing projected; the token is revision 1's (payment authorized).
+    let (quiet, updates) = subscribe_ahead_of_the_projection(0, 2).await;
+    assert!(quiet, "events up to the token were sent: {updates:#?}");
+    let expected: Vec<(i64, String)> = WALK[2..]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as i64 + 2, (*t).to_owned()))
+        .collect();
+    assert_eq!(events_of(&updates), expected, "{updates:#?}");
+}
