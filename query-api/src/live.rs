@@ -33,7 +33,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use uuid::Uuid;
 
 /// How often the stalled instances are read again when no batch is committed (deadlines pass
@@ -42,6 +42,11 @@ const STALLED_RECHECK: Duration = Duration::from_secs(5);
 
 /// The most instances a list subscription reads at once; more are read in further rounds.
 const LIST_ROUND: i64 = 500;
+
+/// The first and the longest wait before a subscription reads again after the read models
+/// could not be reached.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LONGEST: Duration = Duration::from_secs(2);
 
 /// What the projector announced.
 #[derive(Debug, Clone)]
@@ -75,6 +80,9 @@ pub struct Live {
     pool: Pool,
     checkpoints: CheckpointWatch,
     registry: Arc<Registry>,
+    /// Subscriptions' reads under way; at most half the pool's connections, so queries keep
+    /// theirs when many subscribers read at once.
+    reads: Arc<Semaphore>,
 }
 
 impl Live {
@@ -95,16 +103,54 @@ impl Live {
                         changed: Some(ids),
                         ..
                     }) => registry.wake(projection, &ids),
-                    // Any instance may have changed, or notices were lost.
-                    Ok(_) | Err(RecvError::Lagged(_)) => registry.wake_all(),
+                    // Any instance of the projection may have changed.
+                    Ok(Notice::Committed {
+                        projection,
+                        changed: None,
+                        ..
+                    }) => registry.wake_projection(projection),
+                    // Notices were lost.
+                    Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => registry.wake_all(),
                     Err(RecvError::Closed) => return,
                 }
             }
         });
+        let reads = Arc::new(Semaphore::new((pool.status().max_size / 2).max(1)));
         Self {
             pool,
             checkpoints,
             registry,
+            reads,
+        }
+    }
+
+    /// Runs `read` (one of a subscription's reads) when fewer than the cap are under way; while
+    /// the read models cannot be reached (no connection, a connection lost), reads again after
+    /// a wait that grows to [`RETRY_LONGEST`]: a subscription outlives an outage.
+    ///
+    /// # Errors
+    /// [`LiveError::Read`] when the database refused the read itself.
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, LiveError>
+    where
+        F: Fn(Pool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        let mut wait = RETRY_FIRST;
+        loop {
+            let result = {
+                // The semaphore is never closed.
+                let _permit = self.reads.acquire().await;
+                read(self.pool.clone()).await
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_unavailable() => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "a subscription cannot read the read models; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_LONGEST);
+                }
+                Err(e) => return Err(LiveError::Read(e)),
+            }
         }
     }
 }
@@ -132,6 +178,14 @@ impl Registry {
             for (_, notify) in waiting.get(&(projection, *id)).into_iter().flatten() {
                 notify.notify_one();
             }
+        }
+    }
+
+    fn wake_projection(&self, projection: &'static str) {
+        let waiting = self.lock();
+        let of_projection = waiting.iter().filter(|((p, _), _)| *p == projection);
+        for (_, notify) in of_projection.flat_map(|(_, list)| list) {
+            notify.notify_one();
         }
     }
 
@@ -274,7 +328,7 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
     after: Option<Position>,
 ) -> impl Stream<Item = Result<Update<W>, LiveError>> + Send + 'static {
     struct State<G> {
-        pool: Pool,
+        live: Live,
         registration: Registration,
         id: Uuid,
         after: Option<Position>,
@@ -284,7 +338,7 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
         _guard: G,
     }
     let state = State {
-        pool: live.pool.clone(),
+        live: live.clone(),
         // Registered before the first read: a batch committed in between wakes it.
         registration: live.registry.register(W::PROJECTION, id),
         id,
@@ -301,9 +355,13 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
             }
             let first = !s.started;
             s.started = true;
-            let read = read_update::<W>(&s.pool, s.id, s.revision).await;
+            let (id, revision) = (s.id, s.revision);
+            let read = s
+                .live
+                .read(|pool| async move { read_update::<W>(&pool, id, revision).await })
+                .await;
             match read {
-                Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                Err(e) => return Some((Err(e), None)),
                 Ok(None) => continue,
                 Ok(Some(mut update)) => {
                     s.revision = Some(W::progress(&update.record).1);
@@ -397,21 +455,17 @@ where
                 return Some((Ok(record), Some(s)));
             }
             if let Some((upto, ids)) = s.pending.take() {
-                let read = async {
-                    let client = s.live.pool.get().await?;
-                    db::changed_between::<W>(
-                        &client,
-                        &s.filter,
-                        s.read_to,
-                        upto,
-                        ids.as_deref(),
-                        LIST_ROUND,
-                    )
-                    .await
-                }
-                .await;
+                let (filter, read_to, only) = (&s.filter, s.read_to, ids.as_deref());
+                let read = s
+                    .live
+                    .read(|pool| async move {
+                        let client = pool.get().await?;
+                        db::changed_between::<W>(&client, filter, read_to, upto, only, LIST_ROUND)
+                            .await
+                    })
+                    .await;
                 match read {
-                    Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    Err(e) => return Some((Err(e), None)),
                     Ok(rows) => {
                         let full = rows.len() as i64 >= LIST_ROUND;
                         let last = rows.last().and_then(|r| W::progress(r).2.parse().ok());
@@ -434,7 +488,7 @@ where
                 s.started = true;
                 let known = match known_checkpoint(&s.live, W::PROJECTION).await {
                     Ok(known) => known,
-                    Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    Err(e) => return Some((Err(e), None)),
                 };
                 match (s.read_to, known) {
                     (Some(_), Some(known)) => s.pending = Some((known, None)),
@@ -454,7 +508,7 @@ where
             let upto = if wake.resync {
                 match known_checkpoint(&s.live, W::PROJECTION).await {
                     Ok(known) => known.max(wake.upto),
-                    Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    Err(e) => return Some((Err(e), None)),
                 }
             } else {
                 wake.upto
@@ -470,14 +524,9 @@ where
 }
 
 /// The projection's checkpoint as the database has it now.
-async fn known_checkpoint(live: &Live, projection: &str) -> Result<Option<Position>, DbError> {
-    Ok(live
-        .checkpoints
-        .refresh()
-        .await?
-        .get(projection)
-        .copied()
-        .flatten())
+async fn known_checkpoint(live: &Live, projection: &str) -> Result<Option<Position>, LiveError> {
+    let checkpoints = live.read(|_| live.checkpoints.refresh()).await?;
+    Ok(checkpoints.get(projection).copied().flatten())
 }
 
 /// A figure sent again whenever it changes: first as it is, then after each batch of `W`'s
@@ -496,10 +545,10 @@ where
     G: Send + 'static,
 {
     let state = (Feed::new(live, W::PROJECTION), None::<T>, false, guard);
-    let pool = live.pool.clone();
+    let live = live.clone();
     let read = Arc::new(read);
     stream::unfold(Some(state), move |state| {
-        let (pool, read) = (pool.clone(), Arc::clone(&read));
+        let (live, read) = (live.clone(), Arc::clone(&read));
         async move {
             let (mut feed, mut last, started, guard) = state?;
             if started {
@@ -515,8 +564,8 @@ where
                         let error = LiveError::TooSlow { resume_from: None };
                         return Some((Err(error), None));
                     }
-                    match read(pool.clone()).await {
-                        Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    match live.read(&*read).await {
+                        Err(e) => return Some((Err(e), None)),
                         Ok(now) if last.as_ref() == Some(&now) => continue,
                         Ok(now) => {
                             last = Some(now.clone());
@@ -525,8 +574,8 @@ where
                     }
                 }
             }
-            match read(pool).await {
-                Err(e) => Some((Err(LiveError::Read(e)), None)),
+            match live.read(&*read).await {
+                Err(e) => Some((Err(e), None)),
                 Ok(now) => {
                     let next = Some((feed, Some(now.clone()), true, guard));
                     Some((Ok(now), next))

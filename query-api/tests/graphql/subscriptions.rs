@@ -557,3 +557,99 @@ async fn a_subscriber_from_a_token_of_an_order_not_yet_projected_gets_only_the_e
         .collect();
     assert_eq!(events_of(&updates), expected, "{updates:#?}");
 }
+
+/// The backends of the test's database that wait on a lock: reads held up by `lock`.
+async fn backends_waiting_on_a_lock(lock: &tokio_postgres::Client) -> Vec<i32> {
+    let rows = lock
+        .query(
+            "select pid from pg_stat_activity where datname = current_database()
+               and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn order_subscriptions_outlive_an_outage_of_the_read_models_and_queries_keep_connections() {
+    const ORDERS: usize = 6;
+    let app = spawn_app().await;
+    // The returns' read models, for a query that does not read the orders.
+    let _returns = Runtime::start(
+        projector::Config::local(&app.url),
+        ReturnProjection::new(ReturnDeadlines::default()),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..ORDERS {
+        ids.push(app.order("cust-outage", vec![]).await);
+    }
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    for (n, id) in ids.iter().enumerate() {
+        subscriber
+            .subscribe(&n.to_string(), ORDER_UPDATED, json!({"id": id}))
+            .await;
+    }
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+
+    // The orders cannot be read; more subscribers than the pool has connections read at once
+    // (the notification connection is lost: every subscriber reads again).
+    let mut lock = app.database().await;
+    let outage = lock.transaction().await.unwrap();
+    outage
+        .batch_execute("lock table order_status in access exclusive mode")
+        .await
+        .unwrap();
+    outage
+        .batch_execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity
+              where datname = current_database() and query ilike 'listen milestone_projection%'",
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while backends_waiting_on_a_lock(outage.client()).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nobody read again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the pool's wait: a query of the returns still gets a connection, promptly.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let query = app.query_with(
+        "query { returns(first: 1) { edges { cursor } } }",
+        json!({}),
+        None,
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(2), query)
+        .await
+        .expect("the query waits for a connection");
+    assert_eq!((status, error_code(&body)), (200, "<none>"), "{body}");
+    // The connections of the held-up reads are lost too.
+    for pid in backends_waiting_on_a_lock(outage.client()).await {
+        outage
+            .execute("select pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    outage.rollback().await.unwrap();
+
+    // Every subscription goes on: the next change of each order reaches it.
+    for id in &ids {
+        let token = app.command(*id, cancel_order("after the outage")).await;
+        app.project_to(token).await;
+    }
+    let mut updated = HashSet::new();
+    while updated.len() < ORDERS {
+        let said = tokio::time::timeout(Duration::from_secs(10), subscriber.next()).await;
+        match said.expect("an update is missing") {
+            Said::Data(data) => {
+                assert_eq!(data["orderUpdated"]["order"]["status"], "CANCELLED");
+                updated.insert(subscriber.last_id.clone().unwrap());
+            }
+            other => panic!("a subscription ended: {other:?}"),
+        }
+    }
+}
