@@ -58,6 +58,12 @@ pub enum Notice {
         position: Position,
         changed: Option<Arc<[Uuid]>>,
     },
+    /// Dead-lettered events of these instances were applied after a fix: their rows changed,
+    /// though their last applied event lies before the checkpoint.
+    Repaired {
+        projection: &'static str,
+        ids: Arc<[Uuid]>,
+    },
     /// Notifications may have been missed (the listening connection was lost and is back):
     /// every subscriber reads again.
     Resync,
@@ -102,7 +108,8 @@ impl Live {
                         projection,
                         changed: Some(ids),
                         ..
-                    }) => registry.wake(projection, &ids),
+                    })
+                    | Ok(Notice::Repaired { projection, ids }) => registry.wake(projection, &ids),
                     // Any instance of the projection may have changed.
                     Ok(Notice::Committed {
                         projection,
@@ -240,6 +247,8 @@ struct Wake {
     changed: Option<Vec<Arc<[Uuid]>>>,
     /// Notices may have been lost: read from the checkpoint in the database.
     resync: bool,
+    /// Instances repaired (see [`Notice::Repaired`]).
+    repaired: Vec<Uuid>,
 }
 
 /// A list-like subscriber's share of the broadcast.
@@ -294,7 +303,11 @@ impl Feed {
                         (list, _) => *list = None,
                     }
                 }
-                Notice::Committed { .. } => {}
+                Notice::Repaired { projection, ids } if projection == self.projection => {
+                    woken = true;
+                    wake.repaired.extend(ids.iter().copied());
+                }
+                Notice::Committed { .. } | Notice::Repaired { .. } => {}
                 Notice::Resync => {
                     woken = true;
                     wake.resync = true;
@@ -431,6 +444,8 @@ where
         queue: std::collections::VecDeque<W::Record>,
         /// What is known to have changed and is not read yet: up to where, and which.
         pending: Option<(Position, Option<Vec<Uuid>>)>,
+        /// Repaired instances to read again, among those read up to the position.
+        repaired: Option<(Position, Vec<Uuid>)>,
         /// The last token delivered (or the starting point).
         delivered: Option<Position>,
         started: bool,
@@ -443,6 +458,7 @@ where
         read_to: after,
         queue: Default::default(),
         pending: None,
+        repaired: None,
         delivered: after,
         started: false,
         _guard: guard,
@@ -451,8 +467,35 @@ where
         let mut s = state?;
         loop {
             if let Some(record) = s.queue.pop_front() {
-                s.delivered = W::progress(&record).2.parse().ok().or(s.delivered);
+                // A repaired instance's token may lie before what was delivered.
+                s.delivered = s.delivered.max(W::progress(&record).2.parse().ok());
                 return Some((Ok(record), Some(s)));
+            }
+            if let Some((upto, ids)) = s.repaired.take() {
+                let filter = &s.filter;
+                let read = s
+                    .live
+                    .read(|pool| {
+                        let ids = &ids;
+                        async move {
+                            let client = pool.get().await?;
+                            db::changed_between::<W>(
+                                &client,
+                                filter,
+                                None,
+                                upto,
+                                Some(ids),
+                                LIST_ROUND,
+                            )
+                            .await
+                        }
+                    })
+                    .await;
+                match read {
+                    Err(e) => return Some((Err(e), None)),
+                    Ok(rows) => s.queue.extend(rows),
+                }
+                continue;
             }
             if let Some((upto, ids)) = s.pending.take() {
                 let (filter, read_to, only) = (&s.filter, s.read_to, ids.as_deref());
@@ -513,6 +556,10 @@ where
             } else {
                 wake.upto
             };
+            // Those past the position are read with the rest.
+            if let Some(read_to) = s.read_to.filter(|_| !wake.repaired.is_empty()) {
+                s.repaired = Some((read_to, wake.repaired));
+            }
             if let Some(upto) = upto.filter(|u| s.read_to.is_none_or(|r| *u > r)) {
                 let ids = wake
                     .changed

@@ -653,3 +653,49 @@ async fn order_subscriptions_outlive_an_outage_of_the_read_models_and_queries_ke
         }
     }
 }
+
+#[tokio::test]
+async fn a_list_subscriber_gets_an_order_repaired_by_retrying_its_dead_lettered_event() {
+    let app = spawn_app().await;
+    let id = app.order("cust-repair", vec![]).await;
+    let poison = app
+        .append_raw(
+            id,
+            0,
+            "PaymentAuthorized",
+            json!({"payment": "p-1", "amount": TOTAL}),
+        )
+        .await;
+    // The projection moves on past the parked event.
+    app.order("cust-repair", vec![]).await;
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            ORDERS_CHANGED,
+            json!({"filter": {"customerId": "cust-repair"}}),
+        )
+        .await;
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+
+    // The fix: the stored payload is corrected and the event retried.
+    app.database()
+        .await
+        .execute(
+            "update projection_dead_letters set data = $1 where revision = 1",
+            &[&json!({"payment_id": "p-1", "amount": {"amount_minor": TOTAL, "currency": "EUR"}})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.projector.retry_parked(id).await.unwrap(), 1);
+
+    let change = subscriber
+        .data_within(Duration::from_secs(5))
+        .await
+        .expect("the repaired order was not delivered")["ordersChanged"]
+        .clone();
+    assert_eq!(change["order"]["id"], id.to_string(), "{change}");
+    assert_eq!(change["token"], poison.to_string(), "{change}");
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+}
