@@ -699,3 +699,47 @@ async fn a_list_subscriber_gets_an_order_repaired_by_retrying_its_dead_lettered_
     assert_eq!(change["token"], poison.to_string(), "{change}");
     assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
 }
+
+#[tokio::test]
+async fn a_returns_batch_too_large_to_list_its_cases_does_not_make_order_subscribers_read() {
+    // More return cases than one notification can list.
+    const RETURNS: usize = 250;
+    let app = spawn_app().await;
+    let returns = Runtime::start(
+        projector::Config::local(&app.url),
+        ReturnProjection::new(ReturnDeadlines::default()),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.order("cust-apart", vec![]).await);
+    }
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    for (n, id) in ids.iter().enumerate() {
+        subscriber
+            .subscribe(&n.to_string(), ORDER_UPDATED, json!({"id": id}))
+            .await;
+    }
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+    let log = Log::new(app.store.as_ref());
+    for _ in 0..RETURNS {
+        let order = known_order(Uuid::new_v4(), "cust-apart");
+        let request = request_return(&order, Utc::now(), Utc::now(), &[("SKU-1", 1)], "why");
+        log.record::<domain::Returns>(order.order_id.as_uuid(), vec![request])
+            .await;
+    }
+
+    // Order reads would wait: any that starts shows.
+    let mut lock = app.database().await;
+    let held = lock.transaction().await.unwrap();
+    held.batch_execute("lock table order_status in access exclusive mode")
+        .await
+        .unwrap();
+    assert_eq!(returns.run_once().await.unwrap(), RETURNS as u64);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reading = backends_waiting_on_a_lock(held.client()).await;
+    held.rollback().await.unwrap();
+    assert!(reading.is_empty(), "order subscribers read: {reading:?}");
+}
