@@ -525,12 +525,13 @@ impl<P: Projection> Runtime<P> {
         db::unpark_stream(&tx, P::NAME, &stream).await?;
         let checkpoint = db::load_checkpoint(&tx, &unit.key).await?;
         if let Some(position) = checkpoint {
-            db::notify(
-                &tx,
-                CHANGES_CHANNEL,
-                &notification::<P>(&unit.key, position, &[id]),
-            )
-            .await?;
+            // Marked as a repair: the instance's last applied event lies before the checkpoint,
+            // so readers following positions read it again by id.
+            let mut payload: serde_json::Value =
+                serde_json::from_str(&notification::<P>(&unit.key, position, &[id]))
+                    .map_err(|e| ProjectorError::Corrupt(e.to_string()))?;
+            payload["repaired"] = true.into();
+            db::notify(&tx, CHANGES_CHANNEL, &payload.to_string()).await?;
         }
         tx.commit().await?;
         Ok(applied)

@@ -83,6 +83,21 @@ impl CheckpointWatch {
                 };
                 let position = v["position"].as_str().and_then(|p| p.parse().ok());
                 let name = v["projection"].as_str().unwrap_or_default();
+                // A repaired instance's last event lies before the checkpoint: readers following
+                // positions read it again by id (a partition's repair too).
+                if v["repaired"].as_bool() == Some(true) {
+                    let whole = name.split('#').next().unwrap_or_default();
+                    if let Some(projection) = Descriptor::named(whole) {
+                        let ids =
+                            serde_json::from_value::<Vec<Uuid>>(v[projection.changed_key].clone());
+                        if let Ok(ids) = ids {
+                            let _ = changes.send(Notice::Repaired {
+                                projection: projection.name,
+                                ids: Arc::from(ids),
+                            });
+                        }
+                    }
+                }
                 // A partition (`name#index/count`) passing a position says nothing of the
                 // others: the projection's position is read again, as its slowest partition's,
                 // and subscribers read again up to it.

@@ -33,7 +33,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use uuid::Uuid;
 
 /// How often the stalled instances are read again when no batch is committed (deadlines pass
@@ -42,6 +42,11 @@ const STALLED_RECHECK: Duration = Duration::from_secs(5);
 
 /// The most instances a list subscription reads at once; more are read in further rounds.
 const LIST_ROUND: i64 = 500;
+
+/// The first and the longest wait before a subscription reads again after the read models
+/// could not be reached.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LONGEST: Duration = Duration::from_secs(2);
 
 /// What the projector announced.
 #[derive(Debug, Clone)]
@@ -52,6 +57,12 @@ pub enum Notice {
         projection: &'static str,
         position: Position,
         changed: Option<Arc<[Uuid]>>,
+    },
+    /// Dead-lettered events of these instances were applied after a fix: their rows changed,
+    /// though their last applied event lies before the checkpoint.
+    Repaired {
+        projection: &'static str,
+        ids: Arc<[Uuid]>,
     },
     /// Notifications may have been missed (the listening connection was lost and is back):
     /// every subscriber reads again.
@@ -75,6 +86,9 @@ pub struct Live {
     pool: Pool,
     checkpoints: CheckpointWatch,
     registry: Arc<Registry>,
+    /// Subscriptions' reads under way; at most half the pool's connections, so queries keep
+    /// theirs when many subscribers read at once.
+    reads: Arc<Semaphore>,
 }
 
 impl Live {
@@ -94,17 +108,56 @@ impl Live {
                         projection,
                         changed: Some(ids),
                         ..
-                    }) => registry.wake(projection, &ids),
-                    // Any instance may have changed, or notices were lost.
-                    Ok(_) | Err(RecvError::Lagged(_)) => registry.wake_all(),
+                    })
+                    | Ok(Notice::Repaired { projection, ids }) => registry.wake(projection, &ids),
+                    // Any instance of the projection may have changed.
+                    Ok(Notice::Committed {
+                        projection,
+                        changed: None,
+                        ..
+                    }) => registry.wake_projection(projection),
+                    // Notices were lost.
+                    Ok(Notice::Resync) | Err(RecvError::Lagged(_)) => registry.wake_all(),
                     Err(RecvError::Closed) => return,
                 }
             }
         });
+        let reads = Arc::new(Semaphore::new((pool.status().max_size / 2).max(1)));
         Self {
             pool,
             checkpoints,
             registry,
+            reads,
+        }
+    }
+
+    /// Runs `read` (one of a subscription's reads) when fewer than the cap are under way; while
+    /// the read models cannot be reached (no connection, a connection lost), reads again after
+    /// a wait that grows to [`RETRY_LONGEST`]: a subscription outlives an outage.
+    ///
+    /// # Errors
+    /// [`LiveError::Read`] when the database refused the read itself.
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, LiveError>
+    where
+        F: Fn(Pool) -> Fut,
+        Fut: std::future::Future<Output = Result<T, DbError>>,
+    {
+        let mut wait = RETRY_FIRST;
+        loop {
+            let result = {
+                // The semaphore is never closed.
+                let _permit = self.reads.acquire().await;
+                read(self.pool.clone()).await
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if e.is_unavailable() => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "a subscription cannot read the read models; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RETRY_LONGEST);
+                }
+                Err(e) => return Err(LiveError::Read(e)),
+            }
         }
     }
 }
@@ -132,6 +185,14 @@ impl Registry {
             for (_, notify) in waiting.get(&(projection, *id)).into_iter().flatten() {
                 notify.notify_one();
             }
+        }
+    }
+
+    fn wake_projection(&self, projection: &'static str) {
+        let waiting = self.lock();
+        let of_projection = waiting.iter().filter(|((p, _), _)| *p == projection);
+        for (_, notify) in of_projection.flat_map(|(_, list)| list) {
+            notify.notify_one();
         }
     }
 
@@ -186,6 +247,8 @@ struct Wake {
     changed: Option<Vec<Arc<[Uuid]>>>,
     /// Notices may have been lost: read from the checkpoint in the database.
     resync: bool,
+    /// Instances repaired (see [`Notice::Repaired`]).
+    repaired: Vec<Uuid>,
 }
 
 /// A list-like subscriber's share of the broadcast.
@@ -240,7 +303,11 @@ impl Feed {
                         (list, _) => *list = None,
                     }
                 }
-                Notice::Committed { .. } => {}
+                Notice::Repaired { projection, ids } if projection == self.projection => {
+                    woken = true;
+                    wake.repaired.extend(ids.iter().copied());
+                }
+                Notice::Committed { .. } | Notice::Repaired { .. } => {}
                 Notice::Resync => {
                     woken = true;
                     wake.resync = true;
@@ -274,7 +341,7 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
     after: Option<Position>,
 ) -> impl Stream<Item = Result<Update<W>, LiveError>> + Send + 'static {
     struct State<G> {
-        pool: Pool,
+        live: Live,
         registration: Registration,
         id: Uuid,
         after: Option<Position>,
@@ -284,7 +351,7 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
         _guard: G,
     }
     let state = State {
-        pool: live.pool.clone(),
+        live: live.clone(),
         // Registered before the first read: a batch committed in between wakes it.
         registration: live.registry.register(W::PROJECTION, id),
         id,
@@ -301,23 +368,28 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
             }
             let first = !s.started;
             s.started = true;
-            let read = read_update::<W>(&s.pool, s.id, s.revision).await;
+            let (id, revision) = (s.id, s.revision);
+            let read = s
+                .live
+                .read(|pool| async move { read_update::<W>(&pool, id, revision).await })
+                .await;
             match read {
-                Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                Err(e) => return Some((Err(e), None)),
                 Ok(None) => continue,
                 Ok(Some(mut update)) => {
                     s.revision = Some(W::progress(&update.record).1);
-                    if first {
-                        match s.after {
-                            // From now on: what the instance is now was seen.
-                            None => continue,
-                            Some(after) => update.events.retain(|e| {
-                                e.position.parse::<Position>().is_ok_and(|p| p > after)
-                            }),
-                        }
-                        if update.events.is_empty() {
-                            continue;
-                        }
+                    match s.after {
+                        // From now on: what the instance is now was seen.
+                        None if first => continue,
+                        None => {}
+                        // The client has every event up to `after`, whichever read reaches
+                        // them (the projection may still be short of it when subscribing).
+                        Some(after) => update
+                            .events
+                            .retain(|e| e.position.parse::<Position>().is_ok_and(|p| p > after)),
+                    }
+                    if update.events.is_empty() {
+                        continue;
                     }
                     return Some((Ok(update), Some(s)));
                 }
@@ -372,6 +444,8 @@ where
         queue: std::collections::VecDeque<W::Record>,
         /// What is known to have changed and is not read yet: up to where, and which.
         pending: Option<(Position, Option<Vec<Uuid>>)>,
+        /// Repaired instances to read again, among those read up to the position.
+        repaired: Option<(Position, Vec<Uuid>)>,
         /// The last token delivered (or the starting point).
         delivered: Option<Position>,
         started: bool,
@@ -384,6 +458,7 @@ where
         read_to: after,
         queue: Default::default(),
         pending: None,
+        repaired: None,
         delivered: after,
         started: false,
         _guard: guard,
@@ -392,25 +467,48 @@ where
         let mut s = state?;
         loop {
             if let Some(record) = s.queue.pop_front() {
-                s.delivered = W::progress(&record).2.parse().ok().or(s.delivered);
+                // A repaired instance's token may lie before what was delivered.
+                s.delivered = s.delivered.max(W::progress(&record).2.parse().ok());
                 return Some((Ok(record), Some(s)));
             }
-            if let Some((upto, ids)) = s.pending.take() {
-                let read = async {
-                    let client = s.live.pool.get().await?;
-                    db::changed_between::<W>(
-                        &client,
-                        &s.filter,
-                        s.read_to,
-                        upto,
-                        ids.as_deref(),
-                        LIST_ROUND,
-                    )
-                    .await
-                }
-                .await;
+            if let Some((upto, ids)) = s.repaired.take() {
+                let filter = &s.filter;
+                let read = s
+                    .live
+                    .read(|pool| {
+                        let ids = &ids;
+                        async move {
+                            let client = pool.get().await?;
+                            db::changed_between::<W>(
+                                &client,
+                                filter,
+                                None,
+                                upto,
+                                Some(ids),
+                                LIST_ROUND,
+                            )
+                            .await
+                        }
+                    })
+                    .await;
                 match read {
-                    Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    Err(e) => return Some((Err(e), None)),
+                    Ok(rows) => s.queue.extend(rows),
+                }
+                continue;
+            }
+            if let Some((upto, ids)) = s.pending.take() {
+                let (filter, read_to, only) = (&s.filter, s.read_to, ids.as_deref());
+                let read = s
+                    .live
+                    .read(|pool| async move {
+                        let client = pool.get().await?;
+                        db::changed_between::<W>(&client, filter, read_to, upto, only, LIST_ROUND)
+                            .await
+                    })
+                    .await;
+                match read {
+                    Err(e) => return Some((Err(e), None)),
                     Ok(rows) => {
                         let full = rows.len() as i64 >= LIST_ROUND;
                         let last = rows.last().and_then(|r| W::progress(r).2.parse().ok());
@@ -433,7 +531,7 @@ where
                 s.started = true;
                 let known = match known_checkpoint(&s.live, W::PROJECTION).await {
                     Ok(known) => known,
-                    Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    Err(e) => return Some((Err(e), None)),
                 };
                 match (s.read_to, known) {
                     (Some(_), Some(known)) => s.pending = Some((known, None)),
@@ -453,11 +551,15 @@ where
             let upto = if wake.resync {
                 match known_checkpoint(&s.live, W::PROJECTION).await {
                     Ok(known) => known.max(wake.upto),
-                    Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    Err(e) => return Some((Err(e), None)),
                 }
             } else {
                 wake.upto
             };
+            // Those past the position are read with the rest.
+            if let Some(read_to) = s.read_to.filter(|_| !wake.repaired.is_empty()) {
+                s.repaired = Some((read_to, wake.repaired));
+            }
             if let Some(upto) = upto.filter(|u| s.read_to.is_none_or(|r| *u > r)) {
                 let ids = wake
                     .changed
@@ -469,14 +571,9 @@ where
 }
 
 /// The projection's checkpoint as the database has it now.
-async fn known_checkpoint(live: &Live, projection: &str) -> Result<Option<Position>, DbError> {
-    Ok(live
-        .checkpoints
-        .refresh()
-        .await?
-        .get(projection)
-        .copied()
-        .flatten())
+async fn known_checkpoint(live: &Live, projection: &str) -> Result<Option<Position>, LiveError> {
+    let checkpoints = live.read(|_| live.checkpoints.refresh()).await?;
+    Ok(checkpoints.get(projection).copied().flatten())
 }
 
 /// A figure sent again whenever it changes: first as it is, then after each batch of `W`'s
@@ -495,10 +592,10 @@ where
     G: Send + 'static,
 {
     let state = (Feed::new(live, W::PROJECTION), None::<T>, false, guard);
-    let pool = live.pool.clone();
+    let live = live.clone();
     let read = Arc::new(read);
     stream::unfold(Some(state), move |state| {
-        let (pool, read) = (pool.clone(), Arc::clone(&read));
+        let (live, read) = (live.clone(), Arc::clone(&read));
         async move {
             let (mut feed, mut last, started, guard) = state?;
             if started {
@@ -514,8 +611,8 @@ where
                         let error = LiveError::TooSlow { resume_from: None };
                         return Some((Err(error), None));
                     }
-                    match read(pool.clone()).await {
-                        Err(e) => return Some((Err(LiveError::Read(e)), None)),
+                    match live.read(&*read).await {
+                        Err(e) => return Some((Err(e), None)),
                         Ok(now) if last.as_ref() == Some(&now) => continue,
                         Ok(now) => {
                             last = Some(now.clone());
@@ -524,8 +621,8 @@ where
                     }
                 }
             }
-            match read(pool).await {
-                Err(e) => Some((Err(LiveError::Read(e)), None)),
+            match live.read(&*read).await {
+                Err(e) => Some((Err(e), None)),
                 Ok(now) => {
                     let next = Some((feed, Some(now.clone()), true, guard));
                     Some((Ok(now), next))

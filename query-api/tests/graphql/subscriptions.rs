@@ -497,3 +497,249 @@ async fn websockets_past_the_connection_limit_are_refused_with_503_and_a_code() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Walks an order: the first `projected` of its commands (the placing included) are projected
+/// before a client subscribes, the rest of the first `known` only after it subscribed from the
+/// token of the `known`th; then the rest of the walk. Returns what the client got after that
+/// token: every update, and whether it stayed quiet until the walk went on past the token.
+async fn subscribe_ahead_of_the_projection(projected: usize, known: usize) -> (bool, Vec<Value>) {
+    let app = spawn_app().await;
+    let id = Uuid::new_v4();
+    let mut commands = vec![place(id, "cust-ahead")];
+    commands.extend(walk_to_delivered());
+    let mut commands = commands.into_iter();
+    for command in commands.by_ref().take(projected) {
+        let token = app.command(id, command).await;
+        app.project_to(token).await;
+    }
+    let mut token = None;
+    for command in commands.by_ref().take(known - projected) {
+        token = Some(app.command(id, command).await);
+    }
+    let token = token.unwrap();
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            ORDER_UPDATED,
+            json!({"id": id, "after": token.to_string()}),
+        )
+        .await;
+    // Its first read finds the order short of the token (or not there yet).
+    let mut quiet = subscriber.stays_quiet(Duration::from_millis(300)).await;
+    app.project_to(token).await;
+    quiet &= subscriber.stays_quiet(Duration::from_millis(500)).await;
+    for command in commands {
+        let token = app.command(id, command).await;
+        app.project_to(token).await;
+    }
+    (quiet, updates_until(&mut subscriber, 6).await)
+}
+
+#[tokio::test]
+async fn a_subscriber_from_a_token_the_projection_has_not_reached_gets_no_event_up_to_it_again() {
+    // Projected to revision 3 (accepted); the token is revision 5's (shipped).
+    let (quiet, updates) = subscribe_ahead_of_the_projection(3, 5).await;
+    assert!(quiet, "events up to the token were sent: {updates:#?}");
+    let expected = vec![(6, "OrderDelivered".to_owned())];
+    assert_eq!(events_of(&updates), expected, "{updates:#?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_from_a_token_of_an_order_not_yet_projected_gets_only_the_events_after_it() {
+    // Nothing projected; the token is revision 1's (payment authorized).
+    let (quiet, updates) = subscribe_ahead_of_the_projection(0, 2).await;
+    assert!(quiet, "events up to the token were sent: {updates:#?}");
+    let expected: Vec<(i64, String)> = WALK[2..]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as i64 + 2, (*t).to_owned()))
+        .collect();
+    assert_eq!(events_of(&updates), expected, "{updates:#?}");
+}
+
+/// The backends of the test's database that wait on a lock: reads held up by `lock`.
+async fn backends_waiting_on_a_lock(lock: &tokio_postgres::Client) -> Vec<i32> {
+    let rows = lock
+        .query(
+            "select pid from pg_stat_activity where datname = current_database()
+               and wait_event_type = 'Lock' and pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+#[tokio::test]
+async fn order_subscriptions_outlive_an_outage_of_the_read_models_and_queries_keep_connections() {
+    const ORDERS: usize = 6;
+    let app = spawn_app().await;
+    // The returns' read models, for a query that does not read the orders.
+    let _returns = Runtime::start(
+        projector::Config::local(&app.url),
+        ReturnProjection::new(ReturnDeadlines::default()),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..ORDERS {
+        ids.push(app.order("cust-outage", vec![]).await);
+    }
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    for (n, id) in ids.iter().enumerate() {
+        subscriber
+            .subscribe(&n.to_string(), ORDER_UPDATED, json!({"id": id}))
+            .await;
+    }
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+
+    // The orders cannot be read; more subscribers than the pool has connections read at once
+    // (the notification connection is lost: every subscriber reads again).
+    let mut lock = app.database().await;
+    let outage = lock.transaction().await.unwrap();
+    outage
+        .batch_execute("lock table order_status in access exclusive mode")
+        .await
+        .unwrap();
+    outage
+        .batch_execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity
+              where datname = current_database() and query ilike 'listen milestone_projection%'",
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while backends_waiting_on_a_lock(outage.client()).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nobody read again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the pool's wait: a query of the returns still gets a connection, promptly.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let query = app.query_with(
+        "query { returns(first: 1) { edges { cursor } } }",
+        json!({}),
+        None,
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(2), query)
+        .await
+        .expect("the query waits for a connection");
+    assert_eq!((status, error_code(&body)), (200, "<none>"), "{body}");
+    // The connections of the held-up reads are lost too.
+    for pid in backends_waiting_on_a_lock(outage.client()).await {
+        outage
+            .execute("select pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    outage.rollback().await.unwrap();
+
+    // Every subscription goes on: the next change of each order reaches it.
+    for id in &ids {
+        let token = app.command(*id, cancel_order("after the outage")).await;
+        app.project_to(token).await;
+    }
+    let mut updated = HashSet::new();
+    while updated.len() < ORDERS {
+        let said = tokio::time::timeout(Duration::from_secs(10), subscriber.next()).await;
+        match said.expect("an update is missing") {
+            Said::Data(data) => {
+                assert_eq!(data["orderUpdated"]["order"]["status"], "CANCELLED");
+                updated.insert(subscriber.last_id.clone().unwrap());
+            }
+            other => panic!("a subscription ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_list_subscriber_gets_an_order_repaired_by_retrying_its_dead_lettered_event() {
+    let app = spawn_app().await;
+    let id = app.order("cust-repair", vec![]).await;
+    let poison = app
+        .append_raw(
+            id,
+            0,
+            "PaymentAuthorized",
+            json!({"payment": "p-1", "amount": TOTAL}),
+        )
+        .await;
+    // The projection moves on past the parked event.
+    app.order("cust-repair", vec![]).await;
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    subscriber
+        .subscribe(
+            "1",
+            ORDERS_CHANGED,
+            json!({"filter": {"customerId": "cust-repair"}}),
+        )
+        .await;
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+
+    // The fix: the stored payload is corrected and the event retried.
+    app.database()
+        .await
+        .execute(
+            "update projection_dead_letters set data = $1 where revision = 1",
+            &[&json!({"payment_id": "p-1", "amount": {"amount_minor": TOTAL, "currency": "EUR"}})],
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.projector.retry_parked(id).await.unwrap(), 1);
+
+    let change = subscriber
+        .data_within(Duration::from_secs(5))
+        .await
+        .expect("the repaired order was not delivered")["ordersChanged"]
+        .clone();
+    assert_eq!(change["order"]["id"], id.to_string(), "{change}");
+    assert_eq!(change["token"], poison.to_string(), "{change}");
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn a_returns_batch_too_large_to_list_its_cases_does_not_make_order_subscribers_read() {
+    // More return cases than one notification can list.
+    const RETURNS: usize = 250;
+    let app = spawn_app().await;
+    let returns = Runtime::start(
+        projector::Config::local(&app.url),
+        ReturnProjection::new(ReturnDeadlines::default()),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.order("cust-apart", vec![]).await);
+    }
+    app.project_all().await;
+    let mut subscriber = Subscriber::connect(&app.address, Protocol::TransportWs).await;
+    for (n, id) in ids.iter().enumerate() {
+        subscriber
+            .subscribe(&n.to_string(), ORDER_UPDATED, json!({"id": id}))
+            .await;
+    }
+    assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
+    let log = Log::new(app.store.as_ref());
+    for _ in 0..RETURNS {
+        let order = known_order(Uuid::new_v4(), "cust-apart");
+        let request = request_return(&order, Utc::now(), Utc::now(), &[("SKU-1", 1)], "why");
+        log.record::<domain::Returns>(order.order_id.as_uuid(), vec![request])
+            .await;
+    }
+
+    // Order reads would wait: any that starts shows.
+    let mut lock = app.database().await;
+    let held = lock.transaction().await.unwrap();
+    held.batch_execute("lock table order_status in access exclusive mode")
+        .await
+        .unwrap();
+    assert_eq!(returns.run_once().await.unwrap(), RETURNS as u64);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reading = backends_waiting_on_a_lock(held.client()).await;
+    held.rollback().await.unwrap();
+    assert!(reading.is_empty(), "order subscribers read: {reading:?}");
+}
