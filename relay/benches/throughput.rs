@@ -130,14 +130,7 @@ async fn main() {
     let store = event_store::connect(&url, &Default::default())
         .await
         .unwrap();
-    let js = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let js = relay::publisher::connect_configured(&config).await.unwrap();
 
     println!("generating {orders} orders...");
     let events = generate(&store, orders).await;

@@ -16,13 +16,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let jetstream = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await?;
+    let jetstream = relay::publisher::connect_configured(&config).await?;
     let owner = format!(
         "{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".to_owned()),

@@ -43,6 +43,20 @@ impl Backoff {
     }
 }
 
+/// [`connect`] with the relay's configured URL, stream, ack timeout and backoff.
+///
+/// # Errors
+/// When the NATS URL is not one.
+pub async fn connect_configured(config: &crate::Config) -> Result<jetstream::Context, RelayError> {
+    connect(
+        config.nats_url.expose(),
+        &config.stream,
+        config.ack_timeout,
+        config.backoff,
+    )
+    .await
+}
+
 /// Connects to NATS, then creates the stream or brings its configuration up to date. While
 /// the broker cannot be reached (not started yet, restarting) it keeps trying, with `backoff`.
 ///

@@ -170,14 +170,7 @@ async fn every_published_message_validates_against_its_schema_and_every_schema_i
         .await
         .unwrap();
     every_kind_of_history(&*store).await;
-    let jetstream = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let jetstream = relay::publisher::connect_configured(&config).await.unwrap();
     let orders = Relay::<Orders>::start(config.clone(), store.clone(), jetstream.clone())
         .await
         .unwrap();
@@ -250,14 +243,7 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
         )
         .await;
     wait_until_visible(&*store, recorded.position()).await;
-    let jetstream = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let jetstream = relay::publisher::connect_configured(&config).await.unwrap();
     let relay = Relay::<Orders>::start(config.clone(), store, jetstream.clone())
         .await
         .unwrap();
@@ -335,14 +321,7 @@ async fn each_reminder_in_the_log_goes_out_once_as_its_actions_work_request_with
         .map(|e| e.id)
         .collect();
     assert_eq!(reminders.len(), 2);
-    let jetstream = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let jetstream = relay::publisher::connect_configured(&config).await.unwrap();
     let relay = Relay::<Orders>::start(config.clone(), store, jetstream.clone())
         .await
         .unwrap();

@@ -28,14 +28,7 @@ async fn a_message_too_large_for_the_stream_is_dead_lettered_with_its_reason_and
     while store.head_position().await.unwrap() < recorded.position() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let jetstream = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let jetstream = relay::publisher::connect_configured(&config).await.unwrap();
     let relay = Relay::<Orders>::start(config.clone(), store.clone(), jetstream.clone())
         .await
         .unwrap();
@@ -123,14 +116,7 @@ async fn an_event_that_does_not_decode_publishes_nothing_counts_as_a_dead_letter
     while store.head_position().await.unwrap() < recorded.position() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let jetstream = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let jetstream = relay::publisher::connect_configured(&config).await.unwrap();
     let relay = Relay::<Orders>::start(config.clone(), store.clone(), jetstream.clone())
         .await
         .unwrap();

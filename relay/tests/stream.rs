@@ -9,14 +9,7 @@ use std::time::Duration;
 async fn the_stream_is_created_at_start_up_and_updated_when_its_settings_change() {
     let nats = NatsServer::start();
     let mut config = Config::local("postgres://unused", &nats.url());
-    let js = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let js = relay::publisher::connect_configured(&config).await.unwrap();
     let mut stream = js.get_stream("MILESTONE").await.unwrap();
     let info = stream.info().await.unwrap().clone();
     assert_eq!(info.config.subjects, ["milestone.>"]);
@@ -27,14 +20,7 @@ async fn the_stream_is_created_at_start_up_and_updated_when_its_settings_change(
     assert_eq!(info.config.duplicate_window, Duration::from_secs(120));
 
     config.stream.duplicate_window = Duration::from_secs(600);
-    let js = relay::publisher::connect(
-        config.nats_url.expose(),
-        &config.stream,
-        config.ack_timeout,
-        config.backoff,
-    )
-    .await
-    .unwrap();
+    let js = relay::publisher::connect_configured(&config).await.unwrap();
     let mut stream = js.get_stream("MILESTONE").await.unwrap();
     let info = stream.info().await.unwrap();
     assert_eq!(info.config.duplicate_window, Duration::from_secs(600));
@@ -48,16 +34,8 @@ async fn a_relay_started_before_the_broker_sets_the_stream_up_once_the_broker_is
     config.backoff.max = Duration::from_millis(300);
     // Each attempt gives up after half a second; the broker comes up after three times that.
     config.ack_timeout = Duration::from_millis(500);
-    let connecting = tokio::spawn(async move {
-        relay::publisher::connect(
-            config.nats_url.expose(),
-            &config.stream,
-            config.ack_timeout,
-            config.backoff,
-        )
-        .await
-        .unwrap()
-    });
+    let connecting =
+        tokio::spawn(async move { relay::publisher::connect_configured(&config).await.unwrap() });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!connecting.is_finished(), "gave up before the broker came");
     nats.restart();
