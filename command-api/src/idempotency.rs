@@ -204,6 +204,7 @@ impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
                 idempotency_key: Some(self.key.to_owned()),
                 request_hash: Some(self.request_hash.to_owned()),
                 occurred_at: Some(Utc::now()),
+                principal: None,
             },
         };
         match store.append(&self.stream, expected, vec![event]).await {

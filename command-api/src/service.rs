@@ -343,6 +343,7 @@ async fn run<W: WorkflowApi>(
                     idempotency_key: ctx.idempotency_key.clone(),
                     request_hash: ctx.request_hash.clone(),
                     occurred_at: Some(now),
+                    principal: None,
                 },
             })
             .collect();

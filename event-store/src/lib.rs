@@ -91,6 +91,23 @@ pub struct Metadata {
         skip_serializing_if = "Option::is_none"
     )]
     pub occurred_at: Option<DateTime<Utc>>,
+    /// Who caused the event: the authenticated caller of the command, or the service acting
+    /// on its own (none when authentication is disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<Principal>,
+}
+
+/// Who decided: the subject, role and client of an authenticated caller, as recorded in the
+/// metadata of every event it caused.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Principal {
+    /// The token's `sub`: the user or service account.
+    pub subject: String,
+    /// The role whose scopes the caller used, e.g. `shop`, `payment`, `support`, `customer`.
+    pub role: String,
+    /// The OAuth2 client the token was issued to (`azp` or `client_id`), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// An event to append. The id makes appends idempotent: derive it deterministically from the

@@ -1,6 +1,7 @@
 use event_store::postgres::GroupCommit;
 use event_store::{
-    read_whole_stream, AppendResult, EventStore, Metadata, NewEvent, Position, StoreOptions,
+    read_whole_stream, AppendResult, EventStore, Metadata, NewEvent, Position, Principal,
+    StoreOptions,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -105,6 +106,11 @@ pub fn event(event_type: &str, n: i64) -> NewEvent {
             idempotency_key: Some("key-1".into()),
             request_hash: Some("abc123".into()),
             occurred_at: Some("2026-01-02T03:04:05Z".parse().unwrap()),
+            principal: Some(Principal {
+                subject: format!("user-{n}"),
+                role: "shop".into(),
+                client: Some("web-shop".into()),
+            }),
         },
     }
 }
