@@ -205,6 +205,8 @@ impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
                 request_hash: Some(self.request_hash.to_owned()),
                 occurred_at: Some(Utc::now()),
                 principal: None,
+                traceparent: None,
+                tracestate: None,
             },
         };
         match store.append(&self.stream, expected, vec![event]).await {

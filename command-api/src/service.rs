@@ -344,6 +344,8 @@ async fn run<W: WorkflowApi>(
                     request_hash: ctx.request_hash.clone(),
                     occurred_at: Some(now),
                     principal: None,
+                    traceparent: None,
+                    tracestate: None,
                 },
             })
             .collect();

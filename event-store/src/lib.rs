@@ -95,6 +95,29 @@ pub struct Metadata {
     /// on its own (none when authentication is disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<Principal>,
+    /// The W3C trace context (`traceparent` header value) of the request that caused the
+    /// event, so the work that follows it (projection, relay, reconciler) joins the same trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` that came with [`Metadata::traceparent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+}
+
+impl Metadata {
+    /// The trace id of [`Metadata::traceparent`] (32 lowercase hex digits), when it has a
+    /// well-formed one: `version-traceid-parentid-flags`, an all-zero trace id being invalid.
+    pub fn trace_id(&self) -> Option<&str> {
+        let mut parts = self.traceparent.as_deref()?.split('-');
+        let (version, trace_id) = (parts.next()?, parts.next()?);
+        let well_formed = version.len() == 2
+            && trace_id.len() == 32
+            && trace_id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && trace_id.bytes().any(|b| b != b'0');
+        well_formed.then_some(trace_id)
+    }
 }
 
 /// Who decided: the subject, role and client of an authenticated caller, as recorded in the
@@ -417,5 +440,37 @@ pub async fn connect_with(
         _ => Err(StoreError::InvalidUrl(format!(
             "unknown scheme '{scheme}': use postgres://... or kurrentdb://..."
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metadata;
+
+    fn with(traceparent: &str) -> Metadata {
+        Metadata {
+            traceparent: Some(traceparent.to_owned()),
+            ..Metadata::default()
+        }
+    }
+
+    #[test]
+    fn the_trace_id_is_read_from_a_well_formed_traceparent_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            with(&format!("00-{id}-00f067aa0ba902b7-01")).trace_id(),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(with(bad).trace_id(), None, "{bad:?}");
+        }
+        assert_eq!(Metadata::default().trace_id(), None);
     }
 }

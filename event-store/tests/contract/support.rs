@@ -111,6 +111,8 @@ pub fn event(event_type: &str, n: i64) -> NewEvent {
                 role: "shop".into(),
                 client: Some("web-shop".into()),
             }),
+            traceparent: Some(format!("00-{:032x}-{:016x}-01", n + 1, n + 1)),
+            tracestate: Some("vendor=value".into()),
         },
     }
 }
