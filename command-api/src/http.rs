@@ -12,6 +12,7 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use event_store::Principal;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -228,6 +229,12 @@ fn request_hash(endpoint: &str, body: &serde_json::Value) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The authenticated caller, as the authentication middleware left it in the request's
+/// extensions; none when authentication is disabled.
+pub fn principal(req: &HttpRequest) -> Option<Principal> {
+    req.extensions().get::<Principal>().cloned()
+}
+
 fn context(
     req: &HttpRequest,
     endpoint: &str,
@@ -249,6 +256,7 @@ fn context(
         idempotency_key,
         correlation_id,
         causation_id: None,
+        principal: principal(req),
     })
 }
 
@@ -282,7 +290,8 @@ pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;
     let (request, value) = parse_json::<B>(&body)?;
     let ctx = context(&req, endpoint, &value)?;
-    let fallback = service::instance_id_for::<W>(ctx.idempotency_key.as_deref());
+    let fallback =
+        service::instance_id_for::<W>(ctx.idempotency_key.as_deref(), ctx.principal.as_ref());
     let (id, command) = request
         .into_command(fallback)
         .map_err(ApiError::Validation)?;

@@ -11,6 +11,7 @@ mod headers;
 mod idempotency;
 mod lost_answers;
 mod openapi;
+mod principals;
 mod returns;
 mod round_trips;
 mod upcast;
