@@ -15,6 +15,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use event_store::Principal;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use service_kit::rate_limit::{Caller, RateLimiter};
 use sha2::{Digest, Sha256};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
@@ -144,6 +145,35 @@ pub async fn echo_correlation_id(
             Err(InternalError::from_response(e, response).into())
         }
     }
+}
+
+/// Middleware: takes each command (`POST`) from its caller's token bucket, the principal's
+/// subject or, without one, the client's address; over the limit, the command is answered
+/// `429 rate_limited` with `Retry-After` and never reaches the store. Health, readiness and the
+/// OpenAPI document are not limited. Wrapped inside the authentication middleware, so that the
+/// principal is known.
+///
+/// # Errors
+/// [`ApiError::RateLimited`]; an error of the inner service.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::POST {
+        if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+            let subject = req
+                .extensions()
+                .get::<Principal>()
+                .map(|p| p.subject.clone());
+            let caller = Caller::of(subject.as_deref(), req.peer_addr());
+            limiter
+                .admit(&caller)
+                .map_err(|limited| ApiError::RateLimited {
+                    retry_after_secs: limited.retry_after_secs(),
+                })?;
+        }
+    }
+    next.call(req).await
 }
 
 fn echo(headers: &mut HeaderMap, id: &str) {

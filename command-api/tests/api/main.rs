@@ -12,6 +12,7 @@ mod idempotency;
 mod lost_answers;
 mod openapi;
 mod principals;
+mod rate_limits;
 mod returns;
 mod round_trips;
 mod upcast;
