@@ -751,7 +751,6 @@ async fn log_with_principals() -> (String, Uuid) {
     let log = Log::new(store.as_ref()).at(t(9, 0));
     log.by(&shop).order(id, vec![place_order(id)]).await;
     log.order(id, vec![authorize("pay-1", 1000)]).await;
-    settle(&url, 2).await;
     (url, id)
 }
 
@@ -778,6 +777,7 @@ async fn history_shows_who_caused_each_event() {
 #[tokio::test]
 async fn exports_end_each_row_with_the_principal_who_caused_the_event() {
     let (url, _) = log_with_principals().await;
+    settle(&url, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
 
