@@ -50,7 +50,24 @@ fn row_json(e: &RecordedEvent) -> serde_json::Value {
         "correlation_id": e.metadata.correlation_id,
         "causation_id": e.metadata.causation_id,
         "data": e.data,
+        "principal_subject": principal_subject(e),
+        "principal_role": principal_role(e),
+        "principal_client": principal_client(e),
     })
+}
+
+/// The parts of the principal who caused `e`, each exported as a column of its own (empty or
+/// null when the event names none).
+fn principal_subject(e: &RecordedEvent) -> Option<&str> {
+    e.metadata.principal.as_ref().map(|p| p.subject.as_str())
+}
+
+fn principal_role(e: &RecordedEvent) -> Option<&str> {
+    e.metadata.principal.as_ref().map(|p| p.role.as_str())
+}
+
+fn principal_client(e: &RecordedEvent) -> Option<&str> {
+    e.metadata.principal.as_ref()?.client.as_deref()
 }
 
 struct Jsonl<W: Write>(W);
@@ -65,7 +82,7 @@ impl<W: Write> Sink for Jsonl<W> {
     }
 }
 
-const CSV_HEADER: [&str; 11] = [
+const CSV_HEADER: [&str; 14] = [
     "position",
     "stream_id",
     "revision",
@@ -77,6 +94,9 @@ const CSV_HEADER: [&str; 11] = [
     "correlation_id",
     "causation_id",
     "data",
+    "principal_subject",
+    "principal_role",
+    "principal_client",
 ];
 
 struct Csv<W: Write>(csv::Writer<W>);
@@ -96,6 +116,9 @@ impl<W: Write> Sink for Csv<W> {
                 e.metadata.correlation_id.clone().unwrap_or_default(),
                 e.metadata.causation_id.clone().unwrap_or_default(),
                 e.data.to_string(),
+                principal_subject(e).unwrap_or_default().to_owned(),
+                principal_role(e).unwrap_or_default().to_owned(),
+                principal_client(e).unwrap_or_default().to_owned(),
             ])
             .map_err(|e| e.to_string())
     }
@@ -121,6 +144,9 @@ pub fn parquet_schema() -> Arc<Schema> {
         Field::new("correlation_id", DataType::Utf8, true),
         Field::new("causation_id", DataType::Utf8, true),
         Field::new("data", DataType::Utf8, false),
+        Field::new("principal_subject", DataType::Utf8, true),
+        Field::new("principal_role", DataType::Utf8, true),
+        Field::new("principal_client", DataType::Utf8, true),
     ]))
 }
 
@@ -150,6 +176,9 @@ impl<W: Write + Send> Parquet<W> {
         let mut correlation = StringBuilder::with_capacity(n, n * 36);
         let mut causation = StringBuilder::with_capacity(n, n * 36);
         let mut data = StringBuilder::with_capacity(n, n * 200);
+        let mut subject = StringBuilder::with_capacity(n, n * 16);
+        let mut role = StringBuilder::with_capacity(n, n * 8);
+        let mut client = StringBuilder::with_capacity(n, n * 16);
         for e in &self.rows {
             position.append_value(e.position.to_string());
             commit.append_value(e.position.commit);
@@ -164,6 +193,9 @@ impl<W: Write + Send> Parquet<W> {
             correlation.append_option(e.metadata.correlation_id.as_deref());
             causation.append_option(e.metadata.causation_id.as_deref());
             data.append_value(e.data.to_string());
+            subject.append_option(principal_subject(e));
+            role.append_option(principal_role(e));
+            client.append_option(principal_client(e));
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(position.finish()),
@@ -179,6 +211,9 @@ impl<W: Write + Send> Parquet<W> {
             Arc::new(correlation.finish()),
             Arc::new(causation.finish()),
             Arc::new(data.finish()),
+            Arc::new(subject.finish()),
+            Arc::new(role.finish()),
+            Arc::new(client.finish()),
         ];
         let batch = RecordBatch::try_new(parquet_schema(), columns).map_err(|e| e.to_string())?;
         self.writer.write(&batch).map_err(|e| e.to_string())?;

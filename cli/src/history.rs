@@ -1,10 +1,29 @@
 //! `milestone history <id> [--workflow <name>]`. Rows show each event as stored (its schema
-//! version and data); the summary reads it as the current version.
+//! version and data) and who caused it (the principal in its metadata); the summary reads it as
+//! the current version.
 
 use crate::workflows::CliWorkflow;
 use crate::{instance_events, occurred_at, CliError};
-use event_store::EventStore;
+use event_store::{EventStore, Principal};
 use std::io::Write;
+
+/// A principal as the table shows it: `subject (role)`, with `via client` when it names one;
+/// `-` for none.
+fn who(principal: Option<&Principal>) -> String {
+    match principal {
+        None => "-".to_owned(),
+        Some(Principal {
+            subject,
+            role,
+            client: None,
+        }) => format!("{subject} ({role})"),
+        Some(Principal {
+            subject,
+            role,
+            client: Some(client),
+        }) => format!("{subject} ({role}) via {client}"),
+    }
+}
 
 /// Writes the instance's history as a table, or as JSON Lines.
 ///
@@ -22,8 +41,8 @@ pub async fn run(
     if !json {
         writeln!(
             out,
-            "{:>3}  {:<20}  {:<24}  {:<26}  {:<36}  {:<36}  summary",
-            "rev", "position", "occurred at", "type", "correlation", "causation"
+            "{:>3}  {:<20}  {:<24}  {:<26}  {:<36}  {:<36}  {:<24}  summary",
+            "rev", "position", "occurred at", "type", "correlation", "causation", "principal"
         )
         .map_err(io)?;
     }
@@ -42,6 +61,7 @@ pub async fn run(
                 "event_id": e.id,
                 "correlation_id": e.metadata.correlation_id,
                 "causation_id": e.metadata.causation_id,
+                "principal": e.metadata.principal,
                 "summary": workflow.summary(e),
                 "data": e.data,
             });
@@ -49,13 +69,14 @@ pub async fn run(
         } else {
             writeln!(
                 out,
-                "{:>3}  {:<20}  {:<24}  {:<26}  {:<36}  {:<36}  {}",
+                "{:>3}  {:<20}  {:<24}  {:<26}  {:<36}  {:<36}  {:<24}  {}",
                 e.revision,
                 e.position.to_string(),
                 when,
                 e.event_type,
                 correlation,
                 causation,
+                who(e.metadata.principal.as_ref()),
                 workflow.summary(e)
             )
             .map_err(io)?;

@@ -63,6 +63,8 @@ async fn main() {
         body_limit_bytes: 64 * 1024,
         workers: 2,
         group_commit: Default::default(),
+        // Benchmarks measure throughput, not the rate limit.
+        rate_limit: None,
     };
     let app = Application::with_store(config, store).unwrap();
     let endpoint = format!("http://127.0.0.1:{}/orders", app.port());

@@ -1,6 +1,7 @@
 //! Configuration from the environment, with defaults for a local run.
 
 use event_store::postgres::GroupCommit;
+use service_kit::rate_limit::RateLimit;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
 
@@ -20,6 +21,9 @@ pub struct Config {
     /// `MILESTONE_GROUP_COMMIT`: `off`, `on` or a number of groups in flight: whether (and how)
     /// the PostgreSQL store commits appends made at the same time together.
     pub group_commit: GroupCommit,
+    /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 50),
+    /// `MILESTONE_RATE_LIMIT_BURST` (default 100): commands per caller; `None` when off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -49,6 +53,7 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
             group_commit: var("MILESTONE_GROUP_COMMIT", GroupCommit::default())?,
+            rate_limit: RateLimit::from_env()?,
         })
     }
 }
@@ -66,6 +71,7 @@ mod tests {
             body_limit_bytes: 64 * 1024,
             workers: 1,
             group_commit: GroupCommit::default(),
+            rate_limit: None,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -122,6 +122,10 @@ pub enum ApiError {
         /// The original problem+json body, byte for byte.
         problem: String,
     },
+    /// The caller sent more requests than its rate limit allows; it may retry after
+    /// `retry_after_secs`. Nothing was done.
+    #[error("too many requests: retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(String),
 }
@@ -153,6 +157,7 @@ impl ApiError {
             Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Unavailable(_) => "event_store_unavailable",
+            Self::RateLimited { .. } => "rate_limited",
             Self::HistoryUnreadable { code, .. } => code,
             Self::Replayed { code, .. } => code,
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "internal_error",
@@ -175,6 +180,7 @@ impl ApiError {
             Self::IdempotencyKeyReused { .. } => "Idempotency key reused",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Unavailable(_) => "Event store unavailable",
+            Self::RateLimited { .. } => "Too many requests",
             Self::HistoryUnreadable { subject, .. } => {
                 return format!("{} history unreadable", capitalized(subject))
             }
@@ -278,6 +284,7 @@ impl ResponseError for ApiError {
             Self::Contention { .. } => StatusCode::CONFLICT,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HistoryUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Replayed { status, .. } => *status,
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => {
@@ -317,6 +324,9 @@ impl ResponseError for ApiError {
         match self {
             Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             Self::Replayed { .. } => {
                 response.insert_header((crate::http::REPLAYED_HEADER, "true"));

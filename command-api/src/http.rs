@@ -12,8 +12,10 @@ use actix_web::error::InternalError;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use event_store::Principal;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use service_kit::rate_limit::{Caller, RateLimiter};
 use sha2::{Digest, Sha256};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
@@ -145,6 +147,35 @@ pub async fn echo_correlation_id(
     }
 }
 
+/// Middleware: takes each command (`POST`) from its caller's token bucket, the principal's
+/// subject or, without one, the client's address; over the limit, the command is answered
+/// `429 rate_limited` with `Retry-After` and never reaches the store. Health, readiness and the
+/// OpenAPI document are not limited. Wrapped inside the authentication middleware, so that the
+/// principal is known.
+///
+/// # Errors
+/// [`ApiError::RateLimited`]; an error of the inner service.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::POST {
+        if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+            let subject = req
+                .extensions()
+                .get::<Principal>()
+                .map(|p| p.subject.clone());
+            let caller = Caller::of(subject.as_deref(), req.peer_addr());
+            limiter
+                .admit(&caller)
+                .map_err(|limited| ApiError::RateLimited {
+                    retry_after_secs: limited.retry_after_secs(),
+                })?;
+        }
+    }
+    next.call(req).await
+}
+
 fn echo(headers: &mut HeaderMap, id: &str) {
     if headers.contains_key(CORRELATION_HEADER) {
         return;
@@ -228,6 +259,12 @@ fn request_hash(endpoint: &str, body: &serde_json::Value) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The authenticated caller, as the authentication middleware left it in the request's
+/// extensions; none when authentication is disabled.
+pub fn principal(req: &HttpRequest) -> Option<Principal> {
+    req.extensions().get::<Principal>().cloned()
+}
+
 fn context(
     req: &HttpRequest,
     endpoint: &str,
@@ -249,6 +286,7 @@ fn context(
         idempotency_key,
         correlation_id,
         causation_id: None,
+        principal: principal(req),
     })
 }
 
@@ -282,7 +320,8 @@ pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;
     let (request, value) = parse_json::<B>(&body)?;
     let ctx = context(&req, endpoint, &value)?;
-    let fallback = service::instance_id_for::<W>(ctx.idempotency_key.as_deref());
+    let fallback =
+        service::instance_id_for::<W>(ctx.idempotency_key.as_deref(), ctx.principal.as_ref());
     let (id, command) = request
         .into_command(fallback)
         .map_err(ApiError::Validation)?;

@@ -11,6 +11,10 @@
 //! with `NoStream`, and nothing but a `404` can have been recorded for an instance that does
 //! not exist, which the append finds: it is guarded by the key's stream
 //! ([`event_store::EventStore::append_guarded`]), written only while that stream is empty.
+//!
+//! A key belongs to the principal who sent it ([`scoped_key`]): the ledger's stream, and the
+//! command and instance ids derived from a key, are the principal's own, so two principals
+//! sending the same key never see each other's answer.
 
 use crate::dto::CommandOutcome;
 use crate::error::ApiError;
@@ -19,16 +23,29 @@ use actix_web::http::StatusCode;
 use actix_web::ResponseError;
 use chrono::Utc;
 use event_store::{
-    Direction, EventStore, ExpectedRevision, Metadata, NewEvent, StoreError,
+    Direction, EventStore, ExpectedRevision, Metadata, NewEvent, Principal, StoreError,
     BOOKKEEPING_STREAM_PREFIX,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::marker::PhantomData;
 use uuid::Uuid;
 
 /// Namespace of the ids derived here (the key's part of a stream name, record event ids).
 const NAMESPACE: Uuid = Uuid::from_u128(0x6d69_6c65_7374_6f6e_6520_6b65_7973_0001);
+
+/// An idempotency key as its principal's own, for deriving names and ids from: the key itself
+/// without a principal (the namespace keys had before principals were recorded, so existing
+/// records keep their meaning), otherwise the principal's subject, length first, then the key,
+/// after a line break no header value holds: no scoped key reads as a bare key, nor as another
+/// (subject, key) pair.
+pub fn scoped_key<'a>(principal: Option<&Principal>, key: &'a str) -> Cow<'a, str> {
+    match principal {
+        None => Cow::Borrowed(key),
+        Some(p) => Cow::Owned(format!("\n{}:{}\n{key}", p.subject.len(), p.subject)),
+    }
+}
 
 /// A keyed request's answer, or the claim that its events will be.
 #[derive(Debug, Clone)]
@@ -85,25 +102,34 @@ struct Entry {
     answer: Stored,
 }
 
-/// The bookkeeping stream of one (instance stream of workflow `W`, idempotency key).
+/// The bookkeeping stream of one (instance stream of workflow `W`, principal, idempotency
+/// key).
 #[derive(Debug)]
 pub struct KeyLedger<'a, W> {
     stream: String,
     key: &'a str,
+    /// Who owns the key; recorded with each record.
+    principal: Option<&'a Principal>,
     /// Tells a retry (same hash) from another request reusing the key.
     request_hash: &'a str,
     workflow: PhantomData<W>,
 }
 
 impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
-    pub fn new(instance_stream: &str, key: &'a str, request_hash: &'a str) -> Self {
+    pub fn new(
+        instance_stream: &str,
+        key: &'a str,
+        principal: Option<&'a Principal>,
+        request_hash: &'a str,
+    ) -> Self {
         let key_id = Uuid::new_v5(
             &NAMESPACE,
-            format!("key/{instance_stream}/{key}").as_bytes(),
+            format!("key/{instance_stream}/{}", scoped_key(principal, key)).as_bytes(),
         );
         Self {
             stream: format!("{BOOKKEEPING_STREAM_PREFIX}idempotency-{instance_stream}-{key_id}"),
             key,
+            principal,
             request_hash,
             workflow: PhantomData,
         }
@@ -204,7 +230,7 @@ impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
                 idempotency_key: Some(self.key.to_owned()),
                 request_hash: Some(self.request_hash.to_owned()),
                 occurred_at: Some(Utc::now()),
-                principal: None,
+                principal: self.principal.cloned(),
                 traceparent: None,
                 tracestate: None,
             },
@@ -214,5 +240,35 @@ impl<'a, W: WorkflowApi> KeyLedger<'a, W> {
             Err(e) if e.is_conflict() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(subject: &str) -> Principal {
+        Principal {
+            subject: subject.to_owned(),
+            role: "shop".to_owned(),
+            client: None,
+        }
+    }
+
+    #[test]
+    fn a_key_without_a_principal_keeps_the_namespace_it_always_had() {
+        assert_eq!(scoped_key(None, "k-1"), "k-1");
+    }
+
+    #[test]
+    fn no_two_subject_and_key_pairs_scope_to_the_same_key() {
+        let a = scoped_key(Some(&principal("a/b")), "c");
+        let b = scoped_key(Some(&principal("a")), "b/c");
+        assert_ne!(a, b);
+        let scoped = scoped_key(Some(&principal("a")), "k");
+        assert!(
+            scoped.starts_with('\n') && scoped.ends_with("\nk"),
+            "{scoped:?}"
+        );
     }
 }

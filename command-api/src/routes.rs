@@ -78,6 +78,7 @@ macro_rules! command_routes {
                 (status = 413, description = "Body too large", body = $crate::error::Problem, content_type = "application/problem+json"),
                 (status = 415, description = "Body is not JSON", body = $crate::error::Problem, content_type = "application/problem+json"),
                 (status = 422, description = "Invalid fields (listed), or Idempotency-Key reused", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = $crate::error::Problem, content_type = "application/problem+json"),
                 (status = 503, description = "Event store unavailable; see Retry-After", body = $crate::error::Problem, content_type = "application/problem+json"),
             )
         )]
@@ -106,6 +107,7 @@ macro_rules! command_routes {
                     (status = 413, description = "Body too large", body = $crate::error::Problem, content_type = "application/problem+json"),
                     (status = 415, description = "Body is not JSON", body = $crate::error::Problem, content_type = "application/problem+json"),
                     (status = 422, description = $invalid, body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 429, description = "Rate limit exceeded (`rate_limited`); see Retry-After", body = $crate::error::Problem, content_type = "application/problem+json"),
                     (status = 503, description = "Event store unavailable; see Retry-After", body = $crate::error::Problem, content_type = "application/problem+json"),
                 )
             )]

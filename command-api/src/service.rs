@@ -5,13 +5,13 @@
 
 use crate::dto::CommandOutcome;
 use crate::error::{ApiError, UnreadableEvent};
-use crate::idempotency::{Answer, KeyLedger, RefusedAnswer};
+use crate::idempotency::{scoped_key, Answer, KeyLedger, RefusedAnswer};
 use crate::workflow::{InstanceId, WorkflowApi};
 use actix_web::http::StatusCode;
 use chrono::Utc;
 use domain::{EventContract, Label, Workflow};
 use event_store::{
-    read_whole_stream, EventStore, ExpectedRevision, GuardedAppend, Metadata, NewEvent,
+    read_whole_stream, EventStore, ExpectedRevision, GuardedAppend, Metadata, NewEvent, Principal,
     RecordedEvent, StoreError,
 };
 use uuid::Uuid;
@@ -35,23 +35,48 @@ pub struct CommandContext {
     /// that records a reminder); stored as each event's causation id instead of the command's
     /// id.
     pub causation_id: Option<String>,
+    /// Who sent the command (none when authentication is disabled): recorded in each event's
+    /// metadata, and the owner of its idempotency key.
+    pub principal: Option<Principal>,
 }
 
 impl CommandContext {
-    /// The command's id: derived from the idempotency key, so a retry has the same one.
+    /// The command's id: derived from the idempotency key as the principal's own, so a retry
+    /// has the same one and another principal's use of the key another.
     fn command_id(&self, stream: &str) -> Uuid {
         match &self.idempotency_key {
-            Some(key) => Uuid::new_v5(&NAMESPACE, format!("command/{stream}/{key}").as_bytes()),
+            Some(key) => {
+                let key = scoped_key(self.principal.as_ref(), key);
+                Uuid::new_v5(&NAMESPACE, format!("command/{stream}/{key}").as_bytes())
+            }
             None => Uuid::new_v4(),
         }
     }
+
+    /// Whether `event` was caused by a request with this context's idempotency key from this
+    /// context's principal.
+    fn keyed_same(&self, event: &RecordedEvent) -> bool {
+        fn subject(p: &Option<Principal>) -> Option<&str> {
+            p.as_ref().map(|p| p.subject.as_str())
+        }
+        self.idempotency_key.is_some()
+            && event.metadata.idempotency_key == self.idempotency_key
+            && subject(&event.metadata.principal) == subject(&self.principal)
+    }
 }
 
-/// The id a creating request gets when its body names none: derived from the idempotency key,
-/// so a retry lands on the same instance.
-pub fn instance_id_for<W: WorkflowApi>(idempotency_key: Option<&str>) -> W::Id {
+/// The id a creating request gets when its body names none: derived from the idempotency key
+/// as the principal's own, so a retry lands on the same instance and another principal's use
+/// of the key on another.
+pub fn instance_id_for<W: WorkflowApi>(
+    idempotency_key: Option<&str>,
+    principal: Option<&Principal>,
+) -> W::Id {
     W::id_from_uuid(match idempotency_key {
-        Some(key) => Uuid::new_v5(&NAMESPACE, format!("{}/{key}", W::NAME).as_bytes()),
+        Some(key) => {
+            let key = scoped_key(principal, key);
+            Uuid::new_v5(&NAMESPACE, format!("{}/{key}", W::NAME).as_bytes())
+        }
         None => Uuid::new_v4(),
     })
 }
@@ -152,7 +177,7 @@ fn find_original<W: WorkflowApi>(
     let mine: Vec<usize> = history
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.metadata.idempotency_key.as_ref() == Some(key))
+        .filter(|(_, e)| ctx.keyed_same(e))
         .map(|(i, _)| i)
         .collect();
     let Some(&last) = mine.last() else {
@@ -216,6 +241,7 @@ async fn run<W: WorkflowApi>(
         KeyLedger::<W>::new(
             &stream,
             key,
+            ctx.principal.as_ref(),
             ctx.request_hash.as_deref().unwrap_or_default(),
         )
     });
@@ -343,7 +369,7 @@ async fn run<W: WorkflowApi>(
                     idempotency_key: ctx.idempotency_key.clone(),
                     request_hash: ctx.request_hash.clone(),
                     occurred_at: Some(now),
-                    principal: None,
+                    principal: ctx.principal.clone(),
                     traceparent: None,
                     tracestate: None,
                 },

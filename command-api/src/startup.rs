@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use event_store::{EventStore, StoreOptions};
 use service_kit::health;
+use service_kit::rate_limit::RateLimiter;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -49,12 +50,15 @@ impl Application {
         let listener = TcpListener::bind(config.listen)?;
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
+        let limiter = web::Data::new(RateLimiter::new(config.rate_limit));
         let state = web::Data::new(AppState { store, config });
         let server = HttpServer::new(move || {
             crate::SERVED
                 .iter()
                 .fold(App::new(), |app, served| app.configure(served.configure))
                 .app_data(state.clone())
+                .app_data(limiter.clone())
+                .wrap(from_fn(http::rate_limit))
                 .wrap(from_fn(http::echo_correlation_id))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))

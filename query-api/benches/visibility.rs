@@ -48,6 +48,8 @@ async fn main() {
             body_limit_bytes: 64 * 1024,
             workers: 2,
             group_commit: Default::default(),
+            // Benchmarks measure throughput, not the rate limit.
+            rate_limit: None,
         },
         store,
     )

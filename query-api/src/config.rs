@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use service_kit::rate_limit::RateLimit;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub struct Config {
     /// may fall behind before its subscription is closed with `SUBSCRIBER_TOO_SLOW` and the
     /// token to resume from.
     pub subscription_buffer: usize,
+    /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 50),
+    /// `MILESTONE_RATE_LIMIT_BURST` (default 100): `POST /graphql` requests per caller; `None`
+    /// when off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -66,6 +71,7 @@ impl Config {
             connection_init_timeout: Duration::from_millis(10_000),
             keepalive_timeout: None,
             subscription_buffer: 256,
+            rate_limit: Some(RateLimit::default()),
         }
     }
 
@@ -110,6 +116,7 @@ impl Config {
             },
             subscription_buffer: var("MILESTONE_SUBSCRIPTION_BUFFER", d.subscription_buffer)?
                 .max(1),
+            rate_limit: RateLimit::from_env()?,
         })
     }
 }

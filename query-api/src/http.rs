@@ -4,12 +4,17 @@ use crate::db::{projection, Snapshot};
 use crate::error::error_chain;
 use crate::schema::{self, PROJECTION};
 use crate::startup::AppState;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use async_graphql::http::GraphiQLSource;
 use event_store::Position;
 use serde_json::json;
 use service_kit::health;
+use service_kit::rate_limit::{Caller, RateLimiter};
 use std::sync::Arc;
 
 /// The header (or request extension `consistencyToken`) carrying a command's consistency token.
@@ -21,6 +26,41 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> HttpResp
         "data": null,
         "errors": [{ "message": message, "extensions": { "code": code } }]
     }))
+}
+
+/// Middleware: takes each `POST /graphql` from its caller's token bucket, the principal's
+/// subject or, without one, the client's address; over the limit, the request is answered
+/// `429` with `Retry-After` and an error whose `extensions.code` is `RATE_LIMITED`, and no
+/// query runs. Wrapped inside the authentication middleware, so that the principal is known.
+///
+/// # Errors
+/// The `429` response; an error of the inner service.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.method() == Method::POST && req.path() == "/graphql" {
+        if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+            let subject = req
+                .extensions()
+                .get::<event_store::Principal>()
+                .map(|p| p.subject.clone());
+            let caller = Caller::of(subject.as_deref(), req.peer_addr());
+            if let Err(limited) = limiter.admit(&caller) {
+                let secs = limited.retry_after_secs();
+                let mut response = error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    &format!("too many requests: retry after {secs} s"),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+                return Err(InternalError::from_response("rate limited", response).into());
+            }
+        }
+    }
+    next.call(req).await
 }
 
 /// The request's consistency token, if it carries one.

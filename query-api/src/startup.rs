@@ -10,6 +10,7 @@ use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
 use service_kit::health;
+use service_kit::rate_limit::RateLimiter;
 use std::net::TcpListener;
 
 /// What every handler can reach.
@@ -51,6 +52,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
         let body_limit = config.body_limit_bytes;
+        let limiter = web::Data::new(RateLimiter::new(config.rate_limit));
         let state = web::Data::new(AppState {
             schema,
             pool,
@@ -62,6 +64,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(limiter.clone())
+                .wrap(actix_web::middleware::from_fn(http::rate_limit))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(body_limit)

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use command_api::error::ApiError;
 use command_api::service::{decode, execute, CommandContext};
 use domain::{Label, Orders, Reason, Returns};
-use event_store::{read_whole_stream, EventStore, StoreError, StoreOptions};
+use event_store::{read_whole_stream, EventStore, Principal, StoreError, StoreOptions};
 use projector::lease::Lease;
 use std::future::Future;
 use std::sync::Arc;
@@ -29,6 +29,15 @@ use uuid::Uuid;
 
 /// The lease's name in `projection_leases`.
 pub const LEASE: &str = "reconciler";
+
+/// Who the reconciler's events are recorded as caused by: the service itself.
+pub fn principal() -> Principal {
+    Principal {
+        subject: "reconciler".to_owned(),
+        role: "service".to_owned(),
+        client: None,
+    }
+}
 
 /// Why a run or the start-up failed.
 #[derive(Debug, thiserror::Error)]
@@ -224,6 +233,7 @@ impl Reconciler {
                 .unwrap_or_else(|| run.to_string()),
             request_hash: None,
             causation_id: Some(run.to_string()),
+            principal: Some(principal()),
         };
         let pending = W::pending_actions(&state);
         if reminders >= self.config.max_reminders {

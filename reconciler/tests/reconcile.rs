@@ -466,3 +466,22 @@ async fn lease_holders(env: &Env) -> i64 {
 async fn lease_token(env: &Env) -> i64 {
     lease_row(env).await.get(1)
 }
+
+#[tokio::test]
+async fn what_the_reconciler_records_names_the_reconciler_service_as_who_decided() {
+    let env = Env::start().await;
+    let id = env.placed_order().await;
+    env.project().await;
+    env.reconciler().await.run_once().await.unwrap();
+
+    let stream = env.stream(id).await;
+    let reminded = of_type(&stream, "OrderReminded");
+    assert_eq!(reminded.len(), 2);
+    for event in reminded {
+        let principal = event.metadata.principal.as_ref().unwrap();
+        assert_eq!(
+            (principal.subject.as_str(), principal.role.as_str()),
+            ("reconciler", "service")
+        );
+    }
+}

@@ -5,8 +5,9 @@
 //! a configuration never prints a password; `shutdown` resolves on SIGINT or SIGTERM; `health`
 //! (feature `http`) answers `/healthz` and `/readyz`; `postgres` builds connection pools,
 //! applies migrations, LISTENs for notifications and tells an unreachable database from a
-//! refused statement; `lease` keeps one active instance of a service with a fencing token. Nothing here knows about events or read models: the event store and the
-//! read models both build on it.
+//! refused statement; `lease` keeps one active instance of a service with a fencing token;
+//! `rate_limit` keeps a token bucket per caller for the APIs' rate limits. Nothing here knows
+//! about events or read models: the event store and the read models both build on it.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@
 pub mod health;
 pub mod lease;
 pub mod postgres;
+pub mod rate_limit;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

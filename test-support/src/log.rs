@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use domain::*;
-use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, Position};
+use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent, Position, Principal};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -41,6 +41,8 @@ pub struct Log<'a> {
     /// When the first command of a `record` call occurred; each next one a minute later.
     /// `None` leaves `occurred_at` unset.
     at: Option<DateTime<Utc>>,
+    /// Who the next commands are recorded as sent by; `None` records no principal.
+    by: Option<&'a Principal>,
 }
 
 /// The correlation id the log gives an instance's events: `corr-<id>` for an order, and
@@ -55,7 +57,19 @@ pub fn correlation_id<W: Workflow>(instance: Uuid) -> String {
 
 impl<'a> Log<'a> {
     pub fn new(store: &'a dyn EventStore) -> Self {
-        Self { store, at: None }
+        Self {
+            store,
+            at: None,
+            by: None,
+        }
+    }
+
+    /// The same log, recording its next commands as sent by `principal`.
+    pub fn by(self, principal: &'a Principal) -> Self {
+        Self {
+            by: Some(principal),
+            ..self
+        }
     }
 
     /// The same log, recording its next commands as occurring from `time` on.
@@ -95,6 +109,7 @@ impl<'a> Log<'a> {
                 correlation_id: Some(correlation_id::<W>(instance)),
                 causation_id: Some(format!("cmd-{i}")),
                 occurred_at: self.at.map(|t| t + Duration::minutes(i as i64)),
+                principal: self.by.cloned(),
                 ..Metadata::default()
             };
             let new = events

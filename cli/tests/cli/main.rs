@@ -734,3 +734,160 @@ async fn export_of_the_returns_workflow_writes_only_the_return_events() {
         rows[3]
     );
 }
+
+/// An order placed by `shop-7` through the `web-shop` client, then paid with no principal
+/// recorded (authentication disabled).
+async fn log_with_principals() -> (String, Uuid) {
+    let url = test_support::fresh_database().await;
+    let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
+        .await
+        .unwrap();
+    let id = Uuid::new_v4();
+    let shop = event_store::Principal {
+        subject: "shop-7".to_owned(),
+        role: "shop".to_owned(),
+        client: Some("web-shop".to_owned()),
+    };
+    let log = Log::new(store.as_ref()).at(t(9, 0));
+    log.by(&shop).order(id, vec![place_order(id)]).await;
+    log.order(id, vec![authorize("pay-1", 1000)]).await;
+    (url, id)
+}
+
+#[tokio::test]
+async fn history_shows_who_caused_each_event() {
+    let (url, id) = log_with_principals().await;
+    let table = stdout(&milestone(&url, &["history", &id.to_string()]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("principal"), "{table}");
+    assert!(lines[1].contains("shop-7 (shop) via web-shop"), "{table}");
+    assert!(!lines[2].contains("shop-7"), "{table}");
+
+    let rows = json_lines(&stdout(&milestone(
+        &url,
+        &["history", &id.to_string(), "--json"],
+    )));
+    assert_eq!(
+        rows[0]["principal"],
+        serde_json::json!({"subject": "shop-7", "role": "shop", "client": "web-shop"})
+    );
+    assert!(rows[1]["principal"].is_null());
+}
+
+#[tokio::test]
+async fn exports_end_each_row_with_the_principal_who_caused_the_event() {
+    let (url, _) = log_with_principals().await;
+    settle(&url, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+
+    let rows = json_lines(&stdout(&milestone(&url, &["export", "--quiet"])));
+    assert_eq!(
+        (
+            &rows[0]["principal_subject"],
+            &rows[0]["principal_role"],
+            &rows[0]["principal_client"]
+        ),
+        (
+            &serde_json::json!("shop-7"),
+            &serde_json::json!("shop"),
+            &serde_json::json!("web-shop")
+        )
+    );
+    assert!(rows[1]["principal_subject"].is_null());
+
+    let csv_path = path("events.csv");
+    stdout(&milestone(
+        &url,
+        &["export", "--quiet", "--format", "csv", "--out", &csv_path],
+    ));
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "position",
+            "stream_id",
+            "revision",
+            "event_id",
+            "event_type",
+            "schema_version",
+            "occurred_at",
+            "recorded_at",
+            "correlation_id",
+            "causation_id",
+            "data",
+            "principal_subject",
+            "principal_role",
+            "principal_client"
+        ],
+        "the earlier columns keep their order"
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(
+        &records[0].iter().collect::<Vec<_>>()[11..],
+        ["shop-7", "shop", "web-shop"]
+    );
+    assert_eq!(&records[1].iter().collect::<Vec<_>>()[11..], ["", "", ""]);
+
+    let parquet_path = path("events.parquet");
+    stdout(&milestone(
+        &url,
+        &[
+            "export",
+            "--quiet",
+            "--format",
+            "parquet",
+            "--out",
+            &parquet_path,
+        ],
+    ));
+    let file = std::fs::File::open(&parquet_path).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names[names.len() - 4..],
+        [
+            "data",
+            "principal_subject",
+            "principal_role",
+            "principal_client"
+        ]
+    );
+    let column = |name: &str| -> Vec<Option<String>> {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap()
+            .iter()
+            .map(|v| v.map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        column("principal_subject"),
+        [Some("shop-7".to_owned()), None]
+    );
+    assert_eq!(column("principal_role"), [Some("shop".to_owned()), None]);
+    assert_eq!(
+        column("principal_client"),
+        [Some("web-shop".to_owned()), None]
+    );
+}

@@ -36,6 +36,7 @@ fn run(causation: &str, correlation: &str) -> CommandContext {
         correlation_id: correlation.to_owned(),
         request_hash: None,
         causation_id: Some(causation.to_owned()),
+        principal: None,
     }
 }
 

@@ -189,6 +189,7 @@ fn ctx(key: Option<&str>, if_match: Option<u64>, hash: &str) -> CommandContext {
         correlation_id: format!("corr-{}", Uuid::new_v4()),
         request_hash: key.map(|_| hash.to_owned()),
         causation_id: None,
+        principal: None,
     }
 }
 

@@ -16,9 +16,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|store| store).await
 }
 
-/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one.
+/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one. Rate
+/// limits are off: tests send many requests from one address.
 pub async fn spawn_app_with(
     wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+) -> TestApp {
+    spawn_app_limited(wrap, None).await
+}
+
+/// The app on a fresh database with the rate limit `rate_limit` (`None`: off).
+pub async fn spawn_app_limited(
+    wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+    rate_limit: Option<service_kit::rate_limit::RateLimit>,
 ) -> TestApp {
     service_kit::init_test_tracing();
     let database_url = test_support::fresh_database().await;
@@ -33,6 +42,7 @@ pub async fn spawn_app_with(
         body_limit_bytes: 64 * 1024,
         workers: 2,
         group_commit: Default::default(),
+        rate_limit,
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -11,6 +11,8 @@ mod headers;
 mod idempotency;
 mod lost_answers;
 mod openapi;
+mod principals;
+mod rate_limits;
 mod returns;
 mod round_trips;
 mod upcast;

@@ -31,6 +31,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0011_order_follow_up_backfill",
         include_str!("../../../schemas/read-models/0011_order_follow_up_backfill.sql"),
     ),
+    (
+        "0013_order_timeline_principal",
+        include_str!("../../../schemas/read-models/0013_order_timeline_principal.sql"),
+    ),
 ];
 
 /// Keeps the order read models; `deadlines` set each row's `deadline_at`, `reminder_spacing`

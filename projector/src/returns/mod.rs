@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "0012_return_follow_up_backfill",
         include_str!("../../../schemas/read-models/0012_return_follow_up_backfill.sql"),
     ),
+    (
+        "0014_return_timeline_principal",
+        include_str!("../../../schemas/read-models/0014_return_timeline_principal.sql"),
+    ),
 ];
 
 /// Keeps the returns read models; `deadlines` set each row's `deadline_at`,

@@ -4,6 +4,7 @@
 use super::{StatusRow, TimelineRow};
 use crate::ProjectorError;
 use deadpool_postgres::Transaction;
+use event_store::Principal;
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -115,7 +116,11 @@ pub async fn insert_timeline<R: StatusRow>(
         return Ok(());
     }
     // Typed arrays travel in binary: no JSON for the server to parse.
-    let columns: [Column<'_>; 10] = [
+    let principal = |part: fn(&Principal) -> Option<&str>| {
+        rows.iter()
+            .map(move |r| r.principal.as_ref().and_then(part))
+    };
+    let columns: [Column<'_>; 13] = [
         column("order_id", "uuid", rows.iter().map(|r| r.order_id)),
         column("revision", "bigint", rows.iter().map(|r| r.revision)),
         column(
@@ -146,6 +151,21 @@ pub async fn insert_timeline<R: StatusRow>(
             rows.iter().map(|r| r.causation_id.as_deref()),
         ),
         column("summary", "text", rows.iter().map(|r| r.summary.as_str())),
+        column(
+            "principal_subject",
+            "text",
+            principal(|p| Some(p.subject.as_str())),
+        ),
+        column(
+            "principal_role",
+            "text",
+            principal(|p| Some(p.role.as_str())),
+        ),
+        column(
+            "principal_client",
+            "text",
+            principal(|p| p.client.as_deref()),
+        ),
     ];
     insert_unnest(tx, R::TIMELINE, &columns, "").await?;
     Ok(())

@@ -17,7 +17,7 @@ use crate::projection::Projection;
 use crate::ProjectorError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
-use event_store::RecordedEvent;
+use event_store::{Principal, RecordedEvent};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use uuid::Uuid;
@@ -72,6 +72,8 @@ pub struct TimelineRow {
     pub correlation_id: Option<String>,
     pub causation_id: Option<String>,
     pub summary: String,
+    /// Who caused the event, as its metadata records it.
+    pub principal: Option<Principal>,
 }
 
 /// Why an event cannot be applied to an instance's row, whatever the workflow; the event is
@@ -259,6 +261,7 @@ pub fn apply_event<R: StatusRow>(
         correlation_id: event.metadata.correlation_id.clone(),
         causation_id: event.metadata.causation_id.clone(),
         summary,
+        principal: event.metadata.principal.clone(),
     }))
 }
 

@@ -430,6 +430,11 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
         correlation_id: Some(own("correlation_id")),
         causation_id: Some(own("causation_id")),
         summary: own("summary"),
+        principal: Some(event_store::Principal {
+            subject: own("principal_subject"),
+            role: own("principal_role"),
+            client: Some(own("principal_client")),
+        }),
     };
 
     let mut client = env.projector.pool().get().await.unwrap();
@@ -457,6 +462,9 @@ async fn each_field_of_a_timeline_entry_and_a_status_count_is_written_to_the_col
         "correlation_id",
         "causation_id",
         "summary",
+        "principal_subject",
+        "principal_role",
+        "principal_client",
     ] {
         assert_eq!(stored[column], json!(column), "column `{column}`");
     }

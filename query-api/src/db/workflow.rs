@@ -332,7 +332,28 @@ pub struct TimelineRecord {
     pub causation_id: Option<String>,
     /// A short human summary.
     pub summary: String,
+    /// Who caused the event; null when it was recorded without a principal (authentication
+    /// disabled, or recorded before principals were).
+    pub principal: Option<TimelinePrincipal>,
 }
+
+/// Who caused an event: the authenticated caller of its command, or a service acting on its
+/// own (e.g. subject `reconciler`, role `service`).
+#[derive(Debug, Clone, PartialEq, Eq, async_graphql::SimpleObject)]
+#[graphql(name = "Principal")]
+pub struct TimelinePrincipal {
+    /// The user or service account.
+    pub subject: String,
+    /// The role whose scopes it acted with.
+    pub role: String,
+    /// The OAuth2 client its token was issued to, when it names one.
+    pub client: Option<String>,
+}
+
+/// The columns of a timeline table, in the order [`TimelineRecord::from_row`] reads them by
+/// name (every workflow's table has them).
+const TIMELINE_COLUMNS: &str = "revision, event_type, occurred_at, recorded_at, position,
+    correlation_id, causation_id, summary, principal_subject, principal_role, principal_client";
 
 impl TimelineRecord {
     /// Reads a row of a timeline table (every workflow's has the same columns).
@@ -346,6 +367,14 @@ impl TimelineRecord {
             correlation_id: column(r, "correlation_id")?,
             causation_id: column(r, "causation_id")?,
             summary: column(r, "summary")?,
+            principal: match column::<Option<String>>(r, "principal_subject")? {
+                None => None,
+                Some(subject) => Some(TimelinePrincipal {
+                    subject,
+                    role: column::<Option<String>>(r, "principal_role")?.unwrap_or_default(),
+                    client: column(r, "principal_client")?,
+                }),
+            },
         })
     }
 }
@@ -358,8 +387,7 @@ pub async fn timelines<W: ReadModels>(
 ) -> Result<HashMap<Uuid, Vec<TimelineRecord>>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "select {id}, revision, event_type, occurred_at, recorded_at, position,
-                    correlation_id, causation_id, summary
+            "select {id}, {TIMELINE_COLUMNS}
                from {} where {id} = any($1) order by {id}, revision",
             W::TIMELINE_TABLE,
             id = W::ID_COLUMN,
@@ -384,8 +412,7 @@ pub async fn timeline_after<W: ReadModels>(
 ) -> Result<Vec<TimelineRecord>, DbError> {
     let stmt = client
         .prepare_cached(&format!(
-            "select revision, event_type, occurred_at, recorded_at, position,
-                    correlation_id, causation_id, summary
+            "select {TIMELINE_COLUMNS}
                from {} where {} = $1 and revision > $2 order by revision",
             W::TIMELINE_TABLE,
             W::ID_COLUMN,

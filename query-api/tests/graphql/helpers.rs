@@ -39,6 +39,9 @@ pub struct Options {
     pub subscription_buffer: usize,
     /// How many partitions the projections run as.
     pub partitions: u32,
+    /// The rate limit of `POST /graphql` (`None`: off, as tests send many requests from one
+    /// address).
+    pub rate_limit: Option<service_kit::rate_limit::RateLimit>,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             connection_init_timeout: Duration::from_secs(10),
             subscription_buffer: 256,
             partitions: 1,
+            rate_limit: None,
         }
     }
 }
@@ -89,6 +93,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     config.max_subscriptions_per_connection = options.max_subscriptions_per_connection;
     config.connection_init_timeout = options.connection_init_timeout;
     config.subscription_buffer = options.subscription_buffer;
+    config.rate_limit = options.rate_limit;
     let app = Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -163,3 +163,47 @@ async fn a_negative_first_does_not_cancel_the_cost_of_its_siblings() {
         assert!(body["data"].is_null(), "nothing ran: {body}");
     }
 }
+
+#[tokio::test]
+async fn queries_over_the_rate_limit_get_429_rate_limited_with_retry_after_until_the_wait_is_over()
+{
+    // One query every four seconds, two at once: the third of three quick queries finds the
+    // bucket empty, however slowly the first two were answered.
+    let app = spawn_with(Options {
+        rate_limit: Some(service_kit::rate_limit::RateLimit {
+            per_second: 0.25,
+            burst: 2,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let query = "{ statusCounts { status orders } }";
+    for _ in 0..2 {
+        let (status, body) = app.query_with(query, json!({}), None).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["errors"].is_null(), "{body}");
+    }
+
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&wait), "Retry-After: {wait}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+    assert!(body["data"].is_null());
+
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let (status, body) = app.query_with(query, json!({}), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["errors"].is_null(), "{body}");
+}

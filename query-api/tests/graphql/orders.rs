@@ -362,3 +362,45 @@ async fn an_order_shows_its_reminder_attempts_last_reminder_and_next_reminder() 
     assert!(quiet["lastReminderAt"].is_null());
     assert_eq!(quiet["nextReminderAt"], quiet["deadlineAt"]);
 }
+
+#[tokio::test]
+async fn each_order_timeline_entry_shows_the_principal_who_caused_it_or_null() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::new_v4();
+    let shop = event_store::Principal {
+        subject: "shop-7".to_owned(),
+        role: "shop".to_owned(),
+        client: None,
+    };
+    let payment = event_store::Principal {
+        subject: "psp-1".to_owned(),
+        role: "payment".to_owned(),
+        client: Some("psp-gateway".to_owned()),
+    };
+    let log = Log::new(app.store.as_ref());
+    log.by(&shop).order(id, vec![place(id, "cust-1")]).await;
+    log.by(&payment)
+        .order(id, vec![authorize("pay-1", TOTAL)])
+        .await;
+    app.command(id, reserve("res-1")).await;
+    app.project_all().await;
+
+    let body = app
+        .query(
+            "query($id: ID!) { order(id: $id) { timeline { eventType principal { subject role client } } } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["order"]["timeline"],
+        json!([
+            {"eventType": "OrderPlaced",
+             "principal": {"subject": "shop-7", "role": "shop", "client": null}},
+            {"eventType": "PaymentAuthorized",
+             "principal": {"subject": "psp-1", "role": "payment", "client": "psp-gateway"}},
+            {"eventType": "InventoryReserved", "principal": null},
+            {"eventType": "OrderAccepted", "principal": null},
+        ]),
+        "{body}"
+    );
+}

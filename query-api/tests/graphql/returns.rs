@@ -43,7 +43,14 @@ impl Returns {
 
     /// Records a return command on the order's return case; returns its consistency token.
     async fn command(&self, app: &TestApp, order_id: Uuid, command: ReturnCommand) -> Position {
-        let token = Log::new(app.store.as_ref())
+        self.record(Log::new(app.store.as_ref()), order_id, command)
+            .await
+    }
+
+    /// Records a return command through `log` (e.g. as sent by a principal); returns its
+    /// consistency token.
+    async fn record(&self, log: Log<'_>, order_id: Uuid, command: ReturnCommand) -> Position {
+        let token = log
             .record::<domain::Returns>(order_id, vec![command])
             .await
             .position()
@@ -421,4 +428,36 @@ async fn a_query_carrying_a_return_commands_token_sees_that_command() {
     assert_eq!(body["extensions"]["consistency"]["reached"], true);
     assert_eq!(body["extensions"]["consistency"]["stale"], false);
     projector.abort();
+}
+
+#[tokio::test]
+async fn each_return_timeline_entry_shows_the_principal_who_caused_it_or_null() {
+    let app = spawn_app().await;
+    let returns = Returns::start(&app, default_deadlines()).await;
+    let id = delivered_order(&app).await;
+    let customer = event_store::Principal {
+        subject: "cust-r".to_owned(),
+        role: "customer".to_owned(),
+        client: Some("mobile-app".to_owned()),
+    };
+    let log = Log::new(app.store.as_ref());
+    returns.record(log.by(&customer), id, request(id, 2)).await;
+    returns.record(log, id, approve()).await;
+    returns.project_all().await;
+
+    let body = app
+        .query(
+            "query($id: ID!) { return(orderId: $id) { timeline { eventType principal { subject role client } } } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["return"]["timeline"],
+        json!([
+            {"eventType": "ReturnRequested",
+             "principal": {"subject": "cust-r", "role": "customer", "client": "mobile-app"}},
+            {"eventType": "ReturnApproved", "principal": null},
+        ]),
+        "{body}"
+    );
 }
