@@ -68,7 +68,7 @@ start() {
   local path="$BIN/$name"
   [[ "$name" == */* ]] && path="$name"
   env MILESTONE_EVENT_STORE_URL="$DB_URL" MILESTONE_READ_MODEL_URL="$DB_URL" \
-    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" RUST_LOG=warn "$@" "$path" \
+    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" MILESTONE_RATE_LIMIT=off RUST_LOG=warn "$@" "$path" \
     >"$WORK/$(basename "$name").log" 2>&1 &
   STARTED=$!
   PIDS+=("$STARTED")

@@ -21,8 +21,8 @@ pub struct Config {
     /// `MILESTONE_GROUP_COMMIT`: `off`, `on` or a number of groups in flight: whether (and how)
     /// the PostgreSQL store commits appends made at the same time together.
     pub group_commit: GroupCommit,
-    /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 50),
-    /// `MILESTONE_RATE_LIMIT_BURST` (default 100): commands per caller; `None` when off.
+    /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 500),
+    /// `MILESTONE_RATE_LIMIT_BURST` (default 1000): commands per caller; `None` when off.
     pub rate_limit: Option<RateLimit>,
 }
 

@@ -44,8 +44,8 @@ pub struct Config {
     /// may fall behind before its subscription is closed with `SUBSCRIBER_TOO_SLOW` and the
     /// token to resume from.
     pub subscription_buffer: usize,
-    /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 50),
-    /// `MILESTONE_RATE_LIMIT_BURST` (default 100): `POST /graphql` requests per caller; `None`
+    /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 500),
+    /// `MILESTONE_RATE_LIMIT_BURST` (default 1000): `POST /graphql` requests per caller; `None`
     /// when off.
     pub rate_limit: Option<RateLimit>,
 }

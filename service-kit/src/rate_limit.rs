@@ -33,8 +33,8 @@ pub struct RateLimit {
 impl Default for RateLimit {
     fn default() -> Self {
         Self {
-            per_second: 50.0,
-            burst: 100,
+            per_second: 500.0,
+            burst: 1000,
         }
     }
 }
