@@ -1,6 +1,7 @@
 //! Configuration from the environment, with defaults for a local run.
 
 use event_store::postgres::GroupCommit;
+use service_kit::auth::AuthConfig;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
 
@@ -20,6 +21,8 @@ pub struct Config {
     /// `MILESTONE_GROUP_COMMIT`: `off`, `on` or a number of groups in flight: whether (and how)
     /// the PostgreSQL store commits appends made at the same time together.
     pub group_commit: GroupCommit,
+    /// `MILESTONE_AUTH_*`: how bearer tokens are checked (see [`AuthConfig::from_env`]).
+    pub auth: AuthConfig,
 }
 
 pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -49,6 +52,7 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
             group_commit: var("MILESTONE_GROUP_COMMIT", GroupCommit::default())?,
+            auth: AuthConfig::from_env().map_err(|e| e.to_string())?,
         })
     }
 }
@@ -66,6 +70,7 @@ mod tests {
             body_limit_bytes: 64 * 1024,
             workers: 1,
             group_commit: GroupCommit::default(),
+            auth: AuthConfig::Disabled,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -3,7 +3,9 @@ use command_api::startup::Application;
 use event_store::{read_whole_stream, EventStore, RecordedEvent, StoreOptions};
 use reqwest::{RequestBuilder, Response};
 use serde_json::{json, Value};
+use service_kit::auth::AuthConfig;
 use std::sync::Arc;
+use test_support::auth::TestIdentity;
 
 pub struct TestApp {
     pub address: String,
@@ -16,9 +18,23 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|store| store).await
 }
 
-/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one.
+/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one. It
+/// serves without tokens: the suite's one place where authentication is disabled (the tests of
+/// authentication start theirs with [`spawn_app_checking`]).
 pub async fn spawn_app_with(
     wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+) -> TestApp {
+    spawn(wrap, AuthConfig::Disabled).await
+}
+
+/// The app on a fresh database, checking tokens against `identity`'s keys.
+pub async fn spawn_app_checking(identity: &TestIdentity) -> TestApp {
+    spawn(|store| store, identity.config()).await
+}
+
+async fn spawn(
+    wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+    auth: AuthConfig,
 ) -> TestApp {
     service_kit::init_test_tracing();
     let database_url = test_support::fresh_database().await;
@@ -33,6 +49,7 @@ pub async fn spawn_app_with(
         body_limit_bytes: 64 * 1024,
         workers: 2,
         group_commit: Default::default(),
+        auth,
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
