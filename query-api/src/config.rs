@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use service_kit::auth::AuthConfig;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,12 +44,15 @@ pub struct Config {
     /// may fall behind before its subscription is closed with `SUBSCRIBER_TOO_SLOW` and the
     /// token to resume from.
     pub subscription_buffer: usize,
+    /// `MILESTONE_AUTH_*`: how bearer tokens are checked (see [`AuthConfig::from_env`]).
+    pub auth: AuthConfig,
 }
 
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
 
 impl Config {
-    /// Defaults for a local database holding both the event log and the read models.
+    /// Defaults for a local database holding both the event log and the read models, serving
+    /// every request without a token (set `auth` to check them).
     pub fn local(url: &str) -> Self {
         Self {
             read_model_url: url.into(),
@@ -66,6 +70,7 @@ impl Config {
             connection_init_timeout: Duration::from_millis(10_000),
             keepalive_timeout: None,
             subscription_buffer: 256,
+            auth: AuthConfig::Disabled,
         }
     }
 
@@ -110,6 +115,7 @@ impl Config {
             },
             subscription_buffer: var("MILESTONE_SUBSCRIPTION_BUFFER", d.subscription_buffer)?
                 .max(1),
+            auth: AuthConfig::from_env().map_err(|e| e.to_string())?,
         })
     }
 }

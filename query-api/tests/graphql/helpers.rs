@@ -4,6 +4,7 @@ use projector::Projector;
 use query_api::config::Config;
 use query_api::startup::Application;
 use serde_json::{json, Value};
+use service_kit::auth::AuthConfig;
 use std::sync::Arc;
 use std::time::Duration;
 pub use test_support::log::*;
@@ -39,6 +40,8 @@ pub struct Options {
     pub subscription_buffer: usize,
     /// How many partitions the projections run as.
     pub partitions: u32,
+    /// How tokens are checked: disabled unless a test of authentication sets it.
+    pub auth: AuthConfig,
 }
 
 impl Default for Options {
@@ -54,6 +57,8 @@ impl Default for Options {
             connection_init_timeout: Duration::from_secs(10),
             subscription_buffer: 256,
             partitions: 1,
+            // The suite's one place where authentication is disabled.
+            auth: AuthConfig::Disabled,
         }
     }
 }
@@ -63,6 +68,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
+    service_kit::init_test_tracing();
     let url = test_support::fresh_database().await;
     let store = event_store::connect(&url, &StoreOptions { pool_size: 4 })
         .await
@@ -89,6 +95,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     config.max_subscriptions_per_connection = options.max_subscriptions_per_connection;
     config.connection_init_timeout = options.connection_init_timeout;
     config.subscription_buffer = options.subscription_buffer;
+    config.auth = options.auth;
     let app = Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -208,6 +215,26 @@ impl TestApp {
 
     pub async fn query(&self, query: &str, variables: Value) -> Value {
         self.query_with(query, variables, None).await.1
+    }
+
+    /// Posts a query with `Authorization: Bearer <bearer>` when given; returns the HTTP status
+    /// and the body.
+    pub async fn query_as(
+        &self,
+        query: &str,
+        variables: Value,
+        bearer: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
     }
 
     /// Posts a query; returns the HTTP status and the body.
