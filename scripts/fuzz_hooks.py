@@ -7,8 +7,23 @@ validation is stricter than the OpenAPI document.
 """
 
 import json
+import os
 
 import schemathesis
+
+# Scope -> a bearer token of a role holding it (set by scripts/fuzz-command-api.sh).
+TOKENS = json.loads(os.environ.get("MILESTONE_FUZZ_TOKENS", "{}"))
+
+
+@schemathesis.hook
+def before_call(ctx, case, kwargs):
+    """Sends each operation a token whose role holds the scope the operation declares."""
+    security = case.operation.definition.raw.get("security") or []
+    scopes = [scope for requirement in security for scope in requirement.get("bearer", [])]
+    if scopes and scopes[0] in TOKENS:
+        headers = dict(kwargs.get("headers") or {})
+        headers["Authorization"] = f"Bearer {TOKENS[scopes[0]]}"
+        kwargs["headers"] = headers
 
 # Refusals of a well-formed request that the design makes on purpose (README, "REST command API").
 BY_DESIGN = {
