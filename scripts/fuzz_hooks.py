@@ -7,8 +7,33 @@ validation is stricter than the OpenAPI document.
 """
 
 import json
+import os
 
 import schemathesis
+
+# Scope -> a bearer token of a role holding it (set by scripts/fuzz-command-api.sh).
+TOKENS = json.loads(os.environ.get("MILESTONE_FUZZ_TOKENS", "{}"))
+
+
+def _scope(case):
+    security = case.operation.definition.raw.get("security") or []
+    scopes = [scope for requirement in security for scope in requirement.get("bearer", [])]
+    return scopes[0] if scopes else None
+
+
+# Schemathesis's own auth checks (a request without the token, or with a bad one, must be 401)
+# know a token set here and leave it out or spoil it themselves.
+@schemathesis.auth(refresh_interval=None)
+class ScopeToken:
+    """Each operation gets a token of a role holding the scope the operation declares."""
+
+    def get(self, case, ctx):
+        return TOKENS.get(_scope(case))
+
+    def set(self, case, data, ctx):
+        if data:
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
 
 # Refusals of a well-formed request that the design makes on purpose (README, "REST command API").
 BY_DESIGN = {

@@ -10,6 +10,10 @@
 #
 # Set MILESTONE_EVENT_STORE_URL to a KurrentDB node (e.g. kurrentdb://127.0.0.1:2113?tls=false)
 # to use it as the event store; the read models stay in PostgreSQL.
+#
+# The APIs require bearer tokens: unless MILESTONE_AUTH_JWKS_FILE/_URL names an identity
+# provider's keys (or MILESTONE_AUTH_DISABLED=true), a development key pair is made once under
+# .milestone/dev-keys (git-ignored, see scripts/dev-auth.sh) and a token per role is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/postgres.sh
@@ -23,6 +27,13 @@ export MILESTONE_EVENT_STORE_URL="${MILESTONE_EVENT_STORE_URL:-$DB_URL}"
 export MILESTONE_COMMAND_API_ADDR="${MILESTONE_COMMAND_API_ADDR:-127.0.0.1:8080}"
 export MILESTONE_QUERY_API_ADDR="${MILESTONE_QUERY_API_ADDR:-127.0.0.1:8081}"
 export RUST_LOG="${RUST_LOG:-info}"
+
+source scripts/dev-auth.sh
+DEV_TOKENS=""
+if [ "${MILESTONE_AUTH_DISABLED:-}" != "true" ] && [ -z "${MILESTONE_AUTH_JWKS_FILE:-}${MILESTONE_AUTH_JWKS_URL:-}" ]; then
+  ensure_dev_keys
+  DEV_TOKENS=1
+fi
 
 if ! psql "$ADMIN_URL" -Atqc "select 1 from pg_database where datname = '$DATABASE'" | grep -q 1; then
   echo "creating database $DATABASE"
@@ -126,14 +137,26 @@ Milestone is running (event store: ${MILESTONE_EVENT_STORE_URL%%://*}).
   NATS JetStream $NATS_SHOWN  stream MILESTONE, subjects milestone.>
 
 Try it:
-  TOKEN=\$(curl -s -X POST $C/orders -H 'content-type: application/json' -d '{
+  AUTH="Authorization: Bearer \$SHOP_TOKEN"
+  TOKEN=\$(curl -s -X POST $C/orders -H "\$AUTH" -H 'content-type: application/json' -d '{
       "customer_id": "customer-1", "currency": "EUR",
       "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1999}],
       "shipping_address": {"name": "Ada Lovelace", "line1": "1 Main St", "city": "Berlin", "postal_code": "10115", "country": "DE"}
     }' | tee /dev/stderr | sed -E 's/.*"consistency_token":"([^"]+)".*/\1/')
-  curl -s $Q/graphql -H 'content-type: application/json' -H "X-Consistency-Token: \$TOKEN" \\
+  curl -s $Q/graphql -H "Authorization: Bearer \$SUPPORT_TOKEN" -H 'content-type: application/json' -H "X-Consistency-Token: \$TOKEN" \\
     -d '{"query": "{ orders(first: 5) { edges { node { id status pendingActions totalMinor } } } }"}'
 
 Ctrl-C stops everything.
 INFO
+if [ -n "$DEV_TOKENS" ]; then
+  echo "Development tokens (valid 24 h; the customer's reads only customer-1's orders):"
+  for role in $DEV_ROLES; do
+    customer=""; [ "$role" = customer ] && customer="customer-1"
+    printf '  export %s_TOKEN=%s\n' "$(echo "$role" | tr a-z A-Z)" "$(dev_token "$role" $customer)"
+  done
+elif [ "${MILESTONE_AUTH_DISABLED:-}" = "true" ]; then
+  echo "Authentication is DISABLED: leave out the Authorization headers."
+else
+  echo "Send tokens of your identity provider (MILESTONE_AUTH_ISSUER=$MILESTONE_AUTH_ISSUER)."
+fi
 wait

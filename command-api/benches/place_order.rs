@@ -65,6 +65,7 @@ async fn main() {
         group_commit: Default::default(),
         // Benchmarks measure throughput, not the rate limit.
         rate_limit: None,
+        auth: service_kit::auth::AuthConfig::Disabled,
     };
     let app = Application::with_store(config, store).unwrap();
     let endpoint = format!("http://127.0.0.1:{}/orders", app.port());

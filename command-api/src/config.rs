@@ -1,6 +1,7 @@
 //! Configuration from the environment, with defaults for a local run.
 
 use event_store::postgres::GroupCommit;
+use service_kit::auth::AuthConfig;
 use service_kit::rate_limit::RateLimit;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
@@ -24,6 +25,8 @@ pub struct Config {
     /// `MILESTONE_RATE_LIMIT` (`on`/`off`), `MILESTONE_RATE_LIMIT_PER_SECOND` (default 500),
     /// `MILESTONE_RATE_LIMIT_BURST` (default 1000): commands per caller; `None` when off.
     pub rate_limit: Option<RateLimit>,
+    /// `MILESTONE_AUTH_*`: how bearer tokens are checked (see [`AuthConfig::from_env`]).
+    pub auth: AuthConfig,
 }
 
 pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -54,6 +57,7 @@ impl Config {
             )?,
             group_commit: var("MILESTONE_GROUP_COMMIT", GroupCommit::default())?,
             rate_limit: RateLimit::from_env()?,
+            auth: AuthConfig::from_env().map_err(|e| e.to_string())?,
         })
     }
 }
@@ -72,6 +76,7 @@ mod tests {
             workers: 1,
             group_commit: GroupCommit::default(),
             rate_limit: None,
+            auth: AuthConfig::Disabled,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

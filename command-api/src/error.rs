@@ -7,6 +7,8 @@ use actix_web::{HttpResponse, ResponseError};
 use domain::DecodeError;
 use event_store::StoreError;
 use serde::Serialize;
+use service_kit::auth::AuthError;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// Why a stored event of a workflow instance cannot be read.
@@ -126,8 +128,24 @@ pub enum ApiError {
     /// `retry_after_secs`. Nothing was done.
     #[error("too many requests: retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// No bearer token, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(#[source] Arc<AuthError>),
+    /// A valid caller whose role does not allow the command.
+    #[error("{0}")]
+    Forbidden(#[source] Arc<AuthError>),
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<Arc<AuthError>> for ApiError {
+    fn from(e: Arc<AuthError>) -> Self {
+        if e.is_forbidden() {
+            Self::Forbidden(e)
+        } else {
+            Self::Unauthenticated(e)
+        }
+    }
 }
 
 impl ApiError {
@@ -160,6 +178,8 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::HistoryUnreadable { code, .. } => code,
             Self::Replayed { code, .. } => code,
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::Forbidden(_) => "forbidden",
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "internal_error",
         }
     }
@@ -185,6 +205,8 @@ impl ApiError {
                 return format!("{} history unreadable", capitalized(subject))
             }
             Self::Replayed { .. } => "Replayed refusal",
+            Self::Unauthenticated(_) => "Unauthenticated",
+            Self::Forbidden(_) => "Forbidden",
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => "Internal server error",
         }
         .to_owned()
@@ -287,6 +309,8 @@ impl ResponseError for ApiError {
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HistoryUnreadable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Replayed { status, .. } => *status,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::KeyRecordUnreadable { .. } | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -330,6 +354,9 @@ impl ResponseError for ApiError {
             }
             Self::Replayed { .. } => {
                 response.insert_header((crate::http::REPLAYED_HEADER, "true"));
+            }
+            Self::Unauthenticated(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             _ => {}
         }

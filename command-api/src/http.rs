@@ -15,6 +15,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use event_store::Principal;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use service_kit::auth::Scope;
 use service_kit::rate_limit::{Caller, RateLimiter};
 use sha2::{Digest, Sha256};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -315,8 +316,10 @@ pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
     app: web::Data<AppState>,
     req: HttpRequest,
     endpoint: &str,
+    scope: Scope,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::auth::require(&req, scope)?;
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;
     let (request, value) = parse_json::<B>(&body)?;
     let ctx = context(&req, endpoint, &value)?;
@@ -335,8 +338,10 @@ pub async fn handle_action<W: WorkflowApi, B: CommandBody<W>>(
     req: HttpRequest,
     id: String,
     action: &str,
+    scope: Scope,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    crate::auth::require(&req, scope)?;
     let id =
         W::parse_id(&id).map_err(|e| ApiError::NotFound(format!("no such {}: {e}", W::NAME)))?;
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;

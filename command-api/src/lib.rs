@@ -7,11 +7,13 @@
 //! races; `idempotency` keeps the answers of keyed requests that wrote no events. Both are
 //! written once against `workflow::WorkflowApi`; `orders` implements it for the order workflow,
 //! `returns` (bodies in `returns_dto`) for the returns workflow.
+//! `auth` checks each request's bearer token and the scope its route declares.
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
 //! `startup` wires the server.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod dto;
 pub mod error;

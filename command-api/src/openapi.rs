@@ -91,6 +91,42 @@ fn mark_optional_bodies(doc: &mut Value) {
     }
 }
 
+/// The name of the bearer-token security scheme in the document.
+pub const SECURITY_SCHEME: &str = "bearer";
+
+/// Adds the bearer-token security scheme and, to every command route, the scope it needs as its
+/// security requirement (from the routes' declarations, the same the handlers check). Done on
+/// the JSON because a `security` attribute of utoipa takes the scope as a literal only.
+fn add_security(doc: &mut Value) {
+    if let Some(components) = doc.get_mut("components").and_then(Value::as_object_mut) {
+        components.insert(
+            "securitySchemes".to_owned(),
+            json!({ SECURITY_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "A JWT (RS256 or ES256) from the identity provider; its `role` claim names a role, whose scopes decide which commands it may send (see the README)."
+            }}),
+        );
+    }
+    for served in crate::SERVED {
+        for (path, scope) in served.scopes {
+            if let Some(operation) = doc
+                .pointer_mut(&format!(
+                    "/paths/{}/post",
+                    path.replace('~', "~0").replace('/', "~1")
+                ))
+                .and_then(Value::as_object_mut)
+            {
+                operation.insert(
+                    "security".to_owned(),
+                    json!([{ SECURITY_SCHEME: [scope.as_str()] }]),
+                );
+            }
+        }
+    }
+}
+
 /// The document as served and committed.
 pub fn document() -> Value {
     let mut api = ApiDoc::openapi();
@@ -102,6 +138,7 @@ pub fn document() -> Value {
         (served.links)(&mut doc);
     }
     mark_optional_bodies(&mut doc);
+    add_security(&mut doc);
     doc
 }
 

@@ -78,7 +78,7 @@ command_routes! {
     workflow: Orders, tag: "orders" = "Order-fulfilment commands", outcome: OrderOutcome,
     schemas: (OrderLineRequest, ReservationRequest, ReasonRequest),
     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
-    create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
+    create: place_order => "/orders", "place-order", PlaceOrderRequest, scope: PlaceOrders, "Place a new order.",
         created: "Order placed; `Location` names it",
         exists: "An order with this id already exists";
     actions (
@@ -86,27 +86,27 @@ command_routes! {
         conflict: "Not allowed in the order's current state, or contention",
         invalid: "Invalid fields (listed), contradicts the order, or Idempotency-Key reused"
     ) {
-        payment_authorized => "payment-authorized", PaymentAuthorizedRequest,
+        payment_authorized => "payment-authorized", PaymentAuthorizedRequest, scope: ReportPayments,
             "Record that the payment was authorized.";
-        payment_declined => "payment-declined", PaymentDeclinedRequest,
+        payment_declined => "payment-declined", PaymentDeclinedRequest, scope: ReportPayments,
             "Record that the payment was declined (rejects a placed order).";
-        inventory_reserved => "inventory-reserved", InventoryReservedRequest,
+        inventory_reserved => "inventory-reserved", InventoryReservedRequest, scope: ReportInventory,
             "Record that the stock was reserved.";
-        inventory_shortage => "inventory-shortage", InventoryShortageRequest,
+        inventory_shortage => "inventory-shortage", InventoryShortageRequest, scope: ReportInventory,
             "Record that the stock could not be reserved (rejects a placed order).";
-        start_fulfillment => "start-fulfillment", StartFulfillmentRequest,
+        start_fulfillment => "start-fulfillment", StartFulfillmentRequest, scope: ReportWarehouse,
             "Start fulfilling an accepted order.";
-        ship => "ship", ShipRequest,
+        ship => "ship", ShipRequest, scope: ReportCarrier,
             "Record that the order left with a carrier.";
-        confirm_delivery => "confirm-delivery", ConfirmDeliveryRequest,
+        confirm_delivery => "confirm-delivery", ConfirmDeliveryRequest, scope: ReportCarrier,
             "Record that the carrier delivered the order.";
-        cancel => "cancel", CancelRequest,
+        cancel => "cancel", CancelRequest, scope: CancelOrders,
             "Cancel an order that has not started fulfilment.";
-        payment_voided => "payment-voided", PaymentVoidedRequest,
+        payment_voided => "payment-voided", PaymentVoidedRequest, scope: ReportPayments,
             "Record that an owed payment void was done.";
-        inventory_released => "inventory-released", InventoryReleasedRequest,
+        inventory_released => "inventory-released", InventoryReleasedRequest, scope: ReportInventory,
             "Record that an owed stock release was done.";
-        escalate => "escalate", EscalateRequest,
+        escalate => "escalate", EscalateRequest, scope: Escalate,
             "Escalate an unfinished order to a person, once per step (a repeat records nothing).";
     }
     openapi: OrderRoutes

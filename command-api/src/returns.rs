@@ -150,7 +150,7 @@ command_routes! {
     workflow: Returns, tag: "returns" = "Returns commands", outcome: ReturnOutcome,
     schemas: (ReturnLineRequest, LineInspectionRequest, InspectionOutcomeRequest),
     id: "order_id": uuid::Uuid = "The id of the order the return is for (a UUID)",
-    create: request_return => "/returns", "request-return", RequestReturnRequest,
+    create: request_return => "/returns", "request-return", RequestReturnRequest, scope: RequestReturns,
         "Request a return of some of a delivered order's items.",
         created: "Return requested; `Location` names it",
         exists: "The order is not delivered, its return window has closed, or a return was already requested for it";
@@ -159,19 +159,19 @@ command_routes! {
         conflict: "Not allowed in the return's current state, or contention",
         invalid: "Invalid fields (listed), contradicts the return, or Idempotency-Key reused"
     ) {
-        approve_return => "approve", ApproveReturnRequest,
+        approve_return => "approve", ApproveReturnRequest, scope: DecideReturns,
             "Approve a requested return with an RMA number.";
-        reject_return => "reject", RejectReturnRequest,
+        reject_return => "reject", RejectReturnRequest, scope: DecideReturns,
             "Reject a requested return.";
-        return_items_received => "items-received", ItemsReceivedRequest,
+        return_items_received => "items-received", ItemsReceivedRequest, scope: ReportWarehouse,
             "Record that the returned items arrived, with each line's inspection outcome.";
-        return_refund_issued => "refund-issued", RefundIssuedRequest,
+        return_refund_issued => "refund-issued", RefundIssuedRequest, scope: ReportRefunds,
             "Record that the refund for the accepted lines was issued.";
-        cancel_return => "cancel", CancelReturnRequest,
+        cancel_return => "cancel", CancelReturnRequest, scope: DecideReturns,
             "Cancel a requested or approved return.";
-        return_items_shipped_back => "items-shipped-back", ItemsShippedBackRequest,
+        return_items_shipped_back => "items-shipped-back", ItemsShippedBackRequest, scope: ReportWarehouse,
             "Record that items received after cancellation were shipped back (compensation).";
-        escalate_return => "escalate", EscalateReturnRequest,
+        escalate_return => "escalate", EscalateReturnRequest, scope: Escalate,
             "Escalate an unfinished return to a person, once per step (a repeat records nothing).";
     }
     openapi: ReturnRoutes

@@ -33,7 +33,9 @@ pub struct CommandHeaders {
 }
 
 /// Declares a workflow's command routes once: the creating route and every action, each with
-/// its path segment, request body and summary, and the schemas its bodies nest. Generates the
+/// its path segment, request body, the scope a caller needs (a `service_kit::auth::Scope`) and
+/// summary, and the schemas its bodies nest. The handlers check the scope; the OpenAPI document
+/// shows it as the operation's security requirement. Generates the
 /// actix handlers, `configure` (which registers them, answering 405 to other methods), an
 /// `OpenApi` struct with their paths and tag, and `SERVED`, from which the document's links to
 /// every action are derived.
@@ -43,10 +45,11 @@ pub struct CommandHeaders {
 ///     workflow: Orders, tag: "orders" = "Order-fulfilment commands", outcome: OrderOutcome,
 ///     schemas: (OrderLineRequest),
 ///     id: "order_id": uuid::Uuid = "The order's id (a UUID)",
-///     create: place_order => "/orders", "place-order", PlaceOrderRequest, "Place a new order.",
-///         created: "…", exists: "…";
+///     create: place_order => "/orders", "place-order", PlaceOrderRequest, scope: PlaceOrders,
+///         "Place a new order.", created: "…", exists: "…";
 ///     actions (not_found: "…", conflict: "…", invalid: "…") {
-///         ship => "ship", ShipRequest, "Record that the order left with a carrier.";
+///         ship => "ship", ShipRequest, scope: ReportCarrier,
+///             "Record that the order left with a carrier.";
 ///     }
 ///     openapi: OrderRoutes
 /// }
@@ -56,10 +59,11 @@ macro_rules! command_routes {
         workflow: $workflow:ty, tag: $tag:tt = $tag_description:tt, outcome: $outcome:ty,
         schemas: ($($schema:ty),* $(,)?),
         id: $id_field:tt : $id_type:ty = $id_description:tt,
-        create: $create:ident => $collection:tt, $endpoint:tt, $create_body:ty, $create_summary:tt,
+        create: $create:ident => $collection:tt, $endpoint:tt, $create_body:ty,
+            scope: $create_scope:ident, $create_summary:tt,
             created: $created:tt, exists: $exists:tt;
         actions (not_found: $not_found:tt, conflict: $conflict:tt, invalid: $invalid:tt) {
-            $( $action:ident => $segment:tt, $body:ty, $summary:tt; )*
+            $( $action:ident => $segment:tt, $body:ty, scope: $scope:ident, $summary:tt; )*
         }
         openapi: $doc:ident
     ) => {
@@ -73,6 +77,8 @@ macro_rules! command_routes {
             responses(
                 (status = 201, description = $created, body = $outcome),
                 (status = 400, description = "Malformed JSON, unknown field or bad header", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 401, description = "No bearer token, or one that does not verify", body = $crate::error::Problem, content_type = "application/problem+json"),
+                (status = 403, description = "The caller's role does not have the route's scope", body = $crate::error::Problem, content_type = "application/problem+json"),
                 (status = 409, description = $exists, body = $crate::error::Problem, content_type = "application/problem+json"),
                 (status = 412, description = "If-Match does not match", body = $crate::error::Problem, content_type = "application/problem+json"),
                 (status = 413, description = "Body too large", body = $crate::error::Problem, content_type = "application/problem+json"),
@@ -87,7 +93,14 @@ macro_rules! command_routes {
             req: actix_web::HttpRequest,
             payload: actix_web::web::Payload,
         ) -> Result<actix_web::HttpResponse, $crate::error::ApiError> {
-            $crate::http::handle_create::<$workflow, $create_body>(app, req, $endpoint, payload).await
+            $crate::http::handle_create::<$workflow, $create_body>(
+                app,
+                req,
+                $endpoint,
+                service_kit::auth::Scope::$create_scope,
+                payload,
+            )
+            .await
         }
 
         $(
@@ -101,6 +114,8 @@ macro_rules! command_routes {
                 responses(
                     (status = 200, description = "Applied, or a no-op re-report of a known fact", body = $outcome),
                     (status = 400, description = "Malformed JSON, unknown field or bad header", body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 401, description = "No bearer token, or one that does not verify", body = $crate::error::Problem, content_type = "application/problem+json"),
+                    (status = 403, description = "The caller's role does not have the route's scope", body = $crate::error::Problem, content_type = "application/problem+json"),
                     (status = 404, description = $not_found, body = $crate::error::Problem, content_type = "application/problem+json"),
                     (status = 409, description = $conflict, body = $crate::error::Problem, content_type = "application/problem+json"),
                     (status = 412, description = "If-Match does not match", body = $crate::error::Problem, content_type = "application/problem+json"),
@@ -122,6 +137,7 @@ macro_rules! command_routes {
                     req,
                     path.into_inner(),
                     $segment,
+                    service_kit::auth::Scope::$scope,
                     payload,
                 )
                 .await
@@ -155,6 +171,13 @@ macro_rules! command_routes {
             configure,
             openapi: <$doc as utoipa::OpenApi>::openapi,
             links: $crate::openapi::add_action_links::<$workflow>,
+            scopes: &[
+                ($collection, service_kit::auth::Scope::$create_scope),
+                $((
+                    concat!($collection, "/{", $id_field, "}/", $segment),
+                    service_kit::auth::Scope::$scope,
+                ),)*
+            ],
         };
     };
 }
@@ -162,11 +185,13 @@ macro_rules! command_routes {
 pub(crate) use command_routes;
 
 /// A workflow's command routes, as [`command_routes!`] declares them: how to register them, their
-/// OpenAPI paths, and the links from each outcome to the instance's actions.
+/// OpenAPI paths, the links from each outcome to the instance's actions, and the scope each
+/// route (by its OpenAPI path) needs.
 pub struct Served {
     pub configure: fn(&mut web::ServiceConfig),
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     pub links: fn(&mut serde_json::Value),
+    pub scopes: &'static [(&'static str, service_kit::auth::Scope)],
 }
 
 /// A resource that answers `method` with `handler`, and any other method with a 405 whose

@@ -2,12 +2,13 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::{http, openapi, routes};
+use crate::{auth, http, openapi, routes};
 use actix_web::dev::Server;
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use event_store::{EventStore, StoreOptions};
+use service_kit::auth::Authenticator;
 use service_kit::health;
 use service_kit::rate_limit::RateLimiter;
 use std::net::TcpListener;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub config: Config,
+    /// Checks every request's bearer token.
+    pub auth: Authenticator,
 }
 
 /// A built, bound, not yet running server.
@@ -45,20 +48,32 @@ impl Application {
     /// Binds the listener for an already connected store.
     ///
     /// # Errors
-    /// When the address cannot be bound.
+    /// When the key set of the tokens cannot be read, or the address cannot be bound.
     pub fn with_store(config: Config, store: Arc<dyn EventStore>) -> anyhow::Result<Self> {
+        let auth = Authenticator::new(&config.auth)?;
+        tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.start().await }
+        });
         let listener = TcpListener::bind(config.listen)?;
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
         let limiter = web::Data::new(RateLimiter::new(config.rate_limit));
-        let state = web::Data::new(AppState { store, config });
+        let state = web::Data::new(AppState {
+            store,
+            config,
+            auth,
+        });
         let server = HttpServer::new(move || {
             crate::SERVED
                 .iter()
                 .fold(App::new(), |app, served| app.configure(served.configure))
                 .app_data(state.clone())
                 .app_data(limiter.clone())
+                // The rate limit counts per principal, so it runs after authentication
+                // (the middleware wrapped last runs first).
                 .wrap(from_fn(http::rate_limit))
+                .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(http::echo_correlation_id))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))

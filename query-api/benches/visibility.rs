@@ -50,6 +50,7 @@ async fn main() {
             group_commit: Default::default(),
             // Benchmarks measure throughput, not the rate limit.
             rate_limit: None,
+            auth: service_kit::auth::AuthConfig::Disabled,
         },
         store,
     )

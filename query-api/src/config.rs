@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use service_kit::auth::AuthConfig;
 use service_kit::rate_limit::RateLimit;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
@@ -48,12 +49,15 @@ pub struct Config {
     /// `MILESTONE_RATE_LIMIT_BURST` (default 1000): `POST /graphql` requests per caller; `None`
     /// when off.
     pub rate_limit: Option<RateLimit>,
+    /// `MILESTONE_AUTH_*`: how bearer tokens are checked (see [`AuthConfig::from_env`]).
+    pub auth: AuthConfig,
 }
 
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
 
 impl Config {
-    /// Defaults for a local database holding both the event log and the read models.
+    /// Defaults for a local database holding both the event log and the read models, serving
+    /// every request without a token (set `auth` to check them).
     pub fn local(url: &str) -> Self {
         Self {
             read_model_url: url.into(),
@@ -72,6 +76,7 @@ impl Config {
             keepalive_timeout: None,
             subscription_buffer: 256,
             rate_limit: Some(RateLimit::default()),
+            auth: AuthConfig::Disabled,
         }
     }
 
@@ -117,6 +122,7 @@ impl Config {
             subscription_buffer: var("MILESTONE_SUBSCRIPTION_BUFFER", d.subscription_buffer)?
                 .max(1),
             rate_limit: RateLimit::from_env()?,
+            auth: AuthConfig::from_env().map_err(|e| e.to_string())?,
         })
     }
 }

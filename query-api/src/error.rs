@@ -2,6 +2,7 @@
 
 use crate::db::DbError;
 use async_graphql::{ErrorExtensionValues, ErrorExtensions, ServerError};
+use service_kit::auth::AuthError;
 use std::sync::Arc;
 
 /// A query's failure. The message is for people; clients branch on [`QueryError::code`].
@@ -43,6 +44,22 @@ pub enum QueryError {
     NotInSubscription(&'static str),
     #[error("subscriptions are served over a websocket on /graphql (graphql-transport-ws or graphql-ws)")]
     SubscriptionNeedsWebsocket,
+    /// No bearer token, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(#[source] Arc<AuthError>),
+    /// A valid caller whose role does not allow the field.
+    #[error("{0}")]
+    Forbidden(#[source] Arc<AuthError>),
+}
+
+impl From<Arc<AuthError>> for QueryError {
+    fn from(e: Arc<AuthError>) -> Self {
+        if e.is_forbidden() {
+            Self::Forbidden(e)
+        } else {
+            Self::Unauthenticated(e)
+        }
+    }
 }
 
 impl QueryError {
@@ -64,6 +81,8 @@ impl QueryError {
             Self::SubscriberTooSlow { .. } => "SUBSCRIBER_TOO_SLOW",
             Self::NotInSubscription(_) => "NOT_IN_SUBSCRIPTION",
             Self::SubscriptionNeedsWebsocket => "SUBSCRIPTION_NEEDS_WEBSOCKET",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
         }
     }
 

@@ -1,4 +1,5 @@
-//! The HTTP edge: `POST /graphql` with read-your-writes, GraphiQL on `GET /graphql`, health.
+//! The HTTP edge: `POST /graphql` (for an authenticated caller) with read-your-writes, GraphiQL
+//! on `GET /graphql`, health.
 
 use crate::db::{projection, Snapshot};
 use crate::error::error_chain;
@@ -113,6 +114,10 @@ pub async fn graphql(
     req: HttpRequest,
     body: web::Json<async_graphql::Request>,
 ) -> HttpResponse {
+    let caller = match service_kit::auth::http::caller(&req) {
+        Ok(caller) => caller,
+        Err(e) => return crate::auth::refusal(e),
+    };
     let request = body.into_inner();
     let token = match token(&req, &request) {
         Ok(t) => t,
@@ -136,7 +141,7 @@ pub async fn graphql(
     let snapshot = Arc::new(Snapshot::new(app.pool.clone()));
     let mut response = app
         .schema
-        .execute(schema::for_request(request, &snapshot))
+        .execute(schema::for_request(request, caller, &snapshot))
         .await;
     classify(&mut response);
     if let Some((token, outcome)) = wait {

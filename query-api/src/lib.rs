@@ -9,10 +9,13 @@
 //! log through the store's port (lag, what a token concerns); `live` turns the same
 //! notifications into the subscriptions' updates, read from the read models after each
 //! subscriber's position; `http` serves it all on actix-web, and `ws` the subscriptions over a
-//! websocket on the same path, with their limits; `startup` wires it.
+//! websocket on the same path, with their limits; `auth` checks each request's bearer token,
+//! the scope each root field needs and narrows a customer's reads to their own; `startup` wires
+//! it.
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod consistency;
 pub mod db;

@@ -22,7 +22,7 @@
 //! from.
 
 use crate::consistency::CheckpointWatch;
-use crate::db::workflow::{self as db, ReadModels, TimelineRecord};
+use crate::db::workflow::{self as db, ReadModels, TimelineRecord, Visible};
 use crate::db::DbError;
 use deadpool_postgres::Pool;
 use domain::Label;
@@ -338,12 +338,15 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
     live: &Live,
     guard: G,
     id: Uuid,
+    visible: Visible,
     after: Option<Position>,
 ) -> impl Stream<Item = Result<Update<W>, LiveError>> + Send + 'static {
     struct State<G> {
         live: Live,
         registration: Registration,
         id: Uuid,
+        /// What the subscriber may see: nothing of an instance that is not theirs.
+        visible: Visible,
         after: Option<Position>,
         /// The revision of the last update, or the one found on subscribing.
         revision: Option<i64>,
@@ -355,6 +358,7 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
         // Registered before the first read: a batch committed in between wakes it.
         registration: live.registry.register(W::PROJECTION, id),
         id,
+        visible,
         after,
         revision: None,
         started: false,
@@ -368,10 +372,10 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
             }
             let first = !s.started;
             s.started = true;
-            let (id, revision) = (s.id, s.revision);
+            let (id, revision, visible) = (s.id, s.revision, &s.visible);
             let read = s
                 .live
-                .read(|pool| async move { read_update::<W>(&pool, id, revision).await })
+                .read(|pool| async move { read_update::<W>(&pool, id, visible, revision).await })
                 .await;
             match read {
                 Err(e) => return Some((Err(e), None)),
@@ -407,10 +411,11 @@ pub fn instance_updates<W: ReadModels, G: Send + 'static>(
 async fn read_update<W: ReadModels>(
     pool: &Pool,
     id: Uuid,
+    visible: &Visible,
     revision: Option<i64>,
 ) -> Result<Option<Update<W>>, DbError> {
     let client = pool.get().await?;
-    let Some(record) = db::record_by_id::<W>(&client, id).await? else {
+    let Some(record) = db::record_by_id::<W>(&client, id, visible).await? else {
         return Ok(None);
     };
     let at = W::progress(&record).1;
@@ -429,6 +434,7 @@ pub fn list_changes<W: ReadModels, G: Send + 'static>(
     live: &Live,
     guard: G,
     filter: W::Filter,
+    visible: Visible,
     after: Option<Position>,
 ) -> impl Stream<Item = Result<W::Record, LiveError>> + Send + 'static
 where
@@ -438,6 +444,8 @@ where
         live: Live,
         feed: Feed,
         filter: W::Filter,
+        /// What the subscriber may see: a customer only their own.
+        visible: Visible,
         /// Every change up to here was delivered or read.
         read_to: Option<Position>,
         /// Read, not yet delivered.
@@ -455,6 +463,7 @@ where
         feed: Feed::new(live, W::PROJECTION),
         live: live.clone(),
         filter,
+        visible,
         read_to: after,
         queue: Default::default(),
         pending: None,
@@ -472,7 +481,7 @@ where
                 return Some((Ok(record), Some(s)));
             }
             if let Some((upto, ids)) = s.repaired.take() {
-                let filter = &s.filter;
+                let (filter, visible) = (&s.filter, &s.visible);
                 let read = s
                     .live
                     .read(|pool| {
@@ -482,6 +491,7 @@ where
                             db::changed_between::<W>(
                                 &client,
                                 filter,
+                                visible,
                                 None,
                                 upto,
                                 Some(ids),
@@ -498,13 +508,16 @@ where
                 continue;
             }
             if let Some((upto, ids)) = s.pending.take() {
-                let (filter, read_to, only) = (&s.filter, s.read_to, ids.as_deref());
+                let (filter, visible) = (&s.filter, &s.visible);
+                let (read_to, only) = (s.read_to, ids.as_deref());
                 let read = s
                     .live
                     .read(|pool| async move {
                         let client = pool.get().await?;
-                        db::changed_between::<W>(&client, filter, read_to, upto, only, LIST_ROUND)
-                            .await
+                        db::changed_between::<W>(
+                            &client, filter, visible, read_to, upto, only, LIST_ROUND,
+                        )
+                        .await
                     })
                     .await;
                 match read {

@@ -2,13 +2,15 @@
 
 use crate::config::Config;
 use crate::consistency::CheckpointWatch;
-use crate::http;
 use crate::live::Live;
 use crate::schema::{build_schema, MilestoneSchema};
 use crate::ws::{self, Connections};
+use crate::{auth, http};
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
+use service_kit::auth::Authenticator;
 use service_kit::health;
 use service_kit::rate_limit::RateLimiter;
 use std::net::TcpListener;
@@ -24,6 +26,8 @@ pub struct AppState {
     /// The open subscription websockets.
     pub connections: Connections,
     pub config: Config,
+    /// Checks every request's bearer token (and each websocket's `connection_init`).
+    pub auth: Authenticator,
 }
 
 pub struct Application {
@@ -36,8 +40,14 @@ impl Application {
     /// says whether it answers.
     ///
     /// # Errors
-    /// A bad database URL, or an address that cannot be bound.
+    /// A bad database URL, a key set of the tokens that cannot be read, or an address that
+    /// cannot be bound.
     pub fn build(config: Config) -> anyhow::Result<Self> {
+        let auth = Authenticator::new(&config.auth)?;
+        tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.start().await }
+        });
         let (pool, pg_config) =
             service_kit::postgres::build_pool(config.read_model_url.expose(), config.pool_size)?;
         let checkpoints = CheckpointWatch::start_with_buffer(
@@ -60,6 +70,7 @@ impl Application {
             live,
             connections: Connections::default(),
             config,
+            auth,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -83,6 +94,7 @@ impl Application {
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(http::readyz))
                 .default_service(web::to(http::not_found))
+                .wrap(from_fn(auth::authenticate))
         })
         .workers(workers)
         .shutdown_timeout(10)

@@ -1,7 +1,9 @@
 //! Subscriptions over a websocket on `GET /graphql` (graphql-transport-ws, and the legacy
 //! subscriptions-transport-ws as `graphql-ws`), through async-graphql's actix support, with the
 //! limits: open connections, subscriptions per connection, how long `connection_init` may take,
-//! and the keep-alive.
+//! and the keep-alive. The caller is authenticated at `connection_init`: its payload's
+//! `Authorization` entry (`{"Authorization": "Bearer <token>"}`), else the upgrade request's
+//! header; without a valid token the connection is refused.
 
 use crate::http::error_response;
 use crate::schema::live::SubscriptionBudget;
@@ -85,6 +87,8 @@ pub async fn subscribe(
     ));
     let initialized = Arc::new(AtomicBool::new(false));
     let on_init = Arc::clone(&initialized);
+    let auth = app.auth.clone();
+    let upgrade = service_kit::auth::http::caller(&req);
     let payload = InitDeadline {
         inner: payload,
         initialized,
@@ -92,9 +96,14 @@ pub async fn subscribe(
     };
     GraphQLSubscription::new(app.schema.clone())
         .with_data(data)
-        .on_connection_init(move |_| async move {
+        .on_connection_init(move |payload| async move {
             on_init.store(true, Ordering::Release);
-            Ok(Data::default())
+            let caller = crate::auth::websocket_caller(&auth, upgrade, &payload)
+                .await
+                .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            let mut data = Data::default();
+            data.insert(caller);
+            Ok(data)
         })
         .keepalive_timeout(config.keepalive_timeout)
         .start(&req, payload)

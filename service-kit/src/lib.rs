@@ -5,12 +5,16 @@
 //! a configuration never prints a password; `shutdown` resolves on SIGINT or SIGTERM; `health`
 //! (feature `http`) answers `/healthz` and `/readyz`; `postgres` builds connection pools,
 //! applies migrations, LISTENs for notifications and tells an unreachable database from a
-//! refused statement; `lease` keeps one active instance of a service with a fencing token;
-//! `rate_limit` keeps a token bucket per caller for the APIs' rate limits. Nothing here knows
-//! about events or read models: the event store and the read models both build on it.
+//! refused statement; `auth` (feature `auth`) checks bearer tokens against a JSON Web Key
+//! Set and says which scopes a caller's role grants; `lease` keeps one active instance of a
+//! service with a fencing token; `rate_limit` keeps a token bucket per caller for the APIs'
+//! rate limits. Nothing here knows about events or read models: the event store and the read
+//! models both build on it.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "auth")]
+pub mod auth;
 #[cfg(feature = "http")]
 pub mod health;
 pub mod lease;

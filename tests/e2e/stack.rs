@@ -123,6 +123,8 @@ impl Stack {
             ("MILESTONE_DB_POOL_SIZE", "4".to_owned()),
             ("MILESTONE_HTTP_WORKERS", "1".to_owned()),
             ("MILESTONE_PROJECTOR_STANDBY_POLL_MS", "100".to_owned()),
+            // The end-to-end suite's one place where authentication is disabled.
+            ("MILESTONE_AUTH_DISABLED", "true".to_owned()),
         ];
         base_env.extend(settings.iter().cloned());
         let http = reqwest::Client::new();

@@ -3,7 +3,9 @@ use command_api::startup::Application;
 use event_store::{read_whole_stream, EventStore, RecordedEvent, StoreOptions};
 use reqwest::{RequestBuilder, Response};
 use serde_json::{json, Value};
+use service_kit::auth::AuthConfig;
 use std::sync::Arc;
+use test_support::auth::TestIdentity;
 
 pub struct TestApp {
     pub address: String,
@@ -16,17 +18,32 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|store| store).await
 }
 
-/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one. Rate
-/// limits are off: tests send many requests from one address.
+/// The app on a fresh database, its store as `wrap` makes it from the PostgreSQL one. It
+/// serves without tokens and without rate limits (tests send many requests from one address):
+/// the suite's one place where both are off (the tests of authentication start theirs with
+/// [`spawn_app_checking`], those of rate limits with [`spawn_app_limited`]).
 pub async fn spawn_app_with(
     wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
 ) -> TestApp {
-    spawn_app_limited(wrap, None).await
+    spawn(wrap, AuthConfig::Disabled, None).await
 }
 
 /// The app on a fresh database with the rate limit `rate_limit` (`None`: off).
 pub async fn spawn_app_limited(
     wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+    rate_limit: Option<service_kit::rate_limit::RateLimit>,
+) -> TestApp {
+    spawn(wrap, AuthConfig::Disabled, rate_limit).await
+}
+
+/// The app on a fresh database, checking tokens against `identity`'s keys.
+pub async fn spawn_app_checking(identity: &TestIdentity) -> TestApp {
+    spawn(|store| store, identity.config(), None).await
+}
+
+async fn spawn(
+    wrap: impl FnOnce(Arc<dyn EventStore>) -> Arc<dyn EventStore>,
+    auth: AuthConfig,
     rate_limit: Option<service_kit::rate_limit::RateLimit>,
 ) -> TestApp {
     service_kit::init_test_tracing();
@@ -43,6 +60,7 @@ pub async fn spawn_app_limited(
         workers: 2,
         group_commit: Default::default(),
         rate_limit,
+        auth,
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod auth;
 mod concurrency;
 mod errors;
 mod follow_up;

@@ -69,6 +69,10 @@ impl ReadModels for Orders {
             None => {}
         }
     }
+
+    fn owned_by(row: &str, customer: &str) -> String {
+        format!("{row}.customer_id = {customer}")
+    }
 }
 
 /// Filters of `orders`.

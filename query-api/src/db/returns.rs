@@ -59,6 +59,15 @@ impl ReadModels for Returns {
             conditions.compare("requested_at", "<", to);
         }
     }
+
+    /// A return is its order's customer's.
+    fn owned_by(row: &str, customer: &str) -> String {
+        format!(
+            "exists (select 1 from {orders} o where o.order_id = {row}.order_id \
+             and o.customer_id = {customer})",
+            orders = <super::orders::Orders as ReadModels>::STATUS_TABLE,
+        )
+    }
 }
 
 /// Filters of `returns`.

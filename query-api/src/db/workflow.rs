@@ -58,6 +58,10 @@ pub trait ReadModels: Send + Sync + 'static {
     /// Adds the conditions `filter` sets to `conditions`.
     fn conditions(filter: &Self::Filter, conditions: &mut Conditions);
 
+    /// The SQL condition that the row `row` of the status table (an alias or the table's name)
+    /// belongs to the customer bound at `customer` (a placeholder).
+    fn owned_by(row: &str, customer: &str) -> String;
+
     /// The instance's id, the stream revision `record` reflects and the log position of its
     /// last applied event.
     fn progress(record: &Self::Record) -> (Uuid, i64, &str);
@@ -143,21 +147,25 @@ fn records<W: ReadModels>(rows: &[Row]) -> Result<Vec<W::Record>, DbError> {
     rows.iter().map(W::record).collect()
 }
 
-/// The instance `id`, or `None` when the projection has not seen it.
+/// The instance `id`, or `None` when the projection has not seen it (or it is not `visible`).
 pub async fn record_by_id<W: ReadModels>(
     client: &ClientWrapper,
     id: Uuid,
+    visible: &Visible,
 ) -> Result<Option<W::Record>, DbError> {
+    let mut conditions = Conditions::default();
+    conditions.compare(W::ID_COLUMN, "=", id);
+    visible.restrict::<W>(W::STATUS_TABLE, &mut conditions);
     let stmt = client
         .prepare_cached(&format!(
-            "select {} from {} where {} = $1",
+            "select {} from {} {}",
             select_list::<W>(),
             W::STATUS_TABLE,
-            W::ID_COLUMN
+            conditions.filter()
         ))
         .await?;
     client
-        .query_opt(&stmt, &[&id])
+        .query_opt(&stmt, &conditions.params())
         .await?
         .as_ref()
         .map(W::record)
@@ -165,20 +173,54 @@ pub async fn record_by_id<W: ReadModels>(
 }
 
 /// The instances among `ids` in one query (a DataLoader's batch); the projection has not seen
-/// those absent.
+/// those absent (or they are not `visible`).
 pub async fn records_by_ids<W: ReadModels>(
     client: &ClientWrapper,
     ids: &[Uuid],
+    visible: &Visible,
 ) -> Result<Vec<W::Record>, DbError> {
+    let mut conditions = Conditions::default();
+    let ids = conditions.bind(ids.to_vec());
+    conditions.push(format!("{} = any({ids})", W::ID_COLUMN));
+    visible.restrict::<W>(W::STATUS_TABLE, &mut conditions);
     let stmt = client
         .prepare_cached(&format!(
-            "select {} from {} where {} = any($1)",
+            "select {} from {} {}",
             select_list::<W>(),
             W::STATUS_TABLE,
-            W::ID_COLUMN
+            conditions.filter()
         ))
         .await?;
-    records::<W>(&client.query(&stmt, &[&ids]).await?)
+    records::<W>(&client.query(&stmt, &conditions.params()).await?)
+}
+
+/// Whose instances a read may return: every one, or only one customer's (a customer's token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Visible {
+    #[default]
+    All,
+    Customer(String),
+}
+
+impl Visible {
+    /// The condition that the row `row` of `W`'s status table is visible, its customer bound
+    /// in `conditions`; `None` when every row is.
+    fn condition<W: ReadModels>(&self, row: &str, conditions: &mut Conditions) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Customer(customer) => {
+                let customer = conditions.bind(customer.clone());
+                Some(W::owned_by(row, &customer))
+            }
+        }
+    }
+
+    /// Adds to `conditions` that the row `row` of `W`'s status table is visible.
+    fn restrict<W: ReadModels>(&self, row: &str, conditions: &mut Conditions) {
+        if let Some(condition) = self.condition::<W>(row, conditions) {
+            conditions.push(condition);
+        }
+    }
 }
 
 /// Conditions on the rows of a status table, each value bound as a parameter.
@@ -230,15 +272,18 @@ impl Conditions {
 }
 
 /// At most `limit` instances matching `filter`, newest first by ([`ReadModels::LISTED_BY`], id)
-/// descending (a stable order for cursors), strictly after `after` when given.
+/// descending (a stable order for cursors), strictly after `after` when given; only those
+/// `visible`.
 pub async fn list<W: ReadModels>(
     client: &ClientWrapper,
     filter: &W::Filter,
+    visible: &Visible,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
 ) -> Result<Vec<W::Record>, DbError> {
     let mut conditions = Conditions::default();
     W::conditions(filter, &mut conditions);
+    visible.restrict::<W>(W::STATUS_TABLE, &mut conditions);
     if let Some((at, id)) = after {
         let (a, b) = (conditions.bind(at), conditions.bind(id));
         conditions.push(format!("({}, {}) < ({a}, {b})", W::LISTED_BY, W::ID_COLUMN));
@@ -258,10 +303,12 @@ pub async fn list<W: ReadModels>(
 
 /// At most `limit` instances matching `filter` whose last applied event lies after `after`
 /// (from the first when `None`) and at or before `upto`, in the order of those events in the
-/// log; only among `ids` when given.
+/// log; only among `ids` when given, and only those `visible`.
+#[allow(clippy::too_many_arguments)]
 pub async fn changed_between<W: ReadModels>(
     client: &ClientWrapper,
     filter: &W::Filter,
+    visible: &Visible,
     after: Option<Position>,
     upto: Position,
     ids: Option<&[Uuid]>,
@@ -269,6 +316,7 @@ pub async fn changed_between<W: ReadModels>(
 ) -> Result<Vec<W::Record>, DbError> {
     let mut conditions = Conditions::default();
     W::conditions(filter, &mut conditions);
+    visible.restrict::<W>(W::STATUS_TABLE, &mut conditions);
     let at = "(last_position_commit, last_position_prepare)";
     if let Some(after) = after {
         let (c, p) = (
@@ -380,22 +428,34 @@ impl TimelineRecord {
 }
 
 /// The timelines of the instances `ids` in one query (a DataLoader's batch), oldest event
-/// first; an instance with no event has an empty one.
+/// first; an instance with no event (or not `visible`) has an empty one.
 pub async fn timelines<W: ReadModels>(
     client: &ClientWrapper,
     ids: &[Uuid],
+    visible: &Visible,
 ) -> Result<HashMap<Uuid, Vec<TimelineRecord>>, DbError> {
+    let mut conditions = Conditions::default();
+    let placeholder = conditions.bind(ids.to_vec());
+    conditions.push(format!("t.{} = any({placeholder})", W::ID_COLUMN));
+    if let Some(owned) = visible.condition::<W>("s", &mut conditions) {
+        conditions.push(format!(
+            "exists (select 1 from {status} s where s.{id} = t.{id} and {owned})",
+            status = W::STATUS_TABLE,
+            id = W::ID_COLUMN,
+        ));
+    }
     let stmt = client
         .prepare_cached(&format!(
-            "select {id}, {TIMELINE_COLUMNS}
-               from {} where {id} = any($1) order by {id}, revision",
+            "select t.{id}, {TIMELINE_COLUMNS}
+               from {} t {} order by t.{id}, revision",
             W::TIMELINE_TABLE,
+            conditions.filter(),
             id = W::ID_COLUMN,
         ))
         .await?;
     let mut out: HashMap<Uuid, Vec<TimelineRecord>> =
         ids.iter().map(|id| (*id, Vec::new())).collect();
-    for r in client.query(&stmt, &[&ids]).await? {
+    for r in client.query(&stmt, &conditions.params()).await? {
         out.entry(column(&r, W::ID_COLUMN)?)
             .or_default()
             .push(TimelineRecord::from_row(&r)?);

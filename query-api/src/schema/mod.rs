@@ -19,12 +19,14 @@ pub mod workflow;
 use crate::config::Config;
 use crate::db::orders::Orders;
 use crate::db::returns::Returns;
+use crate::db::workflow::Visible;
 use crate::db::Snapshot;
 use crate::error::QueryError;
 use crate::log::EventLog;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, EmptyMutation, MergedObject, MergedSubscription, Schema};
 use deadpool_postgres::ClientWrapper;
+use service_kit::auth::Caller;
 use std::sync::Arc;
 
 pub use orders::{Order, OrderStatus};
@@ -60,24 +62,31 @@ pub fn build_schema(config: &Config) -> MilestoneSchema {
         .finish()
 }
 
-/// Gives a request what its resolvers read through: its snapshot of the read models, and the
-/// DataLoaders batching timelines and return cases out of it.
+/// Gives a request what its resolvers read through: its caller, its snapshot of the read
+/// models, and the DataLoaders batching timelines and return cases out of it (only what the
+/// caller may see).
 pub fn for_request(
     request: async_graphql::Request,
+    caller: Caller,
     snapshot: &Arc<Snapshot>,
 ) -> async_graphql::Request {
+    let visible = caller
+        .customer_id
+        .clone()
+        .map_or(Visible::All, Visible::Customer);
     request
+        .data(caller)
         .data(Arc::clone(snapshot))
         .data(DataLoader::new(
-            TimelineLoader::<Orders>::new(Arc::clone(snapshot)),
+            TimelineLoader::<Orders>::new(Arc::clone(snapshot), visible.clone()),
             tokio::spawn,
         ))
         .data(DataLoader::new(
-            ReturnLoader(Arc::clone(snapshot)),
+            ReturnLoader(Arc::clone(snapshot), visible.clone()),
             tokio::spawn,
         ))
         .data(DataLoader::new(
-            TimelineLoader::<Returns>::new(Arc::clone(snapshot)),
+            TimelineLoader::<Returns>::new(Arc::clone(snapshot), visible),
             tokio::spawn,
         ))
 }

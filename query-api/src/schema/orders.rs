@@ -9,6 +9,7 @@ use super::paging::{page_cost, page_size, PageInfo};
 use super::read_models;
 use super::returns::Return;
 use super::workflow::{self as shared, load_timeline};
+use crate::auth::Needs;
 use crate::db::orders::{self as db, Milestones, OrderRecord, Orders};
 use crate::db::workflow::{record_by_id, ReadModels, TimelineRecord};
 use crate::error::QueryError;
@@ -19,6 +20,7 @@ use async_graphql::{
 use chrono::{DateTime, Utc};
 use domain::Label;
 use futures::Stream;
+use service_kit::auth::Scope;
 
 // The domain's order status (`domain::Status`) as a GraphQL enum.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -279,11 +281,12 @@ impl OrderQueries {
 #[Object]
 impl OrderQueries {
     /// One order, or null when the projection has not seen it.
+    #[graphql(guard = "Needs(Scope::Read)")]
     async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
         async {
             let id = input::order_id(&id)?;
             Ok::<_, QueryError>(
-                record_by_id::<Orders>(read_models(ctx).await?, id)
+                record_by_id::<Orders>(read_models(ctx).await?, id, &crate::auth::visible(ctx)?)
                     .await?
                     .map(Order),
             )
@@ -293,6 +296,7 @@ impl OrderQueries {
     }
 
     /// An order's events, oldest first.
+    #[graphql(guard = "Needs(Scope::Read)")]
     async fn order_timeline(
         &self,
         ctx: &Context<'_>,
@@ -305,7 +309,10 @@ impl OrderQueries {
 
     /// Orders, newest first, filtered; `first` at most the page-size cap, `after` a cursor from
     /// a previous page.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Needs(Scope::Read)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn orders(
         &self,
         ctx: &Context<'_>,
@@ -319,7 +326,10 @@ impl OrderQueries {
     }
 
     /// Orders past their deadline, the longest overdue first.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Needs(Scope::ReadOperations)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn stalled_orders(
         &self,
         ctx: &Context<'_>,
@@ -330,6 +340,7 @@ impl OrderQueries {
     }
 
     /// How many orders are in each status (kept by the projector, not counted on read).
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn status_counts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StatusCount>> {
         let counts = shared::status_counts::<Orders>(ctx).await.extend()?;
         Ok(counts
@@ -369,6 +380,7 @@ pub struct OrderSubscriptions;
 impl OrderSubscriptions {
     /// Every change of one order: with `after` (a consistency token, e.g. a command's or an
     /// update's), first every event after it, then each new one; without, from now on.
+    #[graphql(guard = "Needs(Scope::Read)")]
     async fn order_updated(
         &self,
         ctx: &Context<'_>,
@@ -378,7 +390,8 @@ impl OrderSubscriptions {
         let (live, seat) = subscribing::start(ctx).extend()?;
         let id = input::order_id(&id).extend()?;
         let after = subscribing::after(after).extend()?;
-        let updates = live::instance_updates::<Orders, _>(live, seat, id, after);
+        let visible = crate::auth::visible(ctx).extend()?;
+        let updates = live::instance_updates::<Orders, _>(live, seat, id, visible, after);
         Ok(subscribing::items(updates, |u| OrderUpdate {
             token: u.token().to_owned(),
             order: Order(u.record),
@@ -388,6 +401,7 @@ impl OrderSubscriptions {
 
     /// Each order matching `filter` (the filter of `orders`) whose last applied event moves
     /// past the subscriber's position, in log order: with `after`, first those past it.
+    #[graphql(guard = "Needs(Scope::Read)")]
     async fn orders_changed(
         &self,
         ctx: &Context<'_>,
@@ -397,7 +411,8 @@ impl OrderSubscriptions {
         let (live, seat) = subscribing::start(ctx).extend()?;
         let filter = read_filter(filter).extend()?;
         let after = subscribing::after(after).extend()?;
-        let changes = live::list_changes::<Orders, _>(live, seat, filter, after);
+        let visible = crate::auth::visible(ctx).extend()?;
+        let changes = live::list_changes::<Orders, _>(live, seat, filter, visible, after);
         Ok(subscribing::items(changes, |record| OrderChange {
             token: Orders::progress(&record).2.to_owned(),
             order: Order(record),
@@ -405,6 +420,7 @@ impl OrderSubscriptions {
     }
 
     /// How many orders are in each status: now, then whenever a count changes.
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn status_counts_changed(
         &self,
         ctx: &Context<'_>,
@@ -424,6 +440,7 @@ impl OrderSubscriptions {
 
     /// Orders past their deadline, the longest overdue first: now, then whenever the list or
     /// one of them changes.
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn stalled_orders_changed(
         &self,
         ctx: &Context<'_>,

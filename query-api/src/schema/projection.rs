@@ -1,12 +1,14 @@
 //! `projectionStatus`: where a projection stands, and how far behind the event log it is.
 
 use super::read_models;
+use crate::auth::Needs;
 use crate::db::projection as db;
 use crate::error::{error_chain, QueryError};
 use crate::log::EventLog;
 use async_graphql::{Context, Object, ResultExt, SimpleObject};
 use chrono::{DateTime, Utc};
 use projector::{Descriptor, PROJECTIONS};
+use service_kit::auth::Scope;
 
 /// The projection `projectionStatus` describes when it is given no name: the first registered.
 pub const PROJECTION: &str = projector::PROJECTION;
@@ -37,6 +39,7 @@ pub struct ProjectionQueries;
 impl ProjectionQueries {
     /// Where a projection stands: `name` is one of the registered projections (by default
     /// the order projection, `order_status`).
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn projection_status(
         &self,
         ctx: &Context<'_>,

@@ -1,11 +1,13 @@
 //! `relayStatus`: where each relay publishing to NATS JetStream stands.
 
 use super::read_models;
+use crate::auth::Needs;
 use crate::db::relay as db;
 use crate::error::{error_chain, QueryError};
 use crate::log::EventLog;
 use async_graphql::{Context, Object, ResultExt, SimpleObject};
 use chrono::{DateTime, Utc};
+use service_kit::auth::Scope;
 
 /// Where a relay stands.
 #[derive(Debug, Clone, SimpleObject)]
@@ -30,6 +32,7 @@ pub struct RelayQueries;
 #[Object]
 impl RelayQueries {
     /// Every relay that has run: its checkpoint, lag and dead letters.
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn relay_status(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<RelayStatus>> {
         let rows = async { Ok::<_, QueryError>(db::relays(read_models(ctx).await?).await?) }
             .await

@@ -8,8 +8,9 @@ use super::input;
 use super::live as subscribing;
 use super::paging::{page_cost, page_size, PageInfo};
 use super::workflow::{self as shared, load_timeline};
+use crate::auth::Needs;
 use crate::db::returns::{self as db, ReturnMilestones, ReturnRecord, Returns};
-use crate::db::workflow::{records_by_ids, ReadModels, TimelineRecord};
+use crate::db::workflow::{records_by_ids, ReadModels, TimelineRecord, Visible};
 use crate::db::{DbError, Snapshot};
 use crate::error::QueryError;
 use crate::live;
@@ -19,6 +20,7 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use service_kit::auth::Scope;
 use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -71,8 +73,9 @@ pub struct ReturnLine {
     pub refused_quantity: Option<i32>,
 }
 
-/// Loads the return cases of every order in a response with one query, from its snapshot.
-pub struct ReturnLoader(pub(super) Arc<Snapshot>);
+/// Loads the return cases of every order in a response with one query, from its snapshot:
+/// only those the caller may see.
+pub struct ReturnLoader(pub(super) Arc<Snapshot>, pub(super) Visible);
 
 impl Loader<Uuid> for ReturnLoader {
     type Value = ReturnRecord;
@@ -80,7 +83,7 @@ impl Loader<Uuid> for ReturnLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let client = self.0.client().await.map_err(Arc::new)?;
-        let records = records_by_ids::<Returns>(client, keys)
+        let records = records_by_ids::<Returns>(client, keys, &self.1)
             .await
             .map_err(Arc::new)?;
         Ok(records.into_iter().map(|r| (r.order_id, r)).collect())
@@ -327,7 +330,7 @@ impl ReturnQueries {
 #[Object]
 impl ReturnQueries {
     /// The return case of an order, or null when the projection has seen none.
-    #[graphql(name = "return")]
+    #[graphql(guard = "Needs(Scope::Read)", name = "return")]
     async fn return_of(
         &self,
         ctx: &Context<'_>,
@@ -340,7 +343,10 @@ impl ReturnQueries {
 
     /// Return cases, newest request first, filtered; `first` at most the page-size cap,
     /// `after` a cursor from a previous page.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Needs(Scope::Read)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn returns(
         &self,
         ctx: &Context<'_>,
@@ -354,7 +360,10 @@ impl ReturnQueries {
     }
 
     /// Return cases past their deadline, the longest overdue first.
-    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[graphql(
+        guard = "Needs(Scope::ReadOperations)",
+        complexity = "page_cost(first, child_complexity)"
+    )]
     async fn stalled_returns(
         &self,
         ctx: &Context<'_>,
@@ -365,6 +374,7 @@ impl ReturnQueries {
     }
 
     /// How many return cases are in each status (kept by the projector, not counted on read).
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn return_status_counts(
         &self,
         ctx: &Context<'_>,
@@ -411,6 +421,7 @@ pub struct ReturnSubscriptions;
 impl ReturnSubscriptions {
     /// Every change of one order's return case: with `after` (a consistency token), first
     /// every event after it, then each new one; without, from now on.
+    #[graphql(guard = "Needs(Scope::Read)")]
     async fn return_updated(
         &self,
         ctx: &Context<'_>,
@@ -420,7 +431,8 @@ impl ReturnSubscriptions {
         let (live, seat) = subscribing::start(ctx).extend()?;
         let id = input::order_id(&order_id).extend()?;
         let after = subscribing::after(after).extend()?;
-        let updates = live::instance_updates::<Returns, _>(live, seat, id, after);
+        let visible = crate::auth::visible(ctx).extend()?;
+        let updates = live::instance_updates::<Returns, _>(live, seat, id, visible, after);
         Ok(subscribing::items(updates, |u| ReturnUpdate {
             token: u.token().to_owned(),
             return_case: Return(u.record),
@@ -430,6 +442,7 @@ impl ReturnSubscriptions {
 
     /// Each return case matching `filter` (the filter of `returns`) whose last applied event
     /// moves past the subscriber's position, in log order: with `after`, first those past it.
+    #[graphql(guard = "Needs(Scope::Read)")]
     async fn returns_changed(
         &self,
         ctx: &Context<'_>,
@@ -439,7 +452,8 @@ impl ReturnSubscriptions {
         let (live, seat) = subscribing::start(ctx).extend()?;
         let filter = read_filter(filter).extend()?;
         let after = subscribing::after(after).extend()?;
-        let changes = live::list_changes::<Returns, _>(live, seat, filter, after);
+        let visible = crate::auth::visible(ctx).extend()?;
+        let changes = live::list_changes::<Returns, _>(live, seat, filter, visible, after);
         Ok(subscribing::items(changes, |record| ReturnChange {
             token: Returns::progress(&record).2.to_owned(),
             return_case: Return(record),
@@ -447,6 +461,7 @@ impl ReturnSubscriptions {
     }
 
     /// How many return cases are in each status: now, then whenever a count changes.
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn return_status_counts_changed(
         &self,
         ctx: &Context<'_>,
@@ -467,6 +482,7 @@ impl ReturnSubscriptions {
 
     /// Return cases past their deadline, the longest overdue first: now, then whenever the
     /// list or one of them changes.
+    #[graphql(guard = "Needs(Scope::ReadOperations)")]
     async fn stalled_returns_changed(
         &self,
         ctx: &Context<'_>,

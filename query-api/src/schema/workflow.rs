@@ -4,7 +4,7 @@
 
 use super::paging::{decode_cursor, encode_cursor, page_size, PageInfo};
 use super::read_models;
-use crate::db::workflow::{self as db, ReadModels, TimelineRecord};
+use crate::db::workflow::{self as db, ReadModels, TimelineRecord, Visible};
 use crate::db::{DbError, Snapshot};
 use crate::error::QueryError;
 use async_graphql::dataloader::{DataLoader, Loader};
@@ -20,14 +20,17 @@ use uuid::Uuid;
 pub struct TimelineLoader<W> {
     /// The request's snapshot the timelines are read through.
     snapshot: Arc<Snapshot>,
+    /// What the caller may see.
+    visible: Visible,
     /// Whose timeline table: each workflow's loader is a type of its own in a request's data.
     workflow: PhantomData<fn() -> W>,
 }
 
 impl<W> TimelineLoader<W> {
-    pub(super) fn new(snapshot: Arc<Snapshot>) -> Self {
+    pub(super) fn new(snapshot: Arc<Snapshot>, visible: Visible) -> Self {
         Self {
             snapshot,
+            visible,
             workflow: PhantomData,
         }
     }
@@ -39,7 +42,9 @@ impl<W: ReadModels> Loader<Uuid> for TimelineLoader<W> {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
         let client = self.snapshot.client().await.map_err(Arc::new)?;
-        db::timelines::<W>(client, keys).await.map_err(Arc::new)
+        db::timelines::<W>(client, keys, &self.visible)
+            .await
+            .map_err(Arc::new)
     }
 }
 
@@ -68,7 +73,9 @@ pub(super) async fn page<W: ReadModels>(
     let limit = page_size(ctx, first)?;
     let after = after.as_deref().map(decode_cursor).transpose()?;
     let filter = filter()?;
-    let mut rows = db::list::<W>(read_models(ctx).await?, &filter, after, limit + 1).await?;
+    let visible = crate::auth::visible(ctx)?;
+    let client = read_models(ctx).await?;
+    let mut rows = db::list::<W>(client, &filter, &visible, after, limit + 1).await?;
     let has_next_page = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let items: Vec<(String, W::Record)> = rows

@@ -4,6 +4,7 @@ use projector::Projector;
 use query_api::config::Config;
 use query_api::startup::Application;
 use serde_json::{json, Value};
+use service_kit::auth::AuthConfig;
 use std::sync::Arc;
 use std::time::Duration;
 pub use test_support::log::*;
@@ -42,6 +43,8 @@ pub struct Options {
     /// The rate limit of `POST /graphql` (`None`: off, as tests send many requests from one
     /// address).
     pub rate_limit: Option<service_kit::rate_limit::RateLimit>,
+    /// How tokens are checked: disabled unless a test of authentication sets it.
+    pub auth: AuthConfig,
 }
 
 impl Default for Options {
@@ -58,6 +61,8 @@ impl Default for Options {
             subscription_buffer: 256,
             partitions: 1,
             rate_limit: None,
+            // The suite's one place where authentication is disabled.
+            auth: AuthConfig::Disabled,
         }
     }
 }
@@ -67,6 +72,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
+    service_kit::init_test_tracing();
     let url = test_support::fresh_database().await;
     let store = event_store::connect(&url, &StoreOptions { pool_size: 4 })
         .await
@@ -94,6 +100,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     config.connection_init_timeout = options.connection_init_timeout;
     config.subscription_buffer = options.subscription_buffer;
     config.rate_limit = options.rate_limit;
+    config.auth = options.auth;
     let app = Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -213,6 +220,26 @@ impl TestApp {
 
     pub async fn query(&self, query: &str, variables: Value) -> Value {
         self.query_with(query, variables, None).await.1
+    }
+
+    /// Posts a query with `Authorization: Bearer <bearer>` when given; returns the HTTP status
+    /// and the body.
+    pub async fn query_as(
+        &self,
+        query: &str,
+        variables: Value,
+        bearer: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
     }
 
     /// Posts a query; returns the HTTP status and the body.

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod auth;
 mod limits;
 mod orders;
 mod read_model;

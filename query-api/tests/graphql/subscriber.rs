@@ -81,15 +81,34 @@ impl Subscriber {
         subscriber
     }
 
+    /// Opens a websocket and initialises it with a bearer token in `connection_init`.
+    pub async fn connect_as(http_address: &str, protocol: Protocol, token: &str) -> Self {
+        let mut subscriber = Self::open(http_address, protocol).await;
+        let payload = json!({"Authorization": format!("Bearer {token}")});
+        if let Err(code) = subscriber.init_with(payload).await {
+            panic!("connection_init was refused: {code:?}");
+        }
+        subscriber
+    }
+
     /// Sends `connection_init` and waits for its acknowledgement.
     pub async fn init(&mut self) {
-        self.send(json!({"type": "connection_init", "payload": {}}))
+        if let Err(code) = self.init_with(json!({})).await {
+            panic!("connection_init was refused: {code:?}");
+        }
+    }
+
+    /// Sends `connection_init` with `payload`; waits for its acknowledgement, or the close
+    /// frame's code (if any) when the server refuses it.
+    pub async fn init_with(&mut self, payload: Value) -> Result<(), Option<u16>> {
+        self.send(json!({"type": "connection_init", "payload": payload}))
             .await;
         loop {
-            let message = self.receive().await.expect("connection_ack");
+            let message = self.receive().await?;
             match message["type"].as_str() {
-                Some("connection_ack") => return,
+                Some("connection_ack") => return Ok(()),
                 Some("ka") => continue,
+                Some("connection_error") => return Err(None),
                 _ => panic!("expected connection_ack, got {message}"),
             }
         }
