@@ -5,7 +5,10 @@
 //! a configuration never prints a password; `shutdown` resolves on SIGINT or SIGTERM; `health`
 //! (feature `http`) answers `/healthz` and `/readyz`; `postgres` builds connection pools,
 //! applies migrations, LISTENs for notifications and tells an unreachable database from a
-//! refused statement; `lease` keeps one active instance of a service with a fencing token. Nothing here knows about events or read models: the event store and the
+//! refused statement; `lease` keeps one active instance of a service with a fencing token; `metrics` holds the
+//! process's one Prometheus registry, the helpers that declare each metric once and (feature
+//! `http`) the `/metrics` page, the RED metrics of HTTP requests and a small listener for the
+//! services without HTTP. Nothing here knows about events or read models: the event store and the
 //! read models both build on it.
 
 #![forbid(unsafe_code)]
@@ -13,6 +16,7 @@
 #[cfg(feature = "http")]
 pub mod health;
 pub mod lease;
+pub mod metrics;
 pub mod postgres;
 pub mod secret;
 pub mod shutdown;
