@@ -8,7 +8,7 @@
 //! written once against `workflow::WorkflowApi`; `orders` implements it for the order workflow,
 //! `returns` (bodies in `returns_dto`) for the returns workflow.
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
-//! `startup` wires the server.
+//! `metrics` declares what the pipeline counts and times; `startup` wires the server.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +17,7 @@ pub mod dto;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod returns;

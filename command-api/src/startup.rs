@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use event_store::{EventStore, StoreOptions};
 use service_kit::health;
+use service_kit::metrics::http::{metrics_page, record_requests, METRICS_PATH};
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -50,15 +51,18 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
         let state = web::Data::new(AppState { store, config });
+        crate::metrics::register();
         let server = HttpServer::new(move || {
             crate::SERVED
                 .iter()
                 .fold(App::new(), |app, served| app.configure(served.configure))
                 .app_data(state.clone())
                 .wrap(from_fn(http::echo_correlation_id))
+                .wrap(from_fn(record_requests))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))
+                .service(routes::only(METRICS_PATH, Method::GET, metrics_page))
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)

@@ -9,7 +9,8 @@
 //! log through the store's port (lag, what a token concerns); `live` turns the same
 //! notifications into the subscriptions' updates, read from the read models after each
 //! subscriber's position; `http` serves it all on actix-web, and `ws` the subscriptions over a
-//! websocket on the same path, with their limits; `startup` wires it.
+//! websocket on the same path, with their limits; `metrics` declares what is measured besides
+//! HTTP (read-your-writes waits, stale answers); `startup` wires it.
 
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod live;
 pub mod log;
+pub mod metrics;
 pub mod schema;
 pub mod startup;
 pub mod ws;

@@ -7,9 +7,11 @@ use crate::live::Live;
 use crate::schema::{build_schema, MilestoneSchema};
 use crate::ws::{self, Connections};
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
 use service_kit::health;
+use service_kit::metrics::http::{metrics_page, record_requests, METRICS_PATH};
 use std::net::TcpListener;
 
 /// What every handler can reach.
@@ -59,8 +61,10 @@ impl Application {
             connections: Connections::default(),
             config,
         });
+        crate::metrics::register();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(record_requests))
                 .app_data(state.clone())
                 .app_data(
                     web::JsonConfig::default()
@@ -78,6 +82,7 @@ impl Application {
                 .route("/schema.graphql", web::get().to(http::sdl))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(http::readyz))
+                .route(METRICS_PATH, web::get().to(metrics_page))
                 .default_service(web::to(http::not_found))
         })
         .workers(workers)

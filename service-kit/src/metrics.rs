@@ -136,6 +136,16 @@ fn register<M: Metric + Clone>(
     metric
 }
 
+/// Creates the series of `labels` in `family` at zero, so that it is exposed (and its rate
+/// defined) before its first observation.
+pub fn preregister<S, M, C>(family: &Family<S, M, C>, labels: &S)
+where
+    S: Clone + Hash + Eq,
+    C: MetricConstructor<M>,
+{
+    drop(family.get_or_create(labels));
+}
+
 /// A family of counters; `name` ends in `_total`.
 pub fn counter<L: Labels>(name: &'static str, help: &'static str) -> Family<L, Counter> {
     register(name, help, Kind::Counter, L::NAMES, Family::default())
