@@ -263,11 +263,11 @@ pub fn intern(value: &str) -> &'static str {
         .unwrap_or_else(PoisonError::into_inner)
         .get(value)
     {
-        return *known;
+        return known;
     }
     let mut interned = INTERNED.write().unwrap_or_else(PoisonError::into_inner);
     if let Some(known) = interned.get(value) {
-        return *known;
+        return known;
     }
     if interned.len() >= INTERNED_MAX {
         return "other";
