@@ -25,6 +25,17 @@ if ! command -v nats-server >/dev/null 2>&1; then
   fi
 fi
 
+# The metrics test starts a real Prometheus and checks every /metrics page with promtool.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing prometheus and promtool (Debian package) for the metrics test"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "prometheus is not installed and cannot be installed here: apt-get install prometheus" >&2
+    exit 1
+  fi
+fi
+
 echo "== compose.yaml and Dockerfile"
 if ! command -v docker-compose >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 
 use crate::dto::{CommandBody, CreateBody};
 use crate::error::ApiError;
+use crate::metrics::CommandLabels;
 use crate::service::{self, CommandContext, Executed};
 use crate::startup::AppState;
 use crate::workflow::WorkflowApi;
@@ -311,8 +312,48 @@ fn respond(executed: Executed, collection: Option<&str>) -> HttpResponse {
     response.json(outcome)
 }
 
+/// Counts a command's outcome: `ok`, or the problem's code.
+fn counted<W: WorkflowApi>(
+    result: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => service_kit::metrics::intern(e.code()),
+    };
+    crate::metrics::METRICS
+        .commands
+        .get_or_create(&CommandLabels {
+            workflow: W::NAME,
+            outcome,
+        })
+        .inc();
+    result
+}
+
 /// `POST <collection>`: creates an instance of `W`; `endpoint` names the request in its hash.
 pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    endpoint: &str,
+    scope: Scope,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    counted::<W>(create::<W, B>(app, req, endpoint, scope, payload).await)
+}
+
+/// `POST <collection>/{id}/<action>`: one command on an existing instance of `W`.
+pub async fn handle_action<W: WorkflowApi, B: CommandBody<W>>(
+    app: web::Data<AppState>,
+    req: HttpRequest,
+    id: String,
+    action: &str,
+    scope: Scope,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    counted::<W>(act::<W, B>(app, req, id, action, scope, payload).await)
+}
+
+async fn create<W: WorkflowApi, B: CreateBody<W>>(
     app: web::Data<AppState>,
     req: HttpRequest,
     endpoint: &str,
@@ -332,8 +373,7 @@ pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
     Ok(respond(executed, Some(W::COLLECTION)))
 }
 
-/// `POST <collection>/{id}/<action>`: one command on an existing instance of `W`.
-pub async fn handle_action<W: WorkflowApi, B: CommandBody<W>>(
+async fn act<W: WorkflowApi, B: CommandBody<W>>(
     app: web::Data<AppState>,
     req: HttpRequest,
     id: String,

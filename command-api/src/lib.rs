@@ -9,7 +9,7 @@
 //! `returns` (bodies in `returns_dto`) for the returns workflow.
 //! `auth` checks each request's bearer token and the scope its route declares.
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
-//! `startup` wires the server.
+//! `metrics` declares what the pipeline counts and times; `startup` wires the server.
 
 #![forbid(unsafe_code)]
 
@@ -19,6 +19,7 @@ pub mod dto;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod openapi;
 pub mod orders;
 pub mod returns;

@@ -203,7 +203,10 @@ where
     F::Output: Responder + 'static,
 {
     let allowed = method.clone();
+    // Named after its pattern: the request metrics read the route from the name, allocating
+    // nothing.
     web::resource(path)
+        .name(path)
         .route(web::method(method).to(handler))
         .default_service(web::to(move |req: HttpRequest| {
             method_not_allowed(req, allowed.clone())

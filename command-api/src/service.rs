@@ -6,6 +6,7 @@
 use crate::dto::CommandOutcome;
 use crate::error::{ApiError, UnreadableEvent};
 use crate::idempotency::{scoped_key, Answer, KeyLedger, RefusedAnswer};
+use crate::metrics::WorkflowLabels;
 use crate::workflow::{InstanceId, WorkflowApi};
 use actix_web::http::StatusCode;
 use chrono::Utc;
@@ -14,6 +15,7 @@ use event_store::{
     read_whole_stream, EventStore, ExpectedRevision, GuardedAppend, Metadata, NewEvent, Principal,
     RecordedEvent, StoreError,
 };
+use std::time::Instant;
 use uuid::Uuid;
 
 /// How often a command is re-decided after losing a race before the caller is told.
@@ -226,7 +228,19 @@ pub async fn execute<I: InstanceId>(
     command: CommandOf<I>,
     ctx: &CommandContext,
 ) -> Result<Executed, ApiError> {
-    run::<I::Workflow>(store, id, command, ctx).await
+    let result = run::<I::Workflow>(store, id, command, ctx).await;
+    if matches!(
+        result,
+        Ok(Executed { replayed: true, .. }) | Err(ApiError::Replayed { .. })
+    ) {
+        crate::metrics::METRICS
+            .replays
+            .get_or_create(&WorkflowLabels {
+                workflow: <I::Workflow as Workflow>::NAME,
+            })
+            .inc();
+    }
+    result
 }
 
 async fn run<W: WorkflowApi>(
@@ -379,6 +393,7 @@ async fn run<W: WorkflowApi>(
             None => ExpectedRevision::NoStream,
             Some(r) => ExpectedRevision::Exact(r),
         };
+        let appending = Instant::now();
         let appended = match guard {
             Some(ledger) => {
                 match store
@@ -393,6 +408,10 @@ async fn run<W: WorkflowApi>(
             }
             None => store.append(&stream, expected, new_events).await,
         };
+        crate::metrics::METRICS
+            .append
+            .get_or_create(&WorkflowLabels { workflow: W::NAME })
+            .observe(appending.elapsed().as_secs_f64());
         match appended {
             // With a key, an identical request may have got there first: the next attempt
             // answers as its replay, from the stream. Without one, the events can only be this

@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use event_store::{EventStore, StoreOptions};
 use service_kit::auth::Authenticator;
 use service_kit::health;
+use service_kit::metrics::http::{metrics_page, record_requests, METRICS_PATH};
 use service_kit::rate_limit::RateLimiter;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -64,6 +65,7 @@ impl Application {
             config,
             auth,
         });
+        crate::metrics::register();
         let server = HttpServer::new(move || {
             crate::SERVED
                 .iter()
@@ -75,9 +77,11 @@ impl Application {
                 .wrap(from_fn(http::rate_limit))
                 .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(http::echo_correlation_id))
+                .wrap(from_fn(record_requests))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))
+                .service(routes::only(METRICS_PATH, Method::GET, metrics_page))
                 .default_service(web::to(routes::not_found))
         })
         .workers(workers)

@@ -365,6 +365,29 @@ pub async fn read_whole_stream(
     }
 }
 
+/// How far a reader of the streams starting with `prefix` (a projection, a relay) whose
+/// checkpoint is `checkpoint` is behind the log: how many events follow the checkpoint (at most
+/// `limit`), and the age in seconds of the oldest of them (0 when none).
+///
+/// # Errors
+/// As [`EventStore::head_position`] and [`EventStore::read_all`].
+pub async fn lag_behind(
+    store: &dyn EventStore,
+    prefix: &str,
+    checkpoint: Option<Position>,
+    limit: usize,
+) -> Result<(i64, f64), StoreError> {
+    let head = store.head_position().await?;
+    if head.is_none() || head <= checkpoint {
+        return Ok((0, 0.0));
+    }
+    let behind = store.read_all(checkpoint, prefix, limit).await?;
+    let age = behind.first().map_or(0.0, |oldest| {
+        (Utc::now() - oldest.recorded_at).as_seconds_f64().max(0.0)
+    });
+    Ok((behind.len() as i64, age))
+}
+
 /// Compares the events stored where an append was aimed with the events it carries. The same
 /// ids with the same type and data are that append's earlier success (an idempotent retry):
 /// its original result. The same ids with other content, or only some of the ids, are a

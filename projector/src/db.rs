@@ -216,6 +216,20 @@ pub async fn parked_streams(
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
 
+/// How many streams of this projection are parked.
+pub async fn count_parked_streams(
+    client: &impl GenericClient,
+    projection: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "select count(*) from projection_parked_streams where projection = $1",
+            &[&projection],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 pub async fn park_stream(
     tx: &Transaction<'_>,
     projection: &str,

@@ -4,7 +4,8 @@
 //! projection: batches of events applied with their checkpoint in one transaction, NOTIFY,
 //! the live loop, rebuild, dead letters, parking, retries and `correction`s; `db` holds the
 //! runtime's SQL; `lease` keeps one active instance per projection and fences the ones it
-//! replaced. `status_table` is what every "one status row per instance, a timeline, counts by
+//! replaced; `metrics` declares what the runtime measures (lag, batches, dead letters, parked
+//! streams, command -> visible). `status_table` is what every "one status row per instance, a timeline, counts by
 //! status" projection shares (the row made from its column list, its SQL, its batch, the checks
 //! every event passes); `orders` is the order projection on it (its columns, how an event changes
 //! an order's row), `returns` the returns projection (with its own deadlines); `startup`
@@ -17,6 +18,7 @@ pub mod config;
 pub mod correction;
 pub mod db;
 pub mod lease;
+pub mod metrics;
 pub mod orders;
 pub mod partition;
 pub mod projection;

@@ -7,6 +7,7 @@ use crate::correction::{corrected, Correction};
 use crate::db;
 use crate::db::{DeadLetter, RepairNote};
 use crate::lease::Lease;
+use crate::metrics::{ProjectionLabels, METRICS};
 use crate::partition::Partition;
 use crate::projection::{BatchOutcome, Progress, Projection, CHANGES_CHANNEL};
 use crate::ProjectorError;
@@ -201,6 +202,40 @@ impl<P: Projection> Runtime<P> {
         Ok(lowest)
     }
 
+    /// Measures, for the metrics, how far the projection is behind the log (from the
+    /// checkpoint of the partition furthest behind) and how many of its streams are parked.
+    /// Reads only: it takes no lock a batch holds.
+    ///
+    /// # Errors
+    /// When the read-model database or the event store cannot be reached.
+    pub async fn sample_metrics(&self) -> Result<(), ProjectorError> {
+        let client = self.pool.get().await?;
+        let mut lowest = None;
+        for (i, unit) in self.units().iter().enumerate() {
+            let position = db::load_checkpoint(&client, &unit.key).await?;
+            if i == 0 || position < lowest {
+                lowest = position;
+            }
+        }
+        let parked = db::count_parked_streams(&client, P::NAME).await?;
+        drop(client);
+        let (events, seconds) = event_store::lag_behind(
+            self.store.as_ref(),
+            P::STREAM_PREFIX,
+            lowest,
+            crate::metrics::LAG_COUNT_LIMIT,
+        )
+        .await?;
+        let labels = ProjectionLabels {
+            projection: P::NAME,
+        };
+        let metrics = &*METRICS;
+        metrics.lag_events.get_or_create(&labels).set(events);
+        metrics.lag_seconds.get_or_create(&labels).set(seconds);
+        metrics.parked.get_or_create(&labels).set(parked);
+        Ok(())
+    }
+
     async fn unit_checkpoint(&self) -> Result<Option<Position>, ProjectorError> {
         let client = self.pool.get().await?;
         self.claim_checkpoint(&client).await?;
@@ -249,6 +284,7 @@ impl<P: Projection> Runtime<P> {
                 ..BatchOutcome::default()
             });
         };
+        let started = Instant::now();
         let projection = &*self.projection;
         // A partition applies its own streams' events and moves past the others'.
         let owned: std::borrow::Cow<'_, [RecordedEvent]> = if self.partition.is_some() {
@@ -262,6 +298,7 @@ impl<P: Projection> Runtime<P> {
             events.into()
         };
         let events = &*owned;
+        let read = events.len() as u64;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
@@ -286,8 +323,10 @@ impl<P: Projection> Runtime<P> {
 
         let mut applied = 0;
         let mut dead_lettered = 0;
-        for event in events {
-            let event = corrected(&corrections, event);
+        // When each event that becomes visible with this batch was decided, and its trace.
+        let mut visible = Vec::with_capacity(events.len());
+        for logged in events {
+            let event = corrected(&corrections, logged);
             let event = event.as_ref();
             if parked.contains(&event.stream_id) {
                 let reason =
@@ -297,8 +336,12 @@ impl<P: Projection> Runtime<P> {
                 continue;
             }
             match projection.apply(&mut batch, event) {
-                Ok(false) => {}
-                Ok(true) => applied += 1,
+                Ok(changed) => {
+                    applied += usize::from(changed);
+                    if let Some(at) = logged.metadata.occurred_at {
+                        visible.push((at, logged.metadata.trace_id()));
+                    }
+                }
                 Err(error) => {
                     let error = error.to_string();
                     tracing::warn!(projection = P::NAME, stream = %event.stream_id, revision = event.revision, %error, "dead-lettered an event; parking its stream");
@@ -322,6 +365,25 @@ impl<P: Projection> Runtime<P> {
             return Err(ProjectorError::LeaseLost);
         }
         tx.commit().await?;
+        let committed = chrono::Utc::now();
+        let labels = ProjectionLabels {
+            projection: P::NAME,
+        };
+        let metrics = &*METRICS;
+        metrics.events.get_or_create(&labels).inc_by(read);
+        metrics
+            .dead_letters
+            .get_or_create(&labels)
+            .inc_by(dead_lettered as u64);
+        metrics
+            .batch_size
+            .get_or_create(&labels)
+            .observe(read as f64);
+        metrics
+            .batch_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        crate::metrics::record_visible(P::NAME, committed, visible);
         Ok(BatchOutcome {
             checkpoint: Some(last.position),
             applied,

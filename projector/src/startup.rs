@@ -63,6 +63,7 @@ pub trait Registered: Send + Sync {
         id: Uuid,
         note: &'a RepairNote,
     ) -> BoxFuture<'a, Result<usize, ProjectorError>>;
+    fn sample_metrics(&self) -> BoxFuture<'_, Result<(), ProjectorError>>;
 }
 
 impl<P: Projection> Registered for Runtime<P> {
@@ -87,6 +88,9 @@ impl<P: Projection> Registered for Runtime<P> {
         note: &'a RepairNote,
     ) -> BoxFuture<'a, Result<usize, ProjectorError>> {
         Runtime::retry_parked_noting(self, id, note).boxed()
+    }
+    fn sample_metrics(&self) -> BoxFuture<'_, Result<(), ProjectorError>> {
+        Runtime::sample_metrics(self).boxed()
     }
 }
 
@@ -145,8 +149,27 @@ impl Application {
                         .with_context(|| format!("resuming projection {}", projection.name()))?;
                 }
                 let shutdown: Shutdown = shutdown_signal().boxed().shared();
-                futures::future::join_all(self.projections.iter().map(|p| p.run(shutdown.clone())))
-                    .await;
+                crate::metrics::register();
+                let listener = service_kit::metrics::http::MetricsServer::from_env(
+                    crate::metrics::METRICS_ADDR_VAR,
+                )?;
+                let run = futures::future::join_all(
+                    self.projections.iter().map(|p| p.run(shutdown.clone())),
+                );
+                match &listener {
+                    Some(_) => {
+                        tokio::select! {
+                            _ = run => {}
+                            () = sample_metrics_forever(&self.projections) => {}
+                        }
+                    }
+                    None => {
+                        run.await;
+                    }
+                }
+                if let Some(listener) = listener {
+                    listener.stop().await;
+                }
                 tracing::info!("projector stopped");
             }
             Command::Rebuild => {
@@ -184,6 +207,21 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+/// Measures every projection's lag and parked streams for the metrics, every
+/// [`crate::metrics::SAMPLE_EVERY`]; never returns.
+async fn sample_metrics_forever(projections: &[Box<dyn Registered>]) {
+    let mut every = tokio::time::interval(crate::metrics::SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        for projection in projections {
+            if let Err(e) = projection.sample_metrics().await {
+                tracing::debug!(projection = projection.name(), error = %e, "cannot measure the projection's lag");
+            }
+        }
     }
 }
 

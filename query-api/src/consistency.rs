@@ -8,6 +8,7 @@
 use crate::db::projection::Checkpoint;
 use crate::live::Notice;
 use crate::log::EventLog;
+use crate::metrics::WaitLabels;
 use deadpool_postgres::Pool;
 use event_store::Position;
 use projector::{Descriptor, CHANGES_CHANNEL, PROJECTIONS};
@@ -282,6 +283,12 @@ impl CheckpointWatch {
             tokio::time::sleep(slice).await;
         };
         concerned.extend(open);
+        crate::metrics::METRICS
+            .waits
+            .get_or_create(&WaitLabels {
+                outcome: if reached { "reached" } else { "timed_out" },
+            })
+            .observe(started.elapsed().as_secs_f64());
         WaitOutcome {
             reached,
             checkpoint: concerned.iter().map(|p| self.known(p.name)).min().flatten(),

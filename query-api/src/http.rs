@@ -3,6 +3,7 @@
 
 use crate::db::{projection, Snapshot};
 use crate::error::error_chain;
+use crate::metrics::StaleLabels;
 use crate::schema::{self, PROJECTION};
 use crate::startup::AppState;
 use actix_web::body::MessageBody;
@@ -153,11 +154,23 @@ pub async fn graphql(
         let parked = parked
             .inspect_err(|e| tracing::warn!(cause = %error_chain(e), "cannot tell whether the order is parked"))
             .ok();
+        // The write does not show: not applied yet, parked, or not known to be applied.
+        let stale = match &parked {
+            _ if !outcome.reached => Some("timed_out"),
+            None => Some("unknown"),
+            Some(p) if !p.is_empty() => Some("parked"),
+            Some(_) => None,
+        };
+        if let Some(reason) = stale {
+            crate::metrics::METRICS
+                .stale
+                .get_or_create(&StaleLabels { reason })
+                .inc();
+        }
         let consistency = json!({
             "token": token.to_string(),
             "reached": outcome.reached,
-            // The write does not show: not applied yet, parked, or not known to be applied.
-            "stale": !outcome.reached || parked.as_ref().is_none_or(|p| !p.is_empty()),
+            "stale": stale.is_some(),
             "parked": parked,
             "checkpoint": outcome.checkpoint.map(|p| p.to_string()),
             "waitedMs": outcome.waited.as_millis() as u64,

@@ -10,8 +10,9 @@
 //! notifications into the subscriptions' updates, read from the read models after each
 //! subscriber's position; `http` serves it all on actix-web, and `ws` the subscriptions over a
 //! websocket on the same path, with their limits; `auth` checks each request's bearer token,
-//! the scope each root field needs and narrows a customer's reads to their own; `startup` wires
-//! it.
+//! the scope each root field needs and narrows a customer's reads to their own; `metrics`
+//! declares what is measured besides HTTP (read-your-writes waits, stale answers); `startup`
+//! wires it.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod http;
 pub mod live;
 pub mod log;
+pub mod metrics;
 pub mod schema;
 pub mod startup;
 pub mod ws;

@@ -1,7 +1,6 @@
 //! The event log, reached through the event store's port on first use: how far a projection is
 //! behind it, and whether a projection has events of its own up to a consistency token.
 
-use chrono::Utc;
 use event_store::{EventStore, Position, StoreError, StoreOptions};
 use projector::Descriptor;
 use std::sync::Arc;
@@ -47,19 +46,8 @@ impl EventLog {
         prefix: &str,
         checkpoint: Option<Position>,
     ) -> Result<(i64, f64), StoreError> {
-        let head = self.head().await?;
-        if head.is_none() || head <= checkpoint {
-            return Ok((0, 0.0));
-        }
-        let behind = self
-            .store()
-            .await?
-            .read_all(checkpoint, prefix, LAG_COUNT_LIMIT)
-            .await?;
-        let age = behind.first().map_or(0.0, |oldest| {
-            (Utc::now() - oldest.recorded_at).as_seconds_f64().max(0.0)
-        });
-        Ok((behind.len() as i64, age))
+        let store = self.store().await?;
+        event_store::lag_behind(store.as_ref(), prefix, checkpoint, LAG_COUNT_LIMIT).await
     }
 
     /// The position of the newest event readers can see.

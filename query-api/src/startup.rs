@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
 use service_kit::auth::Authenticator;
 use service_kit::health;
+use service_kit::metrics::http::{metrics_page, record_requests, METRICS_PATH};
 use service_kit::rate_limit::RateLimiter;
 use std::net::TcpListener;
 
@@ -72,6 +73,7 @@ impl Application {
             config,
             auth,
         });
+        crate::metrics::register();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -93,8 +95,13 @@ impl Application {
                 .route("/schema.graphql", web::get().to(http::sdl))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(http::readyz))
+                .route(METRICS_PATH, web::get().to(metrics_page))
                 .default_service(web::to(http::not_found))
+                // The rate limit counts per principal, so it runs after authentication, and
+                // every answer, 401 and 429 included, is measured (the middleware wrapped last
+                // runs first).
                 .wrap(from_fn(auth::authenticate))
+                .wrap(from_fn(record_requests))
         })
         .workers(workers)
         .shutdown_timeout(10)

@@ -8,14 +8,18 @@
 //! The workflow's rules make a repeat harmless (a reminder names its attempt and is recorded
 //! once; a step is escalated once), so a crash mid-run and a restart record nothing twice. A
 //! lease keeps a single instance active anyway, with hot standbys like the projector's.
+//! `metrics` counts the reminders, escalations and failures.
 
 #![forbid(unsafe_code)]
 
 pub mod chased;
 pub mod config;
+pub mod metrics;
 
 pub use chased::Chased;
 pub use config::{Config, ConfigError};
+
+use crate::metrics::{ChasedLabels, METRICS};
 
 use chrono::{DateTime, Utc};
 use command_api::error::ApiError;
@@ -179,6 +183,7 @@ impl Reconciler {
                 after = Some((row.get("next_reminder_at"), uuid));
                 if let Err(e) = self.chase::<W>(id, seen, run, report).await {
                     report.failures += 1;
+                    METRICS.failures.get_or_create(&Self::labels::<W>()).inc();
                     tracing::warn!(workflow = W::NAME, instance = %id, error = %e, "cannot chase");
                 }
             }
@@ -192,6 +197,10 @@ impl Reconciler {
     /// model said it was due at its revision `seen`; when the stream has moved on since (the
     /// projector has not applied the latest events yet), its deadline may have moved too, and
     /// the instance waits for the next run.
+    fn labels<W: Chased>() -> ChasedLabels {
+        ChasedLabels { workflow: W::NAME }
+    }
+
     async fn chase<W: Chased>(
         &self,
         id: W::Id,
@@ -240,6 +249,10 @@ impl Reconciler {
             let reason = escalation_reason(&pending, self.config.max_reminders);
             let done = execute(self.store.as_ref(), id, W::escalate(reason), &ctx).await?;
             report.escalations += done.outcome.events.len();
+            METRICS
+                .escalations
+                .get_or_create(&Self::labels::<W>())
+                .inc_by(done.outcome.events.len() as u64);
             return Ok(());
         }
         for action in pending {
@@ -251,6 +264,10 @@ impl Reconciler {
             let attempt = follow_up.next_attempt(action);
             let done = execute(self.store.as_ref(), id, W::remind(action, attempt), &ctx).await?;
             report.reminders += done.outcome.events.len();
+            METRICS
+                .reminders
+                .get_or_create(&Self::labels::<W>())
+                .inc_by(done.outcome.events.len() as u64);
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
 //! `reconciler`: chases overdue instances until SIGINT/SIGTERM; see [`reconciler::Config`] for
-//! its settings.
+//! its settings; `/metrics` on `MILESTONE_RECONCILER_METRICS_ADDR` when it is set.
 
 use anyhow::Context;
 use reconciler::{Config, Reconciler};
@@ -11,6 +11,12 @@ async fn main() -> anyhow::Result<()> {
     let reconciler = Reconciler::connect(config)
         .await
         .context("starting the reconciler")?;
+    reconciler::metrics::register();
+    let listener =
+        service_kit::metrics::http::MetricsServer::from_env(reconciler::metrics::METRICS_ADDR_VAR)?;
     reconciler.run(service_kit::shutdown_signal()).await;
+    if let Some(listener) = listener {
+        listener.stop().await;
+    }
     Ok(())
 }

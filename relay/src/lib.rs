@@ -4,13 +4,15 @@
 //!
 //! One relay runs per workflow (its stream of work), generic over [`domain::Workflow`]; a
 //! fenced lease keeps one instance active while others stand by. The checkpoint moves only after
-//! JetStream acknowledged every message of a batch, and only under the lease's token.
+//! JetStream acknowledged every message of a batch, and only under the lease's token. `metrics`
+//! declares what the relay counts (published, dead letters, interruptions) and its lag.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod contract;
 pub mod db;
+pub mod metrics;
 pub mod nats_server;
 pub mod publisher;
 pub mod runtime;

@@ -1,5 +1,6 @@
 //! `relay`: publishes the order and return workflows' integration events and work requests to
-//! NATS JetStream (see the README's integration section). Configuration: [`relay::Config`].
+//! NATS JetStream (see the README's integration section). Configuration: [`relay::Config`];
+//! `/metrics` on `MILESTONE_RELAY_METRICS_ADDR` when it is set.
 
 use domain::{Orders, Returns};
 use relay::{Config, Relay};
@@ -37,8 +38,31 @@ async fn main() -> anyhow::Result<()> {
         let (relay, owner, w) = (returns.clone(), owner.clone(), wait(stopped.clone()));
         tokio::spawn(async move { relay.run(&owner, w).await })
     };
+    relay::metrics::register();
+    let listener =
+        service_kit::metrics::http::MetricsServer::from_env(relay::metrics::METRICS_ADDR_VAR)?;
+    let sampler = listener.as_ref().map(|_| {
+        let (orders, returns) = (orders.clone(), returns.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(relay::metrics::SAMPLE_EVERY);
+            loop {
+                every.tick().await;
+                for sampled in [
+                    orders.sample_metrics().await,
+                    returns.sample_metrics().await,
+                ] {
+                    if let Err(e) = sampled {
+                        tracing::debug!(error = %e, "cannot measure the relay's lag");
+                    }
+                }
+            }
+        })
+    });
     service_kit::shutdown_signal().await;
     let _ = stop.send(true);
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
     o.await??;
     r.await??;
     Ok(())

@@ -4,6 +4,7 @@
 
 use crate::contract::{messages, Contract, Outgoing};
 use crate::db::{self, DeadLetter};
+use crate::metrics::{RelayLabels, METRICS};
 use crate::publisher::publish_all;
 use crate::{Config, RelayError};
 use deadpool_postgres::Pool;
@@ -113,6 +114,29 @@ impl<W: Contract> Relay<W> {
         Ok(relay)
     }
 
+    fn labels() -> RelayLabels {
+        RelayLabels { workflow: W::NAME }
+    }
+
+    /// Measures, for the metrics, how far the relay is behind the log.
+    ///
+    /// # Errors
+    /// When the database or the event store cannot be reached.
+    pub async fn sample_metrics(&self) -> Result<(), RelayError> {
+        let checkpoint = self.checkpoint().await?;
+        let (events, seconds) = event_store::lag_behind(
+            self.store.as_ref(),
+            W::STREAM_PREFIX,
+            checkpoint,
+            crate::metrics::LAG_COUNT_LIMIT,
+        )
+        .await?;
+        let labels = Self::labels();
+        METRICS.lag_events.get_or_create(&labels).set(events);
+        METRICS.lag_seconds.get_or_create(&labels).set(seconds);
+        Ok(())
+    }
+
     /// Where the relay has got to in the configured store's log.
     ///
     /// # Errors
@@ -169,6 +193,7 @@ impl<W: Contract> Relay<W> {
             };
             drop(lease);
             if let Err(e) = outcome {
+                METRICS.failures.get_or_create(&Self::labels()).inc();
                 tracing::warn!(relay = %self.name, error = %e, source = ?std::error::Error::source(&e), "relay interrupted; standing by again");
                 tokio::time::sleep(self.config.backoff.delay(failures)).await;
                 failures = failures.saturating_add(1);
@@ -285,6 +310,15 @@ impl<W: Contract> Relay<W> {
             if !moved {
                 return Err(RelayError::LeaseLost);
             }
+            let labels = Self::labels();
+            METRICS
+                .published
+                .get_or_create(&labels)
+                .inc_by(published as u64);
+            METRICS
+                .dead_letters
+                .get_or_create(&labels)
+                .inc_by(dead_letters.len() as u64);
         }
         Ok(BatchOutcome {
             checkpoint: last,

@@ -7,9 +7,11 @@
 //! applies migrations, LISTENs for notifications and tells an unreachable database from a
 //! refused statement; `auth` (feature `auth`) checks bearer tokens against a JSON Web Key
 //! Set and says which scopes a caller's role grants; `lease` keeps one active instance of a
-//! service with a fencing token; `rate_limit` keeps a token bucket per caller for the APIs'
-//! rate limits. Nothing here knows about events or read models: the event store and the read
-//! models both build on it.
+//! service with a fencing token; `metrics` holds the process's one Prometheus registry, the
+//! helpers that declare each metric once and (feature `http`) the `/metrics` page, the RED
+//! metrics of HTTP requests and a small listener for the services without HTTP; `rate_limit`
+//! keeps a token bucket per caller for the APIs' rate limits. Nothing here knows about events
+//! or read models: the event store and the read models both build on it.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,7 @@ pub mod auth;
 #[cfg(feature = "http")]
 pub mod health;
 pub mod lease;
+pub mod metrics;
 pub mod postgres;
 pub mod rate_limit;
 pub mod secret;

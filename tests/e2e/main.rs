@@ -5,6 +5,7 @@ mod stack;
 
 mod crash;
 mod integration;
+mod prometheus;
 mod reconciler;
 mod returns;
 mod run_script;

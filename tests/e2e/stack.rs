@@ -72,6 +72,8 @@ pub struct Stack {
     pub url: String,
     pub commands: String,
     pub queries: String,
+    /// The first projector's `/metrics` listener (`http://127.0.0.1:<port>`).
+    pub projector_metrics: String,
     pub http: reqwest::Client,
     _command_api: Service,
     pub projectors: Vec<Service>,
@@ -133,7 +135,13 @@ impl Stack {
         let command_api = spawn("command-api", &[], &env);
         let commands = format!("http://127.0.0.1:{cport}");
         wait_healthy(&http, &commands).await;
-        let projector = spawn("projector", &[], &base_env);
+        let mport = free_port();
+        let mut env = base_env.clone();
+        env.push((
+            "MILESTONE_PROJECTOR_METRICS_ADDR",
+            format!("127.0.0.1:{mport}"),
+        ));
+        let projector = spawn("projector", &[], &env);
         // The query API reads tables the projector creates.
         wait_for_table(&url, "read_model_migrations").await;
         let mut env = base_env.clone();
@@ -149,6 +157,7 @@ impl Stack {
             url,
             commands,
             queries,
+            projector_metrics: format!("http://127.0.0.1:{mport}"),
             http,
             _command_api: command_api,
             projectors: vec![projector],

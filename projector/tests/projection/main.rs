@@ -6,6 +6,7 @@ mod helpers;
 mod exactly_once;
 mod follow_up;
 mod instances;
+mod metrics;
 mod partitions;
 mod poison;
 mod proxy;
