@@ -14,6 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
+use service_kit::http_trace::INSTANCE_FIELD;
 use sha2::{Digest, Sha256};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
@@ -131,6 +132,7 @@ pub async fn echo_correlation_id(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = choose_correlation_id(req.headers());
+    tracing::Span::current().record(service_kit::telemetry::CORRELATION_FIELD, id.as_str());
     req.extensions_mut().insert(CorrelationId(id.clone()));
     match next.call(req).await {
         Ok(mut response) => {
@@ -286,6 +288,8 @@ pub async fn handle_create<W: WorkflowApi, B: CreateBody<W>>(
     let (id, command) = request
         .into_command(fallback)
         .map_err(ApiError::Validation)?;
+    // On the request's span, so that its logs (a server error's) name the instance.
+    tracing::Span::current().record(INSTANCE_FIELD, tracing::field::display(&id));
     let executed = service::execute(app.store.as_ref(), id, command, &ctx).await?;
     Ok(respond(executed, Some(W::COLLECTION)))
 }
@@ -298,6 +302,7 @@ pub async fn handle_action<W: WorkflowApi, B: CommandBody<W>>(
     action: &str,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    tracing::Span::current().record(INSTANCE_FIELD, id.as_str());
     let id =
         W::parse_id(&id).map_err(|e| ApiError::NotFound(format!("no such {}: {e}", W::NAME)))?;
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;

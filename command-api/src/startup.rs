@@ -56,6 +56,7 @@ impl Application {
                 .fold(App::new(), |app, served| app.configure(served.configure))
                 .app_data(state.clone())
                 .wrap(from_fn(http::echo_correlation_id))
+                .wrap(from_fn(service_kit::http_trace::trace_request))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))

@@ -61,6 +61,9 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    service_kit::http_trace::trace_request,
+                ))
                 .app_data(state.clone())
                 .app_data(
                     web::JsonConfig::default()

@@ -12,5 +12,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the reconciler")?;
     reconciler.run(service_kit::shutdown_signal()).await;
+    service_kit::shutdown_tracing();
     Ok(())
 }

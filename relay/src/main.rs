@@ -41,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = stop.send(true);
     o.await??;
     r.await??;
+    service_kit::shutdown_tracing();
     Ok(())
 }

@@ -5,6 +5,7 @@ mod stack;
 
 mod crash;
 mod integration;
+mod logs;
 mod reconciler;
 mod returns;
 mod run_script;

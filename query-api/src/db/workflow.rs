@@ -144,6 +144,7 @@ fn records<W: ReadModels>(rows: &[Row]) -> Result<Vec<W::Record>, DbError> {
 }
 
 /// The instance `id`, or `None` when the projection has not seen it.
+#[tracing::instrument(name = "read_model.by_id", skip_all, fields(table = W::STATUS_TABLE, id = %id))]
 pub async fn record_by_id<W: ReadModels>(
     client: &ClientWrapper,
     id: Uuid,
@@ -166,6 +167,7 @@ pub async fn record_by_id<W: ReadModels>(
 
 /// The instances among `ids` in one query (a DataLoader's batch); the projection has not seen
 /// those absent.
+#[tracing::instrument(name = "read_model.by_ids", skip_all, fields(table = W::STATUS_TABLE, ids = ids.len()))]
 pub async fn records_by_ids<W: ReadModels>(
     client: &ClientWrapper,
     ids: &[Uuid],
@@ -231,6 +233,7 @@ impl Conditions {
 
 /// At most `limit` instances matching `filter`, newest first by ([`ReadModels::LISTED_BY`], id)
 /// descending (a stable order for cursors), strictly after `after` when given.
+#[tracing::instrument(name = "read_model.list", skip_all, fields(table = W::STATUS_TABLE, limit = limit))]
 pub async fn list<W: ReadModels>(
     client: &ClientWrapper,
     filter: &W::Filter,
@@ -259,6 +262,7 @@ pub async fn list<W: ReadModels>(
 /// At most `limit` instances matching `filter` whose last applied event lies after `after`
 /// (from the first when `None`) and at or before `upto`, in the order of those events in the
 /// log; only among `ids` when given.
+#[tracing::instrument(name = "read_model.changed_between", skip_all, fields(table = W::STATUS_TABLE, after = ?after, upto = %upto, limit = limit))]
 pub async fn changed_between<W: ReadModels>(
     client: &ClientWrapper,
     filter: &W::Filter,
@@ -303,6 +307,7 @@ fn log_i64(part: u64) -> i64 {
 }
 
 /// At most `limit` overdue instances, the longest overdue first.
+#[tracing::instrument(name = "read_model.stalled", skip_all, fields(table = W::STATUS_TABLE, limit = limit))]
 pub async fn stalled<W: ReadModels>(
     client: &ClientWrapper,
     limit: i64,
@@ -352,6 +357,7 @@ impl TimelineRecord {
 
 /// The timelines of the instances `ids` in one query (a DataLoader's batch), oldest event
 /// first; an instance with no event has an empty one.
+#[tracing::instrument(name = "read_model.timelines", skip_all, fields(table = W::STATUS_TABLE, ids = ids.len()))]
 pub async fn timelines<W: ReadModels>(
     client: &ClientWrapper,
     ids: &[Uuid],
@@ -377,6 +383,7 @@ pub async fn timelines<W: ReadModels>(
 
 /// The events of the instance `id` after its revision `after` (every one when `None`), oldest
 /// first.
+#[tracing::instrument(name = "read_model.timeline", skip_all, fields(table = W::STATUS_TABLE, id = %id, after = ?after))]
 pub async fn timeline_after<W: ReadModels>(
     client: &ClientWrapper,
     id: Uuid,
@@ -400,6 +407,7 @@ pub async fn timeline_after<W: ReadModels>(
 }
 
 /// How many instances are in each status, as the projection keeps them.
+#[tracing::instrument(name = "read_model.status_counts", skip_all, fields(table = W::COUNTS_TABLE))]
 pub async fn status_counts<W: ReadModels>(
     client: &ClientWrapper,
 ) -> Result<HashMap<W::Status, i64>, DbError> {
