@@ -287,3 +287,15 @@ for label in "${!RATIOS[@]}"; do
     "$(tr ' ' '\n' <<<"${P99S[$label]}" | grep . | median)" \
     "$(tr ' ' '\n' <<<"${RATIOS[$label]}" | grep . | median)"
 done | sort
+# Each further variant's median rate against the first's (say, tracing on against off).
+if [ "${#VARIANTS[@]}" -gt 1 ]; then
+  first="POST /orders [${VARIANTS[0]%%:*}]"
+  first_rate="$(tr ' ' '\n' <<<"${RATES[$first]}" | grep . | median)"
+  echo "against $first:"
+  for variant in "${VARIANTS[@]:1}"; do
+    label="POST /orders [${variant%%:*}]"
+    rate="$(tr ' ' '\n' <<<"${RATES[$label]}" | grep . | median)"
+    printf '  %-34s %7s /s  %sx %7s /s\n' "$label" "$rate" \
+      "$(awk -v a="$rate" -v b="$first_rate" 'BEGIN { printf "%.2f", a / b }')" "$first_rate"
+  done
+fi

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use event_store::Position;
+use service_kit::SecretUrl;
 use std::path::PathBuf;
 
 /// Replay, export and time-travel over Milestone's event streams.
@@ -15,9 +16,10 @@ pub struct Cli {
         long,
         env = "MILESTONE_EVENT_STORE_URL",
         default_value = "postgres://postgres:postgres@127.0.0.1:5432/milestone",
+        hide_env_values = true,
         global = true
     )]
-    pub store_url: String,
+    pub store_url: SecretUrl,
 
     #[command(subcommand)]
     pub command: Command,
@@ -63,8 +65,8 @@ pub enum Command {
         projection: String,
         /// The read-model database.
         /// Example: --read-model-url postgres://postgres:postgres@127.0.0.1:5432/milestone
-        #[arg(long, env = "MILESTONE_READ_MODEL_URL")]
-        read_model_url: Option<String>,
+        #[arg(long, env = "MILESTONE_READ_MODEL_URL", hide_env_values = true)]
+        read_model_url: Option<SecretUrl>,
     },
 }
 

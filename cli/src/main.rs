@@ -7,7 +7,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::History { id, workflow, json } => {
             let workflow = CliWorkflow::named(&workflow.name)?;
-            let store = cli::connect(&cli.store_url).await?;
+            let store = cli::connect(cli.store_url.expose()).await?;
             history::run(
                 store.as_ref(),
                 &workflow,
@@ -24,7 +24,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             json,
         } => {
             let workflow = CliWorkflow::named(&workflow.name)?;
-            let store = cli::connect(&cli.store_url).await?;
+            let store = cli::connect(cli.store_url.expose()).await?;
             travel::run(
                 store.as_ref(),
                 &workflow,
@@ -36,7 +36,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             .await
         }
         Command::Export(args) => {
-            let store = cli::connect(&cli.store_url).await?;
+            let store = cli::connect(cli.store_url.expose()).await?;
             let interrupt = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
@@ -66,10 +66,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             projection,
             read_model_url,
         } => {
-            let mut config = projector::Config::local(&cli.store_url);
-            config.read_model_url = read_model_url
-                .unwrap_or_else(|| cli.store_url.clone())
-                .into();
+            let mut config = projector::Config::local(cli.store_url.expose());
+            config.read_model_url = read_model_url.unwrap_or_else(|| cli.store_url.clone());
             let registered = projector::startup::register(&config)
                 .await
                 .map_err(|e| match e {

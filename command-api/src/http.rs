@@ -17,6 +17,7 @@ use event_store::Principal;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use service_kit::auth::Scope;
+use service_kit::http_trace::INSTANCE_FIELD;
 use service_kit::rate_limit::{Caller, RateLimiter};
 use sha2::{Digest, Sha256};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
@@ -135,6 +136,7 @@ pub async fn echo_correlation_id(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = choose_correlation_id(req.headers());
+    tracing::Span::current().record(service_kit::telemetry::CORRELATION_FIELD, id.as_str());
     req.extensions_mut().insert(CorrelationId(id.clone()));
     match next.call(req).await {
         Ok(mut response) => {
@@ -369,6 +371,8 @@ async fn create<W: WorkflowApi, B: CreateBody<W>>(
     let (id, command) = request
         .into_command(fallback)
         .map_err(ApiError::Validation)?;
+    // On the request's span, so that its logs (a server error's) name the instance.
+    tracing::Span::current().record(INSTANCE_FIELD, tracing::field::display(&id));
     let executed = service::execute(app.store.as_ref(), id, command, &ctx).await?;
     Ok(respond(executed, Some(W::COLLECTION)))
 }
@@ -382,6 +386,7 @@ async fn act<W: WorkflowApi, B: CommandBody<W>>(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     crate::auth::require(&req, scope)?;
+    tracing::Span::current().record(INSTANCE_FIELD, id.as_str());
     let id =
         W::parse_id(&id).map_err(|e| ApiError::NotFound(format!("no such {}: {e}", W::NAME)))?;
     let body = read_body(&req, payload, app.config.body_limit_bytes).await?;

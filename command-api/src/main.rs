@@ -11,5 +11,6 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %config.listen, port = app.port(), "command API listening");
     app.run_until_stopped().await?;
     tracing::info!("command API stopped");
+    service_kit::shutdown_tracing();
     Ok(())
 }

@@ -243,6 +243,17 @@ pub async fn execute<I: InstanceId>(
     result
 }
 
+#[tracing::instrument(
+    name = "command.execute",
+    skip_all,
+    fields(
+        workflow = W::NAME,
+        instance = %id,
+        correlation_id = %ctx.correlation_id,
+        stream = tracing::field::Empty,
+        command_id = tracing::field::Empty,
+    )
+)]
 async fn run<W: WorkflowApi>(
     store: &dyn EventStore,
     id: W::Id,
@@ -251,6 +262,11 @@ async fn run<W: WorkflowApi>(
 ) -> Result<Executed, ApiError> {
     let stream = W::stream_name(id);
     let command_id = ctx.command_id(&stream);
+    let span = tracing::Span::current();
+    span.record("stream", stream.as_str());
+    span.record("command_id", tracing::field::display(command_id));
+    // The events carry this command's trace, for the projector and the relay to continue.
+    let trace = service_kit::trace::context_of(&span);
     let ledger = ctx.idempotency_key.as_deref().map(|key| {
         KeyLedger::<W>::new(
             &stream,
@@ -384,8 +400,8 @@ async fn run<W: WorkflowApi>(
                     request_hash: ctx.request_hash.clone(),
                     occurred_at: Some(now),
                     principal: ctx.principal.clone(),
-                    traceparent: None,
-                    tracestate: None,
+                    traceparent: trace.as_ref().map(|t| t.traceparent.clone()),
+                    tracestate: trace.as_ref().and_then(|t| t.tracestate.clone()),
                 },
             })
             .collect();

@@ -78,6 +78,7 @@ impl Application {
                 .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(http::echo_correlation_id))
                 .wrap(from_fn(record_requests))
+                .wrap(from_fn(service_kit::http_trace::trace_request))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))

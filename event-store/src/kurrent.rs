@@ -430,6 +430,7 @@ fn build_client(settings: &ClientSettings) -> Result<Client, StoreError> {
 
 #[async_trait]
 impl EventStore for KurrentStore {
+    #[tracing::instrument(name = "event_store.append", skip_all, fields(stream = %stream, expected = %expected, events = events.len()))]
     async fn append(
         &self,
         stream: &str,
@@ -502,6 +503,7 @@ impl EventStore for KurrentStore {
         }
     }
 
+    #[tracing::instrument(name = "event_store.read_stream", skip_all, fields(stream = %stream, direction = ?direction, from = ?from, max = max))]
     async fn read_stream(
         &self,
         stream: &str,
@@ -513,6 +515,7 @@ impl EventStore for KurrentStore {
             .await
     }
 
+    #[tracing::instrument(name = "event_store.read_all", skip_all, fields(after = ?after, prefix = %prefix, max = max))]
     async fn read_all(
         &self,
         after: Option<Position>,
@@ -589,6 +592,7 @@ impl EventStore for KurrentStore {
         Ok(Subscription::new(rx, task))
     }
 
+    #[tracing::instrument(name = "event_store.head_position", skip_all)]
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
         let options = ReadAllOptions::default()
             .backwards()

@@ -634,6 +634,7 @@ impl PgEventStore {
 
 #[async_trait]
 impl EventStore for PgEventStore {
+    #[tracing::instrument(name = "event_store.append", skip_all, fields(stream = %stream, expected = %expected, events = events.len()))]
     async fn append(
         &self,
         stream: &str,
@@ -649,6 +650,7 @@ impl EventStore for PgEventStore {
     }
 
     /// The guard is checked in the append's own statement: one round trip.
+    #[tracing::instrument(name = "event_store.append", skip_all, fields(stream = %stream, expected = %expected, events = events.len(), guard = %guard))]
     async fn append_guarded(
         &self,
         stream: &str,
@@ -660,6 +662,7 @@ impl EventStore for PgEventStore {
             .await
     }
 
+    #[tracing::instrument(name = "event_store.read_stream", skip_all, fields(stream = %stream, direction = ?direction, from = ?from, max = max))]
     async fn read_stream(
         &self,
         stream: &str,
@@ -702,6 +705,7 @@ impl EventStore for PgEventStore {
         Ok(rows.iter().map(row_to_event).collect())
     }
 
+    #[tracing::instrument(name = "event_store.read_all", skip_all, fields(after = ?after, prefix = %prefix, max = max))]
     async fn read_all(
         &self,
         after: Option<Position>,
@@ -792,6 +796,7 @@ impl EventStore for PgEventStore {
         Ok(Subscription::new(rx, task))
     }
 
+    #[tracing::instrument(name = "event_store.head_position", skip_all)]
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
         let client = self.client().await?;
         let stmt = client

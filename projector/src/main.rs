@@ -10,5 +10,7 @@ async fn main() -> anyhow::Result<()> {
     service_kit::init_tracing();
     let cli = Cli::parse();
     let config = Config::from_env().map_err(anyhow::Error::msg)?;
-    Application::build(config).await?.execute(cli.command).await
+    let outcome = Application::build(config).await?.execute(cli.command).await;
+    service_kit::shutdown_tracing();
+    outcome
 }

@@ -14,10 +14,12 @@ use crate::ProjectorError;
 use deadpool_postgres::{GenericClient, Pool};
 use event_store::{EventStore, Position, RecordedEvent, StoreError, StoreOptions};
 use futures::TryFutureExt;
-use std::collections::HashMap;
+use service_kit::trace::TraceContext;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Keeps one projection: reads the log, writes its read models.
@@ -273,6 +275,24 @@ impl<P: Projection> Runtime<P> {
     }
 
     async fn apply_fenced_batch(
+        &self,
+        fence: Option<i64>,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, ProjectorError> {
+        let span = batch_span(&self.key, events);
+        let outcome = self
+            .commit_batch(fence, expected, events)
+            .instrument(span.clone())
+            .await;
+        if let Ok(outcome) = &outcome {
+            span.record("applied", outcome.applied);
+            span.record("dead_lettered", outcome.dead_lettered);
+        }
+        outcome
+    }
+
+    async fn commit_batch(
         &self,
         fence: Option<i64>,
         expected: Option<Position>,
@@ -690,6 +710,38 @@ impl<P: Projection> Runtime<P> {
 
 /// The NOTIFY payload of the checkpoint row `key` (the projection's name, or one of its
 /// partitions' keys); PostgreSQL refuses payloads of 8000 bytes or more.
+/// The most traces one batch span links to (OpenTelemetry's default limit of links per span).
+const MAX_BATCH_LINKS: usize = 128;
+
+/// The span of one batch: a trace of its own, since one batch serves many traces, linked to the
+/// trace context of every event in it that carries one (the command that appended it).
+fn batch_span(key: &str, events: &[RecordedEvent]) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "projector.batch",
+        projection = %key,
+        events = events.len(),
+        first = ?events.first().map(|e| e.position),
+        last = ?events.last().map(|e| e.position),
+        applied = tracing::field::Empty,
+        dead_lettered = tracing::field::Empty,
+    );
+    let mut linked = HashSet::new();
+    for event in events {
+        if linked.len() == MAX_BATCH_LINKS {
+            break;
+        }
+        let Some(traceparent) = &event.metadata.traceparent else {
+            continue;
+        };
+        if linked.insert(traceparent.as_str()) {
+            let context = TraceContext::new(traceparent.clone(), event.metadata.tracestate.clone());
+            service_kit::trace::link(&span, &context);
+        }
+    }
+    span
+}
+
 fn notification<P: Projection>(key: &str, position: Position, changed: &[Uuid]) -> String {
     let mut payload = serde_json::Map::new();
     payload.insert("projection".into(), key.into());

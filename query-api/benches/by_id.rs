@@ -3,8 +3,10 @@
 //!
 //! `cargo bench -p query-api --bench by_id` (needs PostgreSQL; `MILESTONE_TEST_DATABASE_URL`
 //! names the server). `BENCH_ORDERS` (default 100000), `BENCH_SECONDS` (default 5),
-//! `BENCH_CONNECTIONS` (default 32). The load generator runs in the same process and shares
-//! the two cores with the server and PostgreSQL.
+//! `BENCH_CONNECTIONS` (default 32), `BENCH_TELEMETRY=1` (the GraphQL phase run again with
+//! tracing on: spans built, batched and dropped at the exporter; the logs at `RUST_LOG`, `info`
+//! by default, in both runs; prints the ratio of the two). The load generator runs in the same
+//! process and shares the two cores with the server and PostgreSQL.
 
 use event_store::{Metadata, StoreOptions};
 use query_api::config::Config;
@@ -23,6 +25,9 @@ fn placed(id: Uuid, i: usize) -> serde_json::Value {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // BENCH_TELEMETRY=1: the GraphQL phase again with tracing on, in the same process.
+    let tracing = (test_support::bench_env("BENCH_TELEMETRY", 0) == 1)
+        .then(service_kit::telemetry::init_switchable_tracing);
     let orders: usize = test_support::bench_env("BENCH_ORDERS", 100_000);
     let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 32);
     let url = test_support::fresh_database().await;
@@ -98,25 +103,37 @@ async fn main() {
         .build()
         .unwrap();
     let endpoint = format!("http://127.0.0.1:{port}/graphql");
-    let (gql, gql_p50, gql_p99) = test_support::closed_loop(connections, move |n| {
+    let by_id = move || {
         let (http, endpoint, ids) = (http.clone(), endpoint.clone(), ids.clone());
-        async move {
-            let body = serde_json::json!({
-                "query": "query($id: ID!) { order(id: $id) { id status customerId totalMinor pendingActions lastMilestoneAt } }",
-                "variables": {"id": ids[n as usize % ids.len()]}
-            });
-            let response = http.post(&endpoint).json(&body).send().await.unwrap();
-            assert!(response.status().is_success());
-            let _ = response.bytes().await.unwrap();
-        }
-    })
-    .await;
+        test_support::closed_loop(connections, move |n| {
+            let (http, endpoint, ids) = (http.clone(), endpoint.clone(), ids.clone());
+            async move {
+                let body = serde_json::json!({
+                    "query": "query($id: ID!) { order(id: $id) { id status customerId totalMinor pendingActions lastMilestoneAt } }",
+                    "variables": {"id": ids[n as usize % ids.len()]}
+                });
+                let response = http.post(&endpoint).json(&body).send().await.unwrap();
+                assert!(response.status().is_success());
+                let _ = response.bytes().await.unwrap();
+            }
+        })
+    };
+    let (gql, gql_p50, gql_p99) = by_id().await;
     println!("{connections} connections, {orders} orders");
     println!("raw SQL by id:     {raw:>8.0} req/s  p50 {raw_p50:?}  p99 {raw_p99:?}");
     println!(
         "GraphQL order(id): {gql:>8.0} req/s  p50 {gql_p50:?}  p99 {gql_p99:?}  ({:.2}x raw SQL)",
         gql / raw
     );
+    if let Some(switch) = tracing {
+        switch.set(true);
+        let (traced, traced_p50, traced_p99) = by_id().await;
+        switch.set(false);
+        println!(
+            "  traced:          {traced:>8.0} req/s  p50 {traced_p50:?}  p99 {traced_p99:?}  ({:.2}x untraced)",
+            traced / gql
+        );
+    }
     drop(client);
     test_support::drop_database(&url).await;
 }

@@ -9,5 +9,6 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %config.listen, port = app.port(), "query API listening");
     app.run_until_stopped().await?;
     tracing::info!("query API stopped");
+    service_kit::shutdown_tracing();
     Ok(())
 }

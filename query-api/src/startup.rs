@@ -76,6 +76,9 @@ impl Application {
         crate::metrics::register();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    service_kit::http_trace::trace_request,
+                ))
                 .app_data(state.clone())
                 .app_data(limiter.clone())
                 .wrap(actix_web::middleware::from_fn(http::rate_limit))

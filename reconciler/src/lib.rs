@@ -25,10 +25,14 @@ use chrono::{DateTime, Utc};
 use command_api::error::ApiError;
 use command_api::service::{decode, execute, CommandContext};
 use domain::{Label, Orders, Reason, Returns};
-use event_store::{read_whole_stream, EventStore, Principal, StoreError, StoreOptions};
+use event_store::{
+    read_whole_stream, EventStore, Principal, RecordedEvent, StoreError, StoreOptions,
+};
 use projector::lease::Lease;
+use service_kit::trace::{self, TraceContext};
 use std::future::Future;
 use std::sync::Arc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// The lease's name in `projection_leases`.
@@ -141,9 +145,24 @@ impl Reconciler {
     /// When the read models cannot be read; a single instance's failure is counted instead.
     pub async fn run_once(&self) -> Result<RunReport, ReconcilerError> {
         let run = Uuid::new_v4();
+        let span = tracing::info_span!(
+            parent: None,
+            "reconciler.run",
+            run = %run,
+            reminders = tracing::field::Empty,
+            escalations = tracing::field::Empty,
+            failures = tracing::field::Empty,
+        );
         let mut report = RunReport::default();
-        self.chase_all::<Orders>(run, &mut report).await?;
-        self.chase_all::<Returns>(run, &mut report).await?;
+        async {
+            self.chase_all::<Orders>(run, &mut report).await?;
+            self.chase_all::<Returns>(run, &mut report).await
+        }
+        .instrument(span.clone())
+        .await?;
+        span.record("reminders", report.reminders);
+        span.record("escalations", report.escalations);
+        span.record("failures", report.failures);
         Ok(report)
     }
 
@@ -212,7 +231,21 @@ impl Reconciler {
         if history.last().map(|e| e.revision) != u64::try_from(seen).ok() {
             return Ok(());
         }
-        let events = decode::<W>(id, &history)?;
+        let span = chase_span::<W>(id, &history);
+        self.remind_or_escalate::<W>(id, &history, run, report)
+            .instrument(span)
+            .await
+    }
+
+    /// What [`Reconciler::chase`] records, decided on the instance's `history`.
+    async fn remind_or_escalate<W: Chased>(
+        &self,
+        id: W::Id,
+        history: &[RecordedEvent],
+        run: Uuid,
+        report: &mut RunReport,
+    ) -> Result<(), ApiError> {
+        let events = decode::<W>(id, history)?;
         let state = W::rebuild(&events);
         let (Some(follow_up), Some(step)) = (W::follow_up(&state), W::deadline_step(&state)) else {
             return Ok(());
@@ -271,6 +304,35 @@ impl Reconciler {
         }
         Ok(())
     }
+}
+
+/// The span of chasing one instance: it continues the trace of the instance's latest command
+/// (so a reminder shows in the trace of the order it chases) and links to the run that chases
+/// it; without a trace to continue, it is a child of the run.
+fn chase_span<W: Chased>(id: W::Id, history: &[RecordedEvent]) -> tracing::Span {
+    let correlation = history
+        .first()
+        .and_then(|e| e.metadata.correlation_id.as_deref());
+    let span = tracing::info_span!(
+        "reconciler.chase",
+        workflow = W::NAME,
+        instance = %id,
+        correlation_id = correlation,
+    );
+    let latest = history.iter().rev().find_map(|e| {
+        let traceparent = e.metadata.traceparent.clone()?;
+        Some(TraceContext::new(
+            traceparent,
+            e.metadata.tracestate.clone(),
+        ))
+    });
+    if let Some(latest) = latest {
+        if let Some(run) = trace::current() {
+            trace::link(&span, &run);
+        }
+        trace::continue_trace(&span, &latest);
+    }
+    span
 }
 
 /// Why an instance is escalated, in words.

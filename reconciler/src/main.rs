@@ -18,5 +18,6 @@ async fn main() -> anyhow::Result<()> {
     if let Some(listener) = listener {
         listener.stop().await;
     }
+    service_kit::shutdown_tracing();
     Ok(())
 }

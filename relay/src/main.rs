@@ -65,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
     }
     o.await??;
     r.await??;
+    service_kit::shutdown_tracing();
     Ok(())
 }

@@ -9,8 +9,10 @@ use crate::RelayError;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
+use service_kit::trace;
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// How the stream is set up.
 #[derive(Debug, Clone)]
@@ -118,23 +120,45 @@ fn is_permanent(e: &PublishError) -> bool {
     )
 }
 
-fn headers(m: &Outgoing) -> HeaderMap {
+fn headers(m: &Outgoing, traceparent: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(async_nats::header::NATS_MESSAGE_ID, m.message_id.as_str());
     if let Some(c) = &m.correlation_id {
         h.insert(CORRELATION_HEADER, c.as_str());
     }
     h.insert(CAUSATION_HEADER, m.causation_id.as_str());
-    h.insert(TRACEPARENT_HEADER, m.traceparent.as_str());
+    h.insert(TRACEPARENT_HEADER, traceparent);
     h
 }
 
+/// Sends one message inside its publish span, which continues the trace of the command that
+/// appended its event; the message's `traceparent` is the span's (when tracing is on).
 async fn publish_one(
     context: &jetstream::Context,
     m: &Outgoing,
 ) -> Result<jetstream::context::PublishAckFuture, PublishError> {
+    let span = tracing::info_span!(
+        parent: None,
+        "relay.publish",
+        otel.kind = "producer",
+        subject = %m.subject,
+        message_id = %m.message_id,
+        stream = %m.origin.stream_id,
+        revision = m.origin.revision,
+        correlation_id = m.correlation_id.as_deref(),
+    );
+    if let Some(parent) = &m.event_trace {
+        trace::continue_trace(&span, parent);
+    }
+    let traceparent =
+        trace::context_of(&span).map_or_else(|| m.traceparent.clone(), |c| c.traceparent);
     context
-        .publish_with_headers(m.subject.clone(), headers(m), m.payload().into())
+        .publish_with_headers(
+            m.subject.clone(),
+            headers(m, &traceparent),
+            m.payload().into(),
+        )
+        .instrument(span)
         .await
 }
 

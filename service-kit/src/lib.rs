@@ -1,7 +1,9 @@
 //! The plumbing every Milestone binary shares, written once.
 //!
-//! `telemetry` installs the logs (JSON on stderr, filtered by `RUST_LOG`) and keeps tests
-//! quiet unless `TEST_LOG` is set; `secret` holds credentials in configuration so that logging
+//! `telemetry` installs the logs (JSON on stderr, filtered by `RUST_LOG`, with trace and
+//! correlation ids) and the OpenTelemetry traces (OTLP, off unless an `OTEL_*` endpoint is set),
+//! and keeps tests quiet unless `TEST_LOG` is set; `trace` carries the W3C trace context in and
+//! out of spans, and `http_trace` (feature `http`) gives every request its server span; `secret` holds credentials in configuration so that logging
 //! a configuration never prints a password; `shutdown` resolves on SIGINT or SIGTERM; `health`
 //! (feature `http`) answers `/healthz` and `/readyz`; `postgres` builds connection pools,
 //! applies migrations, LISTENs for notifications and tells an unreachable database from a
@@ -19,6 +21,8 @@
 pub mod auth;
 #[cfg(feature = "http")]
 pub mod health;
+#[cfg(feature = "http")]
+pub mod http_trace;
 pub mod lease;
 pub mod metrics;
 pub mod postgres;
@@ -26,7 +30,8 @@ pub mod rate_limit;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 pub use secret::SecretUrl;
 pub use shutdown::shutdown_signal;
-pub use telemetry::{init_test_tracing, init_tracing};
+pub use telemetry::{init_test_tracing, init_tracing, shutdown_tracing};

@@ -1,6 +1,24 @@
-//! Logs: JSON on stderr for the services, quiet tests unless `TEST_LOG` is set.
+//! Logs and traces. Logs: JSON lines on stderr, each emitted inside a span carrying its
+//! `trace_id`, `span_id` and `correlation_id`; tests stay quiet unless `TEST_LOG` is set.
+//! Traces: OpenTelemetry over OTLP (gRPC), configured by the standard `OTEL_*` variables, and
+//! off (no exporter, no OpenTelemetry layer) unless an OTLP endpoint variable is set.
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use std::fmt::{self, Write as _};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// The filter when `RUST_LOG` is not set: the services' own logs, without the driver's chatter.
 const DEFAULT_FILTER: &str = "info,tokio_postgres=warn";
@@ -8,18 +26,154 @@ const DEFAULT_FILTER: &str = "info,tokio_postgres=warn";
 /// The environment variable that makes tests print their logs.
 pub const TEST_LOG: &str = "TEST_LOG";
 
+/// The variables that turn tracing on: where to send spans (OTLP over gRPC).
+pub const OTLP_ENDPOINT_VARS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+];
+
+/// The span field whose value every log line inside the span carries as `correlation_id`.
+pub const CORRELATION_FIELD: &str = "correlation_id";
+
+/// The name of the tracer (the instrumentation scope) the spans are recorded with.
+const TRACER: &str = "milestone";
+
+/// The provider exporting the spans, kept to flush them on shutdown.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
 fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
 }
 
+/// Whether the environment asks for traces: an OTLP endpoint is set, and neither
+/// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns them off.
+pub fn tracing_requested() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let is = |name: &str, value: &str| {
+        std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
+    };
+    OTLP_ENDPOINT_VARS.iter().any(|v| set(v))
+        && !is("OTEL_SDK_DISABLED", "true")
+        && !is("OTEL_TRACES_EXPORTER", "none")
+}
+
+/// The resource the spans are reported under: `OTEL_SERVICE_NAME` and
+/// `OTEL_RESOURCE_ATTRIBUTES`, and the executable's name when neither names the service.
+fn resource() -> Resource {
+    let named = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| a.contains("service.name="));
+    let executable = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()));
+    match executable.filter(|_| !named) {
+        Some(name) => Resource::builder().with_service_name(name).build(),
+        None => Resource::builder().build(),
+    }
+}
+
+/// The OTLP exporter, on a small runtime of its own: the batch processor exports from a plain
+/// thread, and the gRPC client needs a Tokio reactor to run on.
+#[derive(Debug)]
+struct OtlpExporter {
+    runtime: tokio::runtime::Runtime,
+    inner: opentelemetry_otlp::SpanExporter,
+}
+
+impl OtlpExporter {
+    fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("otlp-export")
+            .enable_all()
+            .build()?;
+        let inner = {
+            let _entered = runtime.enter();
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .build()?
+        };
+        Ok(Self { runtime, inner })
+    }
+}
+
+impl SpanExporter for OtlpExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        match tokio::runtime::Handle::try_current() {
+            // Called from a runtime already (a flush from a service's task): run it there.
+            Ok(_) => self.inner.export(batch).await,
+            Err(_) => self.runtime.block_on(self.inner.export(batch)),
+        }
+    }
+
+    fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The provider exporting to the OTLP endpoint the `OTEL_*` variables name, batched; the
+/// sampler follows `OTEL_TRACES_SAMPLER` (parent-based, always on by default).
+fn otlp_provider() -> Result<SdkTracerProvider, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(OtlpExporter::from_env()?)
+        .with_resource(resource())
+        .build())
+}
+
 /// Installs the global subscriber of a service: JSON lines on stderr, filtered by `RUST_LOG`
-/// (default `info`, the PostgreSQL driver at `warn`). Installs it once; later calls do nothing.
+/// (default `info`, the PostgreSQL driver at `warn`), and, when [`tracing_requested`], spans
+/// exported over OTLP. Installs it once; later calls do nothing. Call [`shutdown_tracing`]
+/// before the process exits so that the last spans are sent.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter())
-        .with_writer(std::io::stderr)
-        .try_init();
+    let provider = if tracing_requested() {
+        match otlp_provider() {
+            Ok(provider) => Some(provider),
+            Err(e) => {
+                eprintln!("tracing stays off: the OTLP exporter cannot be set up: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(TRACER)));
+    let installed = tracing_subscriber::registry()
+        .with(filter())
+        .with(otel)
+        .with(CorrelationIds)
+        .with(log_layer(std::io::stderr))
+        .try_init()
+        .is_ok();
+    if let (true, Some(provider)) = (installed, provider) {
+        let _ = PROVIDER.set(provider);
+    }
+}
+
+/// The services' log lines: stock JSON, with the ids of [`LineIds`] added.
+fn log_layer<S, W>(writer: W) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(JsonFields::new())
+        .event_format(TracedJson(Format::default().json()))
+        .with_writer(writer)
+}
+
+/// Sends the spans not exported yet and stops exporting; call it once, as the service stops.
+/// Does nothing when tracing is off.
+pub fn shutdown_tracing() {
+    if let Some(provider) = PROVIDER.get() {
+        if let Err(e) = provider.shutdown() {
+            tracing::warn!(error = %e, "the last spans could not be exported");
+        }
+    }
 }
 
 /// For tests: when `TEST_LOG` is set, prints logs (text, filtered by `RUST_LOG`) through the
@@ -38,6 +192,239 @@ pub fn init_test_tracing() -> bool {
     true
 }
 
+/// For tests: installs (once per process) a subscriber that records every span in memory, as
+/// the OTLP exporter would send it, and prints logs as [`init_test_tracing`] does. Returns the
+/// recorded spans' exporter.
+///
+/// # Panics
+/// When another global subscriber was installed first.
+#[cfg(feature = "testing")]
+pub fn init_in_memory_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
+    use opentelemetry_sdk::trace::InMemorySpanExporter;
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER
+        .get_or_init(|| {
+            let exporter = InMemorySpanExporter::default();
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(exporter.clone())
+                .build();
+            let logs = std::env::var_os(TEST_LOG).map(|_| {
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(filter())
+            });
+            tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(TRACER)))
+                .with(CorrelationIds)
+                .with(logs)
+                .try_init()
+                .expect("no other subscriber is installed before the in-memory one");
+            let _ = PROVIDER.set(provider);
+            exporter
+        })
+        .clone()
+}
+
+/// Turns the tracing of [`init_switchable_tracing`] on and off.
+#[cfg(feature = "testing")]
+#[derive(Clone)]
+pub struct TracingSwitch(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+#[cfg(feature = "testing")]
+impl TracingSwitch {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An exporter that drops every batch: the cost of tracing up to the wire.
+#[cfg(feature = "testing")]
+#[derive(Debug)]
+struct Discard;
+
+#[cfg(feature = "testing")]
+impl SpanExporter for Discard {
+    async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// For benchmarks comparing tracing on and off in one process: installs the services'
+/// subscriber (JSON logs on stderr, filtered by `RUST_LOG`) with the OpenTelemetry layer behind
+/// a switch, off at first; traced spans are batched as the OTLP exporter's would be, then
+/// dropped instead of sent.
+///
+/// # Panics
+/// When another global subscriber was installed first.
+#[cfg(feature = "testing")]
+pub fn init_switchable_tracing() -> TracingSwitch {
+    let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let switch = TracingSwitch(on.clone());
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(Discard)
+        .with_resource(resource())
+        .build();
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(TRACER))
+        .with_filter(tracing_subscriber::filter::filter_fn(move |_| {
+            on.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+    tracing_subscriber::registry()
+        .with(filter())
+        .with(otel)
+        .with(CorrelationIds)
+        .with(log_layer(std::io::stderr))
+        .try_init()
+        .expect("no other subscriber is installed before the switchable one");
+    let _ = PROVIDER.set(provider);
+    switch
+}
+
+/// The correlation id a span was given (its [`CORRELATION_FIELD`]), kept with the span.
+struct CorrelationId(String);
+
+/// Finds the [`CORRELATION_FIELD`] among a span's values.
+#[derive(Default)]
+struct FindCorrelation(Option<String>);
+
+impl Visit for FindCorrelation {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == CORRELATION_FIELD {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == CORRELATION_FIELD {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+/// Keeps each span's correlation id (given when the span is created or recorded later) for the
+/// log lines emitted inside it.
+struct CorrelationIds;
+
+impl CorrelationIds {
+    fn keep<S>(id: &Id, ctx: &Context<'_, S>, found: FindCorrelation)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let (Some(value), Some(span)) = (found.0, ctx.span(id)) {
+            span.extensions_mut().replace(CorrelationId(value));
+        }
+    }
+}
+
+impl<S> Layer<S> for CorrelationIds
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut found = FindCorrelation::default();
+        attrs.record(&mut found);
+        Self::keep(id, &ctx, found);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let mut found = FindCorrelation::default();
+        values.record(&mut found);
+        Self::keep(id, &ctx, found);
+    }
+}
+
+/// The ids of the innermost span of a scope: its trace and its own span (when traced), and
+/// the nearest correlation id.
+#[derive(Default)]
+struct LineIds {
+    trace_id: Option<String>,
+    span_id: Option<String>,
+    correlation_id: Option<String>,
+}
+
+impl LineIds {
+    fn of<S>(ctx: &FmtContext<'_, S, JsonFields>) -> Self
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let mut ids = Self::default();
+        let Some(scope) = ctx.event_scope() else {
+            return ids;
+        };
+        for span in scope {
+            let extensions = span.extensions();
+            if ids.trace_id.is_none() {
+                if let Some(data) = extensions.get::<tracing_opentelemetry::OtelData>() {
+                    let (trace, own) = otel_ids(data);
+                    ids.trace_id = trace;
+                    ids.span_id = own;
+                }
+            }
+            if ids.correlation_id.is_none() {
+                ids.correlation_id = extensions.get::<CorrelationId>().map(|c| c.0.clone());
+            }
+            if ids.trace_id.is_some() && ids.correlation_id.is_some() {
+                break;
+            }
+        }
+        ids
+    }
+
+    /// `,"trace_id":"…",…` for the ids known, to close a JSON object with.
+    fn json_members(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in [
+            ("trace_id", &self.trace_id),
+            ("span_id", &self.span_id),
+            (CORRELATION_FIELD, &self.correlation_id),
+        ] {
+            if let Some(value) = value {
+                let value = serde_json::Value::String(value.clone());
+                let _ = write!(out, ",\"{key}\":{value}");
+            }
+        }
+        out
+    }
+}
+
+/// The trace id and the span's own id of a traced span.
+fn otel_ids(data: &tracing_opentelemetry::OtelData) -> (Option<String>, Option<String>) {
+    use opentelemetry::trace::TraceContextExt;
+    // A parent (local, or remote since `set_parent`) decides the trace; a root span has its own.
+    let trace = if data.parent_cx.has_active_span() {
+        Some(data.parent_cx.span().span_context().trace_id())
+    } else {
+        data.builder.trace_id
+    };
+    (
+        trace.map(|t| t.to_string()),
+        data.builder.span_id.map(|s| s.to_string()),
+    )
+}
+
+/// The stock JSON line with the ids of [`LineIds`] added as top-level members.
+struct TracedJson(Format<Json>);
+
+impl<S> FormatEvent<S, JsonFields> for TracedJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let members = LineIds::of(ctx).json_members();
+        match line.trim_end().strip_suffix('}') {
+            Some(object) if !members.is_empty() => writeln!(writer, "{object}{members}}}"),
+            _ => writer.write_str(&line),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,9 +436,89 @@ mod tests {
         assert_eq!(init_test_tracing(), expected);
     }
 
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    impl Lines {
+        fn json(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_log_line_inside_a_traced_request_names_its_trace_span_and_correlation_id() {
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer(TRACER)))
+            .with(CorrelationIds)
+            .with(log_layer(lines.clone()));
+        let traceparent = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", correlation_id = tracing::field::Empty);
+            span.record(CORRELATION_FIELD, "corr-7");
+            let _entered = span.enter();
+            let inner = tracing::info_span!("append", stream = "order-1");
+            inner.in_scope(|| tracing::warn!(attempt = 2, "slow append"));
+            tracing::info!("outside the append");
+            crate::trace::context_of(&inner).unwrap().traceparent
+        });
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        let lines = lines.json();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["trace_id"], parts[1], "{}", lines[0]);
+        assert_eq!(lines[0]["span_id"], parts[2], "{}", lines[0]);
+        assert_eq!(lines[0]["correlation_id"], "corr-7", "{}", lines[0]);
+        assert_eq!(lines[0]["fields"]["message"], "slow append");
+        assert_eq!(lines[1]["trace_id"], parts[1], "one trace for the request");
+        assert_ne!(lines[1]["span_id"], parts[2], "its own span");
+    }
+
+    #[test]
+    fn without_tracing_a_log_line_still_names_its_correlation_id_and_outside_any_span_nothing() {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry()
+            .with(CorrelationIds)
+            .with(log_layer(lines.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("batch", correlation_id = "corr-8")
+                .in_scope(|| tracing::info!("applied"));
+            tracing::info!("idle");
+        });
+        let lines = lines.json();
+        assert_eq!(lines[0]["correlation_id"], "corr-8", "{}", lines[0]);
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
+        assert!(lines[1].get("correlation_id").is_none(), "{}", lines[1]);
+        assert_eq!(lines[1]["fields"]["message"], "idle");
+    }
+
     #[test]
     fn installing_the_service_logs_twice_is_harmless() {
         init_tracing();
         init_tracing();
+        shutdown_tracing();
     }
 }

@@ -5,6 +5,7 @@ mod stack;
 
 mod crash;
 mod integration;
+mod logs;
 mod prometheus;
 mod reconciler;
 mod returns;

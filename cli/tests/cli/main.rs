@@ -891,3 +891,33 @@ async fn exports_end_each_row_with_the_principal_who_caused_the_event() {
         [Some("web-shop".to_owned()), None]
     );
 }
+
+#[test]
+fn the_help_never_shows_the_passwords_of_the_urls_in_the_environment() {
+    let output = Command::new(env!("CARGO_BIN_EXE_milestone"))
+        .arg("--help")
+        .env(
+            "MILESTONE_EVENT_STORE_URL",
+            "postgres://app:StoreSecret42@db/milestone",
+        )
+        .env(
+            "MILESTONE_READ_MODEL_URL",
+            "postgres://app:ReadSecret42@db/milestone",
+        )
+        .output()
+        .unwrap();
+    let help = stdout(&output);
+    assert!(help.contains("MILESTONE_EVENT_STORE_URL"), "{help}");
+    let rebuild = Command::new(env!("CARGO_BIN_EXE_milestone"))
+        .args(["rebuild", "--help"])
+        .env(
+            "MILESTONE_READ_MODEL_URL",
+            "postgres://app:ReadSecret42@db/milestone",
+        )
+        .output()
+        .unwrap();
+    let rebuild = stdout(&rebuild);
+    for shown in [&help, &rebuild] {
+        assert!(!shown.contains("Secret42"), "{shown}");
+    }
+}

@@ -26,6 +26,7 @@ pub struct Checkpoint {
 /// The checkpoints of `projections`, in one statement; a projection that has none yet has the
 /// default. A projection run as partitions stands where its slowest partition does
 /// (`projection_progress`).
+#[tracing::instrument(name = "read_model.checkpoints", skip_all)]
 pub async fn load_checkpoints(
     client: &ClientWrapper,
     projections: &[&str],
@@ -65,6 +66,7 @@ pub struct ProjectionRow {
 
 /// The projection's checkpoint and troubles; across its partitions when it runs as several
 /// (the slowest partition's checkpoint, the events all of them applied).
+#[tracing::instrument(name = "read_model.projection_status", skip_all, fields(projection = %projection))]
 pub async fn projection_status(
     client: &ClientWrapper,
     projection: &str,
@@ -98,6 +100,7 @@ pub async fn projection_status(
 
 /// The instances whose event at `position` a projection dead-lettered: it parked them, so their
 /// rows stop before that event.
+#[tracing::instrument(name = "read_model.parked_at", skip_all, fields(position = %position))]
 pub async fn parked_at(client: &ClientWrapper, position: Position) -> Result<Vec<String>, DbError> {
     let stmt = client
         .prepare_cached(

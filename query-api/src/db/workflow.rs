@@ -148,6 +148,7 @@ fn records<W: ReadModels>(rows: &[Row]) -> Result<Vec<W::Record>, DbError> {
 }
 
 /// The instance `id`, or `None` when the projection has not seen it (or it is not `visible`).
+#[tracing::instrument(name = "read_model.by_id", skip_all, fields(table = W::STATUS_TABLE, id = %id))]
 pub async fn record_by_id<W: ReadModels>(
     client: &ClientWrapper,
     id: Uuid,
@@ -174,6 +175,7 @@ pub async fn record_by_id<W: ReadModels>(
 
 /// The instances among `ids` in one query (a DataLoader's batch); the projection has not seen
 /// those absent (or they are not `visible`).
+#[tracing::instrument(name = "read_model.by_ids", skip_all, fields(table = W::STATUS_TABLE, ids = ids.len()))]
 pub async fn records_by_ids<W: ReadModels>(
     client: &ClientWrapper,
     ids: &[Uuid],
@@ -274,6 +276,7 @@ impl Conditions {
 /// At most `limit` instances matching `filter`, newest first by ([`ReadModels::LISTED_BY`], id)
 /// descending (a stable order for cursors), strictly after `after` when given; only those
 /// `visible`.
+#[tracing::instrument(name = "read_model.list", skip_all, fields(table = W::STATUS_TABLE, limit = limit))]
 pub async fn list<W: ReadModels>(
     client: &ClientWrapper,
     filter: &W::Filter,
@@ -305,6 +308,7 @@ pub async fn list<W: ReadModels>(
 /// (from the first when `None`) and at or before `upto`, in the order of those events in the
 /// log; only among `ids` when given, and only those `visible`.
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(name = "read_model.changed_between", skip_all, fields(table = W::STATUS_TABLE, after = ?after, upto = %upto, limit = limit))]
 pub async fn changed_between<W: ReadModels>(
     client: &ClientWrapper,
     filter: &W::Filter,
@@ -351,6 +355,7 @@ fn log_i64(part: u64) -> i64 {
 }
 
 /// At most `limit` overdue instances, the longest overdue first.
+#[tracing::instrument(name = "read_model.stalled", skip_all, fields(table = W::STATUS_TABLE, limit = limit))]
 pub async fn stalled<W: ReadModels>(
     client: &ClientWrapper,
     limit: i64,
@@ -429,6 +434,7 @@ impl TimelineRecord {
 
 /// The timelines of the instances `ids` in one query (a DataLoader's batch), oldest event
 /// first; an instance with no event (or not `visible`) has an empty one.
+#[tracing::instrument(name = "read_model.timelines", skip_all, fields(table = W::STATUS_TABLE, ids = ids.len()))]
 pub async fn timelines<W: ReadModels>(
     client: &ClientWrapper,
     ids: &[Uuid],
@@ -465,6 +471,7 @@ pub async fn timelines<W: ReadModels>(
 
 /// The events of the instance `id` after its revision `after` (every one when `None`), oldest
 /// first.
+#[tracing::instrument(name = "read_model.timeline", skip_all, fields(table = W::STATUS_TABLE, id = %id, after = ?after))]
 pub async fn timeline_after<W: ReadModels>(
     client: &ClientWrapper,
     id: Uuid,
@@ -487,6 +494,7 @@ pub async fn timeline_after<W: ReadModels>(
 }
 
 /// How many instances are in each status, as the projection keeps them.
+#[tracing::instrument(name = "read_model.status_counts", skip_all, fields(table = W::COUNTS_TABLE))]
 pub async fn status_counts<W: ReadModels>(
     client: &ClientWrapper,
 ) -> Result<HashMap<W::Status, i64>, DbError> {

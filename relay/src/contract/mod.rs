@@ -18,6 +18,7 @@ use domain::{Label, Workflow};
 use event_store::RecordedEvent;
 use serde::Serialize;
 use serde_json::Value;
+use service_kit::trace::TraceContext;
 use uuid::Uuid;
 
 /// The first token of every subject.
@@ -108,7 +109,12 @@ pub struct Outgoing {
     pub message_id: String,
     pub correlation_id: Option<String>,
     pub causation_id: String,
+    /// The message's `traceparent` when tracing is off: the publish span's own replaces it
+    /// when tracing is on.
     pub traceparent: String,
+    /// The trace context of the command that appended the event, which the publish span
+    /// continues.
+    pub event_trace: Option<TraceContext>,
     pub envelope: Envelope,
     pub origin: Origin,
 }
@@ -171,6 +177,11 @@ pub fn messages<W: Contract>(
         correlation_id: correlation_id.clone(),
         causation_id: recorded.id.to_string(),
         traceparent: traceparent(correlation_id.as_deref(), recorded.id),
+        event_trace: recorded
+            .metadata
+            .traceparent
+            .as_ref()
+            .map(|t| TraceContext::new(t.clone(), recorded.metadata.tracestate.clone())),
         origin: origin.clone(),
     };
     let mut out = Vec::new();

@@ -1,0 +1,105 @@
+//! The server span of every HTTP request: it continues the caller's W3C trace context
+//! (`traceparent`, `tracestate`), names the route, the status and the correlation id, and its
+//! own context is echoed in the response's `traceparent` (when tracing is on), errors
+//! included.
+
+use crate::trace::{self, TraceContext, TRACEPARENT, TRACESTATE};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use tracing::field::Empty;
+use tracing::Instrument;
+
+/// The header whose value (when valid) the request span records as its correlation id; a
+/// service that chooses its own records it on the span instead.
+pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
+
+/// The request span's field naming the instance (an order, a return) the request is about; the
+/// handler records it once it knows it.
+pub const INSTANCE_FIELD: &str = "instance";
+
+/// The longest correlation id recorded from a request header.
+const CORRELATION_MAX_LEN: usize = 255;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// Middleware (`App::wrap(from_fn(trace_request))`, outermost): runs the request inside its
+/// server span, `http.request`, with the fields `http.request.method`, `http.route` (the
+/// matched pattern, `unmatched` for none), `http.response.status_code`, `correlation_id` and
+/// [`INSTANCE_FIELD`]. Handlers run inside it (`Span::current()`), so they can record the last
+/// two, and every log line of the request names them.
+///
+/// # Errors
+/// An error of the inner service, passed on with the `traceparent` header added.
+pub async fn trace_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = Empty,
+        correlation_id = Empty,
+        instance = Empty,
+    );
+    let headers = req.headers();
+    if let Some(id) = header(headers, CORRELATION_HEADER)
+        .filter(|id| !id.is_empty() && id.len() <= CORRELATION_MAX_LEN)
+    {
+        span.record("correlation_id", id);
+    }
+    if let Some(traceparent) = header(headers, TRACEPARENT) {
+        let tracestate = header(headers, TRACESTATE).map(str::to_owned);
+        trace::continue_trace(&span, &TraceContext::new(traceparent, tracestate));
+    }
+    let result = next.call(req).instrument(span.clone()).await;
+    let echoed = trace::context_of(&span);
+    match result {
+        Ok(mut response) => {
+            finish(&span, response.status(), response.headers_mut(), echoed);
+            Ok(response)
+        }
+        Err(e) => {
+            let mut response = e.error_response();
+            finish(&span, response.status(), response.headers_mut(), echoed);
+            Err(InternalError::from_response(e, response).into())
+        }
+    }
+}
+
+fn finish(
+    span: &tracing::Span,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    echoed: Option<TraceContext>,
+) {
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    let Some(echoed) = echoed else {
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(&echoed.traceparent) {
+        headers.insert(HeaderName::from_static(TRACEPARENT), value);
+    }
+    if let Some(Ok(value)) = echoed.tracestate.as_deref().map(HeaderValue::from_str) {
+        headers.insert(HeaderName::from_static(TRACESTATE), value);
+    }
+}
