@@ -63,6 +63,7 @@ async fn main() {
         body_limit_bytes: 64 * 1024,
         workers: 2,
         group_commit: Default::default(),
+        cors_allowed_origins: Default::default(),
     };
     let app = Application::with_store(config, store).unwrap();
     let endpoint = format!("http://127.0.0.1:{}/orders", app.port());

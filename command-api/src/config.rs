@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use crate::cors::AllowedOrigins;
 use event_store::postgres::GroupCommit;
 use service_kit::SecretUrl;
 use std::net::SocketAddr;
@@ -20,6 +21,9 @@ pub struct Config {
     /// `MILESTONE_GROUP_COMMIT`: `off`, `on` or a number of groups in flight: whether (and how)
     /// the PostgreSQL store commits appends made at the same time together.
     pub group_commit: GroupCommit,
+    /// `MILESTONE_CORS_ALLOWED_ORIGINS`: comma-separated origins whose browser pages may send
+    /// commands (e.g. the operations console's, `http://127.0.0.1:8081`); none by default.
+    pub cors_allowed_origins: AllowedOrigins,
 }
 
 pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
@@ -49,6 +53,12 @@ impl Config {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )?,
             group_commit: var("MILESTONE_GROUP_COMMIT", GroupCommit::default())?,
+            cors_allowed_origins: match std::env::var("MILESTONE_CORS_ALLOWED_ORIGINS") {
+                Ok(v) => v
+                    .parse()
+                    .map_err(|e| format!("MILESTONE_CORS_ALLOWED_ORIGINS: {e}"))?,
+                Err(_) => AllowedOrigins::default(),
+            },
         })
     }
 }
@@ -66,6 +76,7 @@ mod tests {
             body_limit_bytes: 64 * 1024,
             workers: 1,
             group_commit: GroupCommit::default(),
+            cors_allowed_origins: AllowedOrigins::default(),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

@@ -7,12 +7,14 @@
 //! races; `idempotency` keeps the answers of keyed requests that wrote no events. Both are
 //! written once against `workflow::WorkflowApi`; `orders` implements it for the order workflow,
 //! `returns` (bodies in `returns_dto`) for the returns workflow.
+//! `cors` lets the configured origins (the operations console) call it from a browser;
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
 //! `startup` wires the server.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod cors;
 pub mod dto;
 pub mod error;
 pub mod http;

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::{http, openapi, routes};
+use crate::{cors, http, openapi, routes};
 use actix_web::dev::Server;
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -56,6 +56,7 @@ impl Application {
                 .fold(App::new(), |app, served| app.configure(served.configure))
                 .app_data(state.clone())
                 .wrap(from_fn(http::echo_correlation_id))
+                .wrap(from_fn(cors::allow_configured_origins))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))

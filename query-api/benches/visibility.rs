@@ -48,6 +48,7 @@ async fn main() {
             body_limit_bytes: 64 * 1024,
             workers: 2,
             group_commit: Default::default(),
+            cors_allowed_origins: Default::default(),
         },
         store,
     )

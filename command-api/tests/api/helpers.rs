@@ -5,6 +5,9 @@ use reqwest::{RequestBuilder, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+/// The one origin the test app lets browsers call it from.
+pub const CONSOLE_ORIGIN: &str = "http://console.test:8081";
+
 pub struct TestApp {
     pub address: String,
     pub store: Arc<dyn EventStore>,
@@ -33,6 +36,7 @@ pub async fn spawn_app_with(
         body_limit_bytes: 64 * 1024,
         workers: 2,
         group_commit: Default::default(),
+        cors_allowed_origins: CONSOLE_ORIGIN.parse().unwrap(),
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

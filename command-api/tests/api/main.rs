@@ -4,6 +4,7 @@
 mod helpers;
 
 mod concurrency;
+mod cors;
 mod errors;
 mod follow_up;
 mod generic;
