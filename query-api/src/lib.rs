@@ -9,17 +9,21 @@
 //! log through the store's port (lag, what a token concerns); `live` turns the same
 //! notifications into the subscriptions' updates, read from the read models after each
 //! subscriber's position; `http` serves it all on actix-web, and `ws` the subscriptions over a
-//! websocket on the same path, with their limits; `startup` wires it.
+//! websocket on the same path, with their limits; `repair` retries parked instances with the
+//! projector's own code (the `retryParked` mutation); `console` serves the operations console,
+//! a page on `/console` built on all of it; `startup` wires it.
 
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod consistency;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod live;
 pub mod log;
+pub mod repair;
 pub mod schema;
 pub mod startup;
 pub mod ws;

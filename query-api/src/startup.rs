@@ -2,10 +2,10 @@
 
 use crate::config::Config;
 use crate::consistency::CheckpointWatch;
-use crate::http;
 use crate::live::Live;
 use crate::schema::{build_schema, MilestoneSchema};
 use crate::ws::{self, Connections};
+use crate::{console, http};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use deadpool_postgres::Pool;
@@ -78,6 +78,7 @@ impl Application {
                 .route("/schema.graphql", web::get().to(http::sdl))
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(http::readyz))
+                .configure(console::configure)
                 .default_service(web::to(http::not_found))
         })
         .workers(workers)

@@ -89,6 +89,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     config.max_subscriptions_per_connection = options.max_subscriptions_per_connection;
     config.connection_init_timeout = options.connection_init_timeout;
     config.subscription_buffer = options.subscription_buffer;
+    config.projector = pconfig.clone();
     let app = Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -3,10 +3,12 @@
 
 mod helpers;
 
+mod console;
 mod limits;
 mod orders;
 mod read_model;
 mod read_your_writes;
+mod repair;
 mod returns;
 mod sdl;
 mod subscriber;
