@@ -25,6 +25,17 @@ if ! command -v nats-server >/dev/null 2>&1; then
   fi
 fi
 
+# The operations console's browser tests drive Debian's headless chromium through chromedriver.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (Debian packages) for the console's browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "chromium and chromedriver are not installed and cannot be installed here: apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
+
 echo "== compose.yaml and Dockerfile"
 if ! command -v docker-compose >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
