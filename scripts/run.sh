@@ -27,6 +27,10 @@ export MILESTONE_EVENT_STORE_URL="${MILESTONE_EVENT_STORE_URL:-$DB_URL}"
 export MILESTONE_COMMAND_API_ADDR="${MILESTONE_COMMAND_API_ADDR:-127.0.0.1:8080}"
 export MILESTONE_QUERY_API_ADDR="${MILESTONE_QUERY_API_ADDR:-127.0.0.1:8081}"
 export RUST_LOG="${RUST_LOG:-info}"
+# The operations console (served by the query API) sends escalations to the command API, which
+# must allow the console's origin.
+export MILESTONE_CONSOLE_COMMAND_API_URL="${MILESTONE_CONSOLE_COMMAND_API_URL:-http://$MILESTONE_COMMAND_API_ADDR}"
+export MILESTONE_CORS_ALLOWED_ORIGINS="${MILESTONE_CORS_ALLOWED_ORIGINS:-http://$MILESTONE_QUERY_API_ADDR,http://localhost:${MILESTONE_QUERY_API_ADDR##*:}}"
 
 source scripts/dev-auth.sh
 DEV_TOKENS=""
@@ -134,6 +138,7 @@ cat <<INFO
 Milestone is running (event store: ${MILESTONE_EVENT_STORE_URL%%://*}).
   REST commands  $C/orders        OpenAPI  $C/openapi.json
   GraphQL        $Q/graphql       GraphiQL $Q/graphql (in a browser)
+  Console        $Q/console       (operations: find an order or return, stalled, parked)
   NATS JetStream $NATS_SHOWN  stream MILESTONE, subjects milestone.>
 
 Try it:

@@ -14,27 +14,30 @@ psql "$MILESTONE_TEST_DATABASE_URL" -Atqc \
   "select datname from pg_database where datname ~ '^(test|run)_[0-9a-f]{32}$'" |
   while read -r db; do psql "$MILESTONE_TEST_DATABASE_URL" -qc "drop database if exists $db with (force)"; done
 
+# Installs Debian packages (as root) when one of the commands a test needs is missing:
+# `need "what for" "commands" "packages" [apt-get options]`.
+need() {
+  local why="$1" commands="$2" packages="$3" command missing=""
+  shift 3
+  for command in $commands; do
+    command -v "$command" >/dev/null 2>&1 || missing="$missing $command"
+  done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing $packages (Debian) for $why"
+    # shellcheck disable=SC2086 # the package list is split on purpose
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" $packages >/dev/null
+  else
+    echo "$missing missing and cannot be installed here: apt-get install $packages" >&2
+    exit 1
+  fi
+}
 # The relay's tests start their own nats-server (JetStream) on a free port.
-if ! command -v nats-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing nats-server (Debian package) for the relay's tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
-  else
-    echo "nats-server is not installed and cannot be installed here: apt-get install nats-server" >&2
-    exit 1
-  fi
-fi
-
+need "the relay's tests" "nats-server" "nats-server"
 # The metrics test starts a real Prometheus and checks every /metrics page with promtool.
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing prometheus and promtool (Debian package) for the metrics test"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
-    echo "prometheus is not installed and cannot be installed here: apt-get install prometheus" >&2
-    exit 1
-  fi
-fi
+need "the metrics test" "prometheus promtool" "prometheus" --no-install-recommends
+# The operations console's browser tests drive Debian's headless chromium through chromedriver.
+need "the console's browser tests" "chromium chromedriver" "chromium chromium-driver"
 
 echo "== compose.yaml and Dockerfile"
 if ! command -v docker-compose >/dev/null 2>&1; then

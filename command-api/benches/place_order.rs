@@ -57,15 +57,8 @@ async fn main() {
     .await;
 
     let config = Config {
-        event_store_url: url.clone().into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
         pool_size: connections,
-        body_limit_bytes: 64 * 1024,
-        workers: 2,
-        group_commit: Default::default(),
-        // Benchmarks measure throughput, not the rate limit.
-        rate_limit: None,
-        auth: service_kit::auth::AuthConfig::Disabled,
+        ..Config::local(&url)
     };
     let app = Application::with_store(config, store).unwrap();
     let endpoint = format!("http://127.0.0.1:{}/orders", app.port());

@@ -1,5 +1,6 @@
 //! Configuration from the environment, with defaults for a local run.
 
+use crate::cors::AllowedOrigins;
 use event_store::postgres::GroupCommit;
 use service_kit::auth::AuthConfig;
 use service_kit::rate_limit::RateLimit;
@@ -27,11 +28,31 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// `MILESTONE_AUTH_*`: how bearer tokens are checked (see [`AuthConfig::from_env`]).
     pub auth: AuthConfig,
+    /// `MILESTONE_CORS_ALLOWED_ORIGINS`: comma-separated origins whose browser pages may send
+    /// commands (e.g. the operations console's, `http://127.0.0.1:8081`); none by default.
+    pub cors_allowed_origins: AllowedOrigins,
 }
 
 pub const DEFAULT_EVENT_STORE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
 
 impl Config {
+    /// For tests and benchmarks: the command API on `event_store_url`, on a free port of
+    /// 127.0.0.1, with two workers, a pool of 8, and neither authentication, rate limits nor
+    /// browser origins (each test of those sets its own).
+    pub fn local(event_store_url: &str) -> Self {
+        Self {
+            event_store_url: event_store_url.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            pool_size: 8,
+            body_limit_bytes: 64 * 1024,
+            workers: 2,
+            group_commit: GroupCommit::default(),
+            rate_limit: None,
+            auth: AuthConfig::Disabled,
+            cors_allowed_origins: AllowedOrigins::default(),
+        }
+    }
+
     /// Reads the environment.
     ///
     /// # Errors
@@ -58,6 +79,12 @@ impl Config {
             group_commit: var("MILESTONE_GROUP_COMMIT", GroupCommit::default())?,
             rate_limit: RateLimit::from_env()?,
             auth: AuthConfig::from_env().map_err(|e| e.to_string())?,
+            cors_allowed_origins: match std::env::var("MILESTONE_CORS_ALLOWED_ORIGINS") {
+                Ok(v) => v
+                    .parse()
+                    .map_err(|e| format!("MILESTONE_CORS_ALLOWED_ORIGINS: {e}"))?,
+                Err(_) => AllowedOrigins::default(),
+            },
         })
     }
 }
@@ -68,16 +95,7 @@ mod tests {
 
     #[test]
     fn formatting_the_config_never_shows_the_event_store_password() {
-        let config = Config {
-            event_store_url: "postgres://milestone:hunter2@db.internal:5432/milestone".into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            pool_size: 16,
-            body_limit_bytes: 64 * 1024,
-            workers: 1,
-            group_commit: GroupCommit::default(),
-            rate_limit: None,
-            auth: AuthConfig::Disabled,
-        };
+        let config = Config::local("postgres://milestone:hunter2@db.internal:5432/milestone");
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(

@@ -7,7 +7,8 @@
 //! races; `idempotency` keeps the answers of keyed requests that wrote no events. Both are
 //! written once against `workflow::WorkflowApi`; `orders` implements it for the order workflow,
 //! `returns` (bodies in `returns_dto`) for the returns workflow.
-//! `auth` checks each request's bearer token and the scope its route declares.
+//! `auth` checks each request's bearer token and the scope its route declares; `cors` lets the
+//! configured origins (the operations console) call it from a browser;
 //! `error` renders every failure as RFC 9457 problem+json; `openapi` documents it all;
 //! `metrics` declares what the pipeline counts and times; `startup` wires the server.
 
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod dto;
 pub mod error;
 pub mod http;

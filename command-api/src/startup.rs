@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::{auth, http, openapi, routes};
+use crate::{auth, cors, http, openapi, routes};
 use actix_web::dev::Server;
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -79,6 +79,8 @@ impl Application {
                 .wrap(from_fn(http::echo_correlation_id))
                 .wrap(from_fn(record_requests))
                 .wrap(from_fn(service_kit::http_trace::trace_request))
+                // Outermost: a browser's preflight carries no token.
+                .wrap(from_fn(cors::allow_configured_origins))
                 .service(routes::only("/openapi.json", Method::GET, openapi_document))
                 .service(routes::only("/healthz", Method::GET, health::healthz))
                 .service(routes::only("/readyz", Method::GET, readyz))

@@ -94,6 +94,44 @@ impl<P: Projection> Registered for Runtime<P> {
     }
 }
 
+/// What a retry did in one projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retried {
+    /// The projection that had parked the instance, e.g. `order_status`.
+    pub projection: &'static str,
+    /// How many of its dead-lettered events applied.
+    pub applied: usize,
+}
+
+/// Retries instance `id`'s dead-lettered events in every projection that parked it (an order
+/// and its return case share their id), as the command line's `retry` and the query API's
+/// repair do.
+///
+/// # Errors
+/// [`ProjectorError::NotParked`] when no projection has it parked; the first other failure
+/// ([`ProjectorError::StillFailing`], say), the projections before it retried already.
+pub async fn retry_parked(
+    projections: &[Box<dyn Registered>],
+    id: Uuid,
+    note: &RepairNote,
+) -> Result<Vec<Retried>, ProjectorError> {
+    let mut retried = Vec::new();
+    for projection in projections {
+        match projection.retry(id, note).await {
+            Err(ProjectorError::NotParked(_)) => {}
+            Err(e) => return Err(e),
+            Ok(applied) => retried.push(Retried {
+                projection: projection.name(),
+                applied,
+            }),
+        }
+    }
+    if retried.is_empty() {
+        return Err(ProjectorError::NotParked(id));
+    }
+    Ok(retried)
+}
+
 /// `projector [run | rebuild | retry <order-id> [--reason <text>]]`.
 #[derive(Debug, clap::Parser)]
 #[command(name = "projector", about = "Keeps Milestone's read models")]
@@ -189,20 +227,10 @@ impl Application {
                     by: std::env::var("USER").ok(),
                     reason,
                 };
-                let mut applied = None;
-                for projection in &self.projections {
-                    match projection.retry(id, &note).await {
-                        Err(ProjectorError::NotParked(_)) => {}
-                        done => {
-                            applied = Some(done.with_context(|| {
-                                format!("retrying {id} in projection {}", projection.name())
-                            })?);
-                        }
-                    }
-                }
-                let Some(applied) = applied else {
-                    return Err(ProjectorError::NotParked(id)).context("retrying a parked stream");
-                };
+                let retried = retry_parked(&self.projections, id, &note)
+                    .await
+                    .with_context(|| format!("retrying the parked events of {id}"))?;
+                let applied: usize = retried.iter().map(|r| r.applied).sum();
                 println!("{id}: {applied} parked event(s) applied; it is no longer parked");
             }
         }

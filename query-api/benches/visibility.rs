@@ -42,15 +42,8 @@ async fn main() {
         .unwrap();
     let command_api = command_api::startup::Application::with_store(
         command_api::config::Config {
-            event_store_url: url.clone().into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             pool_size,
-            body_limit_bytes: 64 * 1024,
-            workers: 2,
-            group_commit: Default::default(),
-            // Benchmarks measure throughput, not the rate limit.
-            rate_limit: None,
-            auth: service_kit::auth::AuthConfig::Disabled,
+            ..command_api::config::Config::local(&url)
         },
         store,
     )

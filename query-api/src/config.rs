@@ -51,9 +51,20 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// `MILESTONE_AUTH_*`: how bearer tokens are checked (see [`AuthConfig::from_env`]).
     pub auth: AuthConfig,
+    /// `MILESTONE_CONSOLE_COMMAND_API_URL` (default http://127.0.0.1:8080): the command API the
+    /// operations console on `/console` sends its actions (escalations) to. That API must allow
+    /// this one's origin (its `MILESTONE_CORS_ALLOWED_ORIGINS`).
+    pub console_command_api_url: String,
+    /// The projector's settings, read from its own variables (deadlines included): the
+    /// `retryParked` repair applies an instance's parked events as the projector does.
+    pub projector: projector::Config,
 }
 
 pub const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/milestone";
+/// Where the command API listens by default.
+pub const DEFAULT_COMMAND_API_URL: &str = "http://127.0.0.1:8080";
+/// Connections of the repair's projector runtimes: a retry is rare and short.
+const REPAIR_POOL_SIZE: usize = 2;
 
 impl Config {
     /// Defaults for a local database holding both the event log and the read models, serving
@@ -77,6 +88,11 @@ impl Config {
             subscription_buffer: 256,
             rate_limit: Some(RateLimit::default()),
             auth: AuthConfig::Disabled,
+            console_command_api_url: DEFAULT_COMMAND_API_URL.to_owned(),
+            projector: projector::Config {
+                pool_size: REPAIR_POOL_SIZE,
+                ..projector::Config::local(url)
+            },
         }
     }
 
@@ -92,9 +108,17 @@ impl Config {
             }
         }
         let d = Self::local(DEFAULT_URL);
+        let read_model_url: SecretUrl = var("MILESTONE_READ_MODEL_URL", d.read_model_url)?;
+        let event_store_url: SecretUrl = var("MILESTONE_EVENT_STORE_URL", d.event_store_url)?;
+        let projector = projector::Config {
+            read_model_url: read_model_url.clone(),
+            event_store_url: event_store_url.clone(),
+            pool_size: REPAIR_POOL_SIZE,
+            ..projector::Config::from_env()?
+        };
         Ok(Self {
-            read_model_url: var("MILESTONE_READ_MODEL_URL", d.read_model_url)?,
-            event_store_url: var("MILESTONE_EVENT_STORE_URL", d.event_store_url)?,
+            read_model_url,
+            event_store_url,
             listen: var("MILESTONE_QUERY_API_ADDR", d.listen)?,
             pool_size: var("MILESTONE_DB_POOL_SIZE", d.pool_size)?,
             read_your_writes_timeout: Duration::from_millis(var(
@@ -123,6 +147,13 @@ impl Config {
                 .max(1),
             rate_limit: RateLimit::from_env()?,
             auth: AuthConfig::from_env().map_err(|e| e.to_string())?,
+            console_command_api_url: var(
+                "MILESTONE_CONSOLE_COMMAND_API_URL",
+                d.console_command_api_url,
+            )?
+            .trim_end_matches('/')
+            .to_owned(),
+            projector,
         })
     }
 }

@@ -42,6 +42,12 @@ pub enum QueryError {
         "{0} is not served inside a subscription's updates; query it, with the update's token"
     )]
     NotInSubscription(&'static str),
+    #[error("{0} is not parked: no projection holds dead-lettered events of it")]
+    NotParked(uuid::Uuid),
+    #[error("the parked events still cannot be applied: {0}")]
+    StillFailing(#[source] projector::ProjectorError),
+    #[error("the retry could not be carried out; retry later")]
+    RepairFailed(#[source] projector::ProjectorError),
     #[error("subscriptions are served over a websocket on /graphql (graphql-transport-ws or graphql-ws)")]
     SubscriptionNeedsWebsocket,
     /// No bearer token, or one that does not verify.
@@ -83,6 +89,9 @@ impl QueryError {
             Self::SubscriptionNeedsWebsocket => "SUBSCRIPTION_NEEDS_WEBSOCKET",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotParked(_) => "NOT_PARKED",
+            Self::StillFailing(_) => "STILL_FAILING",
+            Self::RepairFailed(_) => "REPAIR_FAILED",
         }
     }
 
@@ -120,6 +129,20 @@ impl From<Arc<DbError>> for QueryError {
         } else {
             tracing::error!(cause = %chain, "read-model query failed");
             Self::Internal(e)
+        }
+    }
+}
+
+impl From<projector::ProjectorError> for QueryError {
+    /// A retry's failure; one the operator cannot act on is logged with its causes.
+    fn from(e: projector::ProjectorError) -> Self {
+        match e {
+            projector::ProjectorError::NotParked(id) => Self::NotParked(id),
+            e @ projector::ProjectorError::StillFailing { .. } => Self::StillFailing(e),
+            e => {
+                tracing::error!(cause = %error_chain(&e), "retrying a parked instance failed");
+                Self::RepairFailed(e)
+            }
         }
     }
 }

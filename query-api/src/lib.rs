@@ -11,7 +11,9 @@
 //! subscriber's position; `http` serves it all on actix-web, and `ws` the subscriptions over a
 //! websocket on the same path, with their limits; `auth` checks each request's bearer token,
 //! the scope each root field needs and narrows a customer's reads to their own; `metrics`
-//! declares what is measured besides HTTP (read-your-writes waits, stale answers); `startup`
+//! declares what is measured besides HTTP (read-your-writes waits, stale answers); `repair`
+//! retries parked instances with the projector's own code (the `retryParked` mutation);
+//! `console` serves the operations console, a page on `/console` built on all of it; `startup`
 //! wires it.
 
 #![forbid(unsafe_code)]
@@ -19,12 +21,14 @@
 pub mod auth;
 pub mod config;
 pub mod consistency;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod live;
 pub mod log;
 pub mod metrics;
+pub mod repair;
 pub mod schema;
 pub mod startup;
 pub mod ws;

@@ -5,7 +5,7 @@ use crate::consistency::CheckpointWatch;
 use crate::live::Live;
 use crate::schema::{build_schema, MilestoneSchema};
 use crate::ws::{self, Connections};
-use crate::{auth, http};
+use crate::{auth, console, http};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -99,6 +99,7 @@ impl Application {
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(http::readyz))
                 .route(METRICS_PATH, web::get().to(metrics_page))
+                .configure(console::configure)
                 .default_service(web::to(http::not_found))
                 // The rate limit counts per principal, so it runs after authentication, and
                 // every answer, 401 and 429 included, is measured (the middleware wrapped last

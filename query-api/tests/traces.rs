@@ -34,14 +34,9 @@ async fn start() -> Stack {
         .unwrap();
     let commands = command_api::startup::Application::with_store(
         command_api::config::Config {
-            event_store_url: url.clone().into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
             pool_size: 4,
-            body_limit_bytes: 64 * 1024,
             workers: 1,
-            group_commit: Default::default(),
-            rate_limit: None,
-            auth: service_kit::auth::AuthConfig::Disabled,
+            ..command_api::config::Config::local(&url)
         },
         store.clone(),
     )

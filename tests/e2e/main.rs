@@ -3,6 +3,7 @@
 
 mod stack;
 
+mod console;
 mod crash;
 mod integration;
 mod logs;

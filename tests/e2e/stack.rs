@@ -75,7 +75,7 @@ pub struct Stack {
     /// The first projector's `/metrics` listener (`http://127.0.0.1:<port>`).
     pub projector_metrics: String,
     pub http: reqwest::Client,
-    _command_api: Service,
+    command_api: Service,
     pub projectors: Vec<Service>,
     _query_api: Service,
 }
@@ -132,6 +132,11 @@ impl Stack {
         let http = reqwest::Client::new();
         let mut env = base_env.clone();
         env.push(("MILESTONE_COMMAND_API_ADDR", format!("127.0.0.1:{cport}")));
+        // The operations console, served by the query API, sends commands from its page.
+        env.push((
+            "MILESTONE_CORS_ALLOWED_ORIGINS",
+            format!("http://127.0.0.1:{qport}"),
+        ));
         let command_api = spawn("command-api", &[], &env);
         let commands = format!("http://127.0.0.1:{cport}");
         wait_healthy(&http, &commands).await;
@@ -150,6 +155,10 @@ impl Stack {
         // the other tests running beside these, so the bound on the wait is generous (the wait
         // still ends as soon as the projection has the write).
         env.push(("MILESTONE_READ_YOUR_WRITES_TIMEOUT_MS", "15000".to_owned()));
+        env.push((
+            "MILESTONE_CONSOLE_COMMAND_API_URL",
+            format!("http://127.0.0.1:{cport}"),
+        ));
         let query_api = spawn("query-api", &[], &env);
         let queries = format!("http://127.0.0.1:{qport}");
         wait_healthy(&http, &queries).await;
@@ -159,10 +168,15 @@ impl Stack {
             queries,
             projector_metrics: format!("http://127.0.0.1:{mport}"),
             http,
-            _command_api: command_api,
+            command_api,
             projectors: vec![projector],
             _query_api: query_api,
         }
+    }
+
+    /// Stops the command API (`kill -9`), as if it were down.
+    pub fn kill_command_api(&mut self) {
+        self.command_api.kill();
     }
 
     fn projector_env(&self) -> Vec<(&'static str, String)> {

@@ -7,6 +7,9 @@ use service_kit::auth::AuthConfig;
 use std::sync::Arc;
 use test_support::auth::TestIdentity;
 
+/// The one origin the test app lets browsers call it from.
+pub const CONSOLE_ORIGIN: &str = "http://console.test:8081";
+
 pub struct TestApp {
     pub address: String,
     pub store: Arc<dyn EventStore>,
@@ -53,14 +56,10 @@ async fn spawn(
         .unwrap();
     let store = wrap(store);
     let config = Config {
-        event_store_url: database_url.clone().into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        pool_size: 8,
-        body_limit_bytes: 64 * 1024,
-        workers: 2,
-        group_commit: Default::default(),
         rate_limit,
         auth,
+        cors_allowed_origins: CONSOLE_ORIGIN.parse().unwrap(),
+        ..Config::local(&database_url)
     };
     let app = Application::with_store(config, store.clone()).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

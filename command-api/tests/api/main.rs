@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod concurrency;
+mod cors;
 mod errors;
 mod follow_up;
 mod generic;

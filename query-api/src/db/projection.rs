@@ -118,3 +118,49 @@ pub async fn parked_at(client: &ClientWrapper, position: Position) -> Result<Vec
         })
         .collect()
 }
+
+/// An instance a projection parked, as its own tables say.
+#[derive(Debug, Clone)]
+pub struct ParkedRow {
+    /// The instance's id (its stream's name without the projection's prefix).
+    pub id: String,
+    /// Why its first dead-lettered event could not be applied.
+    pub reason: String,
+    pub parked_at: DateTime<Utc>,
+    /// Its events kept apart, waiting for a retry.
+    pub dead_letters: i64,
+}
+
+/// The instances `projection` parked, the longest parked first, at most `limit`.
+pub async fn parked_instances(
+    client: &ClientWrapper,
+    projection: &str,
+    limit: i64,
+) -> Result<Vec<ParkedRow>, DbError> {
+    let stmt = client
+        .prepare_cached(
+            "select p.stream_id, p.reason, p.parked_at,
+                    (select count(*) from projection_dead_letters d
+                      where d.projection = p.projection and d.stream_id = p.stream_id) as dead_letters
+               from projection_parked_streams p
+              where p.projection = $1
+              order by p.parked_at, p.stream_id
+              limit $2",
+        )
+        .await?;
+    client
+        .query(&stmt, &[&projection, &limit])
+        .await?
+        .iter()
+        .map(|r| {
+            let stream: String = column(r, "stream_id")?;
+            Ok(ParkedRow {
+                id: Descriptor::following(&stream)
+                    .map_or_else(|| stream.clone(), |(_, id)| id.to_owned()),
+                reason: column(r, "reason")?,
+                parked_at: column(r, "parked_at")?,
+                dead_letters: column(r, "dead_letters")?,
+            })
+        })
+        .collect()
+}

@@ -1,7 +1,7 @@
 //! The GraphQL schema, split by area and merged: [`orders`] (the order workflow's queries),
 //! [`returns`] (the returns workflow's queries), [`workflow`] (what every workflow's queries
 //! share: timelines, paging of a filtered list, stalled instances, counts),
-//! [`projection`] (projection status), [`relay`] (relay status), [`paging`] (cursors, `first`/`after`, the page cap),
+//! [`projection`] (projection status, parked instances and their repair), [`relay`] (relay status), [`paging`] (cursors, `first`/`after`, the page cap),
 //! [`input`] (argument checks) and [`limits`] (depth and complexity). Errors are
 //! [`crate::error::QueryError`]s with a stable `extensions.code`. Built once; each request
 //! reads through its own snapshot.
@@ -23,8 +23,9 @@ use crate::db::workflow::Visible;
 use crate::db::Snapshot;
 use crate::error::QueryError;
 use crate::log::EventLog;
+use crate::repair::Repairs;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, EmptyMutation, MergedObject, MergedSubscription, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 use deadpool_postgres::ClientWrapper;
 use service_kit::auth::Caller;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ pub use projection::{ProjectionStatus, PROJECTION};
 pub use returns::{Return, ReturnLoader, ReturnStatus};
 pub use workflow::TimelineLoader;
 
-pub type MilestoneSchema = Schema<Query, EmptyMutation, Subscription>;
+pub type MilestoneSchema = Schema<Query, Mutation, Subscription>;
 
 // Every query, by area.
 #[derive(MergedObject, Default)]
@@ -45,6 +46,10 @@ pub struct Query(
     relay::RelayQueries,
 );
 
+// Every mutation, by area: the API only reads, but for repairs.
+#[derive(MergedObject, Default)]
+pub struct Mutation(projection::ProjectionMutations);
+
 // Every subscription, by area: served over a websocket on `/graphql`.
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(orders::OrderSubscriptions, returns::ReturnSubscriptions);
@@ -52,14 +57,19 @@ pub struct Subscription(orders::OrderSubscriptions, returns::ReturnSubscriptions
 /// Builds the schema with its limits. Each request brings its own data: see [`for_request`].
 pub fn build_schema(config: &Config) -> MilestoneSchema {
     paging::record_cap(config.max_page_size);
-    Schema::build(Query::default(), EmptyMutation, Subscription::default())
-        .data(paging::PageCap(config.max_page_size))
-        .data(EventLog::new(config.event_store_url.expose()))
-        .extension(limits::QueryLimits {
-            max_depth: config.max_depth,
-            max_complexity: config.max_complexity,
-        })
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .data(paging::PageCap(config.max_page_size))
+    .data(Repairs::new(config.projector.clone()))
+    .data(EventLog::new(config.event_store_url.expose()))
+    .extension(limits::QueryLimits {
+        max_depth: config.max_depth,
+        max_complexity: config.max_complexity,
+    })
+    .finish()
 }
 
 /// Gives a request what its resolvers read through: its caller, its snapshot of the read

@@ -1,11 +1,13 @@
-//! `projectionStatus`: where a projection stands, and how far behind the event log it is.
+//! `projectionStatus`: where a projection stands, how far behind the event log it is and what
+//! it parked; `retryParked`: the repair of a parked instance.
 
-use super::read_models;
+use super::{input, read_models};
 use crate::auth::Needs;
 use crate::db::projection as db;
 use crate::error::{error_chain, QueryError};
 use crate::log::EventLog;
-use async_graphql::{Context, Object, ResultExt, SimpleObject};
+use crate::repair::Repairs;
+use async_graphql::{ComplexObject, Context, Object, ResultExt, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use projector::{Descriptor, PROJECTIONS};
 use service_kit::auth::Scope;
@@ -15,6 +17,7 @@ pub const PROJECTION: &str = projector::PROJECTION;
 
 /// Where the projection stands.
 #[derive(Debug, Clone, SimpleObject)]
+#[graphql(complex)]
 pub struct ProjectionStatus {
     /// The projection's name, e.g. `order_status`.
     pub name: String,
@@ -29,6 +32,100 @@ pub struct ProjectionStatus {
     pub dead_letters: i64,
     /// Instances whose streams are parked after a dead-lettered event.
     pub parked_orders: i64,
+}
+
+#[ComplexObject]
+impl ProjectionStatus {
+    /// The instances parked after a dead-lettered event, the longest parked first; `first`
+    /// at most the page-size cap (default 20). `retryParked` applies their events again.
+    #[graphql(complexity = "super::paging::page_cost(first, child_complexity)")]
+    async fn parked(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<ParkedInstance>> {
+        async {
+            let first = super::paging::page_size(ctx, first)?;
+            let rows = db::parked_instances(read_models(ctx).await?, &self.name, first).await?;
+            Ok::<_, QueryError>(rows.into_iter().map(ParkedInstance::from).collect())
+        }
+        .await
+        .extend()
+    }
+}
+
+/// An order or return case whose stream a projection parked: its events wait, dead-lettered,
+/// until a retry applies them.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ParkedInstance {
+    /// The order's id (a return case is named by its order's).
+    pub id: ID,
+    /// Why its first dead-lettered event could not be applied.
+    pub reason: String,
+    pub parked_at: DateTime<Utc>,
+    /// Its events waiting for a retry.
+    pub dead_letters: i64,
+}
+
+impl From<db::ParkedRow> for ParkedInstance {
+    fn from(row: db::ParkedRow) -> Self {
+        Self {
+            id: ID(row.id),
+            reason: row.reason,
+            parked_at: row.parked_at,
+            dead_letters: row.dead_letters,
+        }
+    }
+}
+
+/// What `retryParked` did.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RetryOutcome {
+    pub id: ID,
+    /// The projections that had the instance parked, e.g. `order_status`; it is parked in
+    /// none of them now.
+    pub projections: Vec<String>,
+    /// The dead-lettered events applied.
+    pub events_applied: i64,
+}
+
+/// Repairs.
+#[derive(Default)]
+pub struct ProjectionMutations;
+
+#[Object]
+impl ProjectionMutations {
+    /// Applies a parked order's or return case's dead-lettered events again, after a fix (of
+    /// the code, or of the stored payload), and unparks it: all of them apply, or nothing
+    /// changes. `reason` is kept with any edited payload. Errors: `NOT_PARKED` when no
+    /// projection has it parked, `STILL_FAILING` (with the first event that still fails).
+    #[graphql(guard = "Needs(Scope::RepairProjections)")]
+    async fn retry_parked(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: Option<String>,
+    ) -> async_graphql::Result<RetryOutcome> {
+        async {
+            let uuid = input::order_id(&id)?;
+            // Who repaired is kept with any edited payload.
+            let by = ctx
+                .data_opt::<service_kit::auth::Caller>()
+                .map(|caller| caller.subject.clone());
+            let note = projector::db::RepairNote {
+                by,
+                reason: input::text("reason", reason)?,
+            };
+            let retried = ctx.data_unchecked::<Repairs>().retry(uuid, &note).await?;
+            Ok::<_, QueryError>(RetryOutcome {
+                id: ID(uuid.to_string()),
+                projections: retried.iter().map(|r| r.projection.to_owned()).collect(),
+                events_applied: retried.iter().map(|r| r.applied as i64).sum(),
+            })
+        }
+        .await
+        .extend()
+    }
 }
 
 /// Operations.

@@ -101,6 +101,7 @@ pub async fn spawn_with(options: Options) -> TestApp {
     config.subscription_buffer = options.subscription_buffer;
     config.rate_limit = options.rate_limit;
     config.auth = options.auth;
+    config.projector = pconfig.clone();
     let app = Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

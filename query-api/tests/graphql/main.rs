@@ -4,10 +4,12 @@
 mod helpers;
 
 mod auth;
+mod console;
 mod limits;
 mod orders;
 mod read_model;
 mod read_your_writes;
+mod repair;
 mod returns;
 mod sdl;
 mod subscriber;

@@ -33,10 +33,12 @@ pub enum Scope {
     ReadOperations,
     /// Export streams (the analyst's tools).
     Export,
+    /// Apply a parked instance's dead-lettered events again after a fix.
+    RepairProjections,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 13] = [
+    pub const ALL: [Scope; 14] = [
         Scope::PlaceOrders,
         Scope::CancelOrders,
         Scope::RequestReturns,
@@ -50,6 +52,7 @@ impl Scope {
         Scope::Read,
         Scope::ReadOperations,
         Scope::Export,
+        Scope::RepairProjections,
     ];
 
     /// The scope's name, as the OpenAPI document and errors show it.
@@ -68,6 +71,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::ReadOperations => "read:operations",
             Scope::Export => "export",
+            Scope::RepairProjections => "projections:repair",
         }
     }
 
@@ -137,7 +141,7 @@ impl Role {
             Role::Warehouse => &[ReportWarehouse],
             Role::Carrier => &[ReportCarrier],
             Role::Refunds => &[ReportRefunds],
-            Role::Support => &[Read, ReadOperations, Escalate],
+            Role::Support => &[Read, ReadOperations, Escalate, RepairProjections],
             Role::Analyst => &[Read, ReadOperations, Export],
             Role::Customer => &[Read],
         }
