@@ -282,7 +282,9 @@
 
   // ---- Finding and showing one order or return ----------------------------------------------
 
-  const TIMELINE = "timeline { revision eventType occurredAt position correlationId causationId summary }";
+  const ENTRY =
+    "revision eventType occurredAt position correlationId causationId summary principal { subject role client }";
+  const TIMELINE = `timeline { ${ENTRY} }`;
   const ORDER_FIELDS = `id status customerId currency totalMinor lastMilestone lastMilestoneAt pendingActions
     failureReason compensationsOwed compensationsDone deadlineAt overdue escalated escalationCount
     escalationReason reminderAttempts lastReminderAt nextReminderAt correlationId revision lastPosition`;
@@ -290,7 +292,6 @@
     lastMilestoneAt pendingActions failureReason compensationsOwed compensationsDone deadlineAt overdue
     escalated escalationCount escalationReason reminderAttempts lastReminderAt nextReminderAt
     correlationId revision lastPosition`;
-  const ENTRY = "revision eventType occurredAt position correlationId causationId summary";
 
   const KINDS = {
     order: {
@@ -465,6 +466,12 @@
     $("detail-body").replaceChildren(facts(pairs), actions);
   }
 
+  // Who caused an event, as the command's principal names them: `shop-7 (shop) via web-shop`.
+  function who(principal) {
+    const client = principal.client ? ` via ${principal.client}` : "";
+    return `${principal.subject} (${principal.role})${client}`;
+  }
+
   function appendTimeline(entries, fresh) {
     const shown = state.shown;
     const ol = $("timeline");
@@ -482,6 +489,8 @@
             `${when(entry.occurredAt)} · revision ${entry.revision} · position ${entry.position} · correlation `,
             el("span", { class: "mono correlation" }, entry.correlationId || "—"),
             entry.causationId ? ` · caused by ${entry.causationId}` : "",
+            entry.principal ? " · by " : "",
+            entry.principal ? el("span", { class: "principal" }, who(entry.principal)) : "",
           ),
         ),
       );

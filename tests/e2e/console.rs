@@ -324,6 +324,17 @@ async fn the_console_finds_an_order_and_shows_its_status_change_live_as_commands
             "each entry shows its correlation id"
         );
     }
+    // Who caused each event: the stack serves without tokens, so every command's principal is
+    // the anonymous caller of a service whose authentication is disabled.
+    let principals = browser
+        .client
+        .find_all(Locator::Css("#timeline .principal"))
+        .await
+        .unwrap();
+    assert_eq!(principals.len(), 4, "one principal per event: {timeline}");
+    for p in principals {
+        assert_eq!(p.text().await.unwrap(), "anonymous (auth-disabled)");
+    }
     browser.screenshot("order-live").await;
     browser.close().await;
 }
