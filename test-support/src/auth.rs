@@ -2,7 +2,8 @@
 //! make a service check tokens against it, and tokens for any role.
 
 use service_kit::auth::dev::{DevKeys, Signer, TokenClaims, DEV_AUDIENCE, DEV_ISSUER, JWKS_FILE};
-use service_kit::auth::{AuthConfig, JwksSource, JwtConfig, Role};
+pub use service_kit::auth::Role;
+use service_kit::auth::{AuthConfig, JwksSource, JwtConfig};
 use std::time::Duration;
 
 /// An identity provider for one test: its keys and the tokens it issues.
@@ -38,6 +39,20 @@ impl TestIdentity {
             clock_skew: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(30),
         })
+    }
+
+    /// The environment that makes a service binary check tokens against this identity's key
+    /// set (overriding a disabled authentication).
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("MILESTONE_AUTH_DISABLED", "false".to_owned()),
+            (
+                "MILESTONE_AUTH_JWKS_FILE",
+                self.dir.path().join(JWKS_FILE).display().to_string(),
+            ),
+            ("MILESTONE_AUTH_ISSUER", DEV_ISSUER.to_owned()),
+            ("MILESTONE_AUTH_AUDIENCE", DEV_AUDIENCE.to_owned()),
+        ]
     }
 
     /// A valid token for `role` (a customer's names `customer-1`).

@@ -11,6 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use test_support::auth::{Role, TestIdentity};
 
 /// How long the page may take to show what a test waits for: the services share two cores
 /// with the other tests.
@@ -458,6 +459,65 @@ async fn an_unknown_id_and_a_command_api_that_is_down_are_shown_as_errors() {
         })
         .await;
     browser.screenshot("errors").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn with_authentication_on_the_console_acts_with_the_pasted_token_and_shows_who_decided() {
+    let identity = TestIdentity::new();
+    let mut settings = identity.settings();
+    settings.push(("MILESTONE_DEADLINE_PLACED_SECS", "1".to_owned()));
+    let stack = Stack::start_with(&settings).await;
+    let (shop, support) = (identity.token(Role::Shop), identity.token(Role::Support));
+    let (status, body) = stack.command_as(Some(&shop), "/orders", order_body()).await;
+    assert_eq!(status, 201, "{body}");
+    stack
+        .query_fresh_as(Some(&support), "{ statusCounts { status } }", &token(&body))
+        .await;
+    let id = body["order_id"].as_str().unwrap().to_owned();
+    let browser = Browser::open(&stack, 1280, 1000).await;
+
+    // Without a token the query API refuses, and the console says what to do.
+    browser.find("order", &id).await;
+    browser
+        .wait_for_text("#alert", |t| {
+            t.contains("401") && t.contains("Paste a valid token")
+        })
+        .await;
+
+    browser.fill("#token", &support).await;
+    browser.click("#token-apply").await;
+    browser.find("order", &id).await;
+    browser
+        .wait_for_text("#detail-status", |s| s == "PLACED")
+        .await;
+    browser
+        .wait_for_text("#timeline .principal", |p| p == "test-shop (shop)")
+        .await;
+
+    // The order is stalled (a 1 s deadline): support escalates it from the console, with the
+    // pasted token, and the timeline names support as who decided.
+    let row = format!("#stalled-orders li[data-id='{id}']");
+    browser.wait_for_text(&row, |t| t.contains("PLACED")).await;
+    browser.click(&format!("{row} button.escalate")).await;
+    let timeline = browser
+        .wait_for_text("#timeline", |t| t.contains("OrderEscalated"))
+        .await;
+    let principals = browser
+        .client
+        .find_all(Locator::Css("#timeline .principal"))
+        .await
+        .unwrap();
+    let mut who = Vec::new();
+    for p in principals {
+        who.push(p.text().await.unwrap());
+    }
+    assert_eq!(
+        who,
+        ["test-shop (shop)", "test-support (support)"],
+        "{timeline}"
+    );
+    browser.screenshot("authenticated").await;
     browser.close().await;
 }
 

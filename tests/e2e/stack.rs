@@ -240,21 +240,31 @@ impl Stack {
 
     /// POSTs a command; returns the status and body.
     pub async fn command(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.commands))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        self.command_as(None, path, body).await
+    }
+
+    /// As [`Stack::command`], with `bearer` as the caller's token when given.
+    pub async fn command_as(&self, bearer: Option<&str>, path: &str, body: Value) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.commands));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let r = request.json(&body).send().await.unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
     /// Queries with a consistency token; the answer must not be stale.
     pub async fn query_fresh(&self, query: &str, token: &str) -> Value {
-        let body: Value = self
-            .http
-            .post(format!("{}/graphql", self.queries))
+        self.query_fresh_as(None, query, token).await
+    }
+
+    /// As [`Stack::query_fresh`], with `bearer` as the caller's token when given.
+    pub async fn query_fresh_as(&self, bearer: Option<&str>, query: &str, token: &str) -> Value {
+        let mut request = self.http.post(format!("{}/graphql", self.queries));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let body: Value = request
             .header("X-Consistency-Token", token)
             .json(&json!({ "query": query }))
             .send()
