@@ -88,7 +88,18 @@ struct Browser {
 }
 
 impl Browser {
+    /// The console of `stack` in a window of `width` x `height`, its live connection up.
     async fn open(stack: &Stack, width: u32, height: u32) -> Self {
+        let browser = Self::load(stack, width, height).await;
+        browser
+            .wait_for_text("#connection", |t| t == "connected")
+            .await;
+        browser
+    }
+
+    /// The console of `stack` loaded, whether or not its live connection is accepted (it is
+    /// not without a token when authentication is on).
+    async fn load(stack: &Stack, width: u32, height: u32) -> Self {
         let driver = Driver::start();
         let mut capabilities = serde_json::Map::new();
         let mut options = json!({
@@ -131,14 +142,10 @@ impl Browser {
             .goto(&format!("{}/console", stack.queries))
             .await
             .unwrap();
-        let browser = Self {
+        Self {
             client,
             _driver: driver,
-        };
-        browser
-            .wait_for_text("#connection", |t| t == "connected")
-            .await;
-        browser
+        }
     }
 
     /// The text of the first element matching `css`, once `ready` holds for it.
@@ -475,7 +482,7 @@ async fn with_authentication_on_the_console_acts_with_the_pasted_token_and_shows
         .query_fresh_as(Some(&support), "{ statusCounts { status } }", &token(&body))
         .await;
     let id = body["order_id"].as_str().unwrap().to_owned();
-    let browser = Browser::open(&stack, 1280, 1000).await;
+    let browser = Browser::load(&stack, 1280, 1000).await;
 
     // Without a token the query API refuses, and the console says what to do.
     browser.find("order", &id).await;
@@ -487,12 +494,15 @@ async fn with_authentication_on_the_console_acts_with_the_pasted_token_and_shows
 
     browser.fill("#token", &support).await;
     browser.click("#token-apply").await;
+    browser
+        .wait_for_text("#connection", |t| t == "connected")
+        .await;
     browser.find("order", &id).await;
     browser
         .wait_for_text("#detail-status", |s| s == "PLACED")
         .await;
     browser
-        .wait_for_text("#timeline .principal", |p| p == "test-shop (shop)")
+        .wait_for_text("#timeline .principal", |p| p == "dev-shop (shop)")
         .await;
 
     // The order is stalled (a 1 s deadline): support escalates it from the console, with the
@@ -514,7 +524,7 @@ async fn with_authentication_on_the_console_acts_with_the_pasted_token_and_shows
     }
     assert_eq!(
         who,
-        ["test-shop (shop)", "test-support (support)"],
+        ["dev-shop (shop)", "dev-support (support)"],
         "{timeline}"
     );
     browser.screenshot("authenticated").await;

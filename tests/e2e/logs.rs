@@ -151,6 +151,7 @@ fn env(url: &str, addr_var: &'static str, port: u16) -> Vec<(&'static str, Strin
         ("MILESTONE_DB_POOL_SIZE", "2".to_owned()),
         ("MILESTONE_HTTP_WORKERS", "1".to_owned()),
         ("MILESTONE_READ_YOUR_WRITES_TIMEOUT_MS", "15000".to_owned()),
+        crate::stack::without_authentication(),
         (addr_var, format!("127.0.0.1:{port}")),
     ]
 }

@@ -110,6 +110,13 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
     }
 }
 
+/// The end-to-end suite's one place where authentication is disabled: the setting every
+/// service started without a test identity gets (a test of authentication overrides it with
+/// `TestIdentity::settings`).
+pub fn without_authentication() -> (&'static str, String) {
+    ("MILESTONE_AUTH_DISABLED", "true".to_owned())
+}
+
 impl Stack {
     pub async fn start() -> Self {
         Self::start_with(&[]).await
@@ -125,8 +132,7 @@ impl Stack {
             ("MILESTONE_DB_POOL_SIZE", "4".to_owned()),
             ("MILESTONE_HTTP_WORKERS", "1".to_owned()),
             ("MILESTONE_PROJECTOR_STANDBY_POLL_MS", "100".to_owned()),
-            // The end-to-end suite's one place where authentication is disabled.
-            ("MILESTONE_AUTH_DISABLED", "true".to_owned()),
+            without_authentication(),
         ];
         base_env.extend(settings.iter().cloned());
         let http = reqwest::Client::new();
