@@ -57,6 +57,13 @@ BIN="${BENCH_BIN_DIR:-$TARGET/release}"
 
 psql "$SERVER_URL" -qc "create database $DB" >/dev/null
 
+# The command API checks bearer tokens as it does in production: scratch development keys, and
+# every request carries a shop's token (verified once, then remembered until it expires).
+source scripts/dev-auth.sh
+DEV_KEYS_DIR="$WORK/keys"
+ensure_dev_keys
+export BENCH_AUTHORIZATION="Bearer $(dev_token shop)"
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -135,6 +142,7 @@ function init(args)
   nonce = tonumber(args[1])
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = os.getenv("BENCH_AUTHORIZATION")
 end
 
 function request()

@@ -68,7 +68,8 @@ const REPAIR_POOL_SIZE: usize = 2;
 
 impl Config {
     /// Defaults for a local database holding both the event log and the read models, serving
-    /// every request without a token (set `auth` to check them).
+    /// every request without a token and without a rate limit (set `auth` and `rate_limit` to
+    /// check them).
     pub fn local(url: &str) -> Self {
         Self {
             read_model_url: url.into(),
@@ -86,7 +87,7 @@ impl Config {
             connection_init_timeout: Duration::from_millis(10_000),
             keepalive_timeout: None,
             subscription_buffer: 256,
-            rate_limit: Some(RateLimit::default()),
+            rate_limit: None,
             auth: AuthConfig::Disabled,
             console_command_api_url: DEFAULT_COMMAND_API_URL.to_owned(),
             projector: projector::Config {
