@@ -253,18 +253,6 @@ impl ApiError {
     }
 }
 
-/// An error and its causes, outermost first, joined for one log line.
-fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    chain
-}
-
 /// `subject` with its first letter in upper case.
 fn capitalized(subject: &str) -> String {
     let mut chars = subject.chars();
@@ -325,7 +313,7 @@ impl ResponseError for ApiError {
             } => tracing::error!(
                 stream,
                 revision,
-                cause = %cause_chain(self),
+                cause = %service_kit::error_chain(self),
                 "unexpected error"
             ),
             Self::Unavailable(cause) => tracing::warn!(cause = %cause, "event store unavailable"),
@@ -338,7 +326,7 @@ impl ResponseError for ApiError {
                 subject,
                 stream,
                 revision,
-                cause = %cause_chain(self),
+                cause = %service_kit::error_chain(self),
                 "a stream holds an event that cannot be decoded"
             ),
             _ => {}

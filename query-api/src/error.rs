@@ -174,14 +174,4 @@ impl ErrorExtensions for QueryError {
     }
 }
 
-/// `error: cause: cause's cause...`, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use service_kit::error_chain;

@@ -86,7 +86,7 @@ impl KeySet {
                 Ok(n) => tracing::info!(url, keys = n, "fetched the token signing keys"),
                 Err(e) => tracing::error!(
                     url,
-                    cause = %super::error_chain(&e),
+                    cause = %crate::error_chain(&e),
                     "cannot fetch the token signing keys; retrying when a token needs one"
                 ),
             }

@@ -495,15 +495,3 @@ pub mod http {
         }
     }
 }
-
-/// An error and its causes, outermost first, joined for one log line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    chain
-}
