@@ -39,6 +39,10 @@ impl Default for RateLimit {
     }
 }
 
+/// The slowest rate accepted: one request per 1000 s (a bucket's refill time must stay a
+/// finite duration).
+const MIN_PER_SECOND: f64 = 0.001;
+
 impl RateLimit {
     /// Reads [`ENABLED_VAR`], [`PER_SECOND_VAR`] and [`BURST_VAR`] from the environment; `None`
     /// when rate limits are off.
@@ -69,8 +73,8 @@ impl RateLimit {
                 .trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .ok_or_else(|| invalid(PER_SECOND_VAR, &v, "a number above 0"))?,
+                .filter(|r| r.is_finite() && *r >= MIN_PER_SECOND)
+                .ok_or_else(|| invalid(PER_SECOND_VAR, &v, "a number of at least 0.001"))?,
         };
         let burst = match lookup(BURST_VAR) {
             None => default.burst,
@@ -357,6 +361,8 @@ mod tests {
         for bad in [
             &[(PER_SECOND_VAR, "0")][..],
             &[(PER_SECOND_VAR, "fast")],
+            // A bucket that would take longer than any duration to fill.
+            &[(PER_SECOND_VAR, "1e-300")],
             &[(BURST_VAR, "0")],
             &[(ENABLED_VAR, "maybe")],
         ] {

@@ -361,19 +361,45 @@ async fn a_key_set_url_is_fetched_at_start_and_again_for_a_new_key_at_most_once_
     }
     assert_eq!(server.fetches.load(Ordering::SeqCst), 1);
 
-    let quick = AuthConfig::Jwt(JwtConfig {
+    *server.keys.lock().unwrap() = old.jwks();
+    let auth = Authenticator::new(&fetching_at_will(&server)).unwrap();
+    auth.start().await;
+    *server.keys.lock().unwrap() = rotated.jwks();
+    assert!(auth.verify(&rotated.token(Role::Shop)).await.is_ok());
+    assert_eq!(server.fetches.load(Ordering::SeqCst), 3);
+}
+
+/// Settings that fetch `server`'s key set whenever a token names a key not seen yet.
+fn fetching_at_will(server: &JwksServer) -> AuthConfig {
+    AuthConfig::Jwt(JwtConfig {
         refresh_interval: Duration::ZERO,
         ..match config(JwksSource::Url(server.url.clone())) {
             AuthConfig::Jwt(c) => c,
             AuthConfig::Disabled => unreachable!(),
         }
-    });
-    *server.keys.lock().unwrap() = old.jwks();
-    let auth = Authenticator::new(&quick).unwrap();
+    })
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_key_is_gone_from_the_key_set() {
+    let old = TestIdentity::new();
+    let rotated = TestIdentity::new();
+    let server = serve_jwks(old.jwks()).await;
+    let auth = Authenticator::new(&fetching_at_will(&server)).unwrap();
     auth.start().await;
+    let token = old.token(Role::Shop);
+    assert!(auth.verify(&token).await.is_ok());
+    assert!(
+        auth.verify(&token).await.is_ok(),
+        "verified again from memory"
+    );
+
+    // The provider drops the old key (after a leak, say); the first token of the new key makes
+    // the service fetch the set again, and the old key's tokens are refused from then on.
     *server.keys.lock().unwrap() = rotated.jwks();
     assert!(auth.verify(&rotated.token(Role::Shop)).await.is_ok());
-    assert_eq!(server.fetches.load(Ordering::SeqCst), 3);
+    let e = auth.verify(&token).await.unwrap_err();
+    assert!(matches!(e, AuthError::UnknownKey(_)), "{e:?}");
 }
 
 fn env(vars: &[(&str, &str)]) -> Result<AuthConfig, AuthConfigError> {

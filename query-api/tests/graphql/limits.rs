@@ -201,6 +201,15 @@ async fn queries_over_the_rate_limit_get_429_rate_limited_with_retry_after_until
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
     assert!(body["data"].is_null());
+    // Another spelling of the path reaches the same route: it is counted all the same.
+    let encoded = app
+        .client
+        .post(format!("{}/%67raphql", app.address))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoded.status().as_u16(), 429);
 
     tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
     let (status, body) = app.query_with(query, json!({}), None).await;

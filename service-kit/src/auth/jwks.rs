@@ -110,7 +110,7 @@ impl KeySet {
             .ok_or_else(|| AuthError::UnknownKey(kid.to_owned()))
     }
 
-    fn known(&self, kid: &str) -> Option<Arc<Key>> {
+    pub(super) fn known(&self, kid: &str) -> Option<Arc<Key>> {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
         keys.get(kid).cloned()
     }

@@ -244,11 +244,14 @@ struct Claims {
 /// The most verified tokens remembered at once (see [`Verifier::verified`]).
 const MAX_VERIFIED: usize = 10_000;
 
-/// A token that verified, remembered until it expires.
+/// A token that verified, remembered until it expires, or until the key that signed it is no
+/// longer the key set's.
 struct Verified {
     caller: Caller,
     exp: f64,
     nbf: Option<f64>,
+    kid: String,
+    key: Arc<jwks::Key>,
 }
 
 impl Verified {
@@ -363,7 +366,8 @@ impl Verifier {
         if let Some(known) = self.remembered(token, now, skew) {
             return Ok(known);
         }
-        let (caller, exp, nbf) = self.check(token).await?;
+        let checked = self.check(token).await?;
+        let caller = checked.caller.clone();
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= MAX_VERIFIED {
             verified.retain(|_, v| v.is_valid_at(now, skew));
@@ -371,14 +375,7 @@ impl Verifier {
                 verified.clear();
             }
         }
-        verified.insert(
-            token.to_owned(),
-            Verified {
-                caller: caller.clone(),
-                exp,
-                nbf,
-            },
-        );
+        verified.insert(token.to_owned(), checked);
         Ok(caller)
     }
 
@@ -387,7 +384,15 @@ impl Verifier {
     fn remembered(&self, token: &str, now: f64, skew: f64) -> Option<Caller> {
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         match verified.get(token) {
-            Some(v) if v.is_valid_at(now, skew) => Some(v.caller.clone()),
+            Some(v)
+                if v.is_valid_at(now, skew)
+                    && self
+                        .keys
+                        .known(&v.kid)
+                        .is_some_and(|key| Arc::ptr_eq(&key, &v.key)) =>
+            {
+                Some(v.caller.clone())
+            }
             Some(_) => {
                 verified.remove(token);
                 None
@@ -396,9 +401,9 @@ impl Verifier {
         }
     }
 
-    /// The full check of a token: its key, signature and claims; the caller it names and its
-    /// validity window.
-    async fn check(&self, token: &str) -> Result<(Caller, f64, Option<f64>), AuthError> {
+    /// The full check of a token: its key, signature and claims; the caller it names, its
+    /// validity window and the key that signed it.
+    async fn check(&self, token: &str) -> Result<Verified, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(AuthError::Malformed)?;
         if !ALGORITHMS.contains(&header.alg) {
             return Err(AuthError::Algorithm(header.alg));
@@ -440,9 +445,14 @@ impl Verifier {
             client: claims.azp.or(claims.client_id),
             customer_id,
         };
-        // The library requires `exp`; without one the token is never taken from memory.
-        let exp = claims.exp.unwrap_or(f64::NEG_INFINITY);
-        Ok((caller, exp, claims.nbf))
+        Ok(Verified {
+            caller,
+            // The library requires `exp`; without one the token is never taken from memory.
+            exp: claims.exp.unwrap_or(f64::NEG_INFINITY),
+            nbf: claims.nbf,
+            kid,
+            key,
+        })
     }
 }
 
