@@ -217,7 +217,12 @@ async fn killing_the_relay_every_few_seconds_and_restarting_the_broker_loses_dup
                         .send()
                         .await
                         .unwrap();
-                    assert!(paid.status().is_success());
+                    let status = paid.status();
+                    assert!(
+                        status.is_success(),
+                        "payment of {id}: {status} {}",
+                        paid.text().await.unwrap_or_default()
+                    );
                     orders += 1;
                 }
                 orders

@@ -133,6 +133,9 @@ impl Stack {
             ("MILESTONE_HTTP_WORKERS", "1".to_owned()),
             ("MILESTONE_PROJECTOR_STANDBY_POLL_MS", "100".to_owned()),
             without_authentication(),
+            // Every test client calls from 127.0.0.1, one caller to the rate limiter; the load
+            // tests send more than its default rate (the limiter has its own tests).
+            ("MILESTONE_RATE_LIMIT", "off".to_owned()),
         ];
         base_env.extend(settings.iter().cloned());
         let http = reqwest::Client::new();
