@@ -9,12 +9,16 @@
 #   BENCH_VARIANTS: space-separated `label` or `label:VAR=value,VAR=value` command-api settings
 #     measured one after the other in each round (default: `default`, the built-in settings);
 #     `BIN=path` among them runs another command-api binary (an earlier build, to compare);
-#     the projector phase uses the first variant.
+#     `@otlp` in a value stands for a trace receiver the script starts (`otlp-sink`, which
+#     counts the spans it is sent), e.g. `on:OTEL_EXPORTER_OTLP_ENDPOINT=@otlp`. The variants
+#     run in the given order in odd rounds and in reverse in even ones.
+#   BENCH_PROJECTOR=0 leaves out the phase with the projector following (it uses the first
+#     variant).
 #   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
 # Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it,
 # the database transactions per request and the command API's CPU time per request; then the
-# medians.
+# medians, and each further variant's rate against the first's in the same round (and median).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,8 +54,13 @@ for tool in wrk pgbench psql curl python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is missing" >&2; exit 1; }
 done
 
+OTLP_SINK=0
+[[ "${BENCH_VARIANTS:-}" == *@otlp* ]] && OTLP_SINK=1
 if [ "${BENCH_BUILD:-1}" != 0 ]; then
   cargo build --release --locked -p command-api -p projector
+  if [ "$OTLP_SINK" = 1 ]; then
+    cargo build --release --locked -p test-support --bin otlp-sink
+  fi
 fi
 BIN="${BENCH_BIN_DIR:-$TARGET/release}"
 
@@ -68,15 +77,21 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Starts a binary in the background with the bench database; its pid in STARTED.
+# Starts a binary in the background with the bench database, the `VAR=value` arguments in its
+# environment (`@otlp` replaced by the trace receiver's URL), the others as its arguments; its
+# pid in STARTED.
 start() {
   local name="$1"
   shift
   local path="$BIN/$name"
   [[ "$name" == */* ]] && path="$name"
+  local -a settings=() args=()
+  for setting in "$@"; do
+    if [[ "$setting" == *=* ]]; then settings+=("${setting//@otlp/$OTLP}"); else args+=("$setting"); fi
+  done
   env MILESTONE_EVENT_STORE_URL="$DB_URL" MILESTONE_READ_MODEL_URL="$DB_URL" \
-    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" MILESTONE_RATE_LIMIT=off RUST_LOG=warn "$@" "$path" \
-    >"$WORK/$(basename "$name").log" 2>&1 &
+    MILESTONE_DB_POOL_SIZE="$CONNECTIONS" MILESTONE_RATE_LIMIT=off RUST_LOG=warn \
+    "${settings[@]}" "$path" "${args[@]}" >"$WORK/$(basename "$name").log" 2>&1 &
   STARTED=$!
   PIDS+=("$STARTED")
 }
@@ -108,6 +123,15 @@ commits() {
 events() {
   psql "$DB_URL" -Atc "select count(*) from es_events"
 }
+
+# The trace receiver the `@otlp` variants export to.
+OTLP=""
+if [ "$OTLP_SINK" = 1 ]; then
+  OTLP_PORT="$(free_port)"
+  start otlp-sink "127.0.0.1:$OTLP_PORT"
+  OTLP_PID="$STARTED"
+  OTLP="http://127.0.0.1:$OTLP_PORT"
+fi
 
 # The command API once, so that its migrations create es_events; the baseline copies its shape.
 PORT="$(free_port)"
@@ -256,15 +280,15 @@ median() {
 
 # Each phase runs right after its own baseline: the machine's speed drifts within a round,
 # and the ratio to a baseline measured just before is the steadier figure.
-declare -A RATIOS P99S RATES
+declare -A RATIOS P99S RATES AGAINST_FIRST ROUND_RATE
 RAWS=""
-phases=()
-for variant in "${VARIANTS[@]}"; do
-  phases+=("$variant|0")
-done
-phases+=("${VARIANTS[0]}|1")
 echo "$CONNECTIONS connections, ${SECONDS_PER_PHASE} s per phase, $ROUNDS rounds"
 for round in $(seq 1 "$ROUNDS"); do
+  phases=()
+  for variant in "${VARIANTS[@]}"; do
+    if [ $((round % 2)) = 1 ]; then phases+=("$variant|0"); else phases=("$variant|0" "${phases[@]}"); fi
+  done
+  [ "${BENCH_PROJECTOR:-1}" != 0 ] && phases+=("${VARIANTS[0]}|1")
   for phase in "${phases[@]}"; do
     measured="$(baseline)" || exit 1
     read -r raw raw_p50 raw_p99 <<<"$measured"
@@ -285,6 +309,12 @@ for round in $(seq 1 "$ROUNDS"); do
     RATIOS[$label]+="$ratio "
     P99S[$label]+="$p99 "
     RATES[$label]+="$rate "
+    ROUND_RATE[$label]="$rate"
+  done
+  for variant in "${VARIANTS[@]:1}"; do
+    label="POST /orders [${variant%%:*}]"
+    AGAINST_FIRST[$label]+="$(awk -v a="${ROUND_RATE[$label]}" \
+      -v b="${ROUND_RATE["POST /orders [${VARIANTS[0]%%:*}]"]}" 'BEGIN { printf "%.3f", a / b }') "
   done
 done
 echo "medians of $ROUNDS rounds (each ratio to the baseline run just before it):"
@@ -295,15 +325,17 @@ for label in "${!RATIOS[@]}"; do
     "$(tr ' ' '\n' <<<"${P99S[$label]}" | grep . | median)" \
     "$(tr ' ' '\n' <<<"${RATIOS[$label]}" | grep . | median)"
 done | sort
-# Each further variant's median rate against the first's (say, tracing on against off).
+# Each further variant's rate against the first's in the same round (say, tracing on against
+# off): round by round, and the median.
 if [ "${#VARIANTS[@]}" -gt 1 ]; then
-  first="POST /orders [${VARIANTS[0]%%:*}]"
-  first_rate="$(tr ' ' '\n' <<<"${RATES[$first]}" | grep . | median)"
-  echo "against $first:"
+  echo "against POST /orders [${VARIANTS[0]%%:*}] in the same round:"
   for variant in "${VARIANTS[@]:1}"; do
     label="POST /orders [${variant%%:*}]"
-    rate="$(tr ' ' '\n' <<<"${RATES[$label]}" | grep . | median)"
-    printf '  %-34s %7s /s  %sx %7s /s\n' "$label" "$rate" \
-      "$(awk -v a="$rate" -v b="$first_rate" 'BEGIN { printf "%.2f", a / b }')" "$first_rate"
+    printf '  %-34s %s-> median %sx\n' "$label" "${AGAINST_FIRST[$label]}" \
+      "$(tr ' ' '\n' <<<"${AGAINST_FIRST[$label]}" | grep . | median)"
   done
+fi
+if [ "$OTLP_SINK" = 1 ]; then
+  stop "$OTLP_PID"
+  grep 'received' "$WORK/otlp-sink.log" || echo "the trace receiver printed no count" >&2
 fi

@@ -3,10 +3,12 @@
 //!
 //! `cargo bench -p query-api --bench by_id` (needs PostgreSQL; `MILESTONE_TEST_DATABASE_URL`
 //! names the server). `BENCH_ORDERS` (default 100000), `BENCH_SECONDS` (default 5),
-//! `BENCH_CONNECTIONS` (default 32), `BENCH_TELEMETRY=1` (the GraphQL phase run again with
-//! tracing on: spans built, batched and dropped at the exporter; the logs at `RUST_LOG`, `info`
-//! by default, in both runs; prints the ratio of the two). The load generator runs in the same
-//! process and shares the two cores with the server and PostgreSQL.
+//! `BENCH_CONNECTIONS` (default 32), `BENCH_TELEMETRY=1` (then the GraphQL phase runs untraced
+//! and traced in alternation for `BENCH_ROUNDS` rounds, default 3, which goes first swapping
+//! each round; traced spans are sent by the services' OTLP exporter to a trace receiver in this
+//! process, `test_support::otlp_sink`; the logs at `RUST_LOG`, `info` by default, in both;
+//! prints each round's ratio and their median). The load generator runs in the same process and
+//! shares the two cores with the server and PostgreSQL.
 
 use event_store::{Metadata, StoreOptions};
 use query_api::config::Config;
@@ -25,9 +27,15 @@ fn placed(id: Uuid, i: usize) -> serde_json::Value {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    // BENCH_TELEMETRY=1: the GraphQL phase again with tracing on, in the same process.
-    let tracing = (test_support::bench_env("BENCH_TELEMETRY", 0) == 1)
-        .then(service_kit::telemetry::init_switchable_tracing);
+    // BENCH_TELEMETRY=1: the GraphQL phase with tracing on and off, in the same process, the
+    // spans sent over OTLP to a receiver that counts them.
+    let sink = (test_support::bench_env("BENCH_TELEMETRY", 0) == 1).then(|| {
+        test_support::otlp_sink::start("127.0.0.1:0".parse().unwrap(), std::future::pending())
+            .expect("the trace receiver listens")
+    });
+    let tracing = sink
+        .as_ref()
+        .map(|sink| service_kit::telemetry::init_switchable_tracing(Some(&sink.endpoint())));
     let orders: usize = test_support::bench_env("BENCH_ORDERS", 100_000);
     let connections: usize = test_support::bench_env("BENCH_CONNECTIONS", 32);
     let url = test_support::fresh_database().await;
@@ -125,13 +133,34 @@ async fn main() {
         "GraphQL order(id): {gql:>8.0} req/s  p50 {gql_p50:?}  p99 {gql_p99:?}  ({:.2}x raw SQL)",
         gql / raw
     );
-    if let Some(switch) = tracing {
-        switch.set(true);
-        let (traced, traced_p50, traced_p99) = by_id().await;
-        switch.set(false);
+    if let (Some(switch), Some(sink)) = (tracing, sink) {
+        let rounds: usize = test_support::bench_env("BENCH_ROUNDS", 3);
+        let mut ratios = Vec::with_capacity(rounds);
+        for round in 1..=rounds {
+            // Which goes first swaps every round, so that warming up favours neither.
+            let mut rates = [0.0; 2];
+            for traced in [round % 2 == 0, round % 2 == 1] {
+                switch.set(traced);
+                let (rate, p50, p99) = by_id().await;
+                switch.set(false);
+                rates[usize::from(traced)] = rate;
+                let label = if traced { "traced" } else { "untraced" };
+                println!("round {round} {label:<9} {rate:>8.0} req/s  p50 {p50:?}  p99 {p99:?}");
+            }
+            let ratio = rates[1] / rates[0];
+            println!("round {round}: traced {ratio:.3}x untraced");
+            ratios.push(ratio);
+        }
+        ratios.sort_by(f64::total_cmp);
+        // The last spans sent (a blocking flush, off the runtime that serves the receiver).
+        tokio::task::spawn_blocking(service_kit::telemetry::shutdown_tracing)
+            .await
+            .unwrap();
         println!(
-            "  traced:          {traced:>8.0} req/s  p50 {traced_p50:?}  p99 {traced_p99:?}  ({:.2}x untraced)",
-            traced / gql
+            "traced against untraced, median of {rounds} rounds: {:.3}x ({} spans in {} exports received over OTLP)",
+            ratios[rounds / 2],
+            sink.received.spans(),
+            sink.received.exports()
         );
     }
     drop(client);

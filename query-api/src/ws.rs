@@ -3,7 +3,8 @@
 //! limits: open connections, subscriptions per connection, how long `connection_init` may take,
 //! and the keep-alive. The caller is authenticated at `connection_init`: its payload's
 //! `Authorization` entry (`{"Authorization": "Bearer <token>"}`), else the upgrade request's
-//! header; without a valid token the connection is refused.
+//! header; without a valid token the connection is refused, and it is closed when that token
+//! expires (the client connects again with a fresh one and resumes with `after:`).
 
 use crate::http::error_response;
 use crate::schema::live::SubscriptionBudget;
@@ -89,10 +90,14 @@ pub async fn subscribe(
     let on_init = Arc::clone(&initialized);
     let auth = app.auth.clone();
     let upgrade = service_kit::auth::http::caller(&req);
-    let payload = InitDeadline {
+    let (expiry, expires) = tokio::sync::oneshot::channel();
+    let payload = Deadlines {
         inner: payload,
-        initialized,
-        deadline: Some(Box::pin(tokio::time::sleep(config.connection_init_timeout))),
+        end: Box::pin(connection_end(
+            initialized,
+            config.connection_init_timeout,
+            expires,
+        )),
     };
     GraphQLSubscription::new(app.schema.clone())
         .with_data(data)
@@ -101,6 +106,7 @@ pub async fn subscribe(
             let caller = crate::auth::websocket_caller(&auth, upgrade, &payload)
                 .await
                 .map_err(|e| async_graphql::Error::new(e.to_string()))?;
+            let _ = expiry.send(caller.expires_at);
             let mut data = Data::default();
             data.insert(caller);
             Ok(data)
@@ -109,33 +115,55 @@ pub async fn subscribe(
         .start(&req, payload)
 }
 
-/// The client's frames, ended with an error (closing the connection) when `connection_init`
-/// has not come by the deadline.
-struct InitDeadline<S> {
-    inner: S,
+/// When the server ends a connection: `connection_init` has not come within `init_timeout`,
+/// or the token it authenticated with (sent on `expires` once accepted) has expired. Never,
+/// for a connection accepted without an expiry.
+async fn connection_end(
     initialized: Arc<AtomicBool>,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    init_timeout: std::time::Duration,
+    mut expires: tokio::sync::oneshot::Receiver<Option<std::time::SystemTime>>,
+) -> &'static str {
+    let accepted = tokio::select! {
+        accepted = &mut expires => accepted,
+        () = tokio::time::sleep(init_timeout) => {
+            if !initialized.load(Ordering::Acquire) {
+                return "no connection_init within the time allowed";
+            }
+            // Its token is being checked: the outcome decides.
+            (&mut expires).await
+        }
+    };
+    match accepted {
+        Ok(Some(at)) => {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(left).await;
+            "the token the connection was opened with has expired; connect again with a fresh one"
+        }
+        // Accepted without an expiry, or refused (the protocol closes that connection itself).
+        Ok(None) | Err(_) => std::future::pending().await,
+    }
 }
 
-impl<S> Stream for InitDeadline<S>
+/// The client's frames, ended with an error (closing the connection) when [`connection_end`]
+/// says so.
+struct Deadlines<S> {
+    inner: S,
+    end: Pin<Box<dyn Future<Output = &'static str> + Send>>,
+}
+
+impl<S> Stream for Deadlines<S>
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
 {
     type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.initialized.load(Ordering::Acquire) {
-            self.deadline = None;
-        }
-        if let Some(deadline) = self.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                self.deadline = None;
-                let late = std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no connection_init within the time allowed",
-                );
-                return Poll::Ready(Some(Err(PayloadError::Io(late))));
-            }
+        if let Poll::Ready(reason) = self.end.as_mut().poll(cx) {
+            self.end = Box::pin(std::future::pending());
+            let ended = std::io::Error::new(std::io::ErrorKind::TimedOut, reason);
+            return Poll::Ready(Some(Err(PayloadError::Io(ended))));
         }
         Pin::new(&mut self.inner).poll_next(cx)
     }

@@ -80,7 +80,9 @@ struct OtlpExporter {
 }
 
 impl OtlpExporter {
-    fn from_env() -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    /// The exporter the `OTEL_*` variables configure; `endpoint`, when given, in place of
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    fn new(endpoint: Option<&str>) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("otlp-export")
@@ -88,9 +90,12 @@ impl OtlpExporter {
             .build()?;
         let inner = {
             let _entered = runtime.enter();
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()?
+            use opentelemetry_otlp::WithExportConfig;
+            let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            match endpoint {
+                Some(endpoint) => builder.with_endpoint(endpoint).build()?,
+                None => builder.build()?,
+            }
         };
         Ok(Self { runtime, inner })
     }
@@ -118,7 +123,7 @@ impl SpanExporter for OtlpExporter {
 /// sampler follows `OTEL_TRACES_SAMPLER` (parent-based, always on by default).
 fn otlp_provider() -> Result<SdkTracerProvider, Box<dyn std::error::Error + Send + Sync>> {
     Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(OtlpExporter::from_env()?)
+        .with_batch_exporter(OtlpExporter::new(None)?)
         .with_resource(resource())
         .build())
 }
@@ -251,19 +256,23 @@ impl SpanExporter for Discard {
 
 /// For benchmarks comparing tracing on and off in one process: installs the services'
 /// subscriber (JSON logs on stderr, filtered by `RUST_LOG`) with the OpenTelemetry layer behind
-/// a switch, off at first; traced spans are batched as the OTLP exporter's would be, then
-/// dropped instead of sent.
+/// a switch, off at first. Traced spans are batched and sent by the services' OTLP exporter to
+/// `endpoint`, or, without one, batched the same way and then dropped instead of sent.
 ///
 /// # Panics
-/// When another global subscriber was installed first.
+/// When another global subscriber was installed first, or the exporter cannot be built.
 #[cfg(feature = "testing")]
-pub fn init_switchable_tracing() -> TracingSwitch {
+pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
     let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let switch = TracingSwitch(on.clone());
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(Discard)
-        .with_resource(resource())
-        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource());
+    let provider = match endpoint {
+        Some(endpoint) => builder.with_batch_exporter(
+            OtlpExporter::new(Some(endpoint)).expect("the OTLP exporter is built"),
+        ),
+        None => builder.with_batch_exporter(Discard),
+    }
+    .build();
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(TRACER))
         .with_filter(tracing_subscriber::filter::filter_fn(move |_| {

@@ -86,6 +86,8 @@ async fn an_es256_token_names_its_subject_role_and_client() {
             role: Some(Role::Payment),
             client: Some("payments-gateway".to_owned()),
             customer_id: None,
+            // Its `exp` plus the 30 s of clock skew allowed.
+            expires_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(claims.exp.unwrap() + 30)),
         }
     );
     assert!(caller.allows(Scope::ReportPayments));

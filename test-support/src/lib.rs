@@ -2,12 +2,13 @@
 //! database with a random name, on the server named by `MILESTONE_TEST_DATABASE_URL` (default
 //! the local server `scripts/test.sh` starts). `log` writes known histories into a store the
 //! way the command API would; `v1_payment` writes an order paid by an older event version;
-//! `auth` issues tokens against a key set of the test's own.
+//! `auth` issues tokens against a key set of the test's own; `otlp_sink` receives traces.
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod log;
+pub mod otlp_sink;
 pub mod v1_payment;
 
 use uuid::Uuid;

@@ -294,3 +294,47 @@ async fn a_customer_subscribed_to_orders_sees_changes_of_their_own_only() {
     assert_eq!(seen, ["list", "own"]);
     assert!(subscriber.stays_quiet(Duration::from_millis(300)).await);
 }
+
+#[tokio::test]
+async fn a_websocket_is_closed_when_the_token_it_was_opened_with_expires() {
+    let identity = TestIdentity::new();
+    let service_kit::auth::AuthConfig::Jwt(mut jwt) = identity.config() else {
+        unreachable!("a test identity checks tokens")
+    };
+    jwt.clock_skew = Duration::ZERO;
+    let app = spawn_with(Options {
+        auth: service_kit::auth::AuthConfig::Jwt(jwt),
+        ..Options::default()
+    })
+    .await;
+    let mut claims = identity.claims(Role::Support);
+    claims.exp = Some(service_kit::auth::dev::now() + 2);
+    let short = identity.signer().sign(&claims);
+    let mut expiring = Subscriber::connect_as(&app.address, Protocol::TransportWs, &short).await;
+    let mut lasting = Subscriber::connect_as(
+        &app.address,
+        Protocol::TransportWs,
+        &identity.token(Role::Support),
+    )
+    .await;
+    let opened = std::time::Instant::now();
+    expiring
+        .subscribe("1", WATCH, json!({"id": Uuid::new_v4()}))
+        .await;
+    // Nothing happens to that order: the next thing said is the close, once the token expired
+    // (1-2 s from now, `exp` being in whole seconds).
+    let said = tokio::time::timeout(Duration::from_secs(10), expiring.next())
+        .await
+        .expect("the connection is closed within 10 s");
+    assert!(matches!(said, Said::Closed), "{said:?}");
+    assert!(
+        opened.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}, before its token expired",
+        opened.elapsed()
+    );
+    // The connection whose token is still valid is served on.
+    lasting
+        .subscribe("1", WATCH, json!({"id": "not-an-id"}))
+        .await;
+    assert!(matches!(lasting.next().await, Said::Errors(_)));
+}

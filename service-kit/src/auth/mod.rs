@@ -138,6 +138,10 @@ pub struct Caller {
     pub client: Option<String>,
     /// A customer's own id (the `customer_id` claim): they read only what is theirs.
     pub customer_id: Option<String>,
+    /// When the token stops being accepted (its `exp` plus the allowed clock skew): what a
+    /// long-lived connection authenticated once (a subscription websocket) is bounded by.
+    /// `None` when authentication is disabled.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl Caller {
@@ -148,6 +152,7 @@ impl Caller {
             role: None,
             client: None,
             customer_id: None,
+            expires_at: None,
         }
     }
 
@@ -444,6 +449,10 @@ impl Verifier {
             role: Some(role),
             client: claims.azp.or(claims.client_id),
             customer_id,
+            expires_at: claims
+                .exp
+                .and_then(|exp| Duration::try_from_secs_f64(exp).ok())
+                .and_then(|exp| UNIX_EPOCH.checked_add(exp + self.clock_skew)),
         };
         Ok(Verified {
             caller,
