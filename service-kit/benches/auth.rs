@@ -76,6 +76,7 @@ async fn main() {
             audience: service_kit::auth::dev::DEV_AUDIENCE.to_owned(),
             clock_skew: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(30),
+            max_age: Duration::from_secs(300),
         }))
         .unwrap()
     };

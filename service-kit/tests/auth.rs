@@ -43,6 +43,7 @@ fn config(jwks: JwksSource) -> AuthConfig {
         audience: DEV_AUDIENCE.to_owned(),
         clock_skew: Duration::from_secs(30),
         refresh_interval: Duration::from_secs(60),
+        max_age: Duration::from_secs(300),
     })
 }
 
@@ -402,6 +403,42 @@ async fn a_remembered_token_is_refused_once_its_key_is_gone_from_the_key_set() {
     assert!(auth.verify(&rotated.token(Role::Shop)).await.is_ok());
     let e = auth.verify(&token).await.unwrap_err();
     assert!(matches!(e, AuthError::UnknownKey(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_key_set_url_is_fetched_again_at_its_maximum_age_and_a_removed_key_is_refused() {
+    let old = TestIdentity::new();
+    let rotated = TestIdentity::new();
+    let server = serve_jwks(old.jwks()).await;
+    let auth = Authenticator::new(&AuthConfig::Jwt(JwtConfig {
+        max_age: Duration::from_millis(300),
+        ..match config(JwksSource::Url(server.url.clone())) {
+            AuthConfig::Jwt(c) => c,
+            AuthConfig::Disabled => unreachable!(),
+        }
+    }))
+    .unwrap();
+    auth.start().await;
+    let token = old.token(Role::Shop);
+    assert!(auth.verify(&token).await.is_ok());
+
+    // The provider drops the old key and nobody sends a token of the new one: the set is
+    // fetched again all the same, and the old key's tokens are refused from then on.
+    *server.keys.lock().unwrap() = rotated.jwks();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        server.fetches.load(Ordering::SeqCst) >= 3,
+        "fetched on a timer"
+    );
+    let e = auth.verify(&token).await.unwrap_err();
+    assert!(matches!(e, AuthError::UnknownKey(_)), "{e:?}");
+
+    // It stops with the authenticator.
+    drop(auth);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let fetched = server.fetches.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(server.fetches.load(Ordering::SeqCst), fetched);
 }
 
 fn env(vars: &[(&str, &str)]) -> Result<AuthConfig, AuthConfigError> {

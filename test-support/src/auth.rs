@@ -38,6 +38,7 @@ impl TestIdentity {
             audience: DEV_AUDIENCE.to_owned(),
             clock_skew: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(30),
+            max_age: Duration::from_secs(300),
         })
     }
 

@@ -55,7 +55,7 @@ pub(super) struct KeySet {
 }
 
 impl KeySet {
-    /// Reads a file's keys now; a URL's are fetched by [`KeySet::fetch_at_start`].
+    /// Reads a file's keys now; a URL's are fetched by [`KeySet::fetch_logged`].
     pub fn load(source: JwksSource, refresh_interval: Duration) -> Result<Self, JwksError> {
         let keys = match &source {
             JwksSource::File(path) => {
@@ -79,18 +79,24 @@ impl KeySet {
         })
     }
 
-    pub async fn fetch_at_start(&self) {
-        if let JwksSource::Url(url) = &self.source {
-            *self.last_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-            match self.fetch(url).await {
-                Ok(n) => tracing::info!(url, keys = n, "fetched the token signing keys"),
-                Err(e) => tracing::error!(
-                    url,
-                    cause = %crate::error_chain(&e),
-                    "cannot fetch the token signing keys; retrying when a token needs one"
-                ),
-            }
+    /// Fetches the set from its URL, at start or again when its age reached the maximum,
+    /// logging the outcome (on failure the keys held are kept); whether the source is a URL.
+    pub async fn fetch_logged(&self, at_start: bool) -> bool {
+        let JwksSource::Url(url) = &self.source else {
+            return false;
+        };
+        *self.last_fetch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        match self.fetch(url).await {
+            Ok(n) if at_start => tracing::info!(url, keys = n, "fetched the token signing keys"),
+            Ok(n) => tracing::debug!(url, keys = n, "fetched the token signing keys again"),
+            Err(e) => tracing::error!(
+                url,
+                cause = %crate::error_chain(&e),
+                "cannot fetch the token signing keys; keeping those held, if any, and retrying \
+                 when a token needs one or the set is due again"
+            ),
         }
+        true
     }
 
     /// The key `kid`, fetching the set again when it is not known and the source is a URL

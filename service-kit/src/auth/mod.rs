@@ -53,6 +53,10 @@ pub struct JwtConfig {
     /// `MILESTONE_AUTH_JWKS_REFRESH_SECS` (default 30): a token naming an unknown key fetches
     /// the key set from its URL again at most once per this interval.
     pub refresh_interval: Duration,
+    /// `MILESTONE_AUTH_JWKS_MAX_AGE_SECS` (default 300; 0: never): a key set URL is fetched
+    /// again this often even when every token names a known key, so that a key the provider
+    /// has removed stops being trusted.
+    pub max_age: Duration,
 }
 
 /// Configuration that cannot start a service.
@@ -123,6 +127,7 @@ impl AuthConfig {
             audience: required("MILESTONE_AUTH_AUDIENCE")?,
             clock_skew: seconds("MILESTONE_AUTH_CLOCK_SKEW_SECS", 30)?,
             refresh_interval: seconds("MILESTONE_AUTH_JWKS_REFRESH_SECS", 30)?,
+            max_age: seconds("MILESTONE_AUTH_JWKS_MAX_AGE_SECS", 300)?,
         }))
     }
 }
@@ -279,6 +284,7 @@ pub struct Authenticator(Option<Arc<Verifier>>);
 
 struct Verifier {
     keys: jwks::KeySet,
+    max_age: Duration,
     issuer: String,
     audience: String,
     clock_skew: Duration,
@@ -306,6 +312,7 @@ impl Authenticator {
             }
             AuthConfig::Jwt(jwt) => Ok(Self(Some(Arc::new(Verifier {
                 keys: jwks::KeySet::load(jwt.jwks.clone(), jwt.refresh_interval)?,
+                max_age: jwt.max_age,
                 issuer: jwt.issuer.clone(),
                 audience: jwt.audience.clone(),
                 clock_skew: jwt.clock_skew,
@@ -315,11 +322,25 @@ impl Authenticator {
     }
 
     /// Fetches a key set served at a URL, logging the outcome (a failure is retried when a
-    /// token needs a key). Nothing to do for a file, or when disabled.
+    /// token needs a key), then again every `max_age` on a task of the current runtime, which
+    /// ends with the authenticator. Nothing to do for a file, or when disabled.
     pub async fn start(&self) {
-        if let Some(verifier) = &self.0 {
-            verifier.keys.fetch_at_start().await;
+        let Some(verifier) = &self.0 else {
+            return;
+        };
+        if !verifier.keys.fetch_logged(true).await || verifier.max_age.is_zero() {
+            return;
         }
+        let (max_age, verifier) = (verifier.max_age, Arc::downgrade(verifier));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(max_age).await;
+                let Some(verifier) = verifier.upgrade() else {
+                    return;
+                };
+                verifier.keys.fetch_logged(false).await;
+            }
+        });
     }
 
     pub fn is_disabled(&self) -> bool {
