@@ -41,8 +41,43 @@ const TRACER: &str = "milestone";
 /// The provider exporting the spans, kept to flush them on shutdown.
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
 
+/// Which log lines are written: `RUST_LOG`, else [`DEFAULT_FILTER`].
 fn filter() -> EnvFilter {
     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+}
+
+/// Which spans a trace records: those the services instrument (`info` and above), the
+/// driver's at `warn`, whatever `RUST_LOG` says of the logs.
+fn trace_filter() -> EnvFilter {
+    EnvFilter::new(DEFAULT_FILTER)
+}
+
+/// A layer recording spans for traces, for [`services_subscriber`].
+type TraceLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// The services' subscriber: spans recorded by `traces` (if any), and JSON log lines on
+/// `writer` with the ids of [`LineIds`], filtered by `logs`. Each has its own filter, so that
+/// the log level never decides what a trace holds.
+fn services_subscriber<W>(
+    traces: Option<TraceLayer>,
+    logs: EnvFilter,
+    writer: W,
+) -> impl Subscriber + Send + Sync + for<'a> LookupSpan<'a>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(CorrelationIds.and_then(log_layer(writer)).with_filter(logs))
+}
+
+/// The OpenTelemetry layer recording the spans of [`trace_filter`] with `provider`'s tracer.
+fn trace_layer(provider: &SdkTracerProvider) -> TraceLayer {
+    Box::new(
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(TRACER))
+            .with_filter(trace_filter()),
+    )
 }
 
 /// Whether the environment asks for traces: an OTLP endpoint is set, and neither
@@ -144,16 +179,13 @@ pub fn init_tracing() {
     } else {
         None
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(TRACER)));
-    let installed = tracing_subscriber::registry()
-        .with(filter())
-        .with(otel)
-        .with(CorrelationIds)
-        .with(log_layer(std::io::stderr))
-        .try_init()
-        .is_ok();
+    let installed = services_subscriber(
+        provider.as_ref().map(trace_layer),
+        filter(),
+        std::io::stderr,
+    )
+    .try_init()
+    .is_ok();
     if let (true, Some(provider)) = (installed, provider) {
         let _ = PROVIDER.set(provider);
     }
@@ -273,16 +305,18 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
         None => builder.with_batch_exporter(Discard),
     }
     .build();
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(provider.tracer(TRACER))
-        .with_filter(tracing_subscriber::filter::filter_fn(move |_| {
-            on.load(std::sync::atomic::Ordering::Relaxed)
-        }));
-    tracing_subscriber::registry()
-        .with(filter())
-        .with(otel)
-        .with(CorrelationIds)
-        .with(log_layer(std::io::stderr))
+    let switched = tracing_subscriber::filter::filter_fn(move |_| {
+        on.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    let traces: TraceLayer = Box::new(
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(TRACER))
+            .with_filter(tracing_subscriber::filter::FilterExt::and(
+                trace_filter(),
+                switched,
+            )),
+    );
+    services_subscriber(Some(traces), filter(), std::io::stderr)
         .try_init()
         .expect("no other subscriber is installed before the switchable one");
     let _ = PROVIDER.set(provider);
@@ -504,6 +538,38 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "slow append");
         assert_eq!(lines[1]["trace_id"], parts[1], "one trace for the request");
         assert_ne!(lines[1]["span_id"], parts[2], "its own span");
+    }
+
+    #[test]
+    fn a_trace_records_the_services_spans_whatever_the_log_level() {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let lines = Lines::default();
+        // Logs at `error` only, as an operator quieting a service would set `RUST_LOG`.
+        let subscriber = services_subscriber(
+            Some(trace_layer(&provider)),
+            EnvFilter::new("error"),
+            lines.clone(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("request").in_scope(|| {
+                tracing::info_span!("append").in_scope(|| tracing::info!("appended"));
+                tracing::error!("refused");
+            });
+            tracing::debug_span!("detail").in_scope(|| {});
+        });
+        let spans: Vec<String> = exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        assert_eq!(spans, ["append", "request"], "below info is not traced");
+        let lines = lines.json();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["fields"]["message"], "refused");
     }
 
     #[test]
