@@ -305,7 +305,9 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
         None => builder.with_batch_exporter(Discard),
     }
     .build();
-    let switched = tracing_subscriber::filter::filter_fn(move |_| {
+    // Asked on every span (a plain `filter_fn` is asked once per callsite, and a callsite
+    // first met while off would stay off).
+    let switched = tracing_subscriber::filter::dynamic_filter_fn(move |_, _| {
         on.load(std::sync::atomic::Ordering::Relaxed)
     });
     let traces: TraceLayer = Box::new(
