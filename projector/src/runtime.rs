@@ -496,17 +496,19 @@ impl<P: Projection> Runtime<P> {
     pub async fn run_once(&self) -> Result<u64, ProjectorError> {
         let mut total = 0;
         for unit in self.units() {
-            total += unit.catch_up(None, |_| {}).await?;
+            total += unit.catch_up(None, None, |_| {}).await?;
         }
         Ok(total)
     }
 
-    /// Like [`Runtime::run_once`], reporting progress after each batch, and stopping when
-    /// `lease` is given and lost. Pages of the catch-up batch size; the next page is read while
-    /// the current one is written.
+    /// Like [`Runtime::run_once`], reporting progress after each batch, stopping when `lease`
+    /// is given and lost, and once past `until` when given (else when the log has no more).
+    /// Pages of the catch-up batch size; the next page is read while the current one is
+    /// written.
     async fn catch_up(
         &self,
         lease: Option<&Lease>,
+        until: Option<Position>,
         mut progress: impl FnMut(Progress),
     ) -> Result<u64, ProjectorError> {
         let started = Instant::now();
@@ -536,6 +538,9 @@ impl<P: Projection> Runtime<P> {
                 elapsed: started.elapsed(),
                 position: checkpoint,
             });
+            if until.is_some_and(|until| checkpoint >= Some(until)) {
+                break;
+            }
             page = next?;
         }
         Ok(total)
@@ -577,7 +582,7 @@ impl<P: Projection> Runtime<P> {
         for (unit, lease) in units.iter().zip(&leases) {
             let before = total;
             total += unit
-                .catch_up(Some(lease), |p| {
+                .catch_up(Some(lease), None, |p| {
                     progress(Progress {
                         events: before + p.events,
                         ..p
@@ -711,7 +716,7 @@ impl<P: Projection> Runtime<P> {
     /// Follows the log from the checkpoint while the lease is held: first catches up with the
     /// backlog in large pages, then takes live events in batches bounded by size and wait.
     async fn follow(&self, lease: &Lease) -> Result<(), ProjectorError> {
-        self.catch_up(Some(lease), |_| {}).await?;
+        self.catch_up(Some(lease), None, |_| {}).await?;
         let mut checkpoint = self.unit_checkpoint().await?;
         let mut subscription = self
             .store

@@ -166,8 +166,10 @@ impl<P: Projection> Runtime<P> {
         Ok(shadow)
     }
 
-    /// Catches `shadow` up with the log, then switches it in; tries again (catching up first)
-    /// while it is more than [`SWITCH_BOUND`] events behind the live projection.
+    /// Catches `shadow` up with the log (as far as its head when the round began: under a
+    /// steady flow of events the log has always more), then switches it in; tries again
+    /// (catching up first) while it is more than [`SWITCH_BOUND`] events behind the live
+    /// projection.
     async fn switch_in(
         &self,
         shadow: &Self,
@@ -175,10 +177,11 @@ impl<P: Projection> Runtime<P> {
     ) -> Result<Switched, ProjectorError> {
         let mut replayed = 0;
         for _ in 0..SWITCH_ATTEMPTS {
+            let head = self.store.head_position().await?;
             for unit in shadow.units() {
                 let before = replayed;
                 replayed += unit
-                    .catch_up(None, |p| {
+                    .catch_up(None, head, |p| {
                         progress(Progress {
                             events: before + p.events,
                             ..p

@@ -231,3 +231,35 @@ async fn a_second_blue_green_rebuild_while_one_runs_is_refused() {
     drop(release);
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blue_green_rebuild_switches_in_even_when_the_log_grows_faster_than_the_shadow_replays_it(
+) {
+    let env = env().await;
+    let seeded = write_orders(env.store.as_ref(), 20).await;
+    let mut config = live_config(&env.url, 1);
+    config.catch_up_batch_size = 10;
+    let rebuilder = Projector::connect(config).await.unwrap();
+    let store = env.store.clone();
+    let handle = tokio::runtime::Handle::current();
+    let written = std::sync::atomic::AtomicUsize::new(seeded);
+    // After every batch the shadow applies, more events than it holds become visible in the
+    // log: a shadow that replays until the log runs dry never gets to its switch.
+    let grow = move |_| {
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let more = write_orders(store.as_ref(), 6).await;
+                let total = written.fetch_add(more, std::sync::atomic::Ordering::SeqCst) + more;
+                while store.read_all(None, "order-", 100_000).await.unwrap().len() < total {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        });
+    };
+    let switched =
+        tokio::time::timeout(Duration::from_secs(10), rebuilder.rebuild_blue_green(grow))
+            .await
+            .expect("the shadow stops at the log's head and is switched in")
+            .unwrap();
+    assert!(switched.replayed >= seeded as u64, "{switched:?}");
+}
