@@ -36,13 +36,37 @@ async fn write_orders(store: &dyn EventStore, n: usize) -> usize {
     written
 }
 
-/// The log replayed from scratch by `config`'s projection into a database of its own.
-async fn clean_replay(mut config: Config) -> String {
+/// The log replayed from scratch by `config`'s projection into a database of its own, as far
+/// as `live` has got once both stand at the log's head (which can trail the appends by a
+/// moment while transactions are open on the server).
+async fn clean_replay(live: &Projector, mut config: Config) -> String {
     let replica = test_support::fresh_database().await;
     config.read_model_url = replica.as_str().into();
     config.partitions = 1;
     let projector = Projector::connect(config).await.unwrap();
-    projector.run_once().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        projector.run_once().await.unwrap();
+        let head = projector
+            .store()
+            .read_all(None, "order-", 100_000)
+            .await
+            .unwrap()
+            .last()
+            .map(|e| e.position);
+        let (replayed, kept) = (
+            projector.checkpoint().await.unwrap(),
+            live.checkpoint().await.unwrap(),
+        );
+        if replayed == kept && replayed >= head {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clean replay and the live projection never met"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let dumped = dump(&projector).await;
     drop(projector);
     test_support::drop_database(&replica).await;
@@ -143,7 +167,7 @@ async fn switch_while_orders_flow(partitions: u32) {
 
     assert_same(
         &dump(&live).await,
-        &clean_replay(live_config(&env.url, partitions)).await,
+        &clean_replay(&live, live_config(&env.url, partitions)).await,
     );
     assert_counts_consistent(&live).await;
     assert_eq!(
@@ -172,15 +196,15 @@ async fn a_rollback_puts_the_previous_version_back_caught_up_with_the_log() {
     live.run_once().await.unwrap();
     let next = Projector::connect(next_version(&env.url, 1)).await.unwrap();
     next.rebuild_blue_green(|_| {}).await.unwrap();
-    let new_version = clean_replay(next_version(&env.url, 1)).await;
+    let new_version = clean_replay(&live, next_version(&env.url, 1)).await;
     assert_same(&dump(&live).await, &new_version);
 
     // Orders written after the switch reach the previous version before it is back.
-    write_orders(env.store.as_ref(), 5).await;
-    next.run_once().await.unwrap();
+    let more = write_orders(env.store.as_ref(), 5).await;
+    assert_eq!(project(&next, more as u64).await, more as u64);
     let rolled = live.rollback(|_| {}).await.unwrap();
     assert!(rolled.replayed > 0, "the previous version was caught up");
-    let old_version = clean_replay(live_config(&env.url, 1)).await;
+    let old_version = clean_replay(&live, live_config(&env.url, 1)).await;
     assert_ne!(old_version, new_version, "the versions differ");
     assert_same(&dump(&live).await, &old_version);
     assert_counts_consistent(&live).await;
@@ -200,7 +224,9 @@ async fn a_rollback_with_no_previous_version_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_blue_green_rebuild_while_one_runs_is_refused() {
     let env = env().await;
-    write_orders(env.store.as_ref(), 5).await;
+    let written = write_orders(env.store.as_ref(), 5).await as u64;
+    // The log visible (it can trail the appends), so that the shadow has batches to replay.
+    assert_eq!(project(&env.projector, written).await, written);
     let (building, built) = std::sync::mpsc::channel::<()>();
     let (release, released) = std::sync::mpsc::channel::<()>();
     let released = std::sync::Mutex::new(released);
