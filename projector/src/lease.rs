@@ -136,9 +136,7 @@ impl Lease {
     }
 }
 
-pub(crate) async fn connect(
-    config: &tokio_postgres::Config,
-) -> Result<Client, tokio_postgres::Error> {
+async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;

@@ -3,7 +3,6 @@
 
 mod helpers;
 
-mod blue_green;
 mod exactly_once;
 mod follow_up;
 mod instances;

@@ -4,7 +4,6 @@
 mod helpers;
 
 mod auth;
-mod blue_green;
 mod console;
 mod limits;
 mod orders;
