@@ -57,12 +57,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Empty a projection's read models and replay the whole log into them, with progress.
+    /// Rebuild a projection's read models from the log, with progress.
+    ///
+    /// Without a flag, in place (for development): the read models are emptied and the whole
+    /// log replayed into them, with the projector stopped; queries see empty or partial answers
+    /// until it is done. With --blue-green (for production): the new version is built into
+    /// shadow tables while the live one keeps serving and its projector keeps running, then
+    /// switched in at once; the replaced version is kept. With --rollback: the kept version is
+    /// caught up with the log and switched back in the same way.
     /// Uses MILESTONE_READ_MODEL_URL for the read models (default: the store URL).
-    /// Example: milestone rebuild order_status
+    /// Example: milestone rebuild order_status --blue-green
     Rebuild {
-        /// The projection, one of the projector's (order_status).
+        /// The projection, one of the projector's (order_status, return_status).
         projection: String,
+        /// Build the new version beside the live one and switch it in; no downtime.
+        #[arg(long, conflicts_with = "rollback")]
+        blue_green: bool,
+        /// Put back the version the last blue/green rebuild replaced.
+        #[arg(long)]
+        rollback: bool,
         /// The read-model database.
         /// Example: --read-model-url postgres://postgres:postgres@127.0.0.1:5432/milestone
         #[arg(long, env = "MILESTONE_READ_MODEL_URL", hide_env_values = true)]

@@ -64,6 +64,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Rebuild {
             projection,
+            blue_green,
+            rollback,
             read_model_url,
         } => {
             let mut config = projector::Config::local(cli.store_url.expose());
@@ -88,17 +90,46 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 )
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
             );
-            let total = runtime
-                .rebuild(&mut |p| {
-                    bar.set_position(p.events);
-                    if let Some(pos) = p.position {
-                        bar.set_message(format!("at {pos}"));
-                    }
-                })
-                .await
-                .map_err(|e| CliError::Failed(format!("rebuild failed: {e}")))?;
+            let mut progress = |p: projector::Progress| {
+                bar.set_position(p.events);
+                if let Some(pos) = p.position {
+                    bar.set_message(format!("at {pos}"));
+                }
+            };
+            if !(blue_green || rollback) {
+                let total = runtime
+                    .rebuild(&mut progress)
+                    .await
+                    .map_err(|e| CliError::Failed(format!("rebuild failed: {e}")))?;
+                bar.finish_and_clear();
+                eprintln!("rebuilt {projection}: {total} events replayed");
+                return Ok(());
+            }
+            let (what, switched) = if rollback {
+                ("rollback", runtime.rollback(&mut progress).await)
+            } else {
+                (
+                    "blue/green rebuild",
+                    runtime.rebuild_blue_green(&mut progress).await,
+                )
+            };
             bar.finish_and_clear();
-            eprintln!("rebuilt {projection}: {total} events replayed");
+            let switched = switched.map_err(|e| match e {
+                projector::ProjectorError::NoPreviousVersion(_)
+                | projector::ProjectorError::BlueGreenRunning(_) => {
+                    CliError::Usage(format!("{what} refused: {e}"))
+                }
+                other => CliError::Failed(format!("{what} failed: {other}")),
+            })?;
+            let position = switched
+                .position
+                .map_or_else(|| "the start".to_owned(), |p| p.to_string());
+            eprintln!(
+                "{what} of {projection} switched in at {position}: {} events replayed beforehand, \
+                 {} at the switch; the replaced version is kept for `milestone rebuild {projection} \
+                 --rollback`",
+                switched.replayed, switched.applied_at_switch
+            );
             Ok(())
         }
     }

@@ -136,7 +136,9 @@ impl Lease {
     }
 }
 
-async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         let _ = connection.await;

@@ -32,7 +32,7 @@ pub use orders::{OrderProjection, ORDER_STATUS_COLUMNS};
 pub use partition::Partition;
 pub use projection::{BatchOutcome, Descriptor, Progress, Projection, CHANGES_CHANNEL};
 pub use returns::{ReturnProjection, RETURN_STATUS_COLUMNS};
-pub use runtime::Runtime;
+pub use runtime::{Runtime, Switched};
 
 use event_store::{Position, StoreError};
 
@@ -79,6 +79,15 @@ pub enum ProjectorError {
     },
     #[error("another projector holds the projection; stop it first")]
     LeaseHeld,
+    #[error("a blue/green rebuild or rollback of {0} is already running; wait for it to finish")]
+    BlueGreenRunning(&'static str),
+    #[error("{0} has no previous version to roll back to: only a blue/green rebuild keeps one")]
+    NoPreviousVersion(&'static str),
+    #[error("the shadow of {projection} stayed more than {bound} events behind the live projection at every attempt to switch it in; the log grows faster than it catches up")]
+    ShadowBehind {
+        projection: &'static str,
+        bound: usize,
+    },
     #[error("lost the projection's lease")]
     LeaseLost,
     #[error("cannot take the projection's lease")]

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod bluegreen;
+pub use bluegreen::{schema as blue_green_schema, Switched, SWITCH_BOUND};
+
 /// Keeps one projection: reads the log, writes its read models.
 pub struct Runtime<P: Projection> {
     /// The projection this runtime feeds; shared by the clones.
@@ -40,6 +43,9 @@ pub struct Runtime<P: Projection> {
     partition: Option<Partition>,
     /// The key of this runtime's checkpoint and lease rows ([`Partition::key`]).
     key: Arc<str>,
+    /// The schema of the shadow tables this runtime builds (a blue/green rebuild), or `None`
+    /// for the live read models.
+    shadow: Option<Arc<str>>,
 }
 
 impl<P: Projection> Clone for Runtime<P> {
@@ -53,8 +59,17 @@ impl<P: Projection> Clone for Runtime<P> {
             corrections: self.corrections.clone(),
             partition: self.partition,
             key: self.key.clone(),
+            shadow: self.shadow.clone(),
         }
     }
+}
+
+/// A batch written, not yet committed: what it did, how many events it read and when each
+/// event it made visible was decided (with its trace).
+struct WrittenBatch {
+    outcome: BatchOutcome,
+    read: u64,
+    visible: Vec<(chrono::DateTime<chrono::Utc>, Option<String>)>,
 }
 
 /// The corrections as of one `corrections_version` of the checkpoint row.
@@ -109,6 +124,7 @@ impl<P: Projection> Runtime<P> {
             corrections: Arc::default(),
             partition: None,
             key: P::NAME.into(),
+            shadow: None,
         };
         runtime.migrate().await?;
         Ok(runtime)
@@ -298,13 +314,58 @@ impl<P: Projection> Runtime<P> {
         expected: Option<Position>,
         events: &[RecordedEvent],
     ) -> Result<BatchOutcome, ProjectorError> {
-        let Some(last) = events.last() else {
+        if events.is_empty() {
             return Ok(BatchOutcome {
                 checkpoint: expected,
                 ..BatchOutcome::default()
             });
-        };
+        }
         let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let written = self.write_batch(&tx, fence, expected, events).await?;
+        tx.commit().await?;
+        let committed = chrono::Utc::now();
+        let labels = ProjectionLabels {
+            projection: P::NAME,
+        };
+        let metrics = &*METRICS;
+        metrics.events.get_or_create(&labels).inc_by(written.read);
+        metrics
+            .dead_letters
+            .get_or_create(&labels)
+            .inc_by(written.outcome.dead_lettered as u64);
+        metrics
+            .batch_size
+            .get_or_create(&labels)
+            .observe(written.read as f64);
+        metrics
+            .batch_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        crate::metrics::record_visible(
+            P::NAME,
+            committed,
+            written
+                .visible
+                .iter()
+                .map(|(at, trace)| (*at, trace.as_deref())),
+        );
+        Ok(written.outcome)
+    }
+
+    /// Applies `events` (not empty) and moves the checkpoint, in `tx`; the caller commits. A
+    /// shadow's batch notifies no one: its rows are not the ones readers see.
+    async fn write_batch(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        fence: Option<i64>,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<WrittenBatch, ProjectorError> {
+        let Some(last) = events.last() else {
+            return Err(ProjectorError::Corrupt("an empty batch".into()));
+        };
         let projection = &*self.projection;
         // A partition applies its own streams' events and moves past the others'.
         let owned: std::borrow::Cow<'_, [RecordedEvent]> = if self.partition.is_some() {
@@ -319,16 +380,14 @@ impl<P: Projection> Runtime<P> {
         };
         let events = &*owned;
         let read = events.len() as u64;
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
         let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
         // One round trip: the statements run in order, the loads under the lock.
         let (current, mut batch, mut parked) = futures::try_join!(
-            db::lock_checkpoint(&tx, &self.key).err_into(),
-            projection.load(&tx, events),
-            db::parked_streams(&tx, P::NAME, &streams).err_into(),
+            db::lock_checkpoint(tx, &self.key).err_into(),
+            projection.load(tx, events),
+            db::parked_streams(tx, P::NAME, &streams).err_into(),
         )?;
         let current = current.ok_or_else(|| {
             ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
@@ -339,7 +398,7 @@ impl<P: Projection> Runtime<P> {
                 found: current.position,
             });
         }
-        let corrections = self.corrections(&tx, current.corrections_version).await?;
+        let corrections = self.corrections(tx, current.corrections_version).await?;
 
         let mut applied = 0;
         let mut dead_lettered = 0;
@@ -351,7 +410,7 @@ impl<P: Projection> Runtime<P> {
             if parked.contains(&event.stream_id) {
                 let reason =
                     "parked behind an earlier event of this stream that could not be applied";
-                db::insert_dead_letter(&tx, P::NAME, event, reason).await?;
+                db::insert_dead_letter(tx, P::NAME, event, reason).await?;
                 dead_lettered += 1;
                 continue;
             }
@@ -359,14 +418,14 @@ impl<P: Projection> Runtime<P> {
                 Ok(changed) => {
                     applied += usize::from(changed);
                     if let Some(at) = logged.metadata.occurred_at {
-                        visible.push((at, logged.metadata.trace_id()));
+                        visible.push((at, logged.metadata.trace_id().map(str::to_owned)));
                     }
                 }
                 Err(error) => {
                     let error = error.to_string();
                     tracing::warn!(projection = P::NAME, stream = %event.stream_id, revision = event.revision, %error, "dead-lettered an event; parking its stream");
-                    db::insert_dead_letter(&tx, P::NAME, event, &error).await?;
-                    db::park_stream(&tx, P::NAME, &event.stream_id, &error).await?;
+                    db::insert_dead_letter(tx, P::NAME, event, &error).await?;
+                    db::park_stream(tx, P::NAME, &event.stream_id, &error).await?;
                     parked.insert(event.stream_id.clone());
                     dead_lettered += 1;
                 }
@@ -375,40 +434,30 @@ impl<P: Projection> Runtime<P> {
         let changed = projection.seal(&mut batch)?;
         // One round trip for the writes; NOTIFY is delivered at commit.
         let notification = notification::<P>(&self.key, last.position, &changed);
+        let notify = async {
+            match self.shadow {
+                None => db::notify(tx, CHANGES_CHANNEL, &notification).await,
+                Some(_) => Ok(()),
+            }
+        };
         let ((), stored, ()) = futures::try_join!(
-            projection.write(&tx, &batch),
-            db::store_checkpoint(&tx, &self.key, Some(last.position), applied as i64, fence)
+            projection.write(tx, &batch),
+            db::store_checkpoint(tx, &self.key, Some(last.position), applied as i64, fence)
                 .err_into(),
-            db::notify(&tx, CHANGES_CHANNEL, &notification).err_into(),
+            notify.err_into(),
         )?;
         if !stored {
             return Err(ProjectorError::LeaseLost);
         }
-        tx.commit().await?;
-        let committed = chrono::Utc::now();
-        let labels = ProjectionLabels {
-            projection: P::NAME,
-        };
-        let metrics = &*METRICS;
-        metrics.events.get_or_create(&labels).inc_by(read);
-        metrics
-            .dead_letters
-            .get_or_create(&labels)
-            .inc_by(dead_lettered as u64);
-        metrics
-            .batch_size
-            .get_or_create(&labels)
-            .observe(read as f64);
-        metrics
-            .batch_duration
-            .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        crate::metrics::record_visible(P::NAME, committed, visible);
-        Ok(BatchOutcome {
-            checkpoint: Some(last.position),
-            applied,
-            dead_lettered,
-            changed: changed.len(),
+        Ok(WrittenBatch {
+            outcome: BatchOutcome {
+                checkpoint: Some(last.position),
+                applied,
+                dead_lettered,
+                changed: changed.len(),
+            },
+            read,
+            visible,
         })
     }
 
@@ -447,17 +496,19 @@ impl<P: Projection> Runtime<P> {
     pub async fn run_once(&self) -> Result<u64, ProjectorError> {
         let mut total = 0;
         for unit in self.units() {
-            total += unit.catch_up(None, |_| {}).await?;
+            total += unit.catch_up(None, None, |_| {}).await?;
         }
         Ok(total)
     }
 
-    /// Like [`Runtime::run_once`], reporting progress after each batch, and stopping when
-    /// `lease` is given and lost. Pages of the catch-up batch size; the next page is read while
-    /// the current one is written.
+    /// Like [`Runtime::run_once`], reporting progress after each batch, stopping when `lease`
+    /// is given and lost, and once past `until` when given (else when the log has no more).
+    /// Pages of the catch-up batch size; the next page is read while the current one is
+    /// written.
     async fn catch_up(
         &self,
         lease: Option<&Lease>,
+        until: Option<Position>,
         mut progress: impl FnMut(Progress),
     ) -> Result<u64, ProjectorError> {
         let started = Instant::now();
@@ -487,6 +538,9 @@ impl<P: Projection> Runtime<P> {
                 elapsed: started.elapsed(),
                 position: checkpoint,
             });
+            if until.is_some_and(|until| checkpoint >= Some(until)) {
+                break;
+            }
             page = next?;
         }
         Ok(total)
@@ -528,7 +582,7 @@ impl<P: Projection> Runtime<P> {
         for (unit, lease) in units.iter().zip(&leases) {
             let before = total;
             total += unit
-                .catch_up(Some(lease), |p| {
+                .catch_up(Some(lease), None, |p| {
                     progress(Progress {
                         events: before + p.events,
                         ..p
@@ -662,7 +716,7 @@ impl<P: Projection> Runtime<P> {
     /// Follows the log from the checkpoint while the lease is held: first catches up with the
     /// backlog in large pages, then takes live events in batches bounded by size and wait.
     async fn follow(&self, lease: &Lease) -> Result<(), ProjectorError> {
-        self.catch_up(Some(lease), |_| {}).await?;
+        self.catch_up(Some(lease), None, |_| {}).await?;
         let mut checkpoint = self.unit_checkpoint().await?;
         let mut subscription = self
             .store

@@ -5,7 +5,7 @@ use crate::db::RepairNote;
 use crate::orders::OrderProjection;
 use crate::projection::{Progress, Projection};
 use crate::returns::ReturnProjection;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Switched};
 use crate::ProjectorError;
 use anyhow::Context;
 use event_store::Position;
@@ -58,6 +58,16 @@ pub trait Registered: Send + Sync {
         &'a self,
         progress: &'a mut (dyn FnMut(Progress) + Send),
     ) -> BoxFuture<'a, Result<u64, ProjectorError>>;
+    /// [`Runtime::rebuild_blue_green`].
+    fn rebuild_blue_green<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<Switched, ProjectorError>>;
+    /// [`Runtime::rollback`].
+    fn rollback<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<Switched, ProjectorError>>;
     fn retry<'a>(
         &'a self,
         id: Uuid,
@@ -81,6 +91,18 @@ impl<P: Projection> Registered for Runtime<P> {
         progress: &'a mut (dyn FnMut(Progress) + Send),
     ) -> BoxFuture<'a, Result<u64, ProjectorError>> {
         Runtime::rebuild(self, progress).boxed()
+    }
+    fn rebuild_blue_green<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<Switched, ProjectorError>> {
+        Runtime::rebuild_blue_green(self, progress).boxed()
+    }
+    fn rollback<'a>(
+        &'a self,
+        progress: &'a mut (dyn FnMut(Progress) + Send),
+    ) -> BoxFuture<'a, Result<Switched, ProjectorError>> {
+        Runtime::rollback(self, progress).boxed()
     }
     fn retry<'a>(
         &'a self,

@@ -468,6 +468,75 @@ async fn rebuild_replays_the_log_into_the_read_models() {
 }
 
 #[tokio::test]
+async fn rebuild_blue_green_switches_a_new_version_in_and_rollback_puts_the_previous_back() {
+    let log = known_log().await;
+    settle(&log.url, 8).await;
+    let never_switched = milestone(&log.url, &["rebuild", "order_status", "--rollback"]);
+    assert_eq!(never_switched.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&never_switched.stderr).contains("no previous version"),
+        "{}",
+        String::from_utf8_lossy(&never_switched.stderr)
+    );
+
+    let built = milestone(&log.url, &["rebuild", "order_status", "--blue-green"]);
+    let said = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success(), "{said}");
+    assert!(said.contains("8 events replayed"), "{said}");
+    assert!(said.contains("--rollback"), "{said}");
+    let (client, conn) = tokio_postgres::connect(&log.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let status = async || -> String {
+        client
+            .query_one(
+                "select status from order_status where order_id = $1",
+                &[&log.order],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(status().await, "SHIPPED");
+
+    let rolled = milestone(&log.url, &["rebuild", "order_status", "--rollback"]);
+    assert!(
+        rolled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rolled.stderr)
+    );
+    assert_eq!(status().await, "SHIPPED");
+
+    let both = milestone(
+        &log.url,
+        &["rebuild", "order_status", "--blue-green", "--rollback"],
+    );
+    assert_eq!(both.status.code(), Some(2));
+    let unknown = milestone(&log.url, &["rebuild", "nope", "--blue-green"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown projection"));
+}
+
+#[test]
+fn rebuild_help_tells_the_in_place_rebuild_from_the_blue_green_one() {
+    let help = Command::new(env!("CARGO_BIN_EXE_milestone"))
+        .args(["rebuild", "--help"])
+        .output()
+        .unwrap();
+    let help = stdout(&help);
+    for said in [
+        "in place",
+        "development",
+        "--blue-green",
+        "production",
+        "--rollback",
+    ] {
+        assert!(help.contains(said), "{said}: {help}");
+    }
+}
+
+#[tokio::test]
 async fn errors_are_clear_and_leave_no_partial_file() {
     let log = known_log().await;
     let missing = milestone(&log.url, &["history", &Uuid::new_v4().to_string()]);

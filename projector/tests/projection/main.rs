@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod blue_green;
 mod exactly_once;
 mod follow_up;
 mod instances;

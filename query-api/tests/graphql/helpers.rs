@@ -204,6 +204,11 @@ impl TestApp {
         }
     }
 
+    /// What the projector was started with.
+    pub fn projector_config(&self) -> projector::Config {
+        self.projector_config.clone()
+    }
+
     /// Stops the projector and starts another on the same databases.
     pub async fn restart_projector(&mut self) {
         self.projector = Projector::connect(self.projector_config.clone())

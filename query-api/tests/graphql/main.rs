@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod blue_green;
 mod console;
 mod limits;
 mod orders;
