@@ -11,8 +11,10 @@ pub mod returns;
 pub mod workflow;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
+use std::sync::Arc;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
+use workflow::ReadModels;
 
 /// Why a read of the read models failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,21 +101,73 @@ fn parse_label<L: domain::Label>(
     })
 }
 
+/// The tables a blue/green switch of a projection moves: every workflow's read models.
+const READ_MODEL_TABLES: [&str; 6] = [
+    <orders::Orders as ReadModels>::STATUS_TABLE,
+    <orders::Orders as ReadModels>::TIMELINE_TABLE,
+    <orders::Orders as ReadModels>::COUNTS_TABLE,
+    <returns::Returns as ReadModels>::STATUS_TABLE,
+    <returns::Returns as ReadModels>::TIMELINE_TABLE,
+    <returns::Returns as ReadModels>::COUNTS_TABLE,
+];
+
+/// How a [`Snapshot`] begins: its transaction, then a share lock on every read-model table
+/// there is, taken before the snapshot is (a `LOCK` does not take one). A blue/green switch
+/// moves a projection's tables in and out of place under an exclusive lock, so it either
+/// committed before the snapshot, whose reads then see the new tables and all their rows, or
+/// waits until the response ends; a response never reads a table switched in after its
+/// snapshot, without the rows the switch wrote. Worked out on first use, and again while some
+/// table is still missing (a projection not migrated yet).
+#[derive(Default)]
+pub struct SnapshotBegin(tokio::sync::OnceCell<String>);
+
+impl SnapshotBegin {
+    async fn statement(&self, client: &ClientWrapper) -> Result<String, DbError> {
+        if let Some(statement) = self.0.get() {
+            return Ok(statement.clone());
+        }
+        let present: Vec<String> = client
+            .query(
+                "select t from unnest($1::text[]) with ordinality as u(t, i)
+                  where to_regclass(t) is not null order by i",
+                &[&READ_MODEL_TABLES.as_slice()],
+            )
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let mut statement =
+            "start transaction isolation level repeatable read, read only".to_owned();
+        if !present.is_empty() {
+            statement.push_str(&format!(
+                "; lock table {} in access share mode",
+                present.join(", ")
+            ));
+        }
+        if present.len() == READ_MODEL_TABLES.len() {
+            let _ = self.0.set(statement.clone());
+        }
+        Ok(statement)
+    }
+}
+
 /// One request's view of the read models: a repeatable-read, read-only transaction on one
-/// pooled connection, begun by the first read. Every field of a response then reflects the same
-/// commits of the projector (an order's row and its timeline at one revision), and the fields
-/// share one connection.
+/// pooled connection, begun by the first read (see [`SnapshotBegin`]). Every field of a
+/// response then reflects the same commits of the projector (an order's row and its timeline
+/// at one revision), and the fields share one connection.
 pub struct Snapshot {
     /// Where the connection comes from.
     pool: Pool,
+    begin: Arc<SnapshotBegin>,
     /// The connection, inside the transaction once begun.
     client: tokio::sync::OnceCell<Object>,
 }
 
 impl Snapshot {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, begin: Arc<SnapshotBegin>) -> Self {
         Self {
             pool,
+            begin,
             client: tokio::sync::OnceCell::new(),
         }
     }
@@ -127,9 +181,8 @@ impl Snapshot {
             .client
             .get_or_try_init(|| async {
                 let client = self.pool.get().await?;
-                client
-                    .batch_execute("start transaction isolation level repeatable read, read only")
-                    .await?;
+                let begin = self.begin.statement(&client).await?;
+                client.batch_execute(&begin).await?;
                 Ok::<_, DbError>(client)
             })
             .await?;
