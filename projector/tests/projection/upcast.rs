@@ -38,7 +38,7 @@ async fn a_retry_of_a_parked_order_reads_its_version_1_payment() {
         )
         .await;
     v1_payment::append_payment_authorized_v1(env.store.as_ref(), id, 1).await;
-    project(&env.projector, 1).await;
+    project(&env.projector, 3).await;
     assert_eq!(rows_in(&env.projector, "projection_dead_letters").await, 2);
 
     let client = env.projector.pool().get().await.unwrap();
