@@ -141,7 +141,7 @@ pub async fn graphql(
         )),
         None => None,
     };
-    let snapshot = Arc::new(Snapshot::new(app.pool.clone(), app.snapshot_begin.clone()));
+    let snapshot = Arc::new(Snapshot::new(app.pool.clone()));
     let mut response = app
         .schema
         .execute(schema::for_request(request, caller, &snapshot))

@@ -21,8 +21,6 @@ pub struct AppState {
     pub schema: MilestoneSchema,
     /// The read-model connections; each request takes one for its snapshot.
     pub pool: Pool,
-    /// How each request's snapshot begins.
-    pub snapshot_begin: std::sync::Arc<crate::db::SnapshotBegin>,
     pub checkpoints: CheckpointWatch,
     /// What the subscriptions read and are woken by.
     pub live: Live,
@@ -69,7 +67,6 @@ impl Application {
         let state = web::Data::new(AppState {
             schema,
             pool,
-            snapshot_begin: std::sync::Arc::default(),
             checkpoints,
             live,
             connections: Connections::default(),

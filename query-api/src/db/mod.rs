@@ -11,10 +11,8 @@ pub mod returns;
 pub mod workflow;
 
 use deadpool_postgres::{ClientWrapper, Object, Pool};
-use std::sync::Arc;
 use tokio_postgres::types::FromSql;
 use tokio_postgres::Row;
-use workflow::ReadModels;
 
 /// Why a read of the read models failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,92 +99,92 @@ fn parse_label<L: domain::Label>(
     })
 }
 
-/// The tables a blue/green switch of a projection moves: every workflow's read models.
-const READ_MODEL_TABLES: [&str; 6] = [
-    <orders::Orders as ReadModels>::STATUS_TABLE,
-    <orders::Orders as ReadModels>::TIMELINE_TABLE,
-    <orders::Orders as ReadModels>::COUNTS_TABLE,
-    <returns::Returns as ReadModels>::STATUS_TABLE,
-    <returns::Returns as ReadModels>::TIMELINE_TABLE,
-    <returns::Returns as ReadModels>::COUNTS_TABLE,
-];
-
-/// How a [`Snapshot`] begins: its transaction, then a share lock on every read-model table
-/// there is, taken before the snapshot is (a `LOCK` does not take one). A blue/green switch
-/// moves a projection's tables in and out of place under an exclusive lock, so it either
-/// committed before the snapshot, whose reads then see the new tables and all their rows, or
-/// waits until the response ends; a response never reads a table switched in after its
-/// snapshot, without the rows the switch wrote. Worked out on first use, and again while some
-/// table is still missing (a projection not migrated yet).
-#[derive(Default)]
-pub struct SnapshotBegin(tokio::sync::OnceCell<String>);
-
-impl SnapshotBegin {
-    async fn statement(&self, client: &ClientWrapper) -> Result<String, DbError> {
-        if let Some(statement) = self.0.get() {
-            return Ok(statement.clone());
-        }
-        let present: Vec<String> = client
-            .query(
-                "select t from unnest($1::text[]) with ordinality as u(t, i)
-                  where to_regclass(t) is not null order by i",
-                &[&READ_MODEL_TABLES.as_slice()],
-            )
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let mut statement =
-            "start transaction isolation level repeatable read, read only".to_owned();
-        if !present.is_empty() {
-            statement.push_str(&format!(
-                "; lock table {} in access share mode",
-                present.join(", ")
-            ));
-        }
-        if present.len() == READ_MODEL_TABLES.len() {
-            let _ = self.0.set(statement.clone());
-        }
-        Ok(statement)
-    }
-}
-
 /// One request's view of the read models: a repeatable-read, read-only transaction on one
-/// pooled connection, begun by the first read (see [`SnapshotBegin`]). Every field of a
-/// response then reflects the same commits of the projector (an order's row and its timeline
-/// at one revision), and the fields share one connection.
+/// pooled connection, begun by the first read. Every field of a response then reflects the same
+/// commits of the projector (an order's row and its timeline at one revision), and the fields
+/// share one connection.
+///
+/// A read of a workflow's read models first takes a share lock on all of that workflow's
+/// tables; the first read takes it before the snapshot is (a `LOCK` takes none). A blue/green
+/// switch moves a projection's tables in and out of place under an exclusive lock, so it either
+/// committed before the snapshot, whose reads then see the new tables and all their rows, or
+/// waits until the response ends: a response never reads tables switched in after its snapshot
+/// without the rows the switch wrote. A workflow first read later in a response (one response
+/// reading orders and returns) is locked when first read, after the snapshot. The lock is the
+/// workflow's own: an outage of one workflow's tables does not hold up reads of the other's.
 pub struct Snapshot {
     /// Where the connection comes from.
     pool: Pool,
-    begin: Arc<SnapshotBegin>,
     /// The connection, inside the transaction once begun.
     client: tokio::sync::OnceCell<Object>,
+    /// The workflows whose tables this snapshot holds a share lock on (their status tables).
+    locked: tokio::sync::Mutex<Vec<&'static str>>,
 }
 
 impl Snapshot {
-    pub fn new(pool: Pool, begin: Arc<SnapshotBegin>) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self {
             pool,
-            begin,
             client: tokio::sync::OnceCell::new(),
+            locked: tokio::sync::Mutex::default(),
         }
     }
 
-    /// The connection inside the snapshot's transaction, begun on the first call.
+    /// The connection inside the snapshot's transaction, begun on the first call, for reads of
+    /// no workflow's read models (checkpoints, relays).
     ///
     /// # Errors
     /// When no connection can be had or the transaction cannot begin.
     pub async fn client(&self) -> Result<&ClientWrapper, DbError> {
+        Ok(self.begun(None).await?.0)
+    }
+
+    /// The connection inside the snapshot's transaction, holding a share lock on `W`'s tables.
+    ///
+    /// # Errors
+    /// As [`Snapshot::client`]; when the tables cannot be locked (not migrated yet).
+    pub async fn client_for<W: workflow::ReadModels>(&self) -> Result<&ClientWrapper, DbError> {
+        let lock = || {
+            format!(
+                "lock table {}, {}, {} in access share mode",
+                W::STATUS_TABLE,
+                W::TIMELINE_TABLE,
+                W::COUNTS_TABLE
+            )
+        };
+        let mut locked = self.locked.lock().await;
+        if locked.contains(&W::STATUS_TABLE) {
+            drop(locked);
+            return Ok(self.begun(None).await?.0);
+        }
+        let (client, locked_at_begin) = self.begun(Some(lock())).await?;
+        if !locked_at_begin {
+            client.batch_execute(&lock()).await?;
+        }
+        locked.push(W::STATUS_TABLE);
+        Ok(client)
+    }
+
+    /// The connection, its transaction begun (by this call or an earlier one) with `then` run
+    /// before the snapshot is taken; whether this call began it.
+    async fn begun(&self, then: Option<String>) -> Result<(&ClientWrapper, bool), DbError> {
+        let began = std::sync::atomic::AtomicBool::new(false);
         let client = self
             .client
             .get_or_try_init(|| async {
                 let client = self.pool.get().await?;
-                let begin = self.begin.statement(&client).await?;
+                let mut begin =
+                    "start transaction isolation level repeatable read, read only".to_owned();
+                if let Some(then) = then {
+                    begin.push_str("; ");
+                    begin.push_str(&then);
+                }
                 client.batch_execute(&begin).await?;
+                began.store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok::<_, DbError>(client)
             })
             .await?;
-        Ok(client)
+        Ok((client, began.into_inner()))
     }
 
     /// Ends the transaction and gives the connection back to the pool.

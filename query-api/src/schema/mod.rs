@@ -106,10 +106,22 @@ pub fn for_request(
 /// # Errors
 /// A failed read, or a field of a subscription's update (which has no snapshot).
 async fn read_models<'a>(ctx: &Context<'a>) -> Result<&'a ClientWrapper, QueryError> {
-    let snapshot = ctx
-        .data_opt::<Arc<Snapshot>>()
+    Ok(snapshot(ctx)?.client().await?)
+}
+
+/// The request's snapshot, holding a share lock on `W`'s read models (see [`Snapshot`]).
+///
+/// # Errors
+/// As [`read_models`].
+async fn workflow_read_models<'a, W: crate::db::workflow::ReadModels>(
+    ctx: &Context<'a>,
+) -> Result<&'a ClientWrapper, QueryError> {
+    Ok(snapshot(ctx)?.client_for::<W>().await?)
+}
+
+fn snapshot<'a>(ctx: &Context<'a>) -> Result<&'a Arc<Snapshot>, QueryError> {
+    ctx.data_opt::<Arc<Snapshot>>()
         .ok_or(QueryError::NotInSubscription(
             "a field that reads the read models",
-        ))?;
-    Ok(snapshot.client().await?)
+        ))
 }

@@ -6,7 +6,7 @@
 use super::input;
 use super::live as subscribing;
 use super::paging::{page_cost, page_size, PageInfo};
-use super::read_models;
+use super::workflow_read_models;
 use super::returns::Return;
 use super::workflow::{self as shared, load_timeline};
 use crate::auth::Needs;
@@ -286,7 +286,7 @@ impl OrderQueries {
         async {
             let id = input::order_id(&id)?;
             Ok::<_, QueryError>(
-                record_by_id::<Orders>(read_models(ctx).await?, id, &crate::auth::visible(ctx)?)
+                record_by_id::<Orders>(workflow_read_models::<Orders>(ctx).await?, id, &crate::auth::visible(ctx)?)
                     .await?
                     .map(Order),
             )

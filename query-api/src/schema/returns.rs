@@ -82,7 +82,7 @@ impl Loader<Uuid> for ReturnLoader {
     type Error = Arc<DbError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let client = self.0.client().await.map_err(Arc::new)?;
+        let client = self.0.client_for::<Returns>().await.map_err(Arc::new)?;
         let records = records_by_ids::<Returns>(client, keys, &self.1)
             .await
             .map_err(Arc::new)?;

@@ -3,7 +3,7 @@
 //! workflow's module keeps its own GraphQL types and filters.
 
 use super::paging::{decode_cursor, encode_cursor, page_size, PageInfo};
-use super::read_models;
+use super::workflow_read_models;
 use crate::db::workflow::{self as db, ReadModels, TimelineRecord, Visible};
 use crate::db::{DbError, Snapshot};
 use crate::error::QueryError;
@@ -41,7 +41,7 @@ impl<W: ReadModels> Loader<Uuid> for TimelineLoader<W> {
     type Error = Arc<DbError>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let client = self.snapshot.client().await.map_err(Arc::new)?;
+        let client = self.snapshot.client_for::<W>().await.map_err(Arc::new)?;
         db::timelines::<W>(client, keys, &self.visible)
             .await
             .map_err(Arc::new)
@@ -74,7 +74,7 @@ pub(super) async fn page<W: ReadModels>(
     let after = after.as_deref().map(decode_cursor).transpose()?;
     let filter = filter()?;
     let visible = crate::auth::visible(ctx)?;
-    let client = read_models(ctx).await?;
+    let client = workflow_read_models::<W>(ctx).await?;
     let mut rows = db::list::<W>(client, &filter, &visible, after, limit + 1).await?;
     let has_next_page = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -104,7 +104,7 @@ pub(super) async fn stalled<W: ReadModels>(
     first: Option<i32>,
 ) -> Result<Vec<W::Record>, QueryError> {
     let limit = page_size(ctx, first)?;
-    Ok(db::stalled::<W>(read_models(ctx).await?, limit).await?)
+    Ok(db::stalled::<W>(workflow_read_models::<W>(ctx).await?, limit).await?)
 }
 
 /// How many of `W`'s instances are in each status, every status listed (kept by the projector,
@@ -115,7 +115,7 @@ pub(super) async fn stalled<W: ReadModels>(
 pub(super) async fn status_counts<W: ReadModels>(
     ctx: &Context<'_>,
 ) -> Result<Vec<(W::Status, i64)>, QueryError> {
-    let counts = db::status_counts::<W>(read_models(ctx).await?).await?;
+    let counts = db::status_counts::<W>(workflow_read_models::<W>(ctx).await?).await?;
     Ok(<W::Status as Label>::ALL
         .iter()
         .map(|s| (*s, counts.get(s).copied().unwrap_or(0)))
