@@ -6,9 +6,9 @@
 use super::input;
 use super::live as subscribing;
 use super::paging::{page_cost, page_size, PageInfo};
-use super::workflow_read_models;
 use super::returns::Return;
 use super::workflow::{self as shared, load_timeline};
+use super::workflow_read_models;
 use crate::auth::Needs;
 use crate::db::orders::{self as db, Milestones, OrderRecord, Orders};
 use crate::db::workflow::{record_by_id, ReadModels, TimelineRecord};
@@ -286,9 +286,13 @@ impl OrderQueries {
         async {
             let id = input::order_id(&id)?;
             Ok::<_, QueryError>(
-                record_by_id::<Orders>(workflow_read_models::<Orders>(ctx).await?, id, &crate::auth::visible(ctx)?)
-                    .await?
-                    .map(Order),
+                record_by_id::<Orders>(
+                    workflow_read_models::<Orders>(ctx).await?,
+                    id,
+                    &crate::auth::visible(ctx)?,
+                )
+                .await?
+                .map(Order),
             )
         }
         .await
