@@ -68,6 +68,7 @@ pub async fn trace_request(
         let tracestate = header(headers, TRACESTATE).map(str::to_owned);
         trace::continue_trace(&span, &TraceContext::new(traceparent, tracestate));
     }
+    trace::sample(&span);
     let result = next.call(req).instrument(span.clone()).await;
     let echoed = trace::context_of(&span);
     match result {

@@ -88,9 +88,32 @@ where
         .with_tracked_inactivity(false)
 }
 
-/// The OpenTelemetry layer recording the spans of [`trace_filter`] with `provider`'s tracer.
+/// The OpenTelemetry layer recording the spans of [`trace_filter`] with `provider`'s tracer,
+/// none below a span whose trace was dropped ([`unless_dropped`]).
 fn trace_layer(provider: &SdkTracerProvider) -> TraceLayer {
-    Box::new(otel_layer(provider).with_filter(trace_filter()))
+    Box::new(
+        otel_layer(provider).with_filter(tracing_subscriber::filter::FilterExt::and(
+            trace_filter(),
+            unless_dropped(),
+        )),
+    )
+}
+
+/// Keeps out of traces what happens below a span whose trace the sampler dropped (a request
+/// that [`crate::trace::sample`] decided on as it began): nothing of it would be sent, and
+/// making a span costs as much whether its trace is sent or not. Such a span, when made for the
+/// logs, hands on the trace context of the dropped span above it ([`crate::trace::context_of`]).
+fn unless_dropped<S>() -> impl tracing_subscriber::layer::Filter<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    tracing_subscriber::filter::dynamic_filter_fn(|_, cx: &Context<'_, S>| {
+        !cx.lookup_current().is_some_and(|span| {
+            span.extensions()
+                .get::<tracing_opentelemetry::OtelData>()
+                .is_some_and(crate::trace::dropped)
+        })
+    })
 }
 
 /// Whether the environment asks for traces: an OTLP endpoint is set, and neither
@@ -264,7 +287,7 @@ pub fn init_in_memory_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporte
                     .with_filter(filter())
             });
             tracing_subscriber::registry()
-                .with(otel_layer(&provider))
+                .with(otel_layer(&provider).with_filter(unless_dropped()))
                 .with(CorrelationIds)
                 .with(logs)
                 .try_init()
@@ -324,7 +347,10 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
         on.load(std::sync::atomic::Ordering::Relaxed)
     });
     let traces: TraceLayer = Box::new(otel_layer(&provider).with_filter(
-        tracing_subscriber::filter::FilterExt::and(trace_filter(), switched),
+        tracing_subscriber::filter::FilterExt::and(
+            tracing_subscriber::filter::FilterExt::and(trace_filter(), switched),
+            unless_dropped(),
+        ),
     ));
     services_subscriber(Some(traces), filter(), std::io::stderr)
         .try_init()
@@ -408,7 +434,7 @@ impl LineIds {
             let extensions = span.extensions();
             if ids.trace_id.is_none() {
                 if let Some(data) = extensions.get::<tracing_opentelemetry::OtelData>() {
-                    let (trace, own) = otel_ids(data);
+                    let (trace, own) = crate::trace::otel_ids(data);
                     ids.trace_id = trace;
                     ids.span_id = own;
                 }
@@ -438,21 +464,6 @@ impl LineIds {
         }
         out
     }
-}
-
-/// The trace id and the span's own id of a traced span.
-fn otel_ids(data: &tracing_opentelemetry::OtelData) -> (Option<String>, Option<String>) {
-    use opentelemetry::trace::TraceContextExt;
-    // A parent (local, or remote since `set_parent`) decides the trace; a root span has its own.
-    let trace = if data.parent_cx.has_active_span() {
-        Some(data.parent_cx.span().span_context().trace_id())
-    } else {
-        data.builder.trace_id
-    };
-    (
-        trace.map(|t| t.to_string()),
-        data.builder.span_id.map(|s| s.to_string()),
-    )
 }
 
 /// The stock JSON line with the ids of [`LineIds`] added as top-level members.
@@ -580,6 +591,64 @@ mod tests {
         let lines = lines.json();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["fields"]["message"], "refused");
+    }
+
+    /// A request span decided on as it begins, with a span and a log line below it, under
+    /// `sampler`; logs at `info`, so the span below is made for the logs whatever the trace.
+    /// Returns the request's and the span's trace contexts, the spans sent and the log lines.
+    fn sampled_request(
+        sampler: opentelemetry_sdk::trace::Sampler,
+    ) -> (String, String, Vec<String>, Vec<serde_json::Value>) {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let lines = Lines::default();
+        let subscriber = services_subscriber(
+            Some(trace_layer(&provider)),
+            EnvFilter::new("info"),
+            lines.clone(),
+        );
+        let (request, below) = tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("request");
+            crate::trace::sample(&request);
+            request.in_scope(|| {
+                let below = tracing::info_span!("append");
+                below.in_scope(|| tracing::info!("appended"));
+                (
+                    crate::trace::context_of(&request).unwrap().traceparent,
+                    crate::trace::context_of(&below).unwrap().traceparent,
+                )
+            })
+        });
+        let spans = exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect();
+        (request, below, spans, lines.json())
+    }
+
+    #[test]
+    fn below_a_request_whose_trace_is_dropped_no_span_is_made_and_its_context_is_handed_on() {
+        use opentelemetry_sdk::trace::Sampler;
+        let (request, below, spans, lines) =
+            sampled_request(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.0))));
+        assert!(spans.is_empty(), "{spans:?}");
+        assert!(request.ends_with("-00"), "not sampled: {request}");
+        assert_eq!(below, request, "no span of its own: the request's context");
+        let trace = request.split('-').nth(1).unwrap();
+        assert_eq!(lines[0]["trace_id"], trace, "{}", lines[0]);
+
+        let (request, below, spans, _) = sampled_request(Sampler::ParentBased(Box::new(
+            Sampler::TraceIdRatioBased(1.0),
+        )));
+        assert_eq!(spans, ["append", "request"]);
+        assert!(request.ends_with("-01"), "sampled: {request}");
+        assert_ne!(below, request, "a span of its own");
+        assert_eq!(below.split('-').nth(1), request.split('-').nth(1), "one trace");
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! OpenTelemetry layer a span has no trace context.
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::trace::{SamplingDecision, SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::collections::HashMap;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
+use tracing_subscriber::registry::LookupSpan;
 
 /// The W3C header carrying the trace id, the parent span id and the sampling flag.
 pub const TRACEPARENT: &str = "traceparent";
@@ -74,7 +75,7 @@ pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
     }
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
-        return None;
+        return nearest_traced(span);
     }
     let mut headers = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut headers);
@@ -82,6 +83,61 @@ pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
         headers.remove(TRACEPARENT)?,
         headers.remove(TRACESTATE),
     ))
+}
+
+/// The context of the nearest span at or above `span` made for traces: `span` was made for the
+/// logs only, below a span whose trace was dropped (see [`sample`]).
+fn nearest_traced(span: &tracing::Span) -> Option<TraceContext> {
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+        registry.span(id)?.scope().find_map(|above| {
+            let extensions = above.extensions();
+            let data = extensions.get::<OtelData>()?;
+            let (Some(trace), Some(own)) = otel_ids(data) else {
+                return None;
+            };
+            let flags = if dropped(data) { "00" } else { "01" };
+            let state = data
+                .builder
+                .sampling_result
+                .as_ref()
+                .map(|r| r.trace_state.header());
+            Some(TraceContext::new(format!("00-{trace}-{own}-{flags}"), state))
+        })
+    })
+    .flatten()
+}
+
+/// Has the sampler decide on `span` now, before the spans below it are made: below a span
+/// whose trace is dropped none is made for traces (they would not be sent). A request's span
+/// is decided on as the request begins; the decision is the one its context reports anyway.
+pub fn sample(span: &tracing::Span) {
+    if !span.is_disabled() {
+        let _ = span.context();
+    }
+}
+
+/// Whether the sampler dropped the trace of this span (decided on by [`sample`] or by
+/// handing its context on).
+pub(crate) fn dropped(data: &OtelData) -> bool {
+    data.builder
+        .sampling_result
+        .as_ref()
+        .is_some_and(|r| r.decision == SamplingDecision::Drop)
+}
+
+/// The trace id and the span's own id of a span made for traces.
+pub(crate) fn otel_ids(data: &OtelData) -> (Option<String>, Option<String>) {
+    // A parent (local, or remote since `set_parent`) decides the trace; a root span has its own.
+    let trace = if data.parent_cx.has_active_span() {
+        Some(data.parent_cx.span().span_context().trace_id())
+    } else {
+        data.builder.trace_id
+    };
+    (
+        trace.map(|t| t.to_string()),
+        data.builder.span_id.map(|s| s.to_string()),
+    )
 }
 
 /// The trace context of the current span; `None` when tracing is off.
