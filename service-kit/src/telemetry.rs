@@ -634,8 +634,9 @@ mod tests {
     #[test]
     fn below_a_request_whose_trace_is_dropped_no_span_is_made_and_its_context_is_handed_on() {
         use opentelemetry_sdk::trace::Sampler;
-        let (request, below, spans, lines) =
-            sampled_request(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.0))));
+        let (request, below, spans, lines) = sampled_request(Sampler::ParentBased(Box::new(
+            Sampler::TraceIdRatioBased(0.0),
+        )));
         assert!(spans.is_empty(), "{spans:?}");
         assert!(request.ends_with("-00"), "not sampled: {request}");
         assert_eq!(below, request, "no span of its own: the request's context");
@@ -648,7 +649,11 @@ mod tests {
         assert_eq!(spans, ["append", "request"]);
         assert!(request.ends_with("-01"), "sampled: {request}");
         assert_ne!(below, request, "a span of its own");
-        assert_eq!(below.split('-').nth(1), request.split('-').nth(1), "one trace");
+        assert_eq!(
+            below.split('-').nth(1),
+            request.split('-').nth(1),
+            "one trace"
+        );
     }
 
     #[test]

@@ -102,7 +102,10 @@ fn nearest_traced(span: &tracing::Span) -> Option<TraceContext> {
                 .sampling_result
                 .as_ref()
                 .map(|r| r.trace_state.header());
-            Some(TraceContext::new(format!("00-{trace}-{own}-{flags}"), state))
+            Some(TraceContext::new(
+                format!("00-{trace}-{own}-{flags}"),
+                state,
+            ))
         })
     })
     .flatten()
