@@ -105,7 +105,8 @@ pub async fn claim_checkpoint_backend(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockedCheckpoint {
     pub position: Option<Position>,
-    /// Moves whenever a correction is written (see `projection_corrections`).
+    /// Moves whenever a retry or a correction is written (see `projection_corrections`), so
+    /// that a batch applied before it, outside the lock, is not written after it.
     pub corrections_version: i64,
 }
 
@@ -116,11 +117,27 @@ pub async fn lock_checkpoint(
     tx: &Transaction<'_>,
     projection: &str,
 ) -> Result<Option<LockedCheckpoint>, tokio_postgres::Error> {
+    checkpoint_row(tx, projection, " for update").await
+}
+
+/// The projection's checkpoint row as the transaction sees it, without locking it.
+pub async fn read_checkpoint(
+    tx: &Transaction<'_>,
+    projection: &str,
+) -> Result<Option<LockedCheckpoint>, tokio_postgres::Error> {
+    checkpoint_row(tx, projection, "").await
+}
+
+async fn checkpoint_row(
+    tx: &Transaction<'_>,
+    projection: &str,
+    lock: &str,
+) -> Result<Option<LockedCheckpoint>, tokio_postgres::Error> {
     let stmt = tx
-        .prepare_cached(
+        .prepare_cached(&format!(
             "select position_commit, position_prepare, corrections_version from projection_checkpoints
-             where projection = $1 for update",
-        )
+             where projection = $1{lock}"
+        ))
         .await?;
     let row = tx.query_opt(&stmt, &[&projection]).await?;
     Ok(row.map(|row| LockedCheckpoint {
@@ -171,22 +188,22 @@ pub async fn store_checkpoint(
     Ok(stored == 1)
 }
 
-/// Counts the events a retry applied on the checkpoint row `key` and, when it wrote
-/// corrections, moves the corrections' version on every row of `keys` (all the projection's
-/// partitions) so that every projector reloads them; the positions stay where they are.
+/// Counts the events a retry applied on the checkpoint row `key` and moves the corrections'
+/// version on every row of `keys` (all the projection's partitions): every projector reloads
+/// the corrections when the retry wrote some, and a catch-up batch applied before the retry
+/// (outside the lock) is applied again after it. The positions stay where they are.
 pub async fn record_retry(
     tx: &Transaction<'_>,
     key: &str,
     keys: &[&str],
     applied: i64,
-    corrected: bool,
 ) -> Result<(), tokio_postgres::Error> {
     tx.execute(
         "update projection_checkpoints
             set events_applied = events_applied + case when projection = $1 then $3::bigint else 0 end,
-                corrections_version = corrections_version + $4::bool::int, updated_at = now()
+                corrections_version = corrections_version + 1, updated_at = now()
           where projection = $1 or projection = any($2)",
-        &[&key, &keys, &applied, &corrected],
+        &[&key, &keys, &applied],
     )
     .await?;
     Ok(())

@@ -39,10 +39,13 @@ pub trait Projection: Send + Sync + 'static {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Loads what applying `events` needs, in one statement where it can (it is pipelined).
+    /// What `carried` (the batch just before this one in the log, applied but perhaps not yet
+    /// committed) holds is taken from it instead: its rows are newer than the database's.
     fn load<'a>(
         &'a self,
         tx: &'a Transaction<'_>,
         events: &'a [RecordedEvent],
+        carried: Option<&'a Self::Batch>,
     ) -> impl Future<Output = Result<Self::Batch, ProjectorError>> + Send + 'a;
 
     /// Applies one event: `Ok(true)` when applied, `Ok(false)` when it had been applied before.

@@ -15,6 +15,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use event_store::{EventStore, Position, RecordedEvent, StoreError, StoreOptions};
 use futures::TryFutureExt;
 use service_kit::trace::TraceContext;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,12 +65,49 @@ impl<P: Projection> Clone for Runtime<P> {
     }
 }
 
-/// A batch written, not yet committed: what it did, how many events it read and when each
-/// event it made visible was decided (with its trace).
-struct WrittenBatch {
-    outcome: BatchOutcome,
+/// A batch applied in memory and sealed, ready to be written: its rows, the events it
+/// dead-letters, the parked streams among its own, what it did, how many events it read and
+/// when each event it makes visible was decided (with its trace).
+struct Prepared<P: Projection> {
+    batch: P::Batch,
+    dead_letters: Vec<DeadLettered>,
+    /// The batch's streams that are parked, before it or by it.
+    parked: HashSet<String>,
+    applied: usize,
+    /// The instances it changed, in the order first changed.
+    changed: Vec<Uuid>,
     read: u64,
+    /// The position of the last event of its page, where it moves the checkpoint.
+    last: Position,
     visible: Vec<(chrono::DateTime<chrono::Utc>, Option<String>)>,
+    /// The corrections' version it was applied with (the checkpoint row's).
+    corrections_version: i64,
+}
+
+impl<P: Projection> Prepared<P> {
+    fn outcome(&self) -> BatchOutcome {
+        BatchOutcome {
+            checkpoint: Some(self.last),
+            applied: self.applied,
+            dead_lettered: self.dead_letters.len(),
+            changed: self.changed.len(),
+        }
+    }
+}
+
+/// An event a batch could not apply, and why; `parks` when it parks its stream (the first
+/// refused event of a stream does, the later ones are held behind it).
+struct DeadLettered {
+    event: RecordedEvent,
+    reason: String,
+    parks: bool,
+}
+
+/// A catch-up page being committed while the next one is applied.
+struct Committing<P: Projection> {
+    page: Vec<RecordedEvent>,
+    prepared: Arc<Prepared<P>>,
+    task: tokio::task::JoinHandle<Result<Option<BatchOutcome>, ProjectorError>>,
 }
 
 /// The corrections as of one `corrections_version` of the checkpoint row.
@@ -302,8 +340,7 @@ impl<P: Projection> Runtime<P> {
             .instrument(span.clone())
             .await;
         if let Ok(outcome) = &outcome {
-            span.record("applied", outcome.applied);
-            span.record("dead_lettered", outcome.dead_lettered);
+            record_outcome(&span, outcome);
         }
         outcome
     }
@@ -325,20 +362,26 @@ impl<P: Projection> Runtime<P> {
         let tx = client.transaction().await?;
         let written = self.write_batch(&tx, fence, expected, events).await?;
         tx.commit().await?;
+        self.record_committed(&written, started);
+        Ok(written.outcome())
+    }
+
+    /// Counts a committed batch in the metrics.
+    fn record_committed(&self, batch: &Prepared<P>, started: Instant) {
         let committed = chrono::Utc::now();
         let labels = ProjectionLabels {
             projection: P::NAME,
         };
         let metrics = &*METRICS;
-        metrics.events.get_or_create(&labels).inc_by(written.read);
+        metrics.events.get_or_create(&labels).inc_by(batch.read);
         metrics
             .dead_letters
             .get_or_create(&labels)
-            .inc_by(written.outcome.dead_lettered as u64);
+            .inc_by(batch.dead_letters.len() as u64);
         metrics
             .batch_size
             .get_or_create(&labels)
-            .observe(written.read as f64);
+            .observe(batch.read as f64);
         metrics
             .batch_duration
             .get_or_create(&labels)
@@ -346,29 +389,23 @@ impl<P: Projection> Runtime<P> {
         crate::metrics::record_visible(
             P::NAME,
             committed,
-            written
+            batch
                 .visible
                 .iter()
                 .map(|(at, trace)| (*at, trace.as_deref())),
         );
-        Ok(written.outcome)
     }
 
-    /// Applies `events` (not empty) and moves the checkpoint, in `tx`; the caller commits. A
-    /// shadow's batch notifies no one: its rows are not the ones readers see.
-    async fn write_batch(
+    /// The events of `events` this runtime applies (a partition applies its own streams' and
+    /// moves past the others'), and the position of the last of all of them.
+    fn owned<'e>(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        fence: Option<i64>,
-        expected: Option<Position>,
-        events: &[RecordedEvent],
-    ) -> Result<WrittenBatch, ProjectorError> {
+        events: &'e [RecordedEvent],
+    ) -> Result<(Position, Cow<'e, [RecordedEvent]>), ProjectorError> {
         let Some(last) = events.last() else {
             return Err(ProjectorError::Corrupt("an empty batch".into()));
         };
-        let projection = &*self.projection;
-        // A partition applies its own streams' events and moves past the others'.
-        let owned: std::borrow::Cow<'_, [RecordedEvent]> = if self.partition.is_some() {
+        let owned = if self.partition.is_some() {
             events
                 .iter()
                 .filter(|e| self.owns(&e.stream_id))
@@ -378,17 +415,40 @@ impl<P: Projection> Runtime<P> {
         } else {
             events.into()
         };
+        Ok((last.position, owned))
+    }
+
+    /// Applies `events` (not empty) and moves the checkpoint, in `tx`, under the checkpoint's
+    /// lock; the caller commits.
+    async fn write_batch(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        fence: Option<i64>,
+        expected: Option<Position>,
+        events: &[RecordedEvent],
+    ) -> Result<Prepared<P>, ProjectorError> {
+        let (last, owned) = self.owned(events)?;
         let events = &*owned;
-        let read = events.len() as u64;
-        let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
-        streams.sort_unstable();
-        streams.dedup();
+        let streams = streams_of(events);
         // One round trip: the statements run in order, the loads under the lock.
-        let (current, mut batch, mut parked) = futures::try_join!(
+        let (current, batch, parked) = futures::try_join!(
             db::lock_checkpoint(tx, &self.key).err_into(),
-            projection.load(tx, events),
+            self.projection.load(tx, events, None),
             db::parked_streams(tx, P::NAME, &streams).err_into(),
         )?;
+        let current = self.expect(current, expected)?;
+        let corrections = self.corrections(tx, current.corrections_version).await?;
+        let prepared = self.prepare(batch, parked, &corrections, current, events, last)?;
+        self.write_prepared(tx, fence, &prepared).await?;
+        Ok(prepared)
+    }
+
+    /// The checkpoint row, when it stands at `expected`.
+    fn expect(
+        &self,
+        current: Option<db::LockedCheckpoint>,
+        expected: Option<Position>,
+    ) -> Result<db::LockedCheckpoint, ProjectorError> {
         let current = current.ok_or_else(|| {
             ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
         })?;
@@ -398,23 +458,39 @@ impl<P: Projection> Runtime<P> {
                 found: current.position,
             });
         }
-        let corrections = self.corrections(tx, current.corrections_version).await?;
+        Ok(current)
+    }
 
+    /// Applies `events` to `batch` in memory and seals it: what a batch will write. An event
+    /// of a parked stream, or one the projection refuses (which parks its stream), becomes a
+    /// dead letter. `checkpoint` is the checkpoint row the batch was loaded at.
+    fn prepare(
+        &self,
+        mut batch: P::Batch,
+        mut parked: HashSet<String>,
+        corrections: &HashMap<Uuid, Correction>,
+        checkpoint: db::LockedCheckpoint,
+        events: &[RecordedEvent],
+        last: Position,
+    ) -> Result<Prepared<P>, ProjectorError> {
+        let projection = &*self.projection;
         let mut applied = 0;
-        let mut dead_lettered = 0;
+        let mut dead_letters = Vec::new();
         // When each event that becomes visible with this batch was decided, and its trace.
         let mut visible = Vec::with_capacity(events.len());
         for logged in events {
-            let event = corrected(&corrections, logged);
-            let event = event.as_ref();
+            let event = corrected(corrections, logged);
             if parked.contains(&event.stream_id) {
                 let reason =
                     "parked behind an earlier event of this stream that could not be applied";
-                db::insert_dead_letter(tx, P::NAME, event, reason).await?;
-                dead_lettered += 1;
+                dead_letters.push(DeadLettered {
+                    event: event.into_owned(),
+                    reason: reason.to_owned(),
+                    parks: false,
+                });
                 continue;
             }
-            match projection.apply(&mut batch, event) {
+            match projection.apply(&mut batch, &event) {
                 Ok(changed) => {
                     applied += usize::from(changed);
                     if let Some(at) = logged.metadata.occurred_at {
@@ -424,16 +500,50 @@ impl<P: Projection> Runtime<P> {
                 Err(error) => {
                     let error = error.to_string();
                     tracing::warn!(projection = P::NAME, stream = %event.stream_id, revision = event.revision, %error, "dead-lettered an event; parking its stream");
-                    db::insert_dead_letter(tx, P::NAME, event, &error).await?;
-                    db::park_stream(tx, P::NAME, &event.stream_id, &error).await?;
                     parked.insert(event.stream_id.clone());
-                    dead_lettered += 1;
+                    dead_letters.push(DeadLettered {
+                        event: event.into_owned(),
+                        reason: error,
+                        parks: true,
+                    });
                 }
             }
         }
         let changed = projection.seal(&mut batch)?;
+        Ok(Prepared {
+            batch,
+            dead_letters,
+            parked,
+            applied,
+            changed,
+            read: events.len() as u64,
+            last,
+            visible,
+            corrections_version: checkpoint.corrections_version,
+        })
+    }
+
+    /// Writes a prepared batch and moves the checkpoint to its last event, in `tx`, which holds
+    /// the checkpoint's lock. A shadow's batch notifies no one: its rows are not the ones
+    /// readers see.
+    ///
+    /// # Errors
+    /// [`ProjectorError::LeaseLost`] when `fence` is no longer the checkpoint's; database
+    /// errors.
+    async fn write_prepared(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        fence: Option<i64>,
+        prepared: &Prepared<P>,
+    ) -> Result<(), ProjectorError> {
+        for letter in &prepared.dead_letters {
+            db::insert_dead_letter(tx, P::NAME, &letter.event, &letter.reason).await?;
+            if letter.parks {
+                db::park_stream(tx, P::NAME, &letter.event.stream_id, &letter.reason).await?;
+            }
+        }
         // One round trip for the writes; NOTIFY is delivered at commit.
-        let notification = notification::<P>(&self.key, last.position, &changed);
+        let notification = notification::<P>(&self.key, prepared.last, &prepared.changed);
         let notify = async {
             match self.shadow {
                 None => db::notify(tx, CHANGES_CHANNEL, &notification).await,
@@ -441,24 +551,84 @@ impl<P: Projection> Runtime<P> {
             }
         };
         let ((), stored, ()) = futures::try_join!(
-            projection.write(tx, &batch),
-            db::store_checkpoint(tx, &self.key, Some(last.position), applied as i64, fence)
-                .err_into(),
+            self.projection.write(tx, &prepared.batch),
+            db::store_checkpoint(
+                tx,
+                &self.key,
+                Some(prepared.last),
+                prepared.applied as i64,
+                fence
+            )
+            .err_into(),
             notify.err_into(),
         )?;
         if !stored {
             return Err(ProjectorError::LeaseLost);
         }
-        Ok(WrittenBatch {
-            outcome: BatchOutcome {
-                checkpoint: Some(last.position),
-                applied,
-                dead_lettered,
-                changed: changed.len(),
-            },
-            read,
-            visible,
-        })
+        Ok(())
+    }
+
+    /// Loads and applies `events` outside the checkpoint's lock, while `previous` (the batch
+    /// just before them in the log) may still be committing: the rows `previous` holds come
+    /// from it, the others from the database as committed (`previous` does not write them), in
+    /// one snapshot. [`Runtime::commit_prepared`] then writes it if nothing else moved the
+    /// checkpoint row meanwhile.
+    async fn prepare_ahead(
+        &self,
+        events: &[RecordedEvent],
+        previous: Option<&Prepared<P>>,
+    ) -> Result<Prepared<P>, ProjectorError> {
+        let (last, owned) = self.owned(events)?;
+        let events = &*owned;
+        let streams = streams_of(events);
+        let mut client = self.pool.get().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let (current, batch, mut parked) = futures::try_join!(
+            db::read_checkpoint(&tx, &self.key).err_into(),
+            self.projection
+                .load(&tx, events, previous.map(|p| &p.batch)),
+            db::parked_streams(&tx, P::NAME, &streams).err_into(),
+        )?;
+        let current = current.ok_or_else(|| {
+            ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
+        })?;
+        let corrections = self.corrections(&tx, current.corrections_version).await?;
+        tx.commit().await?;
+        drop(client);
+        if let Some(previous) = previous {
+            parked.extend(previous.parked.iter().cloned());
+        }
+        self.prepare(batch, parked, &corrections, current, events, last)
+    }
+
+    /// Writes a batch from [`Runtime::prepare_ahead`] in a transaction of its own: `None`, and
+    /// nothing written, when the checkpoint row changed in another way than by moving to
+    /// `expected` (a retry or a correction came between: the batch must be applied again).
+    ///
+    /// # Errors
+    /// [`ProjectorError::CheckpointMoved`], [`ProjectorError::LeaseLost`]; database errors.
+    async fn commit_prepared(
+        &self,
+        fence: Option<i64>,
+        expected: Option<Position>,
+        prepared: &Prepared<P>,
+    ) -> Result<Option<BatchOutcome>, ProjectorError> {
+        let started = Instant::now();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let current = self.expect(db::lock_checkpoint(&tx, &self.key).await?, expected)?;
+        if current.corrections_version != prepared.corrections_version {
+            return Ok(None);
+        }
+        self.write_prepared(&tx, fence, prepared).await?;
+        tx.commit().await?;
+        self.record_committed(prepared, started);
+        Ok(Some(prepared.outcome()))
     }
 
     /// The corrections as of `version`, from the cache when it is that recent: no round trip
@@ -503,8 +673,9 @@ impl<P: Projection> Runtime<P> {
 
     /// Like [`Runtime::run_once`], reporting progress after each batch, stopping when `lease`
     /// is given and lost, and once past `until` when given (else when the log has no more).
-    /// Pages of the catch-up batch size; the next page is read while the current one is
-    /// written.
+    /// Pages of the catch-up batch size, in a pipeline: while one page commits, the next is
+    /// applied in memory (from the rows the committing one left) and the one after is read.
+    /// Pages commit one at a time, in log order.
     async fn catch_up(
         &self,
         lease: Option<&Lease>,
@@ -512,36 +683,95 @@ impl<P: Projection> Runtime<P> {
         mut progress: impl FnMut(Progress),
     ) -> Result<u64, ProjectorError> {
         let started = Instant::now();
+        let fence = lease.map(Lease::token);
         let mut checkpoint = self.unit_checkpoint().await?;
         let prefix = P::STREAM_PREFIX;
         let size = self.config.catch_up_batch_size;
         let mut page = self.store.read_all(checkpoint, prefix, size).await?;
         let mut total = 0u64;
-        while !page.is_empty() {
+        let mut committing: Option<Committing<P>> = None;
+        loop {
             if lease.is_some_and(|lease| !lease.is_held()) {
+                if let Some(committing) = committing {
+                    // Refused by the fence if another instance has taken over; waited for so
+                    // that nothing is left committing behind the caller's back.
+                    let _ = committing.task.await;
+                }
                 return Err(ProjectorError::LeaseLost);
             }
             let next_from = page.last().map(|e| e.position);
             let store = self.store.clone();
-            let prefetch =
-                tokio::spawn(async move { store.read_all(next_from, prefix, size).await });
-            let outcome = self
-                .apply_fenced_batch(lease.map(Lease::token), checkpoint, &page)
-                .await;
+            let prefetch = (!page.is_empty()).then(|| {
+                tokio::spawn(async move { store.read_all(next_from, prefix, size).await })
+            });
+            let mut prepared = match page.is_empty() {
+                true => None,
+                false => Some(
+                    self.prepare_ahead(&page, committing.as_ref().map(|c| &*c.prepared))
+                        .await,
+                ),
+            };
+            if let Some(done) = committing.take() {
+                let outcome = match done.task.await.map_err(|e| {
+                    ProjectorError::Corrupt(format!("a batch's commit did not finish: {e}"))
+                })?? {
+                    Some(outcome) => outcome,
+                    None => {
+                        // A retry or a correction came between: that page is applied again
+                        // under the lock, and this one, applied from its rows, again after it.
+                        prepared = None;
+                        self.apply_fenced_batch(fence, checkpoint, &done.page)
+                            .await?
+                    }
+                };
+                checkpoint = outcome.checkpoint;
+                total += done.page.len() as u64;
+                progress(Progress {
+                    events: total,
+                    elapsed: started.elapsed(),
+                    position: checkpoint,
+                });
+                if until.is_some_and(|until| checkpoint >= Some(until)) {
+                    break;
+                }
+            }
+            let Some(prefetch) = prefetch else {
+                break;
+            };
+            let prepared = Arc::new(match prepared {
+                Some(prepared) => prepared?,
+                None => self.prepare_ahead(&page, None).await?,
+            });
+            let span = batch_span(&self.key, &page);
+            let task = tokio::spawn({
+                let (runtime, prepared, expected) = (self.clone(), prepared.clone(), checkpoint);
+                async move {
+                    let outcome = runtime
+                        .commit_prepared(fence, expected, &prepared)
+                        .instrument(span.clone())
+                        .await;
+                    if let Ok(Some(outcome)) = &outcome {
+                        record_outcome(&span, outcome);
+                    }
+                    outcome
+                }
+            });
             let next = prefetch
                 .await
-                .map_err(|e| ProjectorError::Corrupt(e.to_string()))?;
-            checkpoint = outcome?.checkpoint;
-            total += page.len() as u64;
-            progress(Progress {
-                events: total,
-                elapsed: started.elapsed(),
-                position: checkpoint,
+                .map_err(|e| ProjectorError::Corrupt(e.to_string()))
+                .and_then(|read| read.map_err(ProjectorError::from));
+            let next = match next {
+                Ok(next) => next,
+                Err(e) => {
+                    let _ = task.await;
+                    return Err(e);
+                }
+            };
+            committing = Some(Committing {
+                page: std::mem::replace(&mut page, next),
+                prepared,
+                task,
             });
-            if until.is_some_and(|until| checkpoint >= Some(until)) {
-                break;
-            }
-            page = next?;
         }
         Ok(total)
     }
@@ -632,7 +862,7 @@ impl<P: Projection> Runtime<P> {
             return Err(ProjectorError::NotParked(id));
         }
         let events: Vec<RecordedEvent> = letters.iter().map(|l| l.event.clone()).collect();
-        let mut batch = projection.load(&tx, &events).await?;
+        let mut batch = projection.load(&tx, &events, None).await?;
         let mut applied = 0;
         for DeadLetter { event, .. } in &letters {
             match projection.apply(&mut batch, event) {
@@ -648,16 +878,14 @@ impl<P: Projection> Runtime<P> {
         }
         projection.seal(&mut batch)?;
         projection.write(&tx, &batch).await?;
-        let mut corrected = false;
         for letter in &letters {
             let original = logged.iter().find(|e| e.id == letter.event.id);
             if let Some(correction) = Correction::of(&letter.event, original) {
                 db::upsert_correction(&tx, P::NAME, letter, &correction, note).await?;
-                corrected = true;
             }
         }
         let keys: Vec<&str> = units.iter().map(|u| &*u.key).collect();
-        db::record_retry(&tx, &unit.key, &keys, applied as i64, corrected).await?;
+        db::record_retry(&tx, &unit.key, &keys, applied as i64).await?;
         db::unpark_stream(&tx, P::NAME, &stream).await?;
         let checkpoint = db::load_checkpoint(&tx, &unit.key).await?;
         if let Some(position) = checkpoint {
@@ -794,6 +1022,19 @@ fn batch_span(key: &str, events: &[RecordedEvent]) -> tracing::Span {
         }
     }
     span
+}
+
+fn record_outcome(span: &tracing::Span, outcome: &BatchOutcome) {
+    span.record("applied", outcome.applied);
+    span.record("dead_lettered", outcome.dead_lettered);
+}
+
+/// The distinct streams of `events`, sorted.
+fn streams_of(events: &[RecordedEvent]) -> Vec<&str> {
+    let mut streams: Vec<&str> = events.iter().map(|e| e.stream_id.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    streams
 }
 
 fn notification<P: Projection>(key: &str, position: Position, changed: &[Uuid]) -> String {

@@ -1,9 +1,11 @@
 //! Events as wire contracts: a stable type name and a schema version per event, stored beside
 //! the data; decoding upcasts older versions step by step to the current one.
 
-use serde::de::DeserializeOwned;
+use serde::de::value::BorrowedStrDeserializer;
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// One event type's name and current schema version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,49 +80,124 @@ pub trait EventContract:
 
     /// Rewrites stored data of `event_type` at `version` into its type's current version,
     /// through the upcasters, without deserialising it; returns that version and the data.
-    /// Readers that keep events as JSON (exports) use this; [`EventContract::decode`] builds on it.
+    /// Readers that keep events as JSON (exports) use this; [`EventContract::decode`] upcasts the
+    /// same way.
     ///
     /// # Errors
     /// Unknown type, a version newer than the code knows or with no upcaster, or data an
     /// upcaster cannot rewrite.
     fn upcast(event_type: &str, version: u32, data: &Value) -> Result<(u32, Value), DecodeError> {
-        let current = current_version::<Self>(event_type)
-            .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
-        let unsupported = || DecodeError::UnsupportedVersion {
-            event_type: event_type.to_owned(),
-            version,
-        };
-        if version == 0 || version > current {
-            return Err(unsupported());
-        }
-        let mut data = data.clone();
-        for from in version..current {
-            let upcaster = Self::UPCASTERS
-                .iter()
-                .find(|u| u.event_type == event_type && u.from_version == from)
-                .ok_or_else(unsupported)?;
-            data = (upcaster.upcast)(data).map_err(|reason| DecodeError::Upcast {
-                event_type: event_type.to_owned(),
-                version: from,
-                reason,
-            })?;
-        }
-        Ok((current, data))
+        upcast_data::<Self>(event_type, version, data).map(|(v, data)| (v, data.into_owned()))
     }
 
     /// Rebuilds an event from its stored type, schema version and data, upcasting older
-    /// versions to the current one.
+    /// versions to the current one. Data of the current version is read in place (no copy).
     ///
     /// # Errors
     /// Unknown type, a version newer than the code knows or with no upcaster, or data that
     /// does not match the schema.
     fn decode(event_type: &str, version: u32, data: &Value) -> Result<Self, DecodeError> {
-        let (_, data) = Self::upcast(event_type, version, data)?;
-        let tagged = serde_json::json!({ "type": event_type, "data": data });
-        serde_json::from_value(tagged).map_err(|source| DecodeError::Invalid {
+        let (_, data) = upcast_data::<Self>(event_type, version, data)?;
+        Self::deserialize(Tagged {
+            event_type,
+            data: &data,
+        })
+        .map_err(|source| DecodeError::Invalid {
             event_type: event_type.to_owned(),
             source,
         })
+    }
+}
+
+/// [`EventContract::upcast`], borrowing `data` when it is of the current version already.
+fn upcast_data<'a, E: EventContract>(
+    event_type: &str,
+    version: u32,
+    data: &'a Value,
+) -> Result<(u32, Cow<'a, Value>), DecodeError> {
+    let current = current_version::<E>(event_type)
+        .ok_or_else(|| DecodeError::UnknownType(event_type.to_owned()))?;
+    let unsupported = || DecodeError::UnsupportedVersion {
+        event_type: event_type.to_owned(),
+        version,
+    };
+    if version == 0 || version > current {
+        return Err(unsupported());
+    }
+    if version == current {
+        return Ok((current, Cow::Borrowed(data)));
+    }
+    let mut data = data.clone();
+    for from in version..current {
+        let upcaster = E::UPCASTERS
+            .iter()
+            .find(|u| u.event_type == event_type && u.from_version == from)
+            .ok_or_else(unsupported)?;
+        data = (upcaster.upcast)(data).map_err(|reason| DecodeError::Upcast {
+            event_type: event_type.to_owned(),
+            version: from,
+            reason,
+        })?;
+    }
+    Ok((current, Cow::Owned(data)))
+}
+
+/// An event as its enum deserialises it, `{"type": <name>, "data": <data>}`, over borrowed data:
+/// the type comes first, so the enum reads the data straight into its variant (a JSON object,
+/// whose keys are sorted, would put "data" first and make serde buffer it).
+struct Tagged<'a> {
+    event_type: &'a str,
+    data: &'a Value,
+}
+
+impl<'de> serde::Deserializer<'de> for Tagged<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+        visitor.visit_map(TaggedEntries {
+            tagged: self,
+            read: 0,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+/// The two entries of a [`Tagged`] event, "type" then "data"; `read` counts the values read.
+struct TaggedEntries<'a> {
+    tagged: Tagged<'a>,
+    read: u8,
+}
+
+impl<'de> MapAccess<'de> for TaggedEntries<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let key = match self.read {
+            0 => "type",
+            1 => "data",
+            _ => return Ok(None),
+        };
+        seed.deserialize(BorrowedStrDeserializer::new(key))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.read += 1;
+        match self.read {
+            1 => seed.deserialize(BorrowedStrDeserializer::new(self.tagged.event_type)),
+            _ => seed.deserialize(self.tagged.data),
+        }
     }
 }
 

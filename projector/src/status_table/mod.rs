@@ -283,10 +283,12 @@ pub struct StatusBatch<R> {
 }
 
 impl<R: StatusRow> StatusBatch<R> {
-    /// Loads the rows of the instances `events` belong to, in one statement.
+    /// Loads the rows of the instances `events` belong to, in one statement; those `carried`
+    /// holds are copied from it instead.
     pub fn load<'a, P: Projection>(
         tx: &'a Transaction<'_>,
         events: &[RecordedEvent],
+        carried: Option<&Self>,
     ) -> impl Future<Output = Result<Self, ProjectorError>> + Send + 'a {
         let mut ids: Vec<Uuid> = events
             .iter()
@@ -294,8 +296,23 @@ impl<R: StatusRow> StatusBatch<R> {
             .collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut known = HashMap::new();
+        if let Some(carried) = carried {
+            ids.retain(|id| match carried.rows.get(id) {
+                Some(row) => {
+                    known.insert(*id, row.clone());
+                    false
+                }
+                None => true,
+            });
+        }
         async move {
-            let rows = db::load_rows::<R>(tx, &ids).await?;
+            let mut rows = if ids.is_empty() {
+                HashMap::new()
+            } else {
+                db::load_rows::<R>(tx, &ids).await?
+            };
+            rows.extend(known);
             let before = rows
                 .iter()
                 .map(|(id, r)| (*id, r.status().to_owned()))
@@ -445,8 +462,9 @@ impl<T: StatusProjection> Projection for T {
         &'a self,
         tx: &'a Transaction<'_>,
         events: &'a [RecordedEvent],
+        carried: Option<&'a Self::Batch>,
     ) -> impl Future<Output = Result<Self::Batch, ProjectorError>> + Send + 'a {
-        StatusBatch::load::<Self>(tx, events)
+        StatusBatch::load::<Self>(tx, events, carried)
     }
 
     fn apply(&self, batch: &mut Self::Batch, event: &RecordedEvent) -> Result<bool, ApplyError> {

@@ -1,6 +1,7 @@
 use crate::helpers::*;
-use domain::{Orders, Workflow};
+use domain::{OrderCommand, Orders, Workflow};
 use event_store::{EventStore, ExpectedRevision};
+use projector::Projector;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -337,4 +338,78 @@ async fn with_partitions_a_repaired_event_is_counted_once_and_stays_repaired_aft
     );
     assert_eq!(b["payment_id"], "p-1");
     assert_eq!(scalar(&env.projector, progress).await, 3);
+}
+
+/// The dead letters and parked streams as text, in a stable order.
+async fn dead_letters(projector: &Projector) -> String {
+    let client = projector.pool().get().await.unwrap();
+    let letters: String = client
+        .query_one(
+            "select coalesce(string_agg(stream_id || ' ' || revision || ' ' || error, E'\\n' order by stream_id, revision), '')
+             from projection_dead_letters",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let parked: String = client
+        .query_one(
+            "select coalesce(string_agg(stream_id, ' ' order by stream_id), '') from projection_parked_streams",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    format!("{letters}\n--\n{parked}")
+}
+
+/// Catch-up applies each page while the one before it commits, from the rows that one left:
+/// in pages of two events, orders whose events span pages and a poisoned order whose held-back
+/// event comes a page after the bad one end exactly as one batch of the whole log leaves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_in_pages_of_two_events_ends_as_one_batch_of_the_whole_log_would() {
+    let url = test_support::fresh_database().await;
+    let mut paged = config(&url);
+    paged.catch_up_batch_size = 2;
+    let env = env_on(&url, paged).await;
+    let bad = poisoned_order(env.store.as_ref()).await;
+    let mut written = 3;
+    for i in 0..5 {
+        let id = Uuid::new_v4();
+        written += Log::new(env.store.as_ref())
+            .at(t0())
+            .order(
+                id,
+                vec![
+                    place(id),
+                    authorize(&format!("pay-{i}"), TOTAL),
+                    reserve(&format!("res-{i}")),
+                    OrderCommand::StartFulfillment,
+                ],
+            )
+            .await
+            .events();
+    }
+    project(&env.projector, written as u64).await;
+    assert_eq!(row(&env.projector, bad).await["stream_revision"], 0);
+    assert_eq!(
+        rows_in(&env.projector, "order_timeline").await,
+        written as i64 - 2
+    );
+    assert_counts_consistent(&env.projector).await;
+    let paged = (
+        dump(&env.projector).await,
+        dead_letters(&env.projector).await,
+    );
+    assert!(paged.1.contains("parked behind"), "{}", paged.1);
+
+    let mut whole = config(&url);
+    whole.catch_up_batch_size = 10_000;
+    let whole = Projector::connect(whole).await.unwrap();
+    whole.rebuild(|_| {}).await.unwrap();
+    assert_eq!(
+        (dump(&whole).await, dead_letters(&whole).await),
+        paged,
+        "pages of two events and one batch of them all end alike"
+    );
 }
