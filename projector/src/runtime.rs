@@ -1050,3 +1050,68 @@ fn notification<P: Projection>(key: &str, position: Position, changed: &[Uuid]) 
         serde_json::Value::Object(payload).to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Projector};
+    use domain::OrderCommand;
+    use event_store::StoreOptions;
+    use test_support::log::{new_order, Log};
+    use uuid::Uuid;
+
+    /// A catch-up batch is applied outside the checkpoint's lock while the one before it
+    /// commits; a retry (which moves the corrections' version, see `db::record_retry`) that
+    /// commits in between must not be overwritten by it: the batch is refused, nothing is
+    /// written, and the next run applies it again under the lock.
+    #[tokio::test]
+    async fn a_batch_applied_before_a_retry_committed_is_not_written_after_it() {
+        let url = test_support::fresh_database().await;
+        let projector = Projector::connect(Config::local(&url)).await.unwrap();
+        let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
+            .await
+            .unwrap();
+        let id = Uuid::new_v4();
+        let place = OrderCommand::PlaceOrder(new_order(id, "cust-1", &[("A", 1, 100)]));
+        Log::new(store.as_ref()).order(id, vec![place]).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let page = loop {
+            let page = store.read_all(None, "order-", 10).await.unwrap();
+            if !page.is_empty() || std::time::Instant::now() > deadline {
+                break page;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        assert_eq!(page.len(), 1, "the order's event is in the log");
+
+        let prepared = projector.prepare_ahead(&page, None).await.unwrap();
+        let client = projector.pool().get().await.unwrap();
+        client
+            .execute(
+                "update projection_checkpoints set corrections_version = corrections_version + 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let rows = |sql: &'static str| {
+            let client = &client;
+            async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+        };
+        assert!(
+            projector
+                .commit_prepared(None, None, &prepared)
+                .await
+                .unwrap()
+                .is_none(),
+            "a batch applied before the retry is refused"
+        );
+        assert_eq!(rows("select count(*) from order_status").await, 0);
+        assert_eq!(projector.checkpoint().await.unwrap(), None);
+
+        assert_eq!(projector.run_once().await.unwrap(), 1);
+        assert_eq!(rows("select count(*) from order_status").await, 1);
+        assert_eq!(
+            projector.checkpoint().await.unwrap(),
+            Some(page[0].position)
+        );
+    }
+}
