@@ -594,7 +594,7 @@ impl<P: Projection> Runtime<P> {
                 .load(&tx, events, previous.map(|p| &p.batch)),
             db::parked_streams(&tx, P::NAME, &streams).err_into(),
         )?;
-        let current = current.ok_or_else(|| {
+        let mut current = current.ok_or_else(|| {
             ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
         })?;
         let corrections = self.corrections(&tx, current.corrections_version).await?;
@@ -602,6 +602,10 @@ impl<P: Projection> Runtime<P> {
         drop(client);
         if let Some(previous) = previous {
             parked.extend(previous.parked.iter().cloned());
+            // What comes from `previous` is as of its version: a retry committed since then
+            // may have changed those rows or unparked those streams, so the batch is made to
+            // be refused at its commit (and applied again under the lock).
+            current.corrections_version = previous.corrections_version;
         }
         self.prepare(batch, parked, &corrections, current, events, last)
     }
@@ -1056,7 +1060,7 @@ mod tests {
     use crate::{Config, Projector};
     use domain::OrderCommand;
     use event_store::StoreOptions;
-    use test_support::log::{new_order, Log};
+    use test_support::log::{authorize, new_order, Log};
     use uuid::Uuid;
 
     /// A catch-up batch is applied outside the checkpoint's lock while the one before it
@@ -1112,6 +1116,61 @@ mod tests {
         assert_eq!(
             projector.checkpoint().await.unwrap(),
             Some(page[0].position)
+        );
+    }
+
+    /// The same when the retry commits after the batch before it: rows carried from that
+    /// batch are as of before the retry.
+    #[tokio::test]
+    async fn a_batch_carrying_rows_from_before_a_retry_committed_is_not_written_after_it() {
+        let url = test_support::fresh_database().await;
+        let projector = Projector::connect(Config::local(&url)).await.unwrap();
+        let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
+            .await
+            .unwrap();
+        let id = Uuid::new_v4();
+        let place = OrderCommand::PlaceOrder(new_order(id, "cust-1", &[("A", 1, 100)]));
+        Log::new(store.as_ref())
+            .order(id, vec![place, authorize("pay-1", 100)])
+            .await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let log = loop {
+            let log = store.read_all(None, "order-", 10).await.unwrap();
+            if log.len() == 2 || std::time::Instant::now() > deadline {
+                break log;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let (first, second) = (&log[..1], &log[1..]);
+        let before = projector.prepare_ahead(first, None).await.unwrap();
+        assert!(projector
+            .commit_prepared(None, None, &before)
+            .await
+            .unwrap()
+            .is_some());
+        let client = projector.pool().get().await.unwrap();
+        client
+            .execute(
+                "update projection_checkpoints set corrections_version = corrections_version + 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        let after = projector
+            .prepare_ahead(second, Some(&before))
+            .await
+            .unwrap();
+        assert!(
+            projector
+                .commit_prepared(None, Some(first[0].position), &after)
+                .await
+                .unwrap()
+                .is_none(),
+            "a batch carrying rows from before the retry is refused"
+        );
+        assert_eq!(
+            projector.checkpoint().await.unwrap(),
+            Some(first[0].position)
         );
     }
 }
