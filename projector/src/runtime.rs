@@ -1059,35 +1059,39 @@ fn notification<P: Projection>(key: &str, position: Position, changed: &[Uuid]) 
 mod tests {
     use crate::{Config, Projector};
     use domain::OrderCommand;
-    use event_store::StoreOptions;
+    use event_store::{RecordedEvent, StoreOptions};
     use test_support::log::{authorize, new_order, Log};
     use uuid::Uuid;
 
-    /// A catch-up batch is applied outside the checkpoint's lock while the one before it
-    /// commits; a retry (which moves the corrections' version, see `db::record_retry`) that
-    /// commits in between must not be overwritten by it: the batch is refused, nothing is
-    /// written, and the next run applies it again under the lock.
-    #[tokio::test]
-    async fn a_batch_applied_before_a_retry_committed_is_not_written_after_it() {
+    /// A projector on a fresh database whose log holds one order placed, followed by
+    /// `then`; returns the projector and the log once all of it is visible.
+    async fn one_order(then: Vec<OrderCommand>) -> (Projector, Vec<RecordedEvent>) {
         let url = test_support::fresh_database().await;
         let projector = Projector::connect(Config::local(&url)).await.unwrap();
         let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
             .await
             .unwrap();
         let id = Uuid::new_v4();
-        let place = OrderCommand::PlaceOrder(new_order(id, "cust-1", &[("A", 1, 100)]));
-        Log::new(store.as_ref()).order(id, vec![place]).await;
+        let mut commands = vec![OrderCommand::PlaceOrder(new_order(
+            id,
+            "cust-1",
+            &[("A", 1, 100)],
+        ))];
+        commands.extend(then);
+        let events = Log::new(store.as_ref()).order(id, commands).await.events();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let page = loop {
-            let page = store.read_all(None, "order-", 10).await.unwrap();
-            if !page.is_empty() || std::time::Instant::now() > deadline {
-                break page;
+        loop {
+            let log = store.read_all(None, "order-", 10).await.unwrap();
+            if log.len() == events || std::time::Instant::now() > deadline {
+                assert_eq!(log.len(), events, "the order's events are in the log");
+                return (projector, log);
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
-        assert_eq!(page.len(), 1, "the order's event is in the log");
+        }
+    }
 
-        let prepared = projector.prepare_ahead(&page, None).await.unwrap();
+    /// What a retry does to the checkpoint rows (`db::record_retry`).
+    async fn a_retry_commits(projector: &Projector) {
         let client = projector.pool().get().await.unwrap();
         client
             .execute(
@@ -1096,6 +1100,18 @@ mod tests {
             )
             .await
             .unwrap();
+    }
+
+    /// A catch-up batch is applied outside the checkpoint's lock while the one before it
+    /// commits; a retry (which moves the corrections' version, see `db::record_retry`) that
+    /// commits in between must not be overwritten by it: the batch is refused, nothing is
+    /// written, and the next run applies it again under the lock.
+    #[tokio::test]
+    async fn a_batch_applied_before_a_retry_committed_is_not_written_after_it() {
+        let (projector, page) = one_order(vec![]).await;
+        let prepared = projector.prepare_ahead(&page, None).await.unwrap();
+        a_retry_commits(&projector).await;
+        let client = projector.pool().get().await.unwrap();
         let rows = |sql: &'static str| {
             let client = &client;
             async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
@@ -1123,24 +1139,7 @@ mod tests {
     /// batch are as of before the retry.
     #[tokio::test]
     async fn a_batch_carrying_rows_from_before_a_retry_committed_is_not_written_after_it() {
-        let url = test_support::fresh_database().await;
-        let projector = Projector::connect(Config::local(&url)).await.unwrap();
-        let store = event_store::connect(&url, &StoreOptions { pool_size: 2 })
-            .await
-            .unwrap();
-        let id = Uuid::new_v4();
-        let place = OrderCommand::PlaceOrder(new_order(id, "cust-1", &[("A", 1, 100)]));
-        Log::new(store.as_ref())
-            .order(id, vec![place, authorize("pay-1", 100)])
-            .await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let log = loop {
-            let log = store.read_all(None, "order-", 10).await.unwrap();
-            if log.len() == 2 || std::time::Instant::now() > deadline {
-                break log;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        };
+        let (projector, log) = one_order(vec![authorize("pay-1", 100)]).await;
         let (first, second) = (&log[..1], &log[1..]);
         let before = projector.prepare_ahead(first, None).await.unwrap();
         assert!(projector
@@ -1148,14 +1147,7 @@ mod tests {
             .await
             .unwrap()
             .is_some());
-        let client = projector.pool().get().await.unwrap();
-        client
-            .execute(
-                "update projection_checkpoints set corrections_version = corrections_version + 1",
-                &[],
-            )
-            .await
-            .unwrap();
+        a_retry_commits(&projector).await;
         let after = projector
             .prepare_ahead(second, Some(&before))
             .await
