@@ -82,6 +82,8 @@ struct Prepared<P: Projection> {
     visible: Vec<(chrono::DateTime<chrono::Utc>, Option<String>)>,
     /// The corrections' version it was applied with (the checkpoint row's).
     corrections_version: i64,
+    /// When its load began, for the time a batch takes to apply and commit.
+    started: Instant,
 }
 
 impl<P: Projection> Prepared<P> {
@@ -357,17 +359,16 @@ impl<P: Projection> Runtime<P> {
                 ..BatchOutcome::default()
             });
         }
-        let started = Instant::now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let written = self.write_batch(&tx, fence, expected, events).await?;
         tx.commit().await?;
-        self.record_committed(&written, started);
+        self.record_committed(&written);
         Ok(written.outcome())
     }
 
     /// Counts a committed batch in the metrics.
-    fn record_committed(&self, batch: &Prepared<P>, started: Instant) {
+    fn record_committed(&self, batch: &Prepared<P>) {
         let committed = chrono::Utc::now();
         let labels = ProjectionLabels {
             projection: P::NAME,
@@ -385,7 +386,7 @@ impl<P: Projection> Runtime<P> {
         metrics
             .batch_duration
             .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
+            .observe(batch.started.elapsed().as_secs_f64());
         crate::metrics::record_visible(
             P::NAME,
             committed,
@@ -427,6 +428,7 @@ impl<P: Projection> Runtime<P> {
         expected: Option<Position>,
         events: &[RecordedEvent],
     ) -> Result<Prepared<P>, ProjectorError> {
+        let started = Instant::now();
         let (last, owned) = self.owned(events)?;
         let events = &*owned;
         let streams = streams_of(events);
@@ -438,7 +440,10 @@ impl<P: Projection> Runtime<P> {
         )?;
         let current = self.expect(current, expected)?;
         let corrections = self.corrections(tx, current.corrections_version).await?;
-        let prepared = self.prepare(batch, parked, &corrections, current, events, last)?;
+        let prepared = Prepared {
+            started,
+            ..self.prepare(batch, parked, &corrections, current, events, last)?
+        };
         self.write_prepared(tx, fence, &prepared).await?;
         Ok(prepared)
     }
@@ -520,6 +525,7 @@ impl<P: Projection> Runtime<P> {
             last,
             visible,
             corrections_version: checkpoint.corrections_version,
+            started: Instant::now(),
         })
     }
 
@@ -578,6 +584,7 @@ impl<P: Projection> Runtime<P> {
         events: &[RecordedEvent],
         previous: Option<&Prepared<P>>,
     ) -> Result<Prepared<P>, ProjectorError> {
+        let started = Instant::now();
         let (last, owned) = self.owned(events)?;
         let events = &*owned;
         let streams = streams_of(events);
@@ -607,7 +614,10 @@ impl<P: Projection> Runtime<P> {
             // be refused at its commit (and applied again under the lock).
             current.corrections_version = previous.corrections_version;
         }
-        self.prepare(batch, parked, &corrections, current, events, last)
+        Ok(Prepared {
+            started,
+            ..self.prepare(batch, parked, &corrections, current, events, last)?
+        })
     }
 
     /// Writes a batch from [`Runtime::prepare_ahead`] in a transaction of its own: `None`, and
@@ -622,7 +632,6 @@ impl<P: Projection> Runtime<P> {
         expected: Option<Position>,
         prepared: &Prepared<P>,
     ) -> Result<Option<BatchOutcome>, ProjectorError> {
-        let started = Instant::now();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let current = self.expect(db::lock_checkpoint(&tx, &self.key).await?, expected)?;
@@ -631,7 +640,7 @@ impl<P: Projection> Runtime<P> {
         }
         self.write_prepared(&tx, fence, prepared).await?;
         tx.commit().await?;
-        self.record_committed(prepared, started);
+        self.record_committed(prepared);
         Ok(Some(prepared.outcome()))
     }
 
