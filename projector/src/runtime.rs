@@ -97,6 +97,16 @@ impl<P: Projection> Prepared<P> {
     }
 }
 
+/// What applying a batch needs, loaded: its rows, the parked streams among its own, the
+/// checkpoint row it was loaded at and the corrections as of that row, and when its load began.
+struct Loaded<P: Projection> {
+    batch: P::Batch,
+    parked: HashSet<String>,
+    checkpoint: db::LockedCheckpoint,
+    corrections: Arc<HashMap<Uuid, Correction>>,
+    started: Instant,
+}
+
 /// An event a batch could not apply, and why; `parks` when it parks its stream (the first
 /// refused event of a stream does, the later ones are held behind it).
 struct DeadLettered {
@@ -428,63 +438,96 @@ impl<P: Projection> Runtime<P> {
         expected: Option<Position>,
         events: &[RecordedEvent],
     ) -> Result<Prepared<P>, ProjectorError> {
-        let started = Instant::now();
         let (last, owned) = self.owned(events)?;
-        let events = &*owned;
-        let streams = streams_of(events);
-        // One round trip: the statements run in order, the loads under the lock.
-        let (current, batch, parked) = futures::try_join!(
-            db::lock_checkpoint(tx, &self.key).err_into(),
-            self.projection.load(tx, events, None),
-            db::parked_streams(tx, P::NAME, &streams).err_into(),
-        )?;
-        let current = self.expect(current, expected)?;
-        let corrections = self.corrections(tx, current.corrections_version).await?;
-        let prepared = Prepared {
-            started,
-            ..self.prepare(batch, parked, &corrections, current, events, last)?
-        };
+        let loaded = self.load(tx, &owned, true, None).await?;
+        self.expect(&loaded.checkpoint, expected)?;
+        let prepared = self.prepare(loaded, &owned, last)?;
         self.write_prepared(tx, fence, &prepared).await?;
         Ok(prepared)
     }
 
-    /// The checkpoint row, when it stands at `expected`.
-    fn expect(
+    /// What applying `events` needs, in one round trip: the checkpoint row (under its lock when
+    /// `lock`), the rows (those `carried` holds taken from it) and the parked streams; then the
+    /// corrections as of the checkpoint row.
+    async fn load(
         &self,
-        current: Option<db::LockedCheckpoint>,
-        expected: Option<Position>,
-    ) -> Result<db::LockedCheckpoint, ProjectorError> {
-        let current = current.ok_or_else(|| {
-            ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
-        })?;
-        if current.position != expected {
-            return Err(ProjectorError::CheckpointMoved {
-                expected,
-                found: current.position,
-            });
-        }
-        Ok(current)
+        tx: &deadpool_postgres::Transaction<'_>,
+        events: &[RecordedEvent],
+        lock: bool,
+        carried: Option<&P::Batch>,
+    ) -> Result<Loaded<P>, ProjectorError> {
+        let started = Instant::now();
+        let streams = streams_of(events);
+        let checkpoint = async {
+            match lock {
+                true => db::lock_checkpoint(tx, &self.key).await,
+                false => db::read_checkpoint(tx, &self.key).await,
+            }
+        };
+        let (checkpoint, batch, parked) = futures::try_join!(
+            checkpoint.err_into(),
+            self.projection.load(tx, events, carried),
+            db::parked_streams(tx, P::NAME, &streams).err_into(),
+        )?;
+        let checkpoint = self.found(checkpoint)?;
+        let corrections = self.corrections(tx, checkpoint.corrections_version).await?;
+        Ok(Loaded {
+            batch,
+            parked,
+            checkpoint,
+            corrections,
+            started,
+        })
     }
 
-    /// Applies `events` to `batch` in memory and seals it: what a batch will write. An event
-    /// of a parked stream, or one the projection refuses (which parks its stream), becomes a
-    /// dead letter. `checkpoint` is the checkpoint row the batch was loaded at.
+    /// The checkpoint row, which must exist.
+    fn found(
+        &self,
+        checkpoint: Option<db::LockedCheckpoint>,
+    ) -> Result<db::LockedCheckpoint, ProjectorError> {
+        checkpoint.ok_or_else(|| {
+            ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
+        })
+    }
+
+    /// Whether the checkpoint row stands at `expected`.
+    fn expect(
+        &self,
+        checkpoint: &db::LockedCheckpoint,
+        expected: Option<Position>,
+    ) -> Result<(), ProjectorError> {
+        if checkpoint.position != expected {
+            return Err(ProjectorError::CheckpointMoved {
+                expected,
+                found: checkpoint.position,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies `events` (up to `last` in the log) to the loaded batch in memory and seals it:
+    /// what a batch will write. An event of a parked stream, or one the projection refuses
+    /// (which parks its stream), becomes a dead letter.
     fn prepare(
         &self,
-        mut batch: P::Batch,
-        mut parked: HashSet<String>,
-        corrections: &HashMap<Uuid, Correction>,
-        checkpoint: db::LockedCheckpoint,
+        loaded: Loaded<P>,
         events: &[RecordedEvent],
         last: Position,
     ) -> Result<Prepared<P>, ProjectorError> {
+        let Loaded {
+            mut batch,
+            mut parked,
+            checkpoint,
+            corrections,
+            started,
+        } = loaded;
         let projection = &*self.projection;
         let mut applied = 0;
         let mut dead_letters = Vec::new();
         // When each event that becomes visible with this batch was decided, and its trace.
         let mut visible = Vec::with_capacity(events.len());
         for logged in events {
-            let event = corrected(corrections, logged);
+            let event = corrected(&corrections, logged);
             if parked.contains(&event.stream_id) {
                 let reason =
                     "parked behind an earlier event of this stream that could not be applied";
@@ -525,7 +568,7 @@ impl<P: Projection> Runtime<P> {
             last,
             visible,
             corrections_version: checkpoint.corrections_version,
-            started: Instant::now(),
+            started,
         })
     }
 
@@ -584,10 +627,7 @@ impl<P: Projection> Runtime<P> {
         events: &[RecordedEvent],
         previous: Option<&Prepared<P>>,
     ) -> Result<Prepared<P>, ProjectorError> {
-        let started = Instant::now();
         let (last, owned) = self.owned(events)?;
-        let events = &*owned;
-        let streams = streams_of(events);
         let mut client = self.pool.get().await?;
         let tx = client
             .build_transaction()
@@ -595,29 +635,19 @@ impl<P: Projection> Runtime<P> {
             .read_only(true)
             .start()
             .await?;
-        let (current, batch, mut parked) = futures::try_join!(
-            db::read_checkpoint(&tx, &self.key).err_into(),
-            self.projection
-                .load(&tx, events, previous.map(|p| &p.batch)),
-            db::parked_streams(&tx, P::NAME, &streams).err_into(),
-        )?;
-        let mut current = current.ok_or_else(|| {
-            ProjectorError::Corrupt(format!("the checkpoint row of {} is missing", self.key))
-        })?;
-        let corrections = self.corrections(&tx, current.corrections_version).await?;
+        let mut loaded = self
+            .load(&tx, &owned, false, previous.map(|p| &p.batch))
+            .await?;
         tx.commit().await?;
         drop(client);
         if let Some(previous) = previous {
-            parked.extend(previous.parked.iter().cloned());
+            loaded.parked.extend(previous.parked.iter().cloned());
             // What comes from `previous` is as of its version: a retry committed since then
             // may have changed those rows or unparked those streams, so the batch is made to
             // be refused at its commit (and applied again under the lock).
-            current.corrections_version = previous.corrections_version;
+            loaded.checkpoint.corrections_version = previous.corrections_version;
         }
-        Ok(Prepared {
-            started,
-            ..self.prepare(batch, parked, &corrections, current, events, last)?
-        })
+        self.prepare(loaded, &owned, last)
     }
 
     /// Writes a batch from [`Runtime::prepare_ahead`] in a transaction of its own: `None`, and
@@ -634,7 +664,8 @@ impl<P: Projection> Runtime<P> {
     ) -> Result<Option<BatchOutcome>, ProjectorError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let current = self.expect(db::lock_checkpoint(&tx, &self.key).await?, expected)?;
+        let current = self.found(db::lock_checkpoint(&tx, &self.key).await?)?;
+        self.expect(&current, expected)?;
         if current.corrections_version != prepared.corrections_version {
             return Ok(None);
         }

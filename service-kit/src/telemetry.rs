@@ -13,6 +13,7 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -91,12 +92,7 @@ where
 /// The OpenTelemetry layer recording the spans of [`trace_filter`] with `provider`'s tracer,
 /// none below a span whose trace was dropped ([`unless_dropped`]).
 fn trace_layer(provider: &SdkTracerProvider) -> TraceLayer {
-    Box::new(
-        otel_layer(provider).with_filter(tracing_subscriber::filter::FilterExt::and(
-            trace_filter(),
-            unless_dropped(),
-        )),
-    )
+    Box::new(otel_layer(provider).with_filter(trace_filter().and(unless_dropped())))
 }
 
 /// Keeps out of traces what happens below a span whose trace the sampler dropped (a request
@@ -346,12 +342,9 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
     let switched = tracing_subscriber::filter::dynamic_filter_fn(move |_, _| {
         on.load(std::sync::atomic::Ordering::Relaxed)
     });
-    let traces: TraceLayer = Box::new(otel_layer(&provider).with_filter(
-        tracing_subscriber::filter::FilterExt::and(
-            tracing_subscriber::filter::FilterExt::and(trace_filter(), switched),
-            unless_dropped(),
-        ),
-    ));
+    let traces: TraceLayer = Box::new(
+        otel_layer(&provider).with_filter(trace_filter().and(switched).and(unless_dropped())),
+    );
     services_subscriber(Some(traces), filter(), std::io::stderr)
         .try_init()
         .expect("no other subscriber is installed before the switchable one");
@@ -561,19 +554,46 @@ mod tests {
         assert_ne!(lines[1]["span_id"], parts[2], "its own span");
     }
 
-    #[test]
-    fn a_trace_records_the_services_spans_whatever_the_log_level() {
+    /// The services' subscriber with traces recorded in memory under `sampler`, and logs at
+    /// `logs` into the returned lines. The provider records while it is kept.
+    fn recording(
+        sampler: opentelemetry_sdk::trace::Sampler,
+        logs: &str,
+    ) -> (
+        SdkTracerProvider,
+        opentelemetry_sdk::trace::InMemorySpanExporter,
+        Lines,
+        impl Subscriber + Send + Sync,
+    ) {
         let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
             .with_simple_exporter(exporter.clone())
             .build();
         let lines = Lines::default();
-        // Logs at `error` only, as an operator quieting a service would set `RUST_LOG`.
         let subscriber = services_subscriber(
             Some(trace_layer(&provider)),
-            EnvFilter::new("error"),
+            EnvFilter::new(logs),
             lines.clone(),
         );
+        (provider, exporter, lines, subscriber)
+    }
+
+    /// The names of the spans `exporter` was sent, in the order they ended.
+    fn sent(exporter: &opentelemetry_sdk::trace::InMemorySpanExporter) -> Vec<String> {
+        exporter
+            .get_finished_spans()
+            .unwrap()
+            .iter()
+            .map(|s| s.name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_trace_records_the_services_spans_whatever_the_log_level() {
+        // Logs at `error` only, as an operator quieting a service would set `RUST_LOG`.
+        let (_provider, exporter, lines, subscriber) =
+            recording(opentelemetry_sdk::trace::Sampler::AlwaysOn, "error");
         tracing::subscriber::with_default(subscriber, || {
             tracing::info_span!("request").in_scope(|| {
                 tracing::info_span!("append").in_scope(|| tracing::info!("appended"));
@@ -581,13 +601,11 @@ mod tests {
             });
             tracing::debug_span!("detail").in_scope(|| {});
         });
-        let spans: Vec<String> = exporter
-            .get_finished_spans()
-            .unwrap()
-            .iter()
-            .map(|s| s.name.to_string())
-            .collect();
-        assert_eq!(spans, ["append", "request"], "below info is not traced");
+        assert_eq!(
+            sent(&exporter),
+            ["append", "request"],
+            "below info is not traced"
+        );
         let lines = lines.json();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["fields"]["message"], "refused");
@@ -599,17 +617,7 @@ mod tests {
     fn sampled_request(
         sampler: opentelemetry_sdk::trace::Sampler,
     ) -> (String, String, Vec<String>, Vec<serde_json::Value>) {
-        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(sampler)
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let lines = Lines::default();
-        let subscriber = services_subscriber(
-            Some(trace_layer(&provider)),
-            EnvFilter::new("info"),
-            lines.clone(),
-        );
+        let (_provider, exporter, lines, subscriber) = recording(sampler, "info");
         let (request, below) = tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!("request");
             crate::trace::sample(&request);
@@ -622,13 +630,7 @@ mod tests {
                 )
             })
         });
-        let spans = exporter
-            .get_finished_spans()
-            .unwrap()
-            .iter()
-            .map(|s| s.name.to_string())
-            .collect();
-        (request, below, spans, lines.json())
+        (request, below, sent(&exporter), lines.json())
     }
 
     #[test]
