@@ -96,7 +96,12 @@ fn nearest_traced(span: &tracing::Span) -> Option<TraceContext> {
             let (Some(trace), Some(own)) = otel_ids(data) else {
                 return None;
             };
-            let flags = if dropped(data) { "00" } else { "01" };
+            let sampled = data
+                .builder
+                .sampling_result
+                .as_ref()
+                .is_none_or(|r| r.decision == SamplingDecision::RecordAndSample);
+            let flags = if sampled { "01" } else { "00" };
             let state = data
                 .builder
                 .sampling_result
