@@ -95,6 +95,10 @@ macro_rules! status_columns {
                 ]
             }
 
+            fn copy_values(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+                vec![&self.$key as _, $( &self.$column as _, )*]
+            }
+
             fn statements() -> &'static $crate::status_table::Statements {
                 static SQL: std::sync::OnceLock<$crate::status_table::Statements> =
                     std::sync::OnceLock::new();

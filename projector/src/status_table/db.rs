@@ -4,24 +4,26 @@
 use super::{StatusRow, TimelineRow};
 use crate::ProjectorError;
 use deadpool_postgres::Transaction;
-use event_store::Principal;
 use std::collections::HashMap;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 /// The statements of one status table, built once from its column list.
 #[derive(Debug)]
 pub struct Statements {
     select: String,
-    insert: String,
+    copy: String,
     update: String,
 }
 
 impl Statements {
-    /// A plain insert rather than an upsert: the caller knows which rows exist (it loaded them
-    /// under the checkpoint's lock), and `on conflict` costs the server a speculative insertion
-    /// per row. `text[]` columns travel as one array literal per row (see `Bind`), cast back
-    /// here. The first column is the key.
+    /// New rows go in by binary `COPY` rather than an upsert: the caller knows which rows exist
+    /// (it loaded them under the checkpoint's lock), `on conflict` would cost the server a
+    /// speculative insertion per row, and `COPY` spares it unpacking one array per column.
+    /// Existing rows are updated from typed arrays through `unnest`; `text[]` columns travel
+    /// there as one array literal per row (see `Bind`), cast back here. The first column is the
+    /// key.
     pub fn new(table: &str, columns: &[(&str, &str)]) -> Self {
         let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
         let arrays: Vec<String> = columns
@@ -51,17 +53,39 @@ impl Statements {
                 "select {} from {table} where {key} = any($1)",
                 names.join(", ")
             ),
-            insert: format!(
-                "insert into {table} ({}) select {} from {source}",
-                names.join(", "),
-                values.join(", ")
-            ),
+            copy: copy_statement(table, names.iter().copied()),
             update: format!(
                 "update {table} t set {} from {source} where t.{key} = u.{key}",
                 assigned.join(", ")
             ),
         }
     }
+}
+
+fn copy_statement<'a>(table: &str, columns: impl Iterator<Item = &'a str>) -> String {
+    let columns: Vec<&str> = columns.collect();
+    format!(
+        "copy {table} ({}) from stdin (format binary)",
+        columns.join(", ")
+    )
+}
+
+/// Writes `rows` into a table by binary `COPY`; `types` are the types of `copy`'s columns, in
+/// its order, and each row's values come in the same order.
+async fn copy_in<'r>(
+    tx: &Transaction<'_>,
+    copy: &str,
+    types: &[Type],
+    rows: impl Iterator<Item = Vec<&'r (dyn ToSql + Sync)>>,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in(copy).await?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    futures::pin_mut!(writer);
+    for values in rows {
+        writer.as_mut().write(&values).await?;
+    }
+    writer.finish().await?;
+    Ok(())
 }
 
 /// The current rows of these instances, read in binary column by column (no JSON on either
@@ -88,26 +112,56 @@ pub async fn write_rows<R: StatusRow>(
     existing: &[&R],
 ) -> Result<(), ProjectorError> {
     let sql = R::statements();
-    let (insert, update) = futures::try_join!(
-        tx.prepare_cached(&sql.insert),
-        tx.prepare_cached(&sql.update)
-    )?;
-    let writes = [(insert, new), (update, existing)]
-        .into_iter()
-        .filter(|(_, rows)| !rows.is_empty())
-        .map(|(stmt, rows)| async move {
-            let params = R::bind_columns(rows);
-            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
-            tx.execute(&stmt, &params).await
-        });
-    futures::future::try_join_all(writes).await?;
+    let insert = async {
+        if new.is_empty() {
+            return Ok(());
+        }
+        // The select names the same columns in the same order: its types are the table's.
+        let select = tx.prepare_cached(&sql.select).await?;
+        let types: Vec<Type> = select.columns().iter().map(|c| c.type_().clone()).collect();
+        copy_in(
+            tx,
+            &sql.copy,
+            &types,
+            new.iter().map(|row| row.copy_values()),
+        )
+        .await
+    };
+    let update = async {
+        if existing.is_empty() {
+            return Ok(());
+        }
+        let stmt = tx.prepare_cached(&sql.update).await?;
+        let params = R::bind_columns(existing);
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| &**p as _).collect();
+        tx.execute(&stmt, &params).await.map(drop)
+    };
+    futures::try_join!(insert, update)?;
     Ok(())
 }
 
-/// Inserts timeline entries into `R`'s timeline. A plain insert: an entry is made only for an
-/// event newer than its instance's row, and the row moves with it in the same transaction, so
-/// an entry is never written twice (a duplicate would be a bug, and fails the batch loudly
-/// rather than hiding it).
+/// The timeline's columns and their types, in the order [`insert_timeline`] sends each
+/// entry's values.
+const TIMELINE_COLUMNS: [(&str, Type); 13] = [
+    ("order_id", Type::UUID),
+    ("revision", Type::INT8),
+    ("event_type", Type::TEXT),
+    ("occurred_at", Type::TIMESTAMPTZ),
+    ("recorded_at", Type::TIMESTAMPTZ),
+    ("position", Type::TEXT),
+    ("event_id", Type::UUID),
+    ("correlation_id", Type::TEXT),
+    ("causation_id", Type::TEXT),
+    ("summary", Type::TEXT),
+    ("principal_subject", Type::TEXT),
+    ("principal_role", Type::TEXT),
+    ("principal_client", Type::TEXT),
+];
+
+/// Inserts timeline entries into `R`'s timeline, by binary `COPY`. A plain insert: an entry is
+/// made only for an event newer than its instance's row, and the row moves with it in the same
+/// transaction, so an entry is never written twice (a duplicate would be a bug, and fails the
+/// batch loudly rather than hiding it).
 pub async fn insert_timeline<R: StatusRow>(
     tx: &Transaction<'_>,
     rows: &[TimelineRow],
@@ -115,59 +169,40 @@ pub async fn insert_timeline<R: StatusRow>(
     if rows.is_empty() {
         return Ok(());
     }
-    // Typed arrays travel in binary: no JSON for the server to parse.
-    let principal = |part: fn(&Principal) -> Option<&str>| {
-        rows.iter()
-            .map(move |r| r.principal.as_ref().and_then(part))
-    };
-    let columns: [Column<'_>; 13] = [
-        column("order_id", "uuid", rows.iter().map(|r| r.order_id)),
-        column("revision", "bigint", rows.iter().map(|r| r.revision)),
-        column(
-            "event_type",
-            "text",
-            rows.iter().map(|r| r.event_type.as_str()),
-        ),
-        column(
-            "occurred_at",
-            "timestamptz",
-            rows.iter().map(|r| r.occurred_at),
-        ),
-        column(
-            "recorded_at",
-            "timestamptz",
-            rows.iter().map(|r| r.recorded_at),
-        ),
-        column("position", "text", rows.iter().map(|r| r.position.as_str())),
-        column("event_id", "uuid", rows.iter().map(|r| r.event_id)),
-        column(
-            "correlation_id",
-            "text",
-            rows.iter().map(|r| r.correlation_id.as_deref()),
-        ),
-        column(
-            "causation_id",
-            "text",
-            rows.iter().map(|r| r.causation_id.as_deref()),
-        ),
-        column("summary", "text", rows.iter().map(|r| r.summary.as_str())),
-        column(
-            "principal_subject",
-            "text",
-            principal(|p| Some(p.subject.as_str())),
-        ),
-        column(
-            "principal_role",
-            "text",
-            principal(|p| Some(p.role.as_str())),
-        ),
-        column(
-            "principal_client",
-            "text",
-            principal(|p| p.client.as_deref()),
-        ),
-    ];
-    insert_unnest(tx, R::TIMELINE, &columns, "").await?;
+    let copy = copy_statement(R::TIMELINE, TIMELINE_COLUMNS.iter().map(|(name, _)| *name));
+    let types = TIMELINE_COLUMNS.map(|(_, t)| t);
+    let principals: Vec<[Option<&str>; 3]> = rows
+        .iter()
+        .map(|r| {
+            let p = r.principal.as_ref();
+            [
+                p.map(|p| p.subject.as_str()),
+                p.map(|p| p.role.as_str()),
+                p.and_then(|p| p.client.as_deref()),
+            ]
+        })
+        .collect();
+    let values = rows
+        .iter()
+        .zip(&principals)
+        .map(|(r, [subject, role, client])| {
+            vec![
+                &r.order_id as &(dyn ToSql + Sync),
+                &r.revision,
+                &r.event_type,
+                &r.occurred_at,
+                &r.recorded_at,
+                &r.position,
+                &r.event_id,
+                &r.correlation_id,
+                &r.causation_id,
+                &r.summary,
+                subject,
+                role,
+                client,
+            ]
+        });
+    copy_in(tx, &copy, &types, values).await?;
     Ok(())
 }
 

@@ -41,6 +41,8 @@ pub trait StatusRow: Clone + Send + Sync + 'static {
     /// # Errors
     /// When a column does not read as its field's type.
     fn from_row(r: &tokio_postgres::Row) -> Result<Self, tokio_postgres::Error>;
+    /// The row's values, in [`StatusRow::COLUMNS`]' order, as binary `COPY` takes them.
+    fn copy_values(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)>;
     /// Each column of `rows` as one array parameter, in [`StatusRow::COLUMNS`]' order.
     fn bind_columns<'a>(
         rows: &[&'a Self],
