@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
-/// How long a wait sleeps before looking again when the log cannot yet be seen up to the
-/// token (a checkpoint's notification wakes it sooner).
+/// How long a wait sleeps at most before looking again when the log cannot yet be seen up to
+/// the token (a committed batch wakes it sooner).
 const RECHECK: Duration = Duration::from_millis(50);
 
 /// The latest checkpoint of each projection this process knows of.
@@ -233,6 +233,8 @@ impl CheckpointWatch {
         let mut concerned: Vec<&'static Descriptor> = Vec::new();
         let mut open: Vec<&'static Descriptor> = PROJECTIONS.iter().collect();
         let reached = loop {
+            // Taken before looking, so that a batch committed meanwhile still wakes the wait.
+            let mut committed = self.changes.subscribe();
             let mut waiting_on = None;
             let mut still_open = Vec::new();
             let visible = self.visible_up_to(token).await;
@@ -268,19 +270,21 @@ impl CheckpointWatch {
                 break false;
             }
             // Look again when the awaited projection's checkpoint moves (it may stop short of
-            // the token, its last event being before it), or shortly when what is pending cannot
-            // be told yet.
-            let slice = match waiting_on {
+            // the token, its last event being before it); when what is pending cannot be told
+            // yet (a transaction before the token is still open), when any batch commits, or
+            // after a while (that transaction may hold no projection's events).
+            match waiting_on {
                 Some((projection, before)) => {
                     let mut rx = self.sender(projection.name).subscribe();
                     if self.known(projection.name) == before {
                         let _ = tokio::time::timeout(deadline - now, rx.changed()).await;
                     }
-                    continue;
                 }
-                None => RECHECK.min(deadline - now),
-            };
-            tokio::time::sleep(slice).await;
+                None => {
+                    let _ =
+                        tokio::time::timeout(RECHECK.min(deadline - now), committed.recv()).await;
+                }
+            }
         };
         concerned.extend(open);
         crate::metrics::METRICS
