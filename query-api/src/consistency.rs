@@ -12,8 +12,8 @@ use crate::metrics::WaitLabels;
 use deadpool_postgres::Pool;
 use event_store::Position;
 use projector::{Descriptor, CHANGES_CHANNEL, PROJECTIONS};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
@@ -31,6 +31,11 @@ pub struct CheckpointWatch {
     /// Every committed batch, for the subscriptions; each subscriber may fall this channel's
     /// capacity behind.
     changes: broadcast::Sender<Notice>,
+    /// Per projection, a position up to which the log was found to hold none of its events
+    /// beyond its checkpoint, with the projection's rebuild count then: later waits look at
+    /// the log only from there (a projection whose streams are rare, or absent, would
+    /// otherwise be looked for across the whole log on every wait).
+    settled: Arc<Mutex<HashMap<&'static str, (i64, Position)>>>,
 }
 
 /// How a wait ended.
@@ -66,6 +71,7 @@ impl CheckpointWatch {
             pool,
             log: Arc::new(EventLog::new(event_store_url)),
             changes: broadcast::channel(buffer.max(1)).0,
+            settled: Arc::default(),
         };
         let background = watch.clone();
         tokio::spawn(async move { background.listen_forever(config).await });
@@ -221,6 +227,31 @@ impl CheckpointWatch {
         }
     }
 
+    /// Where to look for `projection`'s events after its checkpoint `before` (of its
+    /// `rebuilds`-th build): from where an earlier wait of the same build found none.
+    fn settled_from(
+        &self,
+        projection: &'static str,
+        rebuilds: i64,
+        before: Option<Position>,
+    ) -> Option<Position> {
+        let settled = self.settled.lock().unwrap_or_else(PoisonError::into_inner);
+        match settled.get(projection) {
+            Some(&(at, position)) if at == rebuilds => before.max(Some(position)),
+            _ => before,
+        }
+    }
+
+    /// Notes that `projection`, in its `rebuilds`-th build, has applied everything the log
+    /// holds of its streams up to `token` (the log is final there: readers can see that far).
+    fn settle(&self, projection: &'static str, rebuilds: i64, token: Position) {
+        let mut settled = self.settled.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = settled.entry(projection).or_insert((rebuilds, token));
+        if rebuilds > entry.0 || (rebuilds == entry.0 && token > entry.1) {
+            *entry = (rebuilds, token);
+        }
+    }
+
     /// Waits, at most `timeout`, until every projection has applied what the log holds of its
     /// streams up to the event at `token`.
     pub async fn wait_for(&self, token: Position, timeout: Duration) -> WaitOutcome {
@@ -239,7 +270,10 @@ impl CheckpointWatch {
             let mut still_open = Vec::new();
             let visible = self.visible_up_to(token).await;
             for projection in open {
-                let before = self.known(projection.name);
+                let Checkpoint {
+                    position: before,
+                    rebuilds,
+                } = *self.sender(projection.name).borrow();
                 if before.is_some_and(|c| c >= token) {
                     concerned.push(projection);
                     continue;
@@ -249,8 +283,9 @@ impl CheckpointWatch {
                     continue;
                 }
                 // Settled, and not concerned, when none of its events lie up to the token.
-                match self.log.has_events_between(projection, before, token).await {
-                    Ok(false) => {}
+                let from = self.settled_from(projection.name, rebuilds, before);
+                match self.log.has_events_between(projection, from, token).await {
+                    Ok(false) => self.settle(projection.name, rebuilds, token),
                     Ok(true) => {
                         waiting_on.get_or_insert((projection, before));
                         still_open.push(projection);

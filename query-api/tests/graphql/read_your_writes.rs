@@ -6,6 +6,22 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 
 impl TestApp {
+    /// What `projector rebuild` does first: empties the order read models and starts the
+    /// checkpoint over.
+    async fn start_rebuild(&self) {
+        let mut client = self.projector.pool().get().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        projector::db::reset_projection(
+            &tx,
+            projector::PROJECTION,
+            &[projector::PROJECTION],
+            <projector::OrderProjection as projector::projection::Projection>::TABLES,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
     /// Appends an event to a stream no projection follows; returns its position.
     async fn append_elsewhere(&self) -> Position {
         self.store
@@ -258,18 +274,7 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
         .await;
     assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
 
-    // What `projector rebuild` does first: empty the read models and start the checkpoint over.
-    let mut client = app.projector.pool().get().await.unwrap();
-    let tx = client.transaction().await.unwrap();
-    projector::db::reset_projection(
-        &tx,
-        projector::PROJECTION,
-        &[projector::PROJECTION],
-        <projector::OrderProjection as projector::projection::Projection>::TABLES,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    app.start_rebuild().await;
 
     let (_, body) = app
         .query_with(Q, json!({"id": id}), Some(&token.to_string()))
@@ -286,6 +291,38 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
         .await;
     assert_eq!(body["data"]["order"]["revision"], 1, "{body}");
     assert_eq!(body["extensions"]["consistency"]["stale"], false, "{body}");
+}
+
+/// A wait that found none of a projection's events up to a token remembers it, so that later
+/// waits look at the log only from there; a rebuild of the projection forgets it.
+#[tokio::test]
+async fn a_rebuild_forgets_how_far_earlier_waits_found_the_log_settled_for_the_projection() {
+    let app = spawn_with(Options {
+        read_your_writes_timeout: Duration::from_millis(300),
+        ..Options::default()
+    })
+    .await;
+    let id = app.order("c", vec![]).await;
+    app.command(id, authorize("pay-1", TOTAL)).await;
+    app.project_all().await;
+    // The order projection has nothing of its own up to this token: settled up to it.
+    let elsewhere = app.append_elsewhere().await;
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&elsewhere.to_string()))
+        .await;
+    assert_eq!(body["extensions"]["consistency"]["reached"], true, "{body}");
+    assert_eq!(body["data"]["order"]["revision"], 1, "{body}");
+
+    app.start_rebuild().await;
+
+    let (_, body) = app
+        .query_with(Q, json!({"id": id}), Some(&elsewhere.to_string()))
+        .await;
+    assert_eq!(body["data"]["order"], json!(null), "{body}");
+    assert_eq!(
+        body["extensions"]["consistency"]["stale"], true,
+        "the rebuilt projection has not applied the order before the token yet: {body}"
+    );
 }
 
 /// One token serves every workflow: a projection waits only when the log holds events of its
