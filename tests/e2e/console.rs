@@ -214,10 +214,21 @@ impl Browser {
     }
 
     /// Types `text` into the field `css` (replacing what it held).
+    /// Types `text` into the field, and checks that the field holds it: typing a long value
+    /// (a token) can lose keystrokes on a loaded machine, which would fail the test for the
+    /// wrong reason. Tries three times.
     async fn fill(&self, css: &str, text: &str) {
         let field = self.client.find(Locator::Css(css)).await.unwrap();
-        field.clear().await.unwrap();
-        field.send_keys(text).await.unwrap();
+        let mut typed = None;
+        for _ in 0..3 {
+            field.clear().await.unwrap();
+            field.send_keys(text).await.unwrap();
+            typed = field.prop("value").await.unwrap();
+            if typed.as_deref() == Some(text) {
+                return;
+            }
+        }
+        panic!("{css} holds {typed:?} after typing {text:?}");
     }
 
     /// Finds an order or return with the mouse: fills the form and clicks Find.
