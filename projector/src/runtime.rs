@@ -119,7 +119,35 @@ struct DeadLettered {
 struct Committing<P: Projection> {
     page: Vec<RecordedEvent>,
     prepared: Arc<Prepared<P>>,
-    task: tokio::task::JoinHandle<Result<Option<BatchOutcome>, ProjectorError>>,
+    task: Spawned<Result<Option<BatchOutcome>, ProjectorError>>,
+}
+
+/// A task of the catch-up pipeline (a page's commit, the next page's read), aborted if its
+/// handle is dropped unawaited: when the lease is lost or the projector shuts down, the caller
+/// is dropped, and a batch under way rolls back instead of committing behind its back.
+struct Spawned<T>(tokio::task::JoinHandle<T>);
+
+impl<T: Send + 'static> Spawned<T> {
+    fn spawn(task: impl Future<Output = T> + Send + 'static) -> Self {
+        Self(tokio::spawn(task))
+    }
+}
+
+impl<T> Future for Spawned<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for Spawned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The corrections as of one `corrections_version` of the checkpoint row.
@@ -591,7 +619,7 @@ impl<P: Projection> Runtime<P> {
                 db::park_stream(tx, P::NAME, &letter.event.stream_id, &letter.reason).await?;
             }
         }
-        // One round trip for the writes; NOTIFY is delivered at commit.
+        // The writes pipelined in one go; NOTIFY is delivered at commit.
         let notification = notification::<P>(&self.key, prepared.last, &prepared.changed);
         let notify = async {
             match self.shadow {
@@ -746,7 +774,7 @@ impl<P: Projection> Runtime<P> {
             let next_from = page.last().map(|e| e.position);
             let store = self.store.clone();
             let prefetch = (!page.is_empty()).then(|| {
-                tokio::spawn(async move { store.read_all(next_from, prefix, size).await })
+                Spawned::spawn(async move { store.read_all(next_from, prefix, size).await })
             });
             let mut prepared = match page.is_empty() {
                 true => None,
@@ -787,7 +815,7 @@ impl<P: Projection> Runtime<P> {
                 None => self.prepare_ahead(&page, None).await?,
             });
             let span = batch_span(&self.key, &page);
-            let task = tokio::spawn({
+            let task = Spawned::spawn({
                 let (runtime, prepared, expected) = (self.clone(), prepared.clone(), checkpoint);
                 async move {
                     let outcome = runtime

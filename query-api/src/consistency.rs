@@ -284,6 +284,9 @@ impl CheckpointWatch {
                 }
                 // Settled, and not concerned, when none of its events lie up to the token.
                 let from = self.settled_from(projection.name, rebuilds, before);
+                if from.is_some_and(|from| from >= token) {
+                    continue;
+                }
                 match self.log.has_events_between(projection, from, token).await {
                     Ok(false) => self.settle(projection.name, rebuilds, token),
                     Ok(true) => {
@@ -316,8 +319,16 @@ impl CheckpointWatch {
                     }
                 }
                 None => {
-                    let _ =
-                        tokio::time::timeout(RECHECK.min(deadline - now), committed.recv()).await;
+                    let _ = tokio::time::timeout(RECHECK.min(deadline - now), async {
+                        // Only a batch at or past the token can show the log that far (or a
+                        // resync, after which anything may have moved).
+                        while let Ok(Notice::Committed { position, .. }) = committed.recv().await {
+                            if position >= token {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
                 }
             }
         };

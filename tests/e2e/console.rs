@@ -213,10 +213,9 @@ impl Browser {
         }
     }
 
-    /// Types `text` into the field `css` (replacing what it held).
-    /// Types `text` into the field, and checks that the field holds it: typing a long value
-    /// (a token) can lose keystrokes on a loaded machine, which would fail the test for the
-    /// wrong reason. Tries three times.
+    /// Types `text` into the field `css` (replacing what it held), and checks that the field
+    /// holds it: typing a long value (a token) may lose keystrokes on a loaded machine, which
+    /// would fail the test for the wrong reason. Tries three times, saying when it had to.
     async fn fill(&self, css: &str, text: &str) {
         let field = self.client.find(Locator::Css(css)).await.unwrap();
         let mut typed = None;
@@ -227,6 +226,7 @@ impl Browser {
             if typed.as_deref() == Some(text) {
                 return;
             }
+            eprintln!("{css} held {typed:?} after typing {text:?}; typing again");
         }
         panic!("{css} holds {typed:?} after typing {text:?}");
     }

@@ -1,5 +1,7 @@
-//! A status table's SQL, for any [`StatusRow`]: one batched statement per table; a batch's rows
-//! travel as typed arrays through `unnest`, so a whole batch costs one round trip.
+//! A status table's SQL, for any [`StatusRow`]: one batched statement per table and kind of
+//! write. New rows and timeline entries go in by binary `COPY`, existing rows are updated from
+//! typed arrays through `unnest`; the statements are pipelined, so a batch's writes wait on
+//! the server only for each `COPY`'s go-ahead and its end.
 
 use super::{StatusRow, TimelineRow};
 use crate::ProjectorError;
@@ -78,7 +80,8 @@ async fn copy_in<'r>(
     types: &[Type],
     rows: impl Iterator<Item = Vec<&'r (dyn ToSql + Sync)>>,
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx.copy_in(copy).await?;
+    let stmt = tx.prepare_cached(copy).await?;
+    let sink = tx.copy_in(&stmt).await?;
     let writer = BinaryCopyInWriter::new(sink, types);
     futures::pin_mut!(writer);
     for values in rows {

@@ -374,8 +374,8 @@ impl<R: StatusRow> StatusBatch<R> {
         Ok(self.touched.clone())
     }
 
-    /// Writes the changed rows, the timeline entries and the counts' changes, pipelined: one
-    /// round trip for the three tables.
+    /// Writes the changed rows, the timeline entries and the counts' changes, pipelined in one
+    /// go for the three tables (each `COPY` waits for the server's go-ahead).
     pub fn write<'a>(
         &'a self,
         tx: &'a Transaction<'_>,

@@ -294,7 +294,8 @@ async fn a_rebuild_in_progress_makes_earlier_tokens_wait_again_instead_of_readin
 }
 
 /// A wait that found none of a projection's events up to a token remembers it, so that later
-/// waits look at the log only from there; a rebuild of the projection forgets it.
+/// waits look at the log only from there (a matter of speed, shown by the visibility
+/// benchmark); this checks that a rebuild of the projection forgets it.
 #[tokio::test]
 async fn a_rebuild_forgets_how_far_earlier_waits_found_the_log_settled_for_the_projection() {
     let app = spawn_with(Options {
