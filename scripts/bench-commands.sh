@@ -14,6 +14,12 @@
 #     run in the given order in odd rounds and in reverse in even ones.
 #   BENCH_PROJECTOR=0 leaves out the phase with the projector following (it uses the first
 #     variant).
+#   BENCH_SIDE_BY_SIDE=1 starts each variant's command API once, warms it up, and keeps them
+#     all running side by side; each round then runs wrk against each in turn with no baseline
+#     between them (one raw baseline per round, before its first phase). Adjacent phases see
+#     the same database and machine, so with short phases and many rounds (BENCH_SECONDS=3
+#     BENCH_ROUNDS=20) the variants' ratio is steadier than across fresh processes. Implies
+#     BENCH_PROJECTOR=0.
 #   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
 # Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it,
@@ -200,21 +206,35 @@ baseline() {
     printf "%s %.2f %.2f\n", rate, l[int(NR * 0.5)] / 1000, l[int(NR * 0.99)] / 1000 }' "$WORK/latencies"
 }
 
-# Runs wrk against a fresh command API with the variant's settings, the projector following if
-# asked. Prints "rate p50_ms p99_ms commits_per_request api_cpu_us_per_request".
-commands() {
-  local settings="$1" with_projector="$2" port api projector="" binary=command-api setting
+# Starts a command API with the settings (`VAR=value,...`); its pid in STARTED, its port in
+# API_PORT, its binary's name in API_BINARY.
+start_api() {
+  local settings="$1" setting
   local -a env=()
   if [ -n "$settings" ]; then
     IFS=, read -r -a env <<<"$settings"
   fi
+  API_BINARY=command-api
   for setting in "${env[@]}"; do
-    [[ "$setting" == BIN=* ]] && binary="${setting#BIN=}"
+    [[ "$setting" == BIN=* ]] && API_BINARY="${setting#BIN=}"
   done
-  port="$(free_port)"
-  start "$binary" MILESTONE_COMMAND_API_ADDR="127.0.0.1:$port" "${env[@]}"
-  api="$STARTED"
-  wait_ready "http://127.0.0.1:$port"
+  API_PORT="$(free_port)"
+  start "$API_BINARY" MILESTONE_COMMAND_API_ADDR="127.0.0.1:$API_PORT" "${env[@]}"
+  wait_ready "http://127.0.0.1:$API_PORT"
+}
+
+# Runs wrk against the command API of the variant: a fresh one with the variant's settings, or
+# the one already running side by side; the projector following if asked. Prints "rate p50_ms
+# p99_ms commits_per_request api_cpu_us_per_request".
+commands() {
+  local variant="$1" with_projector="$2" port api projector="" binary settings=""
+  if [ -n "${SIDE_PORT[$variant]:-}" ]; then
+    port="${SIDE_PORT[$variant]}" api="${SIDE_PID[$variant]}" binary="${SIDE_BINARY[$variant]}"
+  else
+    [[ "$variant" == *:* ]] && settings="${variant#*:}"
+    start_api "$settings"
+    port="$API_PORT" api="$STARTED" binary="$API_BINARY"
+  fi
   if [ "$with_projector" = 1 ]; then
     start projector
     projector="$STARTED"
@@ -228,11 +248,13 @@ commands() {
     "http://127.0.0.1:$port/orders" -- "$((RANDOM * 32768 + RANDOM))" >"$WORK/wrk.out" 2>&1
   local cpu
   cpu="$(cpu_seconds "$api")"
-  stop "$api"
+  if [ -z "${SIDE_PORT[$variant]:-}" ]; then
+    stop "$api"
+    sleep 1
+  fi
   if [ -n "$projector" ]; then
     stop "$projector"
   fi
-  sleep 1
   local result
   result="$(grep '^RESULT' "$WORK/wrk.out")" || { cat "$WORK/wrk.out" >&2; exit 1; }
   local requests micros p50 p99 errors
@@ -280,8 +302,21 @@ median() {
 
 # Each phase runs right after its own baseline: the machine's speed drifts within a round,
 # and the ratio to a baseline measured just before is the steadier figure.
-declare -A RATIOS P99S RATES AGAINST_FIRST ROUND_RATE
+declare -A RATIOS P99S RATES AGAINST_FIRST ROUND_RATE SIDE_PORT SIDE_PID SIDE_BINARY
 RAWS=""
+SIDE_BY_SIDE="${BENCH_SIDE_BY_SIDE:-0}"
+if [ "$SIDE_BY_SIDE" = 1 ]; then
+  BENCH_PROJECTOR=0
+  echo "the variants' command APIs run side by side; warming each up for 3 s"
+  for variant in "${VARIANTS[@]}"; do
+    settings=""
+    [[ "$variant" == *:* ]] && settings="${variant#*:}"
+    start_api "$settings"
+    SIDE_PORT[$variant]="$API_PORT" SIDE_PID[$variant]="$STARTED" SIDE_BINARY[$variant]="$API_BINARY"
+    wrk -t 2 -c "$CONNECTIONS" -d 3s -s "$WORK/orders.lua" "http://127.0.0.1:$API_PORT/orders" \
+      -- "$((RANDOM * 32768 + RANDOM))" >/dev/null 2>&1
+  done
+fi
 echo "$CONNECTIONS connections, ${SECONDS_PER_PHASE} s per phase, $ROUNDS rounds"
 for round in $(seq 1 "$ROUNDS"); do
   phases=()
@@ -289,19 +324,21 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then phases+=("$variant|0"); else phases=("$variant|0" "${phases[@]}"); fi
   done
   [ "${BENCH_PROJECTOR:-1}" != 0 ] && phases+=("${VARIANTS[0]}|1")
+  first=1
   for phase in "${phases[@]}"; do
-    measured="$(baseline)" || exit 1
-    read -r raw raw_p50 raw_p99 <<<"$measured"
-    printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms\n' "$round" "raw INSERT (pgbench)" \
-      "$raw" "$raw_p50" "$raw_p99"
-    RAWS+="$raw "
+    if [ "$SIDE_BY_SIDE" != 1 ] || [ "$first" = 1 ]; then
+      measured="$(baseline)" || exit 1
+      read -r raw raw_p50 raw_p99 <<<"$measured"
+      printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms\n' "$round" "raw INSERT (pgbench)" \
+        "$raw" "$raw_p50" "$raw_p99"
+      RAWS+="$raw "
+    fi
+    first=0
     variant="${phase%|*}"
     with_projector="${phase#*|}"
     label="POST /orders [${variant%%:*}]"
     [ "$with_projector" = 1 ] && label="$label + projector"
-    settings=""
-    [[ "$variant" == *:* ]] && settings="${variant#*:}"
-    measured="$(commands "$settings" "$with_projector")" || exit 1
+    measured="$(commands "$variant" "$with_projector")" || exit 1
     read -r rate p50 p99 per_request cpu <<<"$measured"
     ratio="$(awk -v a="$rate" -v b="$raw" 'BEGIN { printf "%.2f", a / b }')"
     printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms  %sx raw  %s xact/req  %s us CPU/req\n' \

@@ -15,7 +15,7 @@
 //! keeps a token bucket per caller for the APIs' rate limits. Nothing here knows about events
 //! or read models: the event store and the read models both build on it.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 /// Every binary that links service-kit (the services, the CLI, their tests and benchmarks)
 /// allocates with mimalloc: under glibc's malloc, freeing a batch's many small JSON values on

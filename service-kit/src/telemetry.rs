@@ -14,6 +14,7 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::FilterExt as _;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -48,9 +49,12 @@ fn filter() -> EnvFilter {
 }
 
 /// Which spans a trace records: those the services instrument (`info` and above), the
-/// driver's at `warn`, whatever `RUST_LOG` says of the logs.
-fn trace_filter() -> EnvFilter {
-    EnvFilter::new(DEFAULT_FILTER)
+/// driver's at `warn`, whatever `RUST_LOG` says of the logs. A filter by target and level
+/// alone: unlike an `EnvFilter`, it has nothing to track as spans are entered and exited.
+fn trace_filter() -> Targets {
+    DEFAULT_FILTER
+        .parse()
+        .expect("the default filter names targets and levels only")
 }
 
 /// A layer recording spans for traces, for [`services_subscriber`].
@@ -67,9 +71,15 @@ fn services_subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    // Only a directive naming spans (`target[span{field=value}]=level`) makes the log filter
+    // follow spans in and out; without one, entries and exits would only cost it a lookup each.
+    let skip = !logs.to_string().contains('[');
     tracing_subscriber::registry()
         .with(traces)
-        .with(CorrelationIds.and_then(log_layer(writer)).with_filter(logs))
+        .with(SkipEntries {
+            layer: CorrelationIds.and_then(log_layer(writer)).with_filter(logs),
+            skip,
+        })
 }
 
 /// The OpenTelemetry layer recording spans with `provider`'s tracer: each span with its name,
@@ -92,7 +102,102 @@ where
 /// The OpenTelemetry layer recording the spans of [`trace_filter`] with `provider`'s tracer,
 /// none below a span whose trace was dropped ([`unless_dropped`]).
 fn trace_layer(provider: &SdkTracerProvider) -> TraceLayer {
-    Box::new(otel_layer(provider).with_filter(trace_filter().and(unless_dropped())))
+    Box::new(SkipEntries {
+        layer: otel_layer(provider).with_filter(trace_filter().and(unless_dropped())),
+        skip: true,
+    })
+}
+
+/// A layer told nothing of spans being entered and exited (when `skip`). A span is entered
+/// and exited at every poll of its instrumented future, a dozen times a request, and each time
+/// every per-layer filter looks the span up. The trace layer's only use of an exit is to note
+/// its time as the span's end, at a clock read and a lock more: its spans end when they close
+/// instead, which for the services' spans (instrumented futures, dropped as they complete) is
+/// as they finish. The log layer needs them only for a filter naming spans. Everything else is
+/// passed on, the per-layer filter's registration and the downcasts included.
+struct SkipEntries<L> {
+    layer: L,
+    skip: bool,
+}
+
+impl<S, L> Layer<S> for SkipEntries<L>
+where
+    S: Subscriber,
+    L: Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.layer.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.layer.on_layer(subscriber);
+    }
+
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.layer.register_callsite(metadata)
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        self.layer.enabled(metadata, ctx)
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        self.layer.on_new_span(attrs, id, ctx);
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        self.layer.max_level_hint()
+    }
+
+    fn on_record(&self, span: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        self.layer.on_record(span, values, ctx);
+    }
+
+    fn on_follows_from(&self, span: &Id, follows: &Id, ctx: Context<'_, S>) {
+        self.layer.on_follows_from(span, follows, ctx);
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, ctx: Context<'_, S>) -> bool {
+        self.layer.event_enabled(event, ctx)
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.layer.on_event(event, ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.skip {
+            self.layer.on_enter(id, ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if !self.skip {
+            self.layer.on_exit(id, ctx);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        self.layer.on_close(id, ctx);
+    }
+
+    fn on_id_change(&self, old: &Id, new: &Id, ctx: Context<'_, S>) {
+        self.layer.on_id_change(old, new, ctx);
+    }
+
+    // The `Layer` trait's downcast is an `unsafe fn`; a wrapper answers for itself and passes
+    // the rest on, as the wrappers of `tracing-subscriber` do.
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+        if id == std::any::TypeId::of::<Self>() {
+            return Some(std::ptr::from_ref(self).cast());
+        }
+        // SAFETY: the inner layer answers for itself and what it holds.
+        unsafe { self.layer.downcast_raw(id) }
+    }
 }
 
 /// Keeps out of traces what happens below a span whose trace the sampler dropped (a request
@@ -110,7 +215,15 @@ where
                 .is_some_and(crate::trace::dropped)
         })
     })
+    .with_max_level_hint(ANY_LEVEL)
 }
+
+/// The level hint of a filter that decides by something other than the level. A filter
+/// without a hint makes the whole subscriber's hint unknown, and an unknown hint lets every
+/// `log` record of every level through to the subscriber (the `log` crate has no per-callsite
+/// cache: its only gate is the maximum level), to be converted and filtered one by one.
+const ANY_LEVEL: tracing_subscriber::filter::LevelFilter =
+    tracing_subscriber::filter::LevelFilter::TRACE;
 
 /// Whether the environment asks for traces: an OTLP endpoint is set, and neither
 /// `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` turns them off.
@@ -341,15 +454,48 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
     // first met while off would stay off).
     let switched = tracing_subscriber::filter::dynamic_filter_fn(move |_, _| {
         on.load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .with_max_level_hint(ANY_LEVEL);
+    let traces: TraceLayer = Box::new(SkipEntries {
+        layer: otel_layer(&provider)
+            .with_filter(trace_filter().and(switched).and(unless_dropped())),
+        skip: true,
     });
-    let traces: TraceLayer = Box::new(
-        otel_layer(&provider).with_filter(trace_filter().and(switched).and(unless_dropped())),
-    );
     services_subscriber(Some(traces), filter(), std::io::stderr)
         .try_init()
         .expect("no other subscriber is installed before the switchable one");
     let _ = PROVIDER.set(provider);
     switch
+}
+
+/// For benchmarks of what tracing costs a request: installs the services' subscriber (JSON
+/// logs on stderr, filtered by `RUST_LOG`) and, with `ratio`, traces sampled at that ratio
+/// (parent-based, as `OTEL_TRACES_SAMPLER=parentbased_traceidratio` sets), batched by the
+/// services' batch processor and then dropped instead of sent.
+///
+/// # Panics
+/// When another global subscriber was installed first.
+#[cfg(feature = "testing")]
+pub fn init_sampled_tracing(ratio: Option<f64>) {
+    use opentelemetry_sdk::trace::Sampler;
+    let provider = ratio.map(|ratio| {
+        SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                ratio,
+            ))))
+            .with_batch_exporter(Discard)
+            .build()
+    });
+    services_subscriber(
+        provider.as_ref().map(trace_layer),
+        filter(),
+        std::io::stderr,
+    )
+    .try_init()
+    .expect("no other subscriber is installed before the sampled one");
+    if let Some(provider) = provider {
+        let _ = PROVIDER.set(provider);
+    }
 }
 
 /// The correlation id a span was given (its [`CORRELATION_FIELD`]), kept with the span.
@@ -656,6 +802,42 @@ mod tests {
             request.split('-').nth(1),
             "one trace"
         );
+    }
+
+    #[test]
+    fn with_tracing_on_the_most_verbose_level_let_through_is_the_traces_or_the_logs() {
+        use tracing_subscriber::filter::LevelFilter;
+        let provider = SdkTracerProvider::builder().build();
+        let hint = |logs: &str| {
+            services_subscriber(
+                Some(trace_layer(&provider)),
+                EnvFilter::new(logs),
+                Lines::default(),
+            )
+            .max_level_hint()
+        };
+        // Traces take `info`: debug records (the drivers' `log::debug!` on every query) stop
+        // at the `log` crate's gate instead of being converted and filtered one by one.
+        assert_eq!(hint("warn"), Some(LevelFilter::INFO));
+        assert_eq!(hint("debug"), Some(LevelFilter::DEBUG));
+    }
+
+    #[test]
+    fn a_log_filter_naming_a_span_lets_through_what_happens_inside_it_with_tracing_on() {
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let subscriber = services_subscriber(
+            Some(trace_layer(&provider)),
+            EnvFilter::new("warn,[request]=debug"),
+            lines.clone(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("request").in_scope(|| tracing::debug!("inside"));
+            tracing::debug!("outside");
+        });
+        let lines = lines.json();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["fields"]["message"], "inside");
     }
 
     #[test]

@@ -73,9 +73,13 @@ pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
     if span.is_disabled() {
         return None;
     }
+    // A span the sampler has decided on (a request's, as it began) knows its context already.
+    if let Some(decided) = recorded_context(span, Scope::OwnIfDecided) {
+        return Some(decided);
+    }
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
-        return nearest_traced(span);
+        return recorded_context(span, Scope::NearestTraced);
     }
     let mut headers = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut headers);
@@ -85,33 +89,43 @@ pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
     ))
 }
 
-/// The context of the nearest span at or above `span` made for traces: `span` was made for the
-/// logs only, below a span whose trace was dropped (see [`sample`]).
-fn nearest_traced(span: &tracing::Span) -> Option<TraceContext> {
+/// Where [`recorded_context`] looks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The span itself, once the sampler has decided on it.
+    OwnIfDecided,
+    /// The nearest span at or above it made for traces: the span was made for the logs only,
+    /// below a span whose trace was dropped (see [`sample`]).
+    NearestTraced,
+}
+
+/// The context a span made for traces has recorded (its trace, its own id, the sampler's
+/// decision and trace state), as the W3C headers give it.
+fn recorded_context(span: &tracing::Span, scope: Scope) -> Option<TraceContext> {
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
-        registry.span(id)?.scope().find_map(|above| {
+        let mut spans = registry.span(id)?.scope();
+        let mut at = |above: tracing_subscriber::registry::SpanRef<'_, _>| {
             let extensions = above.extensions();
             let data = extensions.get::<OtelData>()?;
+            let result = data.builder.sampling_result.as_ref();
+            if scope == Scope::OwnIfDecided && result.is_none() {
+                return None;
+            }
             let (Some(trace), Some(own)) = otel_ids(data) else {
                 return None;
             };
-            let sampled = data
-                .builder
-                .sampling_result
-                .as_ref()
-                .is_none_or(|r| r.decision == SamplingDecision::RecordAndSample);
+            let sampled = result.is_none_or(|r| r.decision == SamplingDecision::RecordAndSample);
             let flags = if sampled { "01" } else { "00" };
-            let state = data
-                .builder
-                .sampling_result
-                .as_ref()
-                .map(|r| r.trace_state.header());
             Some(TraceContext::new(
                 format!("00-{trace}-{own}-{flags}"),
-                state,
+                result.map(|r| r.trace_state.header()),
             ))
-        })
+        };
+        match scope {
+            Scope::OwnIfDecided => spans.next().and_then(&mut at),
+            Scope::NearestTraced => spans.find_map(at),
+        }
     })
     .flatten()
 }
