@@ -269,3 +269,62 @@ async fn a_request_without_traceparent_gets_a_new_trace_echoed_back() {
         "a new trace has no parent"
     );
 }
+
+#[tokio::test]
+async fn a_request_its_caller_did_not_sample_stays_in_its_trace_unsampled_and_records_no_span() {
+    let stack = start().await;
+    let caller_trace = TraceId::from_hex("5e1d0c4b3a29180716253443526170f1").unwrap();
+    let order = Uuid::new_v4();
+    let response = stack
+        .http
+        .post(format!("{}/orders", stack.commands))
+        .header(
+            "traceparent",
+            format!("00-{caller_trace:032x}-00f067aa0ba902b7-00"),
+        )
+        .header("tracestate", "vendor=kept")
+        .json(&order_body(order))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let header = response.headers()["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (trace, own) = parse_traceparent(&header);
+    assert_eq!(trace, caller_trace, "the caller's trace goes on");
+    assert_ne!(own, SpanId::from_hex("00f067aa0ba902b7").unwrap());
+    assert!(header.ends_with("-00"), "still not sampled: {header}");
+    assert_eq!(response.headers()["tracestate"], "vendor=kept");
+
+    // Its events carry the unsampled context, for the projector and the relay to leave alone.
+    let events = read_whole_stream(stack.store.as_ref(), &format!("order-{order}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        events[0].metadata.traceparent.as_deref(),
+        Some(header.as_str())
+    );
+
+    // A sampled request made after it is recorded: the exporter has been given what ended.
+    let later = stack
+        .http
+        .post(format!("{}/orders", stack.commands))
+        .json(&order_body(Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    let (sampled, _) = echoed(&later);
+    wait_for_spans(&stack.spans, "the sampled request's span", |spans| {
+        server_span(spans, sampled, "/orders").map(|_| ())
+    })
+    .await;
+    let recorded = stack.spans.get_finished_spans().unwrap();
+    assert!(
+        !recorded
+            .iter()
+            .any(|s| s.span_context.trace_id() == caller_trace),
+        "no span of the unsampled request: {recorded:#?}"
+    );
+}
