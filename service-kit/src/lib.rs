@@ -15,6 +15,8 @@
 //! keeps a token bucket per caller for the APIs' rate limits. Nothing here knows about events
 //! or read models: the event store and the read models both build on it.
 
+// Denied, not forbidden: one layer wrapper (`telemetry::SkipEntries`) implements the tracing
+// `Layer` trait's downcast, an `unsafe fn` every wrapping layer implements, and allows it there.
 #![deny(unsafe_code)]
 
 /// Every binary that links service-kit (the services, the CLI, their tests and benchmarks)
