@@ -19,7 +19,8 @@
 #     between them (one raw baseline per round, before its first phase). Adjacent phases see
 #     the same database and machine, so with short phases and many rounds (BENCH_SECONDS=3
 #     BENCH_ROUNDS=20) the variants' ratio is steadier than across fresh processes. Implies
-#     BENCH_PROJECTOR=0.
+#     BENCH_PROJECTOR=0. Each API holds up to BENCH_CONNECTIONS database connections: mind the
+#     server's max_connections with many variants.
 #   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
 # Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it,
@@ -85,7 +86,7 @@ free_port() {
 
 # Starts a binary in the background with the bench database, the `VAR=value` arguments in its
 # environment (`@otlp` replaced by the trace receiver's URL), the others as its arguments; its
-# pid in STARTED.
+# pid in STARTED. It logs to $WORK/<LOG_AS, else the binary's name>.log.
 start() {
   local name="$1"
   shift
@@ -97,7 +98,7 @@ start() {
   done
   env MILESTONE_EVENT_STORE_URL="$DB_URL" MILESTONE_READ_MODEL_URL="$DB_URL" \
     MILESTONE_DB_POOL_SIZE="$CONNECTIONS" MILESTONE_RATE_LIMIT=off RUST_LOG=warn \
-    "${settings[@]}" "$path" "${args[@]}" >"$WORK/$(basename "$name").log" 2>&1 &
+    "${settings[@]}" "$path" "${args[@]}" >"$WORK/${LOG_AS:-$(basename "$name")}.log" 2>&1 &
   STARTED=$!
   PIDS+=("$STARTED")
 }
@@ -206,10 +207,10 @@ baseline() {
     printf "%s %.2f %.2f\n", rate, l[int(NR * 0.5)] / 1000, l[int(NR * 0.99)] / 1000 }' "$WORK/latencies"
 }
 
-# Starts a command API with the settings (`VAR=value,...`); its pid in STARTED, its port in
-# API_PORT, its binary's name in API_BINARY.
+# Starts a command API with the settings (`VAR=value,...`), logging to $WORK/<log>.log (default
+# the binary's name); its pid in STARTED, its port in API_PORT, its binary's name in API_BINARY.
 start_api() {
-  local settings="$1" setting
+  local settings="$1" log="${2:-}" setting
   local -a env=()
   if [ -n "$settings" ]; then
     IFS=, read -r -a env <<<"$settings"
@@ -219,7 +220,7 @@ start_api() {
     [[ "$setting" == BIN=* ]] && API_BINARY="${setting#BIN=}"
   done
   API_PORT="$(free_port)"
-  start "$API_BINARY" MILESTONE_COMMAND_API_ADDR="127.0.0.1:$API_PORT" "${env[@]}"
+  LOG_AS="$log" start "$API_BINARY" MILESTONE_COMMAND_API_ADDR="127.0.0.1:$API_PORT" "${env[@]}"
   wait_ready "http://127.0.0.1:$API_PORT"
 }
 
@@ -227,13 +228,14 @@ start_api() {
 # the one already running side by side; the projector following if asked. Prints "rate p50_ms
 # p99_ms commits_per_request api_cpu_us_per_request".
 commands() {
-  local variant="$1" with_projector="$2" port api projector="" binary settings=""
+  local variant="$1" with_projector="$2" port api projector="" binary settings="" log
   if [ -n "${SIDE_PORT[$variant]:-}" ]; then
     port="${SIDE_PORT[$variant]}" api="${SIDE_PID[$variant]}" binary="${SIDE_BINARY[$variant]}"
+    log="${SIDE_LOG[$variant]}"
   else
     [[ "$variant" == *:* ]] && settings="${variant#*:}"
     start_api "$settings"
-    port="$API_PORT" api="$STARTED" binary="$API_BINARY"
+    port="$API_PORT" api="$STARTED" binary="$API_BINARY" log="$(basename "$API_BINARY")"
   fi
   if [ "$with_projector" = 1 ]; then
     start projector
@@ -261,7 +263,7 @@ commands() {
   read -r _ requests micros p50 p99 errors <<<"$result"
   if [ "$errors" != 0 ]; then
     echo "wrk saw $errors failed requests (of $requests); $binary's log:" >&2
-    tail -20 "$WORK/$(basename "$binary").log" >&2
+    tail -20 "$WORK/$log.log" >&2
     exit 1
   fi
   # Every request must have placed a new order (a replay would be a cheaper request); wrk
@@ -302,17 +304,23 @@ median() {
 
 # Each phase runs right after its own baseline: the machine's speed drifts within a round,
 # and the ratio to a baseline measured just before is the steadier figure.
-declare -A RATIOS P99S RATES AGAINST_FIRST ROUND_RATE SIDE_PORT SIDE_PID SIDE_BINARY
+declare -A RATIOS P99S RATES AGAINST_FIRST ROUND_RATE SIDE_PORT SIDE_PID SIDE_BINARY SIDE_LOG
 RAWS=""
 SIDE_BY_SIDE="${BENCH_SIDE_BY_SIDE:-0}"
 if [ "$SIDE_BY_SIDE" = 1 ]; then
   BENCH_PROJECTOR=0
   echo "the variants' command APIs run side by side; warming each up for 3 s"
-  for variant in "${VARIANTS[@]}"; do
+  for i in "${!VARIANTS[@]}"; do
+    variant="${VARIANTS[$i]}"
+    if [ -n "${SIDE_PORT[$variant]:-}" ]; then
+      echo "BENCH_VARIANTS names \`$variant\` twice" >&2
+      exit 2
+    fi
     settings=""
     [[ "$variant" == *:* ]] && settings="${variant#*:}"
-    start_api "$settings"
+    start_api "$settings" "command-api-$i"
     SIDE_PORT[$variant]="$API_PORT" SIDE_PID[$variant]="$STARTED" SIDE_BINARY[$variant]="$API_BINARY"
+    SIDE_LOG[$variant]="command-api-$i"
     wrk -t 2 -c "$CONNECTIONS" -d 3s -s "$WORK/orders.lua" "http://127.0.0.1:$API_PORT/orders" \
       -- "$((RANDOM * 32768 + RANDOM))" >/dev/null 2>&1
   done
@@ -373,6 +381,10 @@ if [ "${#VARIANTS[@]}" -gt 1 ]; then
   done
 fi
 if [ "$OTLP_SINK" = 1 ]; then
+  # The APIs still running send their last spans as they stop, before the receiver counts.
+  for pid in "${SIDE_PID[@]}"; do
+    stop "$pid"
+  done
   stop "$OTLP_PID"
   grep 'received' "$WORK/otlp-sink.log" || echo "the trace receiver printed no count" >&2
 fi

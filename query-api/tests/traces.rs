@@ -70,6 +70,17 @@ fn order_body(id: Uuid) -> Value {
     })
 }
 
+/// Places a new order, its request carrying no trace context.
+async fn place_new_order(stack: &Stack) -> reqwest::Response {
+    stack
+        .http
+        .post(format!("{}/orders", stack.commands))
+        .json(&order_body(Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The trace id and span id of a `traceparent` header value.
 fn parse_traceparent(value: &str) -> (TraceId, SpanId) {
     let parts: Vec<&str> = value.split('-').collect();
@@ -239,13 +250,7 @@ async fn one_trace_links_the_rest_call_the_append_the_projector_batch_and_the_gr
 #[tokio::test]
 async fn a_request_without_traceparent_gets_a_new_trace_echoed_back() {
     let stack = start().await;
-    let first = stack
-        .http
-        .post(format!("{}/orders", stack.commands))
-        .json(&order_body(Uuid::new_v4()))
-        .send()
-        .await
-        .unwrap();
+    let first = place_new_order(&stack).await;
     assert_eq!(first.status(), 201);
     let (trace, _) = echoed(&first);
     assert_ne!(trace, TraceId::INVALID);
@@ -308,13 +313,7 @@ async fn a_request_its_caller_did_not_sample_stays_in_its_trace_unsampled_and_re
     );
 
     // A sampled request made after it is recorded: the exporter has been given what ended.
-    let later = stack
-        .http
-        .post(format!("{}/orders", stack.commands))
-        .json(&order_body(Uuid::new_v4()))
-        .send()
-        .await
-        .unwrap();
+    let later = place_new_order(&stack).await;
     let (sampled, _) = echoed(&later);
     wait_for_spans(&stack.spans, "the sampled request's span", |spans| {
         server_span(spans, sampled, "/orders").map(|_| ())

@@ -396,7 +396,10 @@ pub fn init_in_memory_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporte
                     .with_filter(filter())
             });
             tracing_subscriber::registry()
-                .with(otel_layer(&provider).with_filter(unless_dropped()))
+                .with(SkipEntries {
+                    layer: otel_layer(&provider).with_filter(unless_dropped()),
+                    skip: true,
+                })
                 .with(CorrelationIds)
                 .with(logs)
                 .try_init()

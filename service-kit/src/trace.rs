@@ -68,18 +68,23 @@ impl TraceContext {
 }
 
 /// The trace context of `span`, to hand on (a response header, an event's metadata, a
-/// message); `None` when tracing is off.
+/// message); `None` when tracing is off. The trace state handed on is the one the sampler kept
+/// (a parent-based sampler keeps the parent's, sampled or not, as W3C asks).
 pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
     if span.is_disabled() {
         return None;
     }
-    // A span the sampler has decided on (a request's, as it began) knows its context already.
+    // A span the sampler has decided on (a request's, as it began) knows its context already;
+    // any other is decided on now, and then knows it the same way.
     if let Some(decided) = recorded_context(span, Scope::OwnIfDecided) {
         return Some(decided);
     }
     let cx = span.context();
     if !cx.span().span_context().is_valid() {
         return recorded_context(span, Scope::NearestTraced);
+    }
+    if let Some(decided) = recorded_context(span, Scope::OwnIfDecided) {
+        return Some(decided);
     }
     let mut headers = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut headers);
@@ -211,6 +216,32 @@ mod tests {
         ] {
             assert_eq!(TraceContext::new(bad, None).trace_id(), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_span_continuing_a_remote_trace_hands_on_the_same_context_each_time_it_is_asked() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            for flags in ["01", "00"] {
+                let parent = TraceContext::new(
+                    format!("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}"),
+                    Some("vendor=kept".to_owned()),
+                );
+                let span = tracing::info_span!("publish");
+                continue_trace(&span, &parent);
+                let first = context_of(&span).unwrap();
+                assert_eq!(context_of(&span).unwrap(), first, "asked again");
+                let parts: Vec<&str> = first.traceparent.split('-').collect();
+                assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the caller's trace");
+                assert_ne!(parts[2], "00f067aa0ba902b7", "its own span");
+                assert_eq!(parts[3], flags, "the caller's decision");
+                assert_eq!(first.tracestate.as_deref(), Some("vendor=kept"));
+            }
+        });
     }
 
     #[test]
