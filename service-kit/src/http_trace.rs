@@ -3,7 +3,7 @@
 //! own context is echoed in the response's `traceparent` (when tracing is on), errors
 //! included.
 
-use crate::trace::{self, TraceContext, TRACEPARENT, TRACESTATE};
+use crate::trace::{self, Decided, TraceContext, TRACEPARENT, TRACESTATE};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
@@ -31,11 +31,33 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// The request's server span, `http.request`, at `target`.
+macro_rules! request_span {
+    ($target:expr, $method:expr, $route:expr) => {
+        tracing::info_span!(
+            target: $target,
+            "http.request",
+            otel.name = %format_args!("{} {}", $method, $route),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            http.request.method = %$method,
+            http.route = %$route,
+            http.response.status_code = Empty,
+            correlation_id = Empty,
+            instance = Empty,
+        )
+    };
+}
+
 /// Middleware (`App::wrap(from_fn(trace_request))`, outermost): runs the request inside its
 /// server span, `http.request`, with the fields `http.request.method`, `http.route` (the
 /// matched pattern, `unmatched` for none), `http.response.status_code`, `correlation_id` and
 /// [`INSTANCE_FIELD`]. Handlers run inside it (`Span::current()`), so they can record the last
 /// two, and every log line of the request names them.
+///
+/// The request's trace is decided on before its span is made ([`trace::decide_ahead`]): when
+/// the sampler drops it, the span is made for the logs only and the request runs
+/// [`trace::in_unsampled`], so that nothing of it is made for traces.
 ///
 /// # Errors
 /// An error of the inner service, passed on with the `traceparent` header added.
@@ -47,30 +69,45 @@ pub async fn trace_request(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
-    let span = tracing::info_span!(
-        "http.request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = Empty,
-        correlation_id = Empty,
-        instance = Empty,
-    );
     let headers = req.headers();
+    let remote = header(headers, TRACEPARENT).map(|traceparent| {
+        TraceContext::new(traceparent, header(headers, TRACESTATE).map(str::to_owned))
+    });
+    let (span, unsampled) = match trace::decide_ahead(remote.as_ref(), "http.request") {
+        Some(Decided::Dropped(context)) => (
+            request_span!(trace::UNSAMPLED_TARGET, method, route),
+            Some(context),
+        ),
+        decided => {
+            let span = request_span!(module_path!(), method, route);
+            if let Some(remote) = &remote {
+                trace::continue_trace(&span, remote);
+            }
+            if decided == Some(Decided::Sampled) {
+                trace::sample_as_decided(&span);
+            } else {
+                trace::sample(&span);
+            }
+            (span, None)
+        }
+    };
     if let Some(id) = header(headers, CORRELATION_HEADER)
         .filter(|id| !id.is_empty() && id.len() <= CORRELATION_MAX_LEN)
     {
         span.record("correlation_id", id);
     }
-    if let Some(traceparent) = header(headers, TRACEPARENT) {
-        let tracestate = header(headers, TRACESTATE).map(str::to_owned);
-        trace::continue_trace(&span, &TraceContext::new(traceparent, tracestate));
-    }
-    trace::sample(&span);
-    let result = next.call(req).instrument(span.clone()).await;
-    let echoed = trace::context_of(&span);
+    let (result, echoed) = match unsampled {
+        Some(context) => {
+            let result = trace::in_unsampled(context.clone(), next.call(req))
+                .instrument(span.clone())
+                .await;
+            (result, Some(context))
+        }
+        None => {
+            let result = next.call(req).instrument(span.clone()).await;
+            (result, trace::context_of(&span))
+        }
+    };
     match result {
         Ok(mut response) => {
             finish(&span, response.status(), response.headers_mut(), echoed);

@@ -201,7 +201,9 @@ where
 }
 
 /// Keeps out of traces what happens below a span whose trace the sampler dropped (a request
-/// that [`crate::trace::sample`] decided on as it began): nothing of it would be sent, and
+/// that [`crate::trace::sample`] decided on as it began), and inside a request whose trace was
+/// dropped before its span was made ([`crate::trace::decide_ahead`]), that span included:
+/// nothing of it would be sent, and
 /// making a span costs as much whether its trace is sent or not. Such a span, when made for the
 /// logs, hands on the trace context of the dropped span above it ([`crate::trace::context_of`]).
 fn unless_dropped<S>() -> impl tracing_subscriber::layer::Filter<S>
@@ -209,11 +211,20 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     tracing_subscriber::filter::dynamic_filter_fn(|_, cx: &Context<'_, S>| {
-        !cx.lookup_current().is_some_and(|span| {
-            span.extensions()
-                .get::<tracing_opentelemetry::OtelData>()
-                .is_some_and(crate::trace::dropped)
-        })
+        !crate::trace::unsampled_here()
+            && !cx.lookup_current().is_some_and(|span| {
+                span.extensions()
+                    .get::<tracing_opentelemetry::OtelData>()
+                    .is_some_and(crate::trace::dropped)
+            })
+    })
+    .with_callsite_filter(|metadata| {
+        // A request's span made for the logs only, its trace dropped before it was made.
+        if metadata.target() == crate::trace::UNSAMPLED_TARGET {
+            tracing::subscriber::Interest::never()
+        } else {
+            tracing::subscriber::Interest::sometimes()
+        }
     })
     .with_max_level_hint(ANY_LEVEL)
 }
@@ -300,12 +311,32 @@ impl SpanExporter for OtlpExporter {
 }
 
 /// The provider exporting to the OTLP endpoint the `OTEL_*` variables name, batched; the
-/// sampler follows `OTEL_TRACES_SAMPLER` (parent-based, always on by default).
-fn otlp_provider() -> Result<SdkTracerProvider, Box<dyn std::error::Error + Send + Sync>> {
-    Ok(SdkTracerProvider::builder()
+/// sampler follows `OTEL_TRACES_SAMPLER` (parent-based, always on by default), requests
+/// decided on ahead with it (see [`crate::trace::decide_ahead`]).
+fn otlp_provider(
+) -> Result<(SdkTracerProvider, crate::trace::Ahead), Box<dyn std::error::Error + Send + Sync>> {
+    let (sampler, ahead) = configured_sampling(None);
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_batch_exporter(OtlpExporter::new(None)?)
         .with_resource(resource())
-        .build())
+        .build();
+    Ok((provider, ahead))
+}
+
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` configure, for the provider
+/// and for deciding on requests ahead; `on`, when given, is the switch tracing is behind.
+fn configured_sampling(
+    on: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> (crate::trace::DecidedAhead, crate::trace::Ahead) {
+    crate::trace::sampling_ahead(opentelemetry_sdk::trace::Config::default().sampler, on)
+}
+
+/// Keeps `provider` to flush it on shutdown, and decides requests ahead with `ahead`, once
+/// the subscriber recording with it is installed.
+fn keep(provider: SdkTracerProvider, ahead: crate::trace::Ahead) {
+    let _ = PROVIDER.set(provider);
+    crate::trace::install_ahead(ahead);
 }
 
 /// Installs the global subscriber of a service: JSON lines on stderr, filtered by `RUST_LOG`
@@ -315,7 +346,7 @@ fn otlp_provider() -> Result<SdkTracerProvider, Box<dyn std::error::Error + Send
 pub fn init_tracing() {
     let provider = if tracing_requested() {
         match otlp_provider() {
-            Ok(provider) => Some(provider),
+            Ok(provided) => Some(provided),
             Err(e) => {
                 eprintln!("tracing stays off: the OTLP exporter cannot be set up: {e}");
                 None
@@ -325,14 +356,14 @@ pub fn init_tracing() {
         None
     };
     let installed = services_subscriber(
-        provider.as_ref().map(trace_layer),
+        provider.as_ref().map(|(provider, _)| trace_layer(provider)),
         filter(),
         std::io::stderr,
     )
     .try_init()
     .is_ok();
-    if let (true, Some(provider)) = (installed, provider) {
-        let _ = PROVIDER.set(provider);
+    if let (true, Some((provider, ahead))) = (installed, provider) {
+        keep(provider, ahead);
     }
 }
 
@@ -387,7 +418,9 @@ pub fn init_in_memory_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporte
     EXPORTER
         .get_or_init(|| {
             let exporter = InMemorySpanExporter::default();
+            let (sampler, ahead) = configured_sampling(None);
             let provider = SdkTracerProvider::builder()
+                .with_sampler(sampler)
                 .with_simple_exporter(exporter.clone())
                 .build();
             let logs = std::env::var_os(TEST_LOG).map(|_| {
@@ -404,7 +437,7 @@ pub fn init_in_memory_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporte
                 .with(logs)
                 .try_init()
                 .expect("no other subscriber is installed before the in-memory one");
-            let _ = PROVIDER.set(provider);
+            keep(provider, ahead);
             exporter
         })
         .clone()
@@ -445,7 +478,10 @@ impl SpanExporter for Discard {
 pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
     let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let switch = TracingSwitch(on.clone());
-    let builder = SdkTracerProvider::builder().with_resource(resource());
+    let (sampler, ahead) = configured_sampling(Some(on.clone()));
+    let builder = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_resource(resource());
     let provider = match endpoint {
         Some(endpoint) => builder.with_batch_exporter(
             OtlpExporter::new(Some(endpoint)).expect("the OTLP exporter is built"),
@@ -467,7 +503,7 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
     services_subscriber(Some(traces), filter(), std::io::stderr)
         .try_init()
         .expect("no other subscriber is installed before the switchable one");
-    let _ = PROVIDER.set(provider);
+    keep(provider, ahead);
     switch
 }
 
@@ -482,22 +518,27 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
 pub fn init_sampled_tracing(ratio: Option<f64>) {
     use opentelemetry_sdk::trace::Sampler;
     let provider = ratio.map(|ratio| {
-        SdkTracerProvider::builder()
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+        let (sampler, ahead) = crate::trace::sampling_ahead(
+            Box::new(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
                 ratio,
-            ))))
+            )))),
+            None,
+        );
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
             .with_batch_exporter(Discard)
-            .build()
+            .build();
+        (provider, ahead)
     });
     services_subscriber(
-        provider.as_ref().map(trace_layer),
+        provider.as_ref().map(|(provider, _)| trace_layer(provider)),
         filter(),
         std::io::stderr,
     )
     .try_init()
     .expect("no other subscriber is installed before the sampled one");
-    if let Some(provider) = provider {
-        let _ = PROVIDER.set(provider);
+    if let Some((provider, ahead)) = provider {
+        keep(provider, ahead);
     }
 }
 
@@ -569,6 +610,12 @@ impl LineIds {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let mut ids = Self::default();
+        // Inside a request whose trace was dropped before its span was made, its context.
+        if let Some(unsampled) = crate::trace::unsampled_context() {
+            let mut parts = unsampled.traceparent.split('-').skip(1);
+            ids.trace_id = parts.next().map(str::to_owned);
+            ids.span_id = parts.next().map(str::to_owned);
+        }
         let Some(scope) = ctx.event_scope() else {
             return ids;
         };
@@ -841,6 +888,28 @@ mod tests {
         let lines = lines.json();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["fields"]["message"], "inside");
+    }
+
+    #[test]
+    fn a_log_line_inside_a_request_whose_trace_was_dropped_ahead_names_its_trace() {
+        let lines = Lines::default();
+        let subscriber = services_subscriber(None, EnvFilter::new("info"), lines.clone());
+        let request = crate::trace::TraceContext::new(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            None,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            futures::executor::block_on(crate::trace::in_unsampled(request, async {
+                tracing::info_span!("request", correlation_id = "corr-9")
+                    .in_scope(|| tracing::warn!("slow"));
+            }));
+            tracing::warn!("after");
+        });
+        let lines = lines.json();
+        assert_eq!(lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(lines[0]["span_id"], "00f067aa0ba902b7");
+        assert_eq!(lines[0]["correlation_id"], "corr-9");
+        assert!(lines[1].get("trace_id").is_none(), "{}", lines[1]);
     }
 
     #[test]

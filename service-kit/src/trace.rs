@@ -5,9 +5,17 @@
 //! OpenTelemetry layer a span has no trace context.
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SamplingDecision, SpanContext, TraceContextExt};
+use opentelemetry::trace::{
+    Link, SamplingDecision, SamplingResult, SpanContext, SpanKind, TraceContextExt, TraceId,
+};
+use opentelemetry::KeyValue;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, ShouldSample};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -67,10 +75,182 @@ impl TraceContext {
     }
 }
 
+/// The target of a request's span when its trace was dropped before the span was made
+/// ([`decide_ahead`]): such a span is made for the logs only, never for traces.
+pub const UNSAMPLED_TARGET: &str = "service_kit::http_trace::unsampled";
+
+/// How requests are decided on before their spans are made: the services' sampler, ids for
+/// the traces it drops, and (benchmarks) the switch tracing is behind.
+pub(crate) struct Ahead {
+    sampler: Box<dyn ShouldSample>,
+    ids: RandomIdGenerator,
+    on: Option<Arc<AtomicBool>>,
+}
+
+/// Set once the services' subscriber is installed with a provider sampling by [`DecidedAhead`].
+static AHEAD: OnceLock<Ahead> = OnceLock::new();
+
+thread_local! {
+    /// The context of the request being polled on this thread, when its trace was dropped
+    /// before any span was made for it ([`in_unsampled`]).
+    static UNSAMPLED: RefCell<Option<TraceContext>> = const { RefCell::new(None) };
+    /// Set while a request decided on ahead and sampled has its span decided on.
+    static SAMPLED_AHEAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The sampler of the services' tracer provider: the configured one, except for the span of
+/// a request already decided on ahead and sampled ([`sample_as_decided`]), which it samples.
+#[derive(Debug, Clone)]
+pub(crate) struct DecidedAhead(Box<dyn ShouldSample>);
+
+impl ShouldSample for DecidedAhead {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if SAMPLED_AHEAD.get() {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: parent_context
+                    .map(|cx| cx.span().span_context().trace_state().clone())
+                    .unwrap_or_default(),
+            };
+        }
+        self.0
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
+
+/// The provider's sampler for `sampler` (the configured one), and what [`decide_ahead`] needs
+/// to decide requests with it; `on`, when given, is the switch tracing is behind.
+pub(crate) fn sampling_ahead(
+    sampler: Box<dyn ShouldSample>,
+    on: Option<Arc<AtomicBool>>,
+) -> (DecidedAhead, Ahead) {
+    let ahead = Ahead {
+        sampler: sampler.clone(),
+        ids: RandomIdGenerator::default(),
+        on,
+    };
+    (DecidedAhead(sampler), ahead)
+}
+
+/// Makes [`decide_ahead`] decide with `ahead`, once the subscriber sampling by its
+/// [`DecidedAhead`] is installed.
+pub(crate) fn install_ahead(ahead: Ahead) {
+    let _ = AHEAD.set(ahead);
+}
+
+/// A request's trace, decided on before its span is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decided {
+    /// Its span is made for traces; decide on it with [`sample_as_decided`].
+    Sampled,
+    /// Dropped: no span of it is made for traces. Its context (in the caller's trace, or a new
+    /// one; not sampled) is handed on while it runs inside [`in_unsampled`].
+    Dropped(TraceContext),
+}
+
+/// Decides on the trace of a request continuing `remote` (the caller's context, if any), as
+/// the services' sampler would decide on its span. `None` when tracing is off (or switched
+/// off): the request's span then decides nothing. Deciding before the span is made spares a
+/// dropped request the making of a span for traces, its lookups as its future is polled and
+/// its closing: most of what tracing costs it.
+pub fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<Decided> {
+    let ahead = AHEAD.get()?;
+    if ahead
+        .on
+        .as_ref()
+        .is_some_and(|on| !on.load(Ordering::Relaxed))
+    {
+        return None;
+    }
+    let parent = remote.and_then(TraceContext::span_context);
+    let trace_id = parent
+        .as_ref()
+        .map_or_else(|| ahead.ids.new_trace_id(), SpanContext::trace_id);
+    let parent_cx = parent.map(|p| opentelemetry::Context::new().with_remote_span_context(p));
+    let result = ahead.sampler.should_sample(
+        parent_cx.as_ref(),
+        trace_id,
+        name,
+        &SpanKind::Server,
+        &[],
+        &[],
+    );
+    Some(match result.decision {
+        SamplingDecision::Drop => Decided::Dropped(TraceContext::new(
+            format!("00-{trace_id}-{}-00", ahead.ids.new_span_id()),
+            Some(result.trace_state.header()),
+        )),
+        SamplingDecision::RecordOnly | SamplingDecision::RecordAndSample => Decided::Sampled,
+    })
+}
+
+/// Has the sampler decide on the span of a request [`decide_ahead`] sampled: it samples it.
+pub fn sample_as_decided(span: &tracing::Span) {
+    SAMPLED_AHEAD.set(true);
+    sample(span);
+    SAMPLED_AHEAD.set(false);
+}
+
+/// Runs a request whose trace was dropped ahead: while it is polled, no span is made for
+/// traces ([`unsampled_here`]) and the context handed on ([`context_of`], [`current`]) is
+/// `context`.
+pub async fn in_unsampled<F: Future>(context: TraceContext, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut held = Some(context);
+    std::future::poll_fn(move |task| {
+        let _polling = Polling::enter(&mut held);
+        future.as_mut().poll(task)
+    })
+    .await
+}
+
+/// The unsampled context set on this thread for one poll, put back as the poll ends (a panic
+/// included).
+struct Polling<'a> {
+    held: &'a mut Option<TraceContext>,
+    previous: Option<TraceContext>,
+}
+
+impl<'a> Polling<'a> {
+    fn enter(held: &'a mut Option<TraceContext>) -> Self {
+        let previous = UNSAMPLED.replace(held.take());
+        Self { held, previous }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        *self.held = UNSAMPLED.replace(self.previous.take());
+    }
+}
+
+/// Whether a request whose trace was dropped ahead is being polled on this thread.
+pub(crate) fn unsampled_here() -> bool {
+    UNSAMPLED.with_borrow(Option::is_some)
+}
+
+/// The context of the request whose trace was dropped ahead, being polled on this thread.
+pub(crate) fn unsampled_context() -> Option<TraceContext> {
+    UNSAMPLED.with_borrow(Clone::clone)
+}
+
 /// The trace context of `span`, to hand on (a response header, an event's metadata, a
 /// message); `None` when tracing is off. The trace state handed on is the one the sampler kept
-/// (a parent-based sampler keeps the parent's, sampled or not, as W3C asks).
+/// (a parent-based sampler keeps the parent's, sampled or not, as W3C asks). Inside a request
+/// whose trace was dropped ahead, the request's context.
 pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
+    if let Some(unsampled) = unsampled_context() {
+        return Some(unsampled);
+    }
     if span.is_disabled() {
         return None;
     }
@@ -236,12 +416,42 @@ mod tests {
                 let first = context_of(&span).unwrap();
                 assert_eq!(context_of(&span).unwrap(), first, "asked again");
                 let parts: Vec<&str> = first.traceparent.split('-').collect();
-                assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "the caller's trace");
+                assert_eq!(
+                    parts[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+                    "the caller's trace"
+                );
                 assert_ne!(parts[2], "00f067aa0ba902b7", "its own span");
                 assert_eq!(parts[3], flags, "the caller's decision");
                 assert_eq!(first.tracestate.as_deref(), Some("vendor=kept"));
             }
         });
+    }
+
+    #[test]
+    fn inside_an_unsampled_request_its_context_is_handed_on_at_every_poll_and_outside_it_none() {
+        let request = TraceContext::new(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            None,
+        );
+        let mut yielded = false;
+        let (before, after) = futures::executor::block_on(in_unsampled(request.clone(), async {
+            let before = current();
+            // Gives the executor its turn once: the next poll is a new entry.
+            std::future::poll_fn(|task| {
+                if std::mem::replace(&mut yielded, true) {
+                    std::task::Poll::Ready(())
+                } else {
+                    task.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            (before, current())
+        }));
+        assert_eq!(before.as_ref(), Some(&request));
+        assert_eq!(after.as_ref(), Some(&request), "after a pending poll");
+        assert_eq!(current(), None, "outside the request");
+        assert!(!unsampled_here());
     }
 
     #[test]
