@@ -280,6 +280,7 @@ async fn a_request_its_caller_did_not_sample_stays_in_its_trace_unsampled_and_re
     let stack = start().await;
     let caller_trace = TraceId::from_hex("5e1d0c4b3a29180716253443526170f1").unwrap();
     let order = Uuid::new_v4();
+    let correlation = format!("unsampled-{order}");
     let response = stack
         .http
         .post(format!("{}/orders", stack.commands))
@@ -287,6 +288,7 @@ async fn a_request_its_caller_did_not_sample_stays_in_its_trace_unsampled_and_re
             "traceparent",
             format!("00-{caller_trace:032x}-00f067aa0ba902b7-00"),
         )
+        .header("X-Correlation-Id", &correlation)
         .header("tracestate", "vendor=kept")
         .json(&order_body(order))
         .send()
@@ -321,9 +323,10 @@ async fn a_request_its_caller_did_not_sample_stays_in_its_trace_unsampled_and_re
     .await;
     let recorded = stack.spans.get_finished_spans().unwrap();
     assert!(
-        !recorded
-            .iter()
-            .any(|s| s.span_context.trace_id() == caller_trace),
-        "no span of the unsampled request: {recorded:#?}"
+        !recorded.iter().any(|s| {
+            s.span_context.trace_id() == caller_trace
+                || attribute(s, "correlation_id").as_deref() == Some(correlation.as_str())
+        }),
+        "no span of the unsampled request, in its trace or any other: {recorded:#?}"
     );
 }

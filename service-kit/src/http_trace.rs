@@ -83,10 +83,9 @@ pub async fn trace_request(
             if let Some(remote) = &remote {
                 trace::continue_trace(&span, remote);
             }
-            if decided == Some(Decided::Sampled) {
-                trace::sample_as_decided(&span);
-            } else {
-                trace::sample(&span);
+            match decided {
+                Some(Decided::Recorded { sampled }) => trace::sample_as_decided(&span, sampled),
+                _ => trace::sample(&span),
             }
             (span, None)
         }

@@ -210,8 +210,11 @@ fn unless_dropped<S>() -> impl tracing_subscriber::layer::Filter<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    tracing_subscriber::filter::dynamic_filter_fn(|_, cx: &Context<'_, S>| {
-        !crate::trace::unsampled_here()
+    tracing_subscriber::filter::dynamic_filter_fn(|metadata, cx: &Context<'_, S>| {
+        // A request's span made for the logs only, its trace dropped before it was made (the
+        // callsite's interest is only a hint: the log layer's interest asks again each time).
+        metadata.target() != crate::trace::UNSAMPLED_TARGET
+            && !crate::trace::unsampled_here()
             && !cx.lookup_current().is_some_and(|span| {
                 span.extensions()
                     .get::<tracing_opentelemetry::OtelData>()
@@ -219,7 +222,6 @@ where
             })
     })
     .with_callsite_filter(|metadata| {
-        // A request's span made for the logs only, its trace dropped before it was made.
         if metadata.target() == crate::trace::UNSAMPLED_TARGET {
             tracing::subscriber::Interest::never()
         } else {

@@ -94,12 +94,16 @@ thread_local! {
     /// The context of the request being polled on this thread, when its trace was dropped
     /// before any span was made for it ([`in_unsampled`]).
     static UNSAMPLED: RefCell<Option<TraceContext>> = const { RefCell::new(None) };
-    /// Set while a request decided on ahead and sampled has its span decided on.
-    static SAMPLED_AHEAD: Cell<bool> = const { Cell::new(false) };
+    /// Set while a request decided on ahead and recorded has its span decided on: whether it
+    /// is sampled too.
+    static DECIDED_AHEAD: Cell<Option<bool>> = const { Cell::new(None) };
 }
 
 /// The sampler of the services' tracer provider: the configured one, except for the span of
-/// a request already decided on ahead and sampled ([`sample_as_decided`]), which it samples.
+/// a request already decided on ahead and recorded ([`sample_as_decided`]), which it decides
+/// on as decided. (That decision was drawn on a trace id of its own, the span gets another:
+/// a ratio sampler's share is the same, but a later sampler looking at the exported id may
+/// not agree with it.)
 #[derive(Debug, Clone)]
 pub(crate) struct DecidedAhead(Box<dyn ShouldSample>);
 
@@ -113,9 +117,13 @@ impl ShouldSample for DecidedAhead {
         attributes: &[KeyValue],
         links: &[Link],
     ) -> SamplingResult {
-        if SAMPLED_AHEAD.get() {
+        if let Some(sampled) = DECIDED_AHEAD.get() {
             return SamplingResult {
-                decision: SamplingDecision::RecordAndSample,
+                decision: if sampled {
+                    SamplingDecision::RecordAndSample
+                } else {
+                    SamplingDecision::RecordOnly
+                },
                 attributes: Vec::new(),
                 trace_state: parent_context
                     .map(|cx| cx.span().span_context().trace_state().clone())
@@ -150,8 +158,9 @@ pub(crate) fn install_ahead(ahead: Ahead) {
 /// A request's trace, decided on before its span is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decided {
-    /// Its span is made for traces; decide on it with [`sample_as_decided`].
-    Sampled,
+    /// Its span is made for traces, recorded and (when `sampled`) sent; decide on it with
+    /// [`sample_as_decided`].
+    Recorded { sampled: bool },
     /// Dropped: no span of it is made for traces. Its context (in the caller's trace, or a new
     /// one; not sampled) is handed on while it runs inside [`in_unsampled`].
     Dropped(TraceContext),
@@ -189,15 +198,23 @@ pub fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<Decided
             format!("00-{trace_id}-{}-00", ahead.ids.new_span_id()),
             Some(result.trace_state.header()),
         )),
-        SamplingDecision::RecordOnly | SamplingDecision::RecordAndSample => Decided::Sampled,
+        SamplingDecision::RecordOnly => Decided::Recorded { sampled: false },
+        SamplingDecision::RecordAndSample => Decided::Recorded { sampled: true },
     })
 }
 
-/// Has the sampler decide on the span of a request [`decide_ahead`] sampled: it samples it.
-pub fn sample_as_decided(span: &tracing::Span) {
-    SAMPLED_AHEAD.set(true);
+/// Has the sampler decide on the span of a request [`decide_ahead`] recorded, as it decided.
+pub fn sample_as_decided(span: &tracing::Span, sampled: bool) {
+    /// Clears the decision however the sampling ends (a panic included).
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            DECIDED_AHEAD.set(None);
+        }
+    }
+    DECIDED_AHEAD.set(Some(sampled));
+    let _clear = Clear;
     sample(span);
-    SAMPLED_AHEAD.set(false);
 }
 
 /// Runs a request whose trace was dropped ahead: while it is polled, no span is made for
