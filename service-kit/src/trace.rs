@@ -168,7 +168,8 @@ pub enum Decided {
 
 /// Decides on the trace of a request continuing `remote` (the caller's context, if any), as
 /// the services' sampler would decide on its span. `None` when tracing is off (or switched
-/// off): the request's span then decides nothing. Deciding before the span is made spares a
+/// off, or the subscriber installed decides nothing ahead): the request's span is then decided
+/// on as it is made ([`sample`]). Deciding before the span is made spares a
 /// dropped request the making of a span for traces, its lookups as its future is polled and
 /// its closing: most of what tracing costs it.
 pub fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<Decided> {
