@@ -102,10 +102,29 @@ where
 /// The OpenTelemetry layer recording the spans of [`trace_filter`] with `provider`'s tracer,
 /// none below a span whose trace was dropped ([`unless_dropped`]).
 fn trace_layer(provider: &SdkTracerProvider) -> TraceLayer {
-    Box::new(SkipEntries {
-        layer: otel_layer(provider).with_filter(trace_filter().and(unless_dropped())),
+    Box::new(traced(provider, trace_filter().and(unless_dropped())))
+}
+
+/// [`otel_layer`] recording the spans `filter` lets through, told nothing of spans being
+/// entered and exited ([`SkipEntries`]).
+fn traced<S, F>(
+    provider: &SdkTracerProvider,
+    filter: F,
+) -> SkipEntries<
+    tracing_subscriber::filter::Filtered<
+        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+        F,
+        S,
+    >,
+>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    F: tracing_subscriber::layer::Filter<S>,
+{
+    SkipEntries {
+        layer: otel_layer(provider).with_filter(filter),
         skip: true,
-    })
+    }
 }
 
 /// A layer told nothing of spans being entered and exited (when `skip`). A span is entered
@@ -431,10 +450,7 @@ pub fn init_in_memory_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporte
                     .with_filter(filter())
             });
             tracing_subscriber::registry()
-                .with(SkipEntries {
-                    layer: otel_layer(&provider).with_filter(unless_dropped()),
-                    skip: true,
-                })
+                .with(traced(&provider, unless_dropped()))
                 .with(CorrelationIds)
                 .with(logs)
                 .try_init()
@@ -497,11 +513,10 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
         on.load(std::sync::atomic::Ordering::Relaxed)
     })
     .with_max_level_hint(ANY_LEVEL);
-    let traces: TraceLayer = Box::new(SkipEntries {
-        layer: otel_layer(&provider)
-            .with_filter(trace_filter().and(switched).and(unless_dropped())),
-        skip: true,
-    });
+    let traces: TraceLayer = Box::new(traced(
+        &provider,
+        trace_filter().and(switched).and(unless_dropped()),
+    ));
     services_subscriber(Some(traces), filter(), std::io::stderr)
         .try_init()
         .expect("no other subscriber is installed before the switchable one");
