@@ -23,7 +23,8 @@
 #     server's max_connections with many variants.
 #   BENCH_BUILD=0 uses binaries already built (in BENCH_BIN_DIR, default the release ones).
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
-# Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it,
+# Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it
+# (side by side: the round's one baseline),
 # the database transactions per request and the command API's CPU time per request; then the
 # medians, and each further variant's rate against the first's in the same round (and median).
 set -euo pipefail
@@ -362,7 +363,7 @@ for round in $(seq 1 "$ROUNDS"); do
       -v b="${ROUND_RATE["POST /orders [${VARIANTS[0]%%:*}]"]}" 'BEGIN { printf "%.3f", a / b }') "
   done
 done
-echo "medians of $ROUNDS rounds (each ratio to the baseline run just before it):"
+echo "medians of $ROUNDS rounds (each ratio to the raw baseline of its round, run before it):"
 printf '  %-34s %7s /s\n' "raw INSERT (pgbench)" "$(tr ' ' '\n' <<<"$RAWS" | grep . | median)"
 for label in "${!RATIOS[@]}"; do
   printf '  %-34s %7s /s  p99 %6s ms  %sx raw\n' "$label" \

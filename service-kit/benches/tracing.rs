@@ -8,8 +8,9 @@
 //!
 //! Each variant runs in a process of its own (a subscriber is installed once per process, and
 //! the callsites' interest is shared by every subscriber in it), the variants taking turns in
-//! rounds so that a noisy neighbour weighs on each alike. Prints each variant's median time
-//! per request, and what it adds to the untraced one, round by round and the median.
+//! rounds so that a noisy neighbour weighs on each alike. Prints each variant's time per
+//! request round by round, then its median and the median of what it adds to the untraced
+//! one in the same round.
 //!
 //! `cargo bench -p service-kit --features http,testing --bench tracing`. `BENCH_ROUNDS`
 //! (default 7), `BENCH_REQUESTS` (default 100000 per variant and round).

@@ -473,6 +473,35 @@ mod tests {
     }
 
     #[test]
+    fn a_request_sampled_ahead_is_sampled_whatever_the_provider_would_draw_and_only_it() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        let (sampler, _) =
+            sampling_ahead(Box::new(opentelemetry_sdk::trace::Sampler::AlwaysOff), None);
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let flags = |span: &tracing::Span| {
+                let context = context_of(span).unwrap().traceparent;
+                context.rsplit('-').next().unwrap().to_owned()
+            };
+            let decided = tracing::info_span!("http.request");
+            sample_as_decided(&decided, true);
+            assert_eq!(flags(&decided), "01", "sampled as decided ahead");
+            let next = tracing::info_span!("http.request");
+            sample(&next);
+            assert_eq!(
+                flags(&next),
+                "00",
+                "the provider's own draw for the next one"
+            );
+        });
+    }
+
+    #[test]
     fn without_tracing_a_span_has_no_context_to_hand_on() {
         let span = tracing::info_span!("untraced");
         assert_eq!(context_of(&span), None);

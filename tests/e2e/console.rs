@@ -226,9 +226,18 @@ impl Browser {
             if typed.as_deref() == Some(text) {
                 return;
             }
-            eprintln!("{css} held {typed:?} after typing {text:?}; typing again");
+            // Lengths only: the text may be a token.
+            let held = typed.as_deref().map(str::len);
+            eprintln!(
+                "{css} held {held:?} characters after typing {}; typing again",
+                text.len()
+            );
         }
-        panic!("{css} holds {typed:?} after typing {text:?}");
+        let held = typed.as_deref().map(str::len);
+        panic!(
+            "{css} holds {held:?} characters after typing {}",
+            text.len()
+        );
     }
 
     /// Finds an order or return with the mouse: fills the form and clicks Find.
