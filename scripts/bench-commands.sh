@@ -25,8 +25,9 @@
 #   MILESTONE_TEST_DATABASE_URL names the server (default postgres:postgres@127.0.0.1:5432).
 # Prints, per round, each phase's rate, p50/p99 and ratio to the baseline run just before it
 # (side by side: the round's one baseline),
-# the database transactions per request and the command API's CPU time per request; then the
-# medians, and each further variant's rate against the first's in the same round (and median).
+# the database transactions per request and the CPU time per request of the command API, of the
+# database server's processes and (with `@otlp`) of the trace receiver; then the medians, and
+# each further variant's rate against the first's in the same round (and median).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -124,6 +125,17 @@ cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
+# CPU seconds the database server's processes have used so far (those alive now: the APIs'
+# pooled connections live through the phases).
+db_cpu_seconds() {
+  local pid total=0
+  for pid in $(pgrep -x postgres); do
+    total="$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' \
+      "/proc/$pid/stat" 2>/dev/null || echo "$total")"
+  done
+  echo "$total"
+}
+
 commits() {
   psql "$SERVER_URL" -Atc "select xact_commit + xact_rollback from pg_stat_database where datname = '$DB'"
 }
@@ -133,7 +145,7 @@ events() {
 }
 
 # The trace receiver the `@otlp` variants export to.
-OTLP=""
+OTLP="" OTLP_PID=""
 if [ "$OTLP_SINK" = 1 ]; then
   OTLP_PORT="$(free_port)"
   start otlp-sink "127.0.0.1:$OTLP_PORT"
@@ -247,10 +259,15 @@ commands() {
   before_commits="$(commits)"
   before_events="$(events)"
   before_cpu="$(cpu_seconds "$api")"
+  local before_sink=0 sink=0 before_db db
+  before_db="$(db_cpu_seconds)"
+  [ -n "$OTLP_PID" ] && before_sink="$(cpu_seconds "$OTLP_PID")"
   wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_PER_PHASE}s" -s "$WORK/orders.lua" \
     "http://127.0.0.1:$port/orders" -- "$((RANDOM * 32768 + RANDOM))" >"$WORK/wrk.out" 2>&1
   local cpu
   cpu="$(cpu_seconds "$api")"
+  [ -n "$OTLP_PID" ] && sink="$(cpu_seconds "$OTLP_PID")"
+  db="$(db_cpu_seconds)"
   if [ -z "${SIDE_PORT[$variant]:-}" ]; then
     stop "$api"
     sleep 1
@@ -276,9 +293,10 @@ commands() {
     exit 1
   fi
   awk -v n="$requests" -v us="$micros" -v p50="$p50" -v p99="$p99" \
-    -v c0="$before_commits" -v c1="$(commits)" -v cpu0="$before_cpu" -v cpu1="$cpu" 'BEGIN {
-      printf "%.0f %.2f %.2f %.2f %.0f\n", n / (us / 1e6), p50 / 1000, p99 / 1000,
-        (c1 - c0) / n, (cpu1 - cpu0) * 1e6 / n }'
+    -v c0="$before_commits" -v c1="$(commits)" -v cpu0="$before_cpu" -v cpu1="$cpu" \
+    -v sink0="$before_sink" -v sink1="$sink" -v db0="$before_db" -v db1="$db" 'BEGIN {
+      printf "%.0f %.2f %.2f %.2f %.0f %.1f %.0f\n", n / (us / 1e6), p50 / 1000, p99 / 1000,
+        (c1 - c0) / n, (cpu1 - cpu0) * 1e6 / n, (sink1 - sink0) * 1e6 / n, (db1 - db0) * 1e6 / n }'
 }
 
 # Waits until the projector has applied every event written so far.
@@ -348,10 +366,12 @@ for round in $(seq 1 "$ROUNDS"); do
     label="POST /orders [${variant%%:*}]"
     [ "$with_projector" = 1 ] && label="$label + projector"
     measured="$(commands "$variant" "$with_projector")" || exit 1
-    read -r rate p50 p99 per_request cpu <<<"$measured"
+    read -r rate p50 p99 per_request cpu sink_cpu db_cpu <<<"$measured"
     ratio="$(awk -v a="$rate" -v b="$raw" 'BEGIN { printf "%.2f", a / b }')"
-    printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms  %sx raw  %s xact/req  %s us CPU/req\n' \
-      "$round" "$label" "$rate" "$p50" "$p99" "$ratio" "$per_request" "$cpu"
+    sink_note=""
+    [ -n "$OTLP_PID" ] && sink_note=", trace receiver $sink_cpu"
+    printf 'round %d  %-34s %7s /s  p50 %6s ms  p99 %6s ms  %sx raw  %s xact/req  us CPU/req: API %s, database %s%s\n' \
+      "$round" "$label" "$rate" "$p50" "$p99" "$ratio" "$per_request" "$cpu" "$db_cpu" "$sink_note"
     RATIOS[$label]+="$ratio "
     P99S[$label]+="$p99 "
     RATES[$label]+="$rate "
