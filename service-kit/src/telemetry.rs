@@ -13,10 +13,11 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::filter::FilterExt as _;
 use tracing_subscriber::filter::Targets;
-use tracing_subscriber::fmt::format::{Format, Json, JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, MakeWriter};
+use tracing_subscriber::fmt::format::{Format, Json, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -395,9 +396,111 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt::layer()
-        .fmt_fields(JsonFields::new())
+        .fmt_fields(SpanFieldsJson)
         .event_format(TracedJson(Format::default().json()))
         .with_writer(writer)
+}
+
+/// A span's fields as the log lines show them: a JSON object, written as `JsonFields` writes
+/// it, but a field recorded once the span exists is added to the end of the object, where
+/// `JsonFields` parses the object and writes it again. The services record a request's status,
+/// instance and command ids that way, several times a request. A log line reads the object back
+/// into a map (the fields sorted, a field recorded twice shown with its last value), so the
+/// lines are the same as with `JsonFields`.
+struct SpanFieldsJson;
+
+impl<'w> FormatFields<'w> for SpanFieldsJson {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut members = JsonMembers::default();
+        fields.record(&mut members);
+        writer.write_char('{')?;
+        writer.write_str(&members.0)?;
+        writer.write_char('}')
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> fmt::Result {
+        let mut members = JsonMembers::default();
+        fields.record(&mut members);
+        if members.0.is_empty() {
+            return Ok(());
+        }
+        let object = &mut current.fields;
+        match object.pop() {
+            Some('}') if object.ends_with('{') => {}
+            Some('}') => object.push(','),
+            // Not an object this formatter wrote: start one.
+            _ => {
+                object.clear();
+                object.push('{');
+            }
+        }
+        object.push_str(&members.0);
+        object.push('}');
+        Ok(())
+    }
+}
+
+/// The members of a JSON object (`"name":value,…`, without the braces) for the fields
+/// visited, each value as `JsonFields` writes it.
+#[derive(Default)]
+struct JsonMembers(String);
+
+impl JsonMembers {
+    fn member(&mut self, name: &str, value: impl serde::Serialize) {
+        // The names of `log` records' metadata, which the line shows already.
+        if name.starts_with("log.") {
+            return;
+        }
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        let (Ok(name), Ok(value)) = (serde_json::to_string(name), serde_json::to_string(&value))
+        else {
+            return;
+        };
+        self.0.push_str(&name);
+        self.0.push(':');
+        self.0.push_str(&value);
+    }
+}
+
+impl Visit for JsonMembers {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // What `JsonFields` writes for a number JSON has no room for (NaN, infinities): null.
+        self.member(field.name(), value.is_finite().then_some(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field.name(), value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field.name(), value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field.name(), value);
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field.name(), value);
+    }
+
+    fn record_bytes(&mut self, field: &Field, value: &[u8]) {
+        self.member(field.name(), value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        self.member(
+            name.strip_prefix("r#").unwrap_or(name),
+            format!("{value:?}"),
+        );
+    }
 }
 
 /// Sends the spans not exported yet and stops exporting; call it once, as the service stops.
@@ -622,7 +725,7 @@ struct LineIds {
 }
 
 impl LineIds {
-    fn of<S>(ctx: &FmtContext<'_, S, JsonFields>) -> Self
+    fn of<S>(ctx: &FmtContext<'_, S, SpanFieldsJson>) -> Self
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -675,13 +778,13 @@ impl LineIds {
 /// The stock JSON line with the ids of [`LineIds`] added as top-level members.
 struct TracedJson(Format<Json>);
 
-impl<S> FormatEvent<S, JsonFields> for TracedJson
+impl<S> FormatEvent<S, SpanFieldsJson> for TracedJson
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
+        ctx: &FmtContext<'_, S, SpanFieldsJson>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -765,6 +868,56 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "slow append");
         assert_eq!(lines[1]["trace_id"], parts[1], "one trace for the request");
         assert_ne!(lines[1]["span_id"], parts[2], "its own span");
+    }
+
+    #[test]
+    fn span_fields_recorded_after_the_span_began_show_in_the_log_lines_as_json_fields_shows_them() {
+        // The same spans, fields and lines under the services' log layer and under stock JSON.
+        let spans_and_lines = || {
+            let outer = tracing::info_span!(
+                "http.request",
+                http.route = "/orders",
+                r#type = ?"place",
+                status = tracing::field::Empty,
+                instance = tracing::field::Empty,
+            );
+            let _outer = outer.enter();
+            outer.record("status", 201_u64);
+            outer.record("instance", "order \"1\"\n\u{e9}");
+            let bare = tracing::info_span!("command.execute", id = tracing::field::Empty);
+            let _bare = bare.enter();
+            tracing::warn!("before the id");
+            bare.record("id", -7_i64);
+            bare.record("id", 8_i64);
+            let inner = tracing::info_span!("append", ratio = f64::NAN, ok = true);
+            inner.record("ratio", 0.5);
+            inner.in_scope(|| tracing::warn!(attempt = 2, "slow append"));
+        };
+        let lines_with = |stock: bool| {
+            let lines = Lines::default();
+            let layer = tracing_subscriber::fmt::layer()
+                .event_format(Format::default().json().without_time())
+                .with_writer(lines.clone());
+            let subscriber = tracing_subscriber::registry();
+            if stock {
+                let layer = layer.fmt_fields(tracing_subscriber::fmt::format::JsonFields::new());
+                tracing::subscriber::with_default(subscriber.with(layer), spans_and_lines);
+            } else {
+                let layer = layer.fmt_fields(SpanFieldsJson);
+                tracing::subscriber::with_default(subscriber.with(layer), spans_and_lines);
+            }
+            lines.json()
+        };
+        let ours = lines_with(false);
+        assert_eq!(ours, lines_with(true));
+        assert_eq!(ours.len(), 2, "{ours:?}");
+        let spans = &ours[1]["spans"];
+        assert_eq!(spans[0]["instance"], "order \"1\"\n\u{e9}", "{spans}");
+        assert_eq!(spans[0]["status"], 201, "{spans}");
+        assert_eq!(spans[0]["type"], "\"place\"", "{spans}");
+        assert_eq!(spans[1]["id"], 8, "the last value recorded: {spans}");
+        assert_eq!(spans[2]["ratio"], 0.5, "{spans}");
+        assert!(ours[0]["spans"][1].get("id").is_none(), "{ours:?}");
     }
 
     /// The services' subscriber with traces recorded in memory under `sampler`, and logs at
