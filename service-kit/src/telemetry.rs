@@ -451,17 +451,13 @@ struct JsonMembers(String);
 
 impl JsonMembers {
     fn member(&mut self, name: &str, value: impl serde::Serialize) {
-        // The names of `log` records' metadata, which the line shows already.
-        if name.starts_with("log.") {
-            return;
-        }
-        if !self.0.is_empty() {
-            self.0.push(',');
-        }
         let (Ok(name), Ok(value)) = (serde_json::to_string(name), serde_json::to_string(&value))
         else {
             return;
         };
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
         self.0.push_str(&name);
         self.0.push(':');
         self.0.push_str(&value);
@@ -496,6 +492,10 @@ impl Visit for JsonMembers {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let name = field.name();
+        // The names of `log` records' metadata, which the line shows already.
+        if name.starts_with("log.") {
+            return;
+        }
         self.member(
             name.strip_prefix("r#").unwrap_or(name),
             format!("{value:?}"),
