@@ -125,15 +125,24 @@ cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
 }
 
-# CPU seconds the database server's processes have used so far (those alive now: the APIs'
-# pooled connections live through the phases).
+# The database server's postmaster (from its data directory's postmaster.pid), when this
+# machine runs it; empty otherwise.
+POSTMASTER="$(head -1 "$(psql "$SERVER_URL" -Atc 'show data_directory' 2>/dev/null)/postmaster.pid" \
+  2>/dev/null || true)"
+[ -n "$POSTMASTER" ] && [ -r "/proc/$POSTMASTER/stat" ] || POSTMASTER=""
+
+# CPU seconds the database server has used so far: its processes alive now and, through the
+# postmaster's reaped-children times, those that have exited. Empty when it runs elsewhere.
 db_cpu_seconds() {
-  local pid total=0
-  for pid in $(pgrep -x postgres); do
-    total="$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{ print t + ($14 + $15) / hz }' \
-      "/proc/$pid/stat" 2>/dev/null || echo "$total")"
-  done
-  echo "$total"
+  [ -n "$POSTMASTER" ] || return 0
+  local hz
+  hz="$(getconf CLK_TCK)"
+  {
+    awk '{ print $14 + $15 + $16 + $17 }' "/proc/$POSTMASTER/stat"
+    for pid in $(pgrep -P "$POSTMASTER"); do
+      awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || true
+    done
+  } | awk -v hz="$hz" '{ ticks += $1 } END { printf "%.2f\n", ticks / hz }'
 }
 
 commits() {
@@ -239,7 +248,8 @@ start_api() {
 
 # Runs wrk against the command API of the variant: a fresh one with the variant's settings, or
 # the one already running side by side; the projector following if asked. Prints "rate p50_ms
-# p99_ms commits_per_request api_cpu_us_per_request".
+# p99_ms commits_per_request api_cpu_us_per_request receiver_cpu_us_per_request
+# database_cpu_us_per_request" (the database's `-` when it runs on another machine).
 commands() {
   local variant="$1" with_projector="$2" port api projector="" binary settings="" log
   if [ -n "${SIDE_PORT[$variant]:-}" ]; then
@@ -295,8 +305,9 @@ commands() {
   awk -v n="$requests" -v us="$micros" -v p50="$p50" -v p99="$p99" \
     -v c0="$before_commits" -v c1="$(commits)" -v cpu0="$before_cpu" -v cpu1="$cpu" \
     -v sink0="$before_sink" -v sink1="$sink" -v db0="$before_db" -v db1="$db" 'BEGIN {
-      printf "%.0f %.2f %.2f %.2f %.0f %.1f %.0f\n", n / (us / 1e6), p50 / 1000, p99 / 1000,
-        (c1 - c0) / n, (cpu1 - cpu0) * 1e6 / n, (sink1 - sink0) * 1e6 / n, (db1 - db0) * 1e6 / n }'
+      printf "%.0f %.2f %.2f %.2f %.0f %.1f ", n / (us / 1e6), p50 / 1000, p99 / 1000,
+        (c1 - c0) / n, (cpu1 - cpu0) * 1e6 / n, (sink1 - sink0) * 1e6 / n
+      if (db0 == "") print "-"; else printf "%.0f\n", (db1 - db0) * 1e6 / n }'
 }
 
 # Waits until the projector has applied every event written so far.
