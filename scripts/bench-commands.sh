@@ -27,7 +27,9 @@
 # (side by side: the round's one baseline),
 # the database transactions per request and the CPU time per request of the command API, of the
 # database server's processes and (with `@otlp`) of the trace receiver; then the medians, and
-# each further variant's rate against the first's in the same round (and median).
+# each further variant's rate against the first's in the same round (and median). Side by side,
+# an API's batch exporter may send spans of its phase during the next one (every 5 s by default,
+# `OTEL_BSP_SCHEDULE_DELAY`): the receiver's CPU per phase is then partly a neighbour's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -252,6 +254,10 @@ start_api() {
 # database_cpu_us_per_request" (the database's `-` when it runs on another machine).
 commands() {
   local variant="$1" with_projector="$2" port api projector="" binary settings="" log
+  # It runs in a command substitution, whose exit does not run the script's cleanup: what it
+  # starts (beyond the processes it inherits) is stopped here if it exits before stopping them.
+  local inherited="${#PIDS[@]}"
+  trap 'for pid in "${PIDS[@]:'"$inherited"'}"; do kill "$pid" 2>/dev/null || true; done' EXIT
   if [ -n "${SIDE_PORT[$variant]:-}" ]; then
     port="${SIDE_PORT[$variant]}" api="${SIDE_PID[$variant]}" binary="${SIDE_BINARY[$variant]}"
     log="${SIDE_LOG[$variant]}"
@@ -332,8 +338,9 @@ median() {
   sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
-# Each phase runs right after its own baseline: the machine's speed drifts within a round,
-# and the ratio to a baseline measured just before is the steadier figure.
+# Each phase runs right after its own baseline (side by side: after its round's one): the
+# machine's speed drifts within a round, and the ratio to a baseline measured just before is
+# the steadier figure.
 declare -A RATIOS P99S RATES AGAINST_FIRST ROUND_RATE SIDE_PORT SIDE_PID SIDE_BINARY SIDE_LOG
 RAWS=""
 SIDE_BY_SIDE="${BENCH_SIDE_BY_SIDE:-0}"

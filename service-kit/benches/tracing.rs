@@ -32,13 +32,6 @@ const VARIANTS: [(&str, Option<f64>); 4] = [
 /// The environment variable naming the variant a child process measures.
 const VARIANT: &str = "BENCH_TRACING_VARIANT";
 
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Awaits that give the executor back its turn, as a request's reads and writes do.
 async fn awaits(n: usize) {
     for _ in 0..n {
@@ -95,19 +88,14 @@ fn measure(ratio: Option<f64>, requests: usize) {
     service_kit::telemetry::shutdown_tracing();
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
-    let requests = setting("BENCH_REQUESTS", 100_000);
+    let requests = test_support::bench_env("BENCH_REQUESTS", 100_000);
     if let Ok(variant) = std::env::var(VARIANT) {
         let index: usize = variant.parse().expect("a variant's index");
         measure(VARIANTS[index].1, requests);
         return;
     }
-    let rounds = setting("BENCH_ROUNDS", 7);
+    let rounds = test_support::bench_env("BENCH_ROUNDS", 7);
     let exe = std::env::current_exe().expect("the benchmark's own path");
     let mut times = vec![Vec::new(); VARIANTS.len()];
     println!("{requests} requests per variant and round, {rounds} rounds (ns per request)");
@@ -152,11 +140,11 @@ fn main() {
     // time here is the test harness's own, far below a request that reaches a database.
     println!("medians:");
     for ((label, _), t) in VARIANTS.iter().zip(&times) {
-        let mut added: Vec<f64> = t.iter().zip(&times[0]).map(|(a, b)| a - b).collect();
+        let added: Vec<f64> = t.iter().zip(&times[0]).map(|(a, b)| a - b).collect();
         println!(
             "  {label:<13} {:>6.0} ns a request, adds {:>5.0} ns",
-            median(&mut t.clone()),
-            median(&mut added)
+            test_support::median(t.clone()),
+            test_support::median(added)
         );
     }
 }

@@ -377,6 +377,13 @@ pub fn init_tracing() {
     } else {
         None
     };
+    install(provider);
+}
+
+/// Installs the services' subscriber (JSON logs on stderr, filtered by `RUST_LOG`), recording
+/// traces with `provider` when given; returns whether it was installed (no other subscriber
+/// was first).
+fn install(provider: Option<(SdkTracerProvider, crate::trace::Ahead)>) -> bool {
     let installed = services_subscriber(
         provider.as_ref().map(|(provider, _)| trace_layer(provider)),
         filter(),
@@ -387,6 +394,7 @@ pub fn init_tracing() {
     if let (true, Some((provider, ahead))) = (installed, provider) {
         keep(provider, ahead);
     }
+    installed
 }
 
 /// The services' log lines: stock JSON, with the ids of [`LineIds`] added.
@@ -650,16 +658,10 @@ pub fn init_sampled_tracing(ratio: Option<f64>) {
             .build();
         (provider, ahead)
     });
-    services_subscriber(
-        provider.as_ref().map(|(provider, _)| trace_layer(provider)),
-        filter(),
-        std::io::stderr,
-    )
-    .try_init()
-    .expect("no other subscriber is installed before the sampled one");
-    if let Some((provider, ahead)) = provider {
-        keep(provider, ahead);
-    }
+    assert!(
+        install(provider),
+        "no other subscriber is installed before the sampled one"
+    );
 }
 
 /// The correlation id a span was given (its [`CORRELATION_FIELD`]), kept with the span.

@@ -77,7 +77,7 @@ impl TraceContext {
 
 /// The target of a request's span when its trace was dropped before the span was made
 /// ([`decide_ahead`]): such a span is made for the logs only, never for traces.
-pub const UNSAMPLED_TARGET: &str = "service_kit::http_trace::unsampled";
+pub(crate) const UNSAMPLED_TARGET: &str = "service_kit::http_trace::unsampled";
 
 /// How requests are decided on before their spans are made: the services' sampler, ids for
 /// the traces it drops, and (benchmarks) the switch tracing is behind.
@@ -157,7 +157,7 @@ pub(crate) fn install_ahead(ahead: Ahead) {
 
 /// A request's trace, decided on before its span is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decided {
+pub(crate) enum Decided {
     /// Its span is made for traces, recorded and (when `sampled`) sent; decide on it with
     /// [`sample_as_decided`].
     Recorded { sampled: bool },
@@ -172,7 +172,7 @@ pub enum Decided {
 /// on as it is made ([`sample`]). Deciding before the span is made spares a
 /// dropped request the making of a span for traces, its lookups as its future is polled and
 /// its closing: most of what tracing costs it.
-pub fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<Decided> {
+pub(crate) fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<Decided> {
     let ahead = AHEAD.get()?;
     if ahead
         .on
@@ -205,7 +205,7 @@ pub fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<Decided
 }
 
 /// Has the sampler decide on the span of a request [`decide_ahead`] recorded, as it decided.
-pub fn sample_as_decided(span: &tracing::Span, sampled: bool) {
+pub(crate) fn sample_as_decided(span: &tracing::Span, sampled: bool) {
     /// Clears the decision however the sampling ends (a panic included).
     struct Clear;
     impl Drop for Clear {
@@ -221,7 +221,7 @@ pub fn sample_as_decided(span: &tracing::Span, sampled: bool) {
 /// Runs a request whose trace was dropped ahead: while it is polled, no span is made for
 /// traces ([`unsampled_here`]) and the context handed on ([`context_of`], [`current`]) is
 /// `context`.
-pub async fn in_unsampled<F: Future>(context: TraceContext, future: F) -> F::Output {
+pub(crate) async fn in_unsampled<F: Future>(context: TraceContext, future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut held = Some(context);
     std::future::poll_fn(move |task| {
