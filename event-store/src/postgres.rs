@@ -744,7 +744,8 @@ impl EventStore for PgEventStore {
     ) -> Result<Subscription, StoreError> {
         let wake = Arc::new(Notify::new());
         let listener = listen(&self.config, wake.clone()).await?;
-        let (tx, rx) = mpsc::channel(1024);
+        // Pages of up to 1000 events, read up to four ahead of the subscriber.
+        let (tx, rx) = mpsc::channel(4);
         let store = self.clone();
         let prefix = prefix.to_owned();
         let task = tokio::spawn(async move {
@@ -772,11 +773,9 @@ impl EventStore for PgEventStore {
                     Ok(batch) => {
                         failures = 0;
                         recheck = None;
-                        for event in batch {
-                            after = Some(event.position);
-                            if tx.send(Ok(event)).await.is_err() {
-                                return;
-                            }
+                        after = batch.last().map(|e| e.position);
+                        if tx.send(Ok(batch)).await.is_err() {
+                            return;
                         }
                     }
                     Err(e) => {

@@ -1,5 +1,16 @@
 //! JetStream: the stream created or updated at start-up, and publishing with acknowledgements,
-//! order per workflow instance, bounded exponential backoff with jitter and dead letters.
+//! in order, with bounded exponential backoff with jitter and dead letters.
+//!
+//! A batch goes out as one of JetStream's fast-ingest batches (nats-server 2.14 and later, the
+//! stream set up with `allow_batched`): the messages stream to the broker in log order without
+//! waiting for each one's acknowledgement, and the broker stores them in that order, stopping at
+//! the first it cannot store (gaps fail the batch), acknowledging every few hundred and the
+//! batch's end. What it stored is a prefix; the first message it did not store is then
+//! published on its own, acknowledged, retried or dead-lettered, and the rest follows in a new
+//! batch. A message the broker stored before (a batch retried after a crash or a lost
+//! acknowledgement) is dropped by its `Nats-Msg-Id`, so order and exactly-one-copy hold across
+//! retries. On an older broker (or a stream without `allow_batched`) messages go out one by one
+//! with their acknowledgements, in rounds per instance.
 
 use crate::contract::{
     Outgoing, CAUSATION_HEADER, CORRELATION_HEADER, DEAD_LETTER_SUBJECT, TRACEPARENT_HEADER,
@@ -11,6 +22,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use service_kit::trace;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -87,6 +99,8 @@ pub async fn connect(
         storage: stream::StorageType::File,
         duplicate_window: settings.duplicate_window,
         max_message_size: settings.max_message_bytes,
+        // Fast-ingest batches (nats-server 2.14+; older servers ignore the setting).
+        allow_batch_publish: true,
         ..Default::default()
     };
     let mut failures = 0u32;
@@ -99,6 +113,19 @@ pub async fn connect(
                 tracing::warn!(stream = %settings.name, error = %e, ?delay, "cannot set up the JetStream stream; retrying");
                 tokio::time::sleep(delay).await;
             }
+        }
+    }
+}
+
+/// Whether the stream takes fast-ingest batches, as the broker reports its settings (a broker
+/// older than 2.14 does not know the setting). When the stream cannot be read, messages go one
+/// by one.
+pub async fn batched(context: &jetstream::Context, stream: &str) -> bool {
+    match context.get_stream(stream).await {
+        Ok(s) => s.cached_info().config.allow_batch_publish,
+        Err(e) => {
+            tracing::warn!(stream, error = %e, "cannot read the stream's settings; publishing message by message");
+            false
         }
     }
 }
@@ -131,12 +158,9 @@ fn headers(m: &Outgoing, traceparent: &str) -> HeaderMap {
     h
 }
 
-/// Sends one message inside its publish span, which continues the trace of the command that
-/// appended its event; the message's `traceparent` is the span's (when tracing is on).
-async fn publish_one(
-    context: &jetstream::Context,
-    m: &Outgoing,
-) -> Result<jetstream::context::PublishAckFuture, PublishError> {
+/// The message's publish span, which continues the trace of the command that appended its
+/// event, and its headers; the message's `traceparent` is the span's (when tracing is on).
+fn prepare(m: &Outgoing) -> (tracing::Span, HeaderMap) {
     let span = tracing::info_span!(
         parent: None,
         "relay.publish",
@@ -152,37 +176,196 @@ async fn publish_one(
     }
     let traceparent =
         trace::context_of(&span).map_or_else(|| m.traceparent.clone(), |c| c.traceparent);
+    let headers = headers(m, &traceparent);
+    (span, headers)
+}
+
+/// Sends one message inside its publish span, for its own acknowledgement.
+async fn publish_one(
+    context: &jetstream::Context,
+    m: &Outgoing,
+) -> Result<jetstream::context::PublishAckFuture, PublishError> {
+    let (span, headers) = prepare(m);
     context
-        .publish_with_headers(
-            m.subject.clone(),
-            headers(m, &traceparent),
-            m.payload().into(),
-        )
+        .publish_with_headers(m.subject.clone(), headers, m.payload.clone())
         .instrument(span)
         .await
+}
+
+/// Operations of a fast-ingest batch, named in each message's reply subject (ADR-50).
+const OP_START: u8 = 0;
+const OP_APPEND: u8 = 1;
+/// Ends the batch with a message that is not stored.
+const OP_COMMIT_END: u8 = 3;
+
+/// How many messages the broker is asked to store between two flow acknowledgements (it
+/// answers with the number it will use, at most 500).
+const FLOW: u64 = 500;
+
+/// How many flow acknowledgements the relay may be ahead of before it waits for one.
+const OUTSTANDING_FLOWS: u64 = 2;
+
+/// What the broker sends to a fast-ingest batch's inbox: a flow acknowledgement, a gap or an
+/// error of one message (`type` set), or an answer to one message: the batch's final
+/// acknowledgement, or an error.
+#[derive(serde::Deserialize)]
+struct BatchReply {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    seq: Option<u64>,
+    msgs: Option<u64>,
+    count: Option<u64>,
+    error: Option<jetstream::Error>,
+}
+
+/// How a fast-ingest batch ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Batched {
+    /// The broker stored (or, by message id, had stored before) the first `n` messages.
+    Stored(usize),
+    /// The stream or the broker does not take fast-ingest batches.
+    Disabled,
+}
+
+/// Sends `messages` as one fast-ingest batch and returns how many of them, from the first,
+/// are known to be in the stream: all of them, up to the first the broker refused, or up to
+/// its last acknowledgement when its answers stop for the context's timeout (a message after
+/// that may be stored too: publishing it again is dropped as a duplicate).
+async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> Batched {
+    use async_nats::jetstream::context::traits::TimeoutProvider;
+    use futures::StreamExt;
+    let client = context.client();
+    let timeout = context.timeout();
+    let inbox = client.new_inbox();
+    // Without an inbox, the first message goes on its own (and waits for the broker).
+    let Ok(mut replies) = client.subscribe(format!("{inbox}.>")).await else {
+        return Batched::Stored(0);
+    };
+    let first_refused = format!(".fail.1.{OP_START}.$FI");
+    let mut acknowledged = 0u64;
+    let mut flow = FLOW;
+    // Reads the broker's next answer: `Some` once the batch has ended.
+    let mut next_answer = async |acknowledged: &mut u64, flow: &mut u64| -> Option<Batched> {
+        let Ok(Some(reply)) = tokio::time::timeout(timeout, replies.next()).await else {
+            return Some(Batched::Stored(*acknowledged as usize));
+        };
+        let answer = serde_json::from_slice::<BatchReply>(&reply.payload).ok()?;
+        match (answer.kind.as_deref(), answer.error) {
+            (Some("ack"), _) => {
+                *acknowledged = (*acknowledged).max(answer.seq.unwrap_or(0));
+                *flow = answer.msgs.unwrap_or(*flow).max(1);
+                None
+            }
+            // A gap or a refused message: the broker ends the batch and says how far it got.
+            (Some(_), _) => None,
+            (None, Some(e)) if e.error_code() == jetstream::ErrorCode::BATCH_PUBLISH_DISABLED => {
+                Some(Batched::Disabled)
+            }
+            // The first message refused: there is no batch to end.
+            (None, Some(_)) if reply.subject.ends_with(first_refused.as_str()) => {
+                Some(Batched::Stored(0))
+            }
+            (None, Some(_)) => None,
+            // The batch's final acknowledgement counts what it stored; an acknowledgement
+            // without a count is an older broker's, which stored the message as any other.
+            (None, None) => Some(match answer.count {
+                Some(n) => Batched::Stored(n as usize),
+                None => Batched::Disabled,
+            }),
+        }
+    };
+    let mut sent = 0u64;
+    for m in messages {
+        let seq = sent + 1;
+        while acknowledged + flow * OUTSTANDING_FLOWS <= seq {
+            if let Some(end) = next_answer(&mut acknowledged, &mut flow).await {
+                return end;
+            }
+        }
+        let (span, headers) = prepare(m);
+        let op = if seq == 1 { OP_START } else { OP_APPEND };
+        let reply = format!("{inbox}.{FLOW}.fail.{seq}.{op}.$FI");
+        let send = client.publish_with_reply_and_headers(
+            m.subject.clone(),
+            reply,
+            headers,
+            m.payload.clone(),
+        );
+        // A message the client cannot send (larger than the server takes, or the connection
+        // gone for longer than the timeout) ends the batch before it.
+        match tokio::time::timeout(timeout, send.instrument(span)).await {
+            Ok(Ok(())) => sent = seq,
+            _ => break,
+        }
+    }
+    // The end goes to the first message's subject (any of the stream's would do).
+    let Some(first) = messages.first().filter(|_| sent > 0) else {
+        return Batched::Stored(0);
+    };
+    let end = format!("{inbox}.{FLOW}.fail.{}.{OP_COMMIT_END}.$FI", sent + 1);
+    let send = client.publish_with_reply(first.subject.clone(), end, Default::default());
+    if !matches!(tokio::time::timeout(timeout, send).await, Ok(Ok(()))) {
+        return Batched::Stored(acknowledged as usize);
+    }
+    loop {
+        if let Some(end) = next_answer(&mut acknowledged, &mut flow).await {
+            return end;
+        }
+    }
 }
 
 /// Most messages in flight at once (JetStream's client holds a permit per unacknowledged one).
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// Publishes `messages` and waits for JetStream's acknowledgements, in order per instance:
-/// each round sends the earliest unacknowledged message of every instance (up to
-/// [`MAX_IN_FLIGHT`]) together, so an instance's message is sent only once its previous one
-/// was acknowledged, and order per instance holds across retries. Transient failures are
-/// retried after a backoff, without end (no loss); a message refused for good is published to
-/// the dead-letter subject with the reason and returned.
-///
-/// # Errors
-/// Never for the broker (it retries); only [`RelayError::Stopped`] when `give_up` resolves
-/// (shutdown, a lost lease).
+/// Publishes `messages` in order and waits until JetStream stored each of them: in fast-ingest
+/// batches while `batched` holds (set from the stream's settings; cleared when the broker says
+/// the stream does not take them), one by one otherwise (see [`publish_each`]). Transient
+/// failures are retried after a backoff, without end (no loss); a message refused for good is
+/// published to the dead-letter subject with the reason and returned. It returns once every
+/// message is stored or dead-lettered: to stop it, drop it (the relay publishes in a task of its
+/// own, stopped with the relay or when its lease is lost).
 pub async fn publish_all(
     context: &jetstream::Context,
     messages: Vec<Outgoing>,
     backoff: Backoff,
     relay: &str,
-    give_up: impl std::future::Future<Output = ()>,
-) -> Result<Vec<DeadLetter>, RelayError> {
-    tokio::pin!(give_up);
+    batched: &AtomicBool,
+) -> Vec<DeadLetter> {
+    let mut messages = VecDeque::from(messages);
+    let mut dead = Vec::new();
+    while !messages.is_empty() && batched.load(Ordering::Relaxed) {
+        let stored = match publish_batch(context, messages.make_contiguous()).await {
+            Batched::Stored(n) => n.min(messages.len()),
+            Batched::Disabled => {
+                tracing::warn!(
+                    relay,
+                    "the stream does not take fast-ingest batches; publishing message by message"
+                );
+                batched.store(false, Ordering::Relaxed);
+                break;
+            }
+        };
+        messages.drain(..stored);
+        // The first message the batch did not store goes on its own: it is retried until it
+        // is stored, or dead-lettered.
+        if let Some(first) = messages.pop_front() {
+            dead.extend(publish_each(context, vec![first], backoff, relay).await);
+        }
+    }
+    dead.extend(publish_each(context, messages.into(), backoff, relay).await);
+    dead
+}
+
+/// Publishes `messages` one by one with their acknowledgements, in order per instance: each
+/// round sends the earliest unacknowledged message of every instance (up to
+/// [`MAX_IN_FLIGHT`]) together, so an instance's message is sent only once its previous one
+/// was acknowledged, and order per instance holds across retries.
+async fn publish_each(
+    context: &jetstream::Context,
+    messages: Vec<Outgoing>,
+    backoff: Backoff,
+    relay: &str,
+) -> Vec<DeadLetter> {
     // One queue per instance, in the order instances first appear.
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut queues: Vec<VecDeque<Outgoing>> = Vec::new();
@@ -204,7 +387,7 @@ pub async fn publish_all(
             .take(MAX_IN_FLIGHT)
             .collect();
         if wave.is_empty() {
-            return Ok(dead);
+            return dead;
         }
         let mut acks = Vec::with_capacity(wave.len());
         for (_, m) in &wave {
@@ -232,7 +415,7 @@ pub async fn publish_all(
                         message_id: m.message_id.clone(),
                         reason,
                     };
-                    retry_dead_letter(context, relay, &letter, backoff, &mut give_up).await?;
+                    retry_dead_letter(context, relay, &letter, backoff).await;
                     dead.push(letter);
                 }
                 Err(e) => {
@@ -255,10 +438,7 @@ pub async fn publish_all(
             retried,
             "JetStream did not acknowledge; backing off"
         );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = &mut give_up => return Err(RelayError::Stopped),
-        }
+        tokio::time::sleep(delay).await;
     }
 }
 
@@ -269,8 +449,7 @@ async fn retry_dead_letter(
     relay: &str,
     letter: &DeadLetter,
     backoff: Backoff,
-    give_up: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-) -> Result<(), RelayError> {
+) {
     let body = serde_json::json!({
         "relay": relay,
         "subject": letter.subject,
@@ -296,15 +475,12 @@ async fn retry_dead_letter(
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => return Ok(()),
+            Ok(()) => return,
             Err(e) => tracing::warn!(relay, error = %e, "cannot publish a dead letter; retrying"),
         }
         let delay = backoff.delay(failures);
         failures = failures.saturating_add(1);
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = give_up.as_mut() => return Err(RelayError::Stopped),
-        }
+        tokio::time::sleep(delay).await;
     }
 }
 

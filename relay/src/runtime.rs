@@ -2,10 +2,10 @@
 //! turn each event into its messages (knowing the instance's state before and after it), publish
 //! them, and move the checkpoint once JetStream has acknowledged them, under the fenced lease.
 
-use crate::contract::{messages, Contract, Outgoing};
+use crate::contract::{messages_after, Contract, Outgoing};
 use crate::db::{self, DeadLetter};
 use crate::metrics::{RelayLabels, METRICS};
-use crate::publisher::publish_all;
+use crate::publisher::{batched, publish_all};
 use crate::{Config, RelayError};
 use deadpool_postgres::Pool;
 use domain::EventContract;
@@ -14,6 +14,7 @@ use service_kit::lease::FencedLease;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// The states of recently seen instances, each as of a revision, so that an event's state
@@ -34,22 +35,25 @@ impl<W: Contract> StateCache<W> {
         }
     }
 
-    /// The state of `stream` just before revision `revision`, if that is what is cached.
-    fn before(&self, stream: &str, revision: u64) -> Option<W::State> {
-        match self.states.get(stream) {
-            Some((at, state)) if at + 1 == revision => Some(state.clone()),
+    /// The state of `stream` just before revision `revision`, if that is what is cached; taken
+    /// out (the entry stays, as of no revision, until [`Self::put`] brings the next state).
+    fn take(&mut self, stream: &str, revision: u64) -> Option<W::State> {
+        match self.states.get_mut(stream) {
+            Some((at, state)) if at.checked_add(1) == Some(revision) => {
+                *at = u64::MAX;
+                Some(std::mem::take(state))
+            }
             _ => None,
         }
     }
 
     fn put(&mut self, stream: &str, revision: u64, state: W::State) {
-        if self
-            .states
-            .insert(stream.to_owned(), (revision, state))
-            .is_none()
-        {
-            self.order.push_back(stream.to_owned());
+        if let Some(entry) = self.states.get_mut(stream) {
+            *entry = (revision, state);
+            return;
         }
+        self.states.insert(stream.to_owned(), (revision, state));
+        self.order.push_back(stream.to_owned());
         while self.states.len() > self.capacity {
             match self.order.pop_front() {
                 Some(old) => {
@@ -68,6 +72,8 @@ pub struct Relay<W: Contract> {
     pool: Pool,
     pg_config: tokio_postgres::Config,
     jetstream: async_nats::jetstream::Context,
+    /// Whether messages go out in fast-ingest batches (see [`crate::publisher`]).
+    batched: Arc<AtomicBool>,
     config: Config,
     _workflow: PhantomData<fn() -> W>,
 }
@@ -78,6 +84,106 @@ pub struct BatchOutcome {
     pub checkpoint: Option<Position>,
     pub published: usize,
     pub dead_letters: Vec<DeadLetter>,
+}
+
+/// A batch translated: its messages, the events that cannot be read, and its last position.
+#[derive(Default)]
+struct Translated {
+    outgoing: Vec<Outgoing>,
+    dead_letters: Vec<DeadLetter>,
+    last: Option<Position>,
+}
+
+/// Publishes a translated batch and moves the checkpoint; owns what it needs, so that it runs
+/// as a task of its own while the next batch is read and translated.
+#[derive(Clone)]
+struct BatchPublisher {
+    jetstream: async_nats::jetstream::Context,
+    pool: Pool,
+    name: String,
+    backend: &'static str,
+    backoff: crate::publisher::Backoff,
+    batched: Arc<AtomicBool>,
+    labels: RelayLabels,
+}
+
+impl BatchPublisher {
+    /// Publishes the batch's messages, then moves the checkpoint under `token` (the lease's
+    /// fencing token). A checkpoint that no longer moves means the lease was lost.
+    async fn publish(self, batch: Translated, token: i64) -> Result<BatchOutcome, RelayError> {
+        let Translated {
+            outgoing,
+            mut dead_letters,
+            last,
+        } = batch;
+        let total = outgoing.len();
+        let refused = publish_all(
+            &self.jetstream,
+            outgoing,
+            self.backoff,
+            &self.name,
+            &self.batched,
+        )
+        .await;
+        let published = total - refused.len();
+        dead_letters.extend(refused);
+        if let Some(position) = last {
+            let mut client = self.pool.get().await?;
+            let moved = db::advance(
+                &mut client,
+                &self.name,
+                token,
+                self.backend,
+                position,
+                published as i64,
+                &dead_letters,
+            )
+            .await?;
+            if !moved {
+                return Err(RelayError::LeaseLost);
+            }
+            METRICS
+                .published
+                .get_or_create(&self.labels)
+                .inc_by(published as u64);
+            METRICS
+                .dead_letters
+                .get_or_create(&self.labels)
+                .inc_by(dead_letters.len() as u64);
+        }
+        Ok(BatchOutcome {
+            checkpoint: last,
+            published,
+            dead_letters,
+        })
+    }
+}
+
+/// A task that is stopped when its handle is dropped (the relay stopping or losing its lease
+/// while a batch is being published).
+struct Publishing(tokio::task::JoinHandle<Result<BatchOutcome, RelayError>>);
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Publishing {
+    async fn finish(mut self) -> Result<BatchOutcome, RelayError> {
+        outcome((&mut self.0).await)
+    }
+}
+
+/// A publishing task's outcome; its panic goes on.
+fn outcome(
+    joined: Result<Result<BatchOutcome, RelayError>, tokio::task::JoinError>,
+) -> Result<BatchOutcome, RelayError> {
+    match joined {
+        Ok(outcome) => outcome,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(RelayError::Stopped),
+    }
 }
 
 impl<W: Contract> Relay<W> {
@@ -102,6 +208,9 @@ impl<W: Contract> Relay<W> {
             store,
             pool,
             pg_config,
+            batched: Arc::new(AtomicBool::new(
+                batched(&jetstream, &config.stream.name).await,
+            )),
             jetstream,
             config,
             _workflow: PhantomData,
@@ -202,7 +311,9 @@ impl<W: Contract> Relay<W> {
     }
 
     /// Follows the log while `lease` is held: batches of what the subscription has buffered,
-    /// up to the batch size.
+    /// up to the batch size. A batch is published (and its checkpoint moved) by a task of its
+    /// own while the next one is read and translated; it starts once the one before it is done,
+    /// so batches reach the broker in order.
     async fn follow(&self, lease: &FencedLease) -> Result<(), RelayError> {
         let checkpoint = self.checkpoint().await?;
         let mut subscription = self
@@ -210,18 +321,49 @@ impl<W: Contract> Relay<W> {
             .subscribe_all(checkpoint, W::STREAM_PREFIX)
             .await?;
         let mut cache = StateCache::<W>::new(self.config.state_cache);
+        let mut publishing: Option<Publishing> = None;
+        // The next batch, read and translated while the one before it is out.
+        let mut next = Translated::default();
+        let mut gathered = 0;
         loop {
-            let Some(first) = subscription.next().await else {
-                return Err(RelayError::Stopped);
-            };
-            let mut batch = vec![first?];
-            while batch.len() < self.config.batch_size {
-                match subscription.try_next() {
-                    Some(event) => batch.push(event?),
-                    None => break,
+            let room = self.config.batch_size.saturating_sub(gathered);
+            let event = match publishing.as_mut() {
+                Some(previous) if room > 0 => tokio::select! {
+                    event = subscription.next() => Some(event),
+                    joined = &mut previous.0 => {
+                        publishing = None;
+                        outcome(joined)?;
+                        None
+                    }
+                },
+                Some(_) => {
+                    if let Some(previous) = publishing.take() {
+                        previous.finish().await?;
+                    }
+                    None
                 }
+                None if gathered == 0 => Some(subscription.next().await),
+                None => None,
+            };
+            if let Some(event) = event {
+                let mut events = vec![event.ok_or(RelayError::Stopped)??];
+                while events.len() < room {
+                    match subscription.try_next() {
+                        Some(event) => events.push(event?),
+                        None => break,
+                    }
+                }
+                self.translate_into(&mut cache, &events, &mut next).await?;
+                gathered += events.len();
+                continue;
             }
-            self.relay_batch(&mut cache, Some(lease), &batch).await?;
+            if publishing.is_none() && gathered > 0 {
+                let task = self
+                    .publisher()
+                    .publish(std::mem::take(&mut next), lease.token());
+                publishing = Some(Publishing(tokio::spawn(task)));
+                gathered = 0;
+            }
         }
     }
 
@@ -242,26 +384,39 @@ impl<W: Contract> Relay<W> {
             if batch.is_empty() {
                 return Ok(outcomes);
             }
-            let outcome = self.relay_batch(&mut cache, None, &batch).await?;
+            // Without a lease (tools, tests) the relay takes a one-off tenure.
+            let token = self.token_without_lease(&self.pool.get().await?).await?;
+            let outcome = self.relay_batch(&mut cache, token, &batch).await?;
             checkpoint = outcome.checkpoint;
             outcomes.push(outcome);
         }
     }
 
+    /// Translates a batch, then publishes it and moves the checkpoint.
     async fn relay_batch(
         &self,
         cache: &mut StateCache<W>,
-        lease: Option<&FencedLease>,
+        token: i64,
         batch: &[RecordedEvent],
     ) -> Result<BatchOutcome, RelayError> {
-        let mut outgoing = Vec::new();
-        let mut dead_letters = Vec::new();
-        for event in batch {
+        let mut translated = Translated::default();
+        self.translate_into(cache, batch, &mut translated).await?;
+        self.publisher().publish(translated, token).await
+    }
+
+    /// Adds the messages of `events` to `batch`, and the events that cannot be read.
+    async fn translate_into(
+        &self,
+        cache: &mut StateCache<W>,
+        events: &[RecordedEvent],
+        batch: &mut Translated,
+    ) -> Result<(), RelayError> {
+        for event in events {
             match self.translate(cache, event).await? {
-                Ok(messages) => outgoing.extend(messages),
+                Ok(messages) => batch.outgoing.extend(messages),
                 Err(reason) => {
                     tracing::warn!(relay = %self.name, stream = %event.stream_id, revision = event.revision, %reason, "an event does not decode; dead-lettered");
-                    dead_letters.push(DeadLetter {
+                    batch.dead_letters.push(DeadLetter {
                         event_id: event.id,
                         stream_id: event.stream_id.clone(),
                         revision: event.revision,
@@ -271,60 +426,21 @@ impl<W: Contract> Relay<W> {
                     });
                 }
             }
+            batch.last = Some(event.position);
         }
-        let total = outgoing.len();
-        let give_up = async {
-            match lease {
-                Some(lease) => lease.lost().await,
-                None => std::future::pending().await,
-            }
-        };
-        let refused = publish_all(
-            &self.jetstream,
-            outgoing,
-            self.config.backoff,
-            &self.name,
-            give_up,
-        )
-        .await?;
-        let published = total - refused.len();
-        dead_letters.extend(refused);
-        let last = batch.last().map(|e| e.position);
-        if let Some(position) = last {
-            let mut client = self.pool.get().await?;
-            // Without a lease (tools, tests) the relay takes a one-off tenure.
-            let token = match lease {
-                Some(lease) => lease.token(),
-                None => self.token_without_lease(&client).await?,
-            };
-            let moved = db::advance(
-                &mut client,
-                &self.name,
-                token,
-                self.store.backend(),
-                position,
-                published as i64,
-                &dead_letters,
-            )
-            .await?;
-            if !moved {
-                return Err(RelayError::LeaseLost);
-            }
-            let labels = Self::labels();
-            METRICS
-                .published
-                .get_or_create(&labels)
-                .inc_by(published as u64);
-            METRICS
-                .dead_letters
-                .get_or_create(&labels)
-                .inc_by(dead_letters.len() as u64);
+        Ok(())
+    }
+
+    fn publisher(&self) -> BatchPublisher {
+        BatchPublisher {
+            jetstream: self.jetstream.clone(),
+            pool: self.pool.clone(),
+            name: self.name.clone(),
+            backend: self.store.backend(),
+            backoff: self.config.backoff,
+            batched: self.batched.clone(),
+            labels: Self::labels(),
         }
-        Ok(BatchOutcome {
-            checkpoint: last,
-            published,
-            dead_letters,
-        })
     }
 
     /// The current token of the relay's lease, for writes made without holding it; a lease row
@@ -358,12 +474,13 @@ impl<W: Contract> Relay<W> {
             Ok(decoded) => decoded,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let before = match cache.before(&event.stream_id, event.revision) {
+        let before = match cache.take(&event.stream_id, event.revision) {
             Some(state) => state,
             None => self.rebuild(&event.stream_id, event.revision).await?,
         };
-        let after = W::evolve(before.clone(), &decoded);
-        let out = messages::<W>(event, &decoded, &before, &after);
+        let was = W::pending_actions(&before);
+        let after = W::evolve(before, &decoded);
+        let out = messages_after::<W>(event, &decoded, &was, &after);
         cache.put(&event.stream_id, event.revision, after);
         Ok(Ok(out))
     }

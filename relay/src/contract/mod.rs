@@ -77,19 +77,29 @@ pub fn work_message_id(cause: Uuid, action: &str) -> String {
     .to_string()
 }
 
-/// The CloudEvents-style envelope every message carries.
+/// The CloudEvents-style envelope every message carries (its JSON is the message's body).
 #[derive(Debug, Clone, Serialize)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     pub specversion: &'static str,
-    pub id: String,
-    pub source: String,
+    pub id: &'a str,
+    pub source: &'a str,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'a str,
     /// The workflow instance the message is about.
-    pub subject: String,
+    pub subject: &'a str,
     pub time: DateTime<Utc>,
     pub datacontenttype: &'static str,
-    pub data: Value,
+    pub data: &'a Value,
+}
+
+impl Envelope<'_> {
+    /// The envelope's JSON.
+    pub fn to_bytes(&self) -> bytes::Bytes {
+        let mut body = Vec::with_capacity(1024);
+        // Writing plain data into memory cannot fail.
+        serde_json::to_writer(&mut body, self).unwrap_or_default();
+        body.into()
+    }
 }
 
 /// Where a message came from in the log.
@@ -115,15 +125,9 @@ pub struct Outgoing {
     /// The trace context of the command that appended the event, which the publish span
     /// continues.
     pub event_trace: Option<TraceContext>,
-    pub envelope: Envelope,
+    /// The body: the envelope's JSON.
+    pub payload: bytes::Bytes,
     pub origin: Origin,
-}
-
-impl Outgoing {
-    /// The JSON body.
-    pub fn payload(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.envelope).unwrap_or_default()
-    }
 }
 
 /// The W3C `traceparent` of a message: the trace is the business transaction (derived from
@@ -146,6 +150,17 @@ pub fn messages<W: Contract>(
     before: &W::State,
     after: &W::State,
 ) -> Vec<Outgoing> {
+    messages_after::<W>(recorded, event, &W::pending_actions(before), after)
+}
+
+/// [`messages`], given the actions that were pending before the event (`was`) instead of the
+/// state before it.
+pub fn messages_after<W: Contract>(
+    recorded: &RecordedEvent,
+    event: &W::Event,
+    was: &[W::Action],
+    after: &W::State,
+) -> Vec<Outgoing> {
     let instance = recorded
         .stream_id
         .strip_prefix(W::STREAM_PREFIX)
@@ -161,27 +176,32 @@ pub fn messages<W: Contract>(
         revision: recorded.revision,
         event_id: recorded.id,
     };
+    let source = format!("/milestone/{}", W::NAME);
+    let causation_id = recorded.id.to_string();
+    let message_traceparent = traceparent(correlation_id.as_deref(), recorded.id);
+    let event_trace = recorded
+        .metadata
+        .traceparent
+        .as_ref()
+        .map(|t| TraceContext::new(t.clone(), recorded.metadata.tracestate.clone()));
     let message = |subject: String, message_id: String, data: Value| Outgoing {
-        envelope: Envelope {
+        payload: Envelope {
             specversion: "1.0",
-            id: message_id.clone(),
-            source: format!("/milestone/{}", W::NAME),
-            kind: subject.clone(),
-            subject: instance.clone(),
+            id: &message_id,
+            source: &source,
+            kind: &subject,
+            subject: &instance,
             time,
             datacontenttype: "application/json",
-            data,
-        },
+            data: &data,
+        }
+        .to_bytes(),
         subject,
         message_id,
         correlation_id: correlation_id.clone(),
-        causation_id: recorded.id.to_string(),
-        traceparent: traceparent(correlation_id.as_deref(), recorded.id),
-        event_trace: recorded
-            .metadata
-            .traceparent
-            .as_ref()
-            .map(|t| TraceContext::new(t.clone(), recorded.metadata.tracestate.clone())),
+        causation_id: causation_id.clone(),
+        traceparent: message_traceparent.clone(),
+        event_trace: event_trace.clone(),
         origin: origin.clone(),
     };
     let mut out = Vec::new();
@@ -192,7 +212,6 @@ pub fn messages<W: Contract>(
             public.data,
         ));
     }
-    let was = W::pending_actions(before);
     let now = W::pending_actions(after);
     let mut due: Vec<(W::Action, u32)> = now
         .iter()
@@ -266,6 +285,10 @@ mod tests {
         OrderCommand::RecordReminder { action, attempt }
     }
 
+    fn body(m: &Outgoing) -> Value {
+        serde_json::from_slice(&m.payload).unwrap()
+    }
+
     /// The work requests among `messages`: (subject, attempt, message id).
     fn work(messages: &[Outgoing]) -> Vec<(String, Value, String)> {
         messages
@@ -274,7 +297,7 @@ mod tests {
             .map(|m| {
                 (
                     m.subject.clone(),
-                    m.envelope.data["attempt"].clone(),
+                    body(m)["data"]["attempt"].clone(),
                     m.message_id.clone(),
                 )
             })
@@ -305,7 +328,7 @@ mod tests {
             assert_eq!(again[0].0, "milestone.order.work.authorize-payment");
             assert_eq!(again[0].1, attempt);
             assert_eq!(again[0].2, work_message_id(event.id, "AUTHORIZE_PAYMENT"));
-            assert_eq!(messages[0].envelope.data["amount_minor"], 100);
+            assert_eq!(body(&messages[0])["data"]["amount_minor"], 100);
             assert!(!ids.contains(&again[0].2), "a message id twice");
             ids.push(again[0].2.clone());
         }
