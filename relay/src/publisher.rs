@@ -13,7 +13,8 @@
 //! with their acknowledgements, in rounds per instance.
 
 use crate::contract::{
-    Outgoing, CAUSATION_HEADER, CORRELATION_HEADER, DEAD_LETTER_SUBJECT, TRACEPARENT_HEADER,
+    Outgoing, BATCH_END_SUBJECT, CAUSATION_HEADER, CORRELATION_HEADER, DEAD_LETTER_SUBJECT,
+    TRACEPARENT_HEADER,
 };
 use crate::db::DeadLetter;
 use crate::RelayError;
@@ -99,13 +100,26 @@ pub async fn connect(
         storage: stream::StorageType::File,
         duplicate_window: settings.duplicate_window,
         max_message_size: settings.max_message_bytes,
-        // Fast-ingest batches (nats-server 2.14+; older servers ignore the setting).
-        allow_batch_publish: true,
         ..Default::default()
     };
     let mut failures = 0u32;
     loop {
-        match context.create_or_update_stream(config.clone()).await {
+        // The setting exists from 2.14 on (2.12 refuses a setting it does not know); the
+        // server's version is known once connected.
+        let version = context.client().server_info().version;
+        let attempt = if version.is_empty() {
+            Err("not connected to NATS yet".to_owned())
+        } else {
+            let config = stream::Config {
+                allow_batch_publish: takes_batches(&version),
+                ..config.clone()
+            };
+            context
+                .create_or_update_stream(config)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match attempt {
             Ok(_) => return Ok(context),
             Err(e) => {
                 let delay = backoff.delay(failures);
@@ -115,6 +129,13 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// Whether a nats-server of `version` (`2.15.1`) takes fast-ingest batches (2.14 and later).
+fn takes_batches(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 14)
 }
 
 /// Whether the stream takes fast-ingest batches, as the broker reports its settings (a broker
@@ -227,60 +248,130 @@ enum Batched {
     Disabled,
 }
 
+/// The broker's answers to one fast-ingest batch, read as they come.
+struct Answers {
+    replies: async_nats::Subscriber,
+    timeout: Duration,
+    /// Every message up to this one is stored (the last flow acknowledgement).
+    acknowledged: u64,
+    /// Messages between two flow acknowledgements, as the broker last said.
+    flow: u64,
+    /// Whether the broker answered as one that takes batches.
+    started: bool,
+    /// The first message the broker refused, if any.
+    refused: Option<u64>,
+}
+
+impl Answers {
+    /// How many messages, from the first, are known to be stored when the batch ends now:
+    /// never a message at or after one the broker refused (it may store later ones: a check
+    /// made after it counted the message).
+    fn known(&self, count: u64) -> Batched {
+        match self.refused {
+            Some(refused) if count >= refused => {
+                tracing::warn!(
+                    refused,
+                    count,
+                    "the broker refused a message of a batch and stored later ones: it goes out after them"
+                );
+                Batched::Stored(refused as usize - 1)
+            }
+            _ => Batched::Stored(count as usize),
+        }
+    }
+
+    /// Reads the broker's next answer: `Some` once the batch has ended.
+    async fn next(&mut self) -> Option<Batched> {
+        use futures::StreamExt;
+        let Ok(Some(reply)) = tokio::time::timeout(self.timeout, self.replies.next()).await else {
+            return Some(self.known(self.acknowledged));
+        };
+        let answer = serde_json::from_slice::<BatchReply>(&reply.payload).ok()?;
+        // The message an answer is about: the sequence in its reply subject
+        // (`<inbox>.<flow>.fail.<seq>.<op>.$FI`).
+        let about = || reply.subject.rsplit('.').nth(2)?.parse::<u64>().ok();
+        match (answer.kind.as_deref(), answer.error) {
+            (Some("ack"), _) => {
+                self.started = true;
+                self.acknowledged = self.acknowledged.max(answer.seq.unwrap_or(0));
+                self.flow = answer.msgs.unwrap_or(self.flow).max(1);
+                None
+            }
+            (Some(kind), _) => {
+                self.started = true;
+                if kind == "err" {
+                    self.refuse(answer.seq);
+                }
+                // A gap or a refused message: the broker ends the batch and counts.
+                None
+            }
+            (None, Some(e)) if e.error_code() == jetstream::ErrorCode::BATCH_PUBLISH_DISABLED => {
+                Some(Batched::Disabled)
+            }
+            // The broker forgot the batch (it restarted, or timed the batch out).
+            (None, Some(e))
+                if e.error_code() == jetstream::ErrorCode::BATCH_PUBLISH_UNKNOWN_BATCH_ID =>
+            {
+                Some(self.known(self.acknowledged))
+            }
+            (None, Some(_)) => {
+                self.refuse(about());
+                // Refused before the batch began: there is no batch to end.
+                (self.refused == Some(1) && !self.started).then_some(Batched::Stored(0))
+            }
+            // The batch's final acknowledgement counts what it took in; an acknowledgement
+            // without a count is an older broker's, which stored the message as any other.
+            (None, None) => Some(match answer.count {
+                Some(n) => self.known(n),
+                None => Batched::Disabled,
+            }),
+        }
+    }
+
+    fn refuse(&mut self, seq: Option<u64>) {
+        if let Some(seq) = seq.filter(|s| *s > 0) {
+            self.refused = Some(self.refused.map_or(seq, |r| r.min(seq)));
+        }
+    }
+}
+
 /// Sends `messages` as one fast-ingest batch and returns how many of them, from the first,
 /// are known to be in the stream: all of them, up to the first the broker refused, or up to
 /// its last acknowledgement when its answers stop for the context's timeout (a message after
-/// that may be stored too: publishing it again is dropped as a duplicate).
+/// that may be stored too: publishing it again is dropped as a duplicate). The next message
+/// after a refusal may be stored already: it then stands before the refused one in the stream
+/// (a warning says so); nothing is lost.
 async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> Batched {
     use async_nats::jetstream::context::traits::TimeoutProvider;
-    use futures::StreamExt;
     let client = context.client();
     let timeout = context.timeout();
     let inbox = client.new_inbox();
     // Without an inbox, the first message goes on its own (and waits for the broker).
-    let Ok(mut replies) = client.subscribe(format!("{inbox}.>")).await else {
+    let Ok(replies) = client.subscribe(format!("{inbox}.>")).await else {
         return Batched::Stored(0);
     };
-    let first_refused = format!(".fail.1.{OP_START}.$FI");
-    let mut acknowledged = 0u64;
-    let mut flow = FLOW;
-    // Reads the broker's next answer: `Some` once the batch has ended.
-    let mut next_answer = async |acknowledged: &mut u64, flow: &mut u64| -> Option<Batched> {
-        let Ok(Some(reply)) = tokio::time::timeout(timeout, replies.next()).await else {
-            return Some(Batched::Stored(*acknowledged as usize));
-        };
-        let answer = serde_json::from_slice::<BatchReply>(&reply.payload).ok()?;
-        match (answer.kind.as_deref(), answer.error) {
-            (Some("ack"), _) => {
-                *acknowledged = (*acknowledged).max(answer.seq.unwrap_or(0));
-                *flow = answer.msgs.unwrap_or(*flow).max(1);
-                None
-            }
-            // A gap or a refused message: the broker ends the batch and says how far it got.
-            (Some(_), _) => None,
-            (None, Some(e)) if e.error_code() == jetstream::ErrorCode::BATCH_PUBLISH_DISABLED => {
-                Some(Batched::Disabled)
-            }
-            // The first message refused: there is no batch to end.
-            (None, Some(_)) if reply.subject.ends_with(first_refused.as_str()) => {
-                Some(Batched::Stored(0))
-            }
-            (None, Some(_)) => None,
-            // The batch's final acknowledgement counts what it stored; an acknowledgement
-            // without a count is an older broker's, which stored the message as any other.
-            (None, None) => Some(match answer.count {
-                Some(n) => Batched::Stored(n as usize),
-                None => Batched::Disabled,
-            }),
-        }
+    let mut answers = Answers {
+        replies,
+        timeout,
+        acknowledged: 0,
+        flow: FLOW,
+        started: false,
+        refused: None,
     };
     let mut sent = 0u64;
+    let mut ended = None;
     for m in messages {
         let seq = sent + 1;
-        while acknowledged + flow * OUTSTANDING_FLOWS <= seq {
-            if let Some(end) = next_answer(&mut acknowledged, &mut flow).await {
-                return end;
-            }
+        // The first message's answer comes before more are sent (an older broker would store
+        // each as an ordinary message); then at most two flows ahead of the acknowledgements.
+        while ended.is_none()
+            && ((seq > 1 && !answers.started)
+                || answers.acknowledged + answers.flow * OUTSTANDING_FLOWS <= seq)
+        {
+            ended = answers.next().await;
+        }
+        if ended.is_some() {
+            break;
         }
         let (span, headers) = prepare(m);
         let op = if seq == 1 { OP_START } else { OP_APPEND };
@@ -298,19 +389,28 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
             _ => break,
         }
     }
-    // The end goes to the first message's subject (any of the stream's would do).
-    let Some(first) = messages.first().filter(|_| sent > 0) else {
-        return Batched::Stored(0);
-    };
-    let end = format!("{inbox}.{FLOW}.fail.{}.{OP_COMMIT_END}.$FI", sent + 1);
-    let send = client.publish_with_reply(first.subject.clone(), end, Default::default());
-    if !matches!(tokio::time::timeout(timeout, send).await, Ok(Ok(()))) {
-        return Batched::Stored(acknowledged as usize);
-    }
-    loop {
-        if let Some(end) = next_answer(&mut acknowledged, &mut flow).await {
-            return end;
+    // The end, not stored, also closes a batch given up on, which the broker would otherwise
+    // hold open (and slow the next one down) until it times out.
+    if sent > 0 {
+        let end = format!("{inbox}.{FLOW}.fail.{}.{OP_COMMIT_END}.$FI", sent + 1);
+        let send = client.publish_with_reply(BATCH_END_SUBJECT, end, Default::default());
+        let delivered = matches!(tokio::time::timeout(timeout, send).await, Ok(Ok(())));
+        if ended.is_none() && !delivered {
+            ended = Some(answers.known(answers.acknowledged));
         }
+    }
+    let end = match ended {
+        Some(end) => end,
+        None if sent == 0 => Batched::Stored(0),
+        None => loop {
+            if let Some(end) = answers.next().await {
+                break end;
+            }
+        },
+    };
+    match end {
+        Batched::Stored(n) => Batched::Stored(n.min(sent as usize)),
+        disabled => disabled,
     }
 }
 
@@ -488,6 +588,21 @@ async fn retry_dead_letter(
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn fast_ingest_batches_are_asked_of_servers_from_2_14_on() {
+        for (version, takes) in [
+            ("2.9.10", false),
+            ("2.12.8", false),
+            ("2.14.0", true),
+            ("2.15.1", true),
+            ("3.0.0", true),
+            ("2.14.0-RC.1", true),
+            ("", false),
+        ] {
+            assert_eq!(takes_batches(version), takes, "{version}");
+        }
+    }
 
     #[test]
     fn backoff_grows_exponentially_up_to_its_bound_with_jitter() {

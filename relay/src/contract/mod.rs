@@ -25,6 +25,9 @@ use uuid::Uuid;
 pub const SUBJECT_ROOT: &str = "milestone";
 /// The subject dead letters are published on (`milestone.relay.dead-letter.<workflow>`).
 pub const DEAD_LETTER_SUBJECT: &str = "milestone.relay.dead-letter";
+/// The subject of the empty message that ends a fast-ingest batch. The broker does not store
+/// it; a plain (not JetStream) subscriber to `milestone.>` sees it.
+pub const BATCH_END_SUBJECT: &str = "milestone.relay.batch-end";
 /// The header carrying the correlation id of the business transaction.
 pub const CORRELATION_HEADER: &str = "Milestone-Correlation-Id";
 /// The header carrying the id of the domain event that caused the message.
@@ -96,8 +99,10 @@ impl Envelope<'_> {
     /// The envelope's JSON.
     pub fn to_bytes(&self) -> bytes::Bytes {
         let mut body = Vec::with_capacity(1024);
-        // Writing plain data into memory cannot fail.
-        serde_json::to_writer(&mut body, self).unwrap_or_default();
+        // Writing plain data into memory cannot fail; were it to, the body is empty.
+        if serde_json::to_writer(&mut body, self).is_err() {
+            body.clear();
+        }
         body.into()
     }
 }
