@@ -8,7 +8,8 @@
 //!   accepted: 4 events and 7 messages each) relayed from scratch by the running relay until its
 //!   checkpoint reaches the head (log -> JetStream ack, the checkpoint moved per batch of up to
 //!   `BENCH_BATCH` events, default 1000); the baseline publishes as many messages of the same
-//!   size from the same process and waits for their acks.
+//!   size from the same process and waits for their acks; with nats-server 2.14+, also as many
+//!   in raw fast-ingest batches (the relay's way of publishing).
 //! - Latency: orders placed at `BENCH_RATE` events/s (default 1000) for `BENCH_SECONDS`
 //!   (default 5) while the relay follows the log live; from the append's commit to the
 //!   message's delivery by the broker to a subscriber. The baseline: raw publish -> ack at the
@@ -109,6 +110,54 @@ async fn raw_publishes(js: &jetstream::Context, count: usize, size: usize) -> f6
     count as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Raw fast-ingest batches (nats-server 2.14+, the stream's `allow_batched`): `count` messages
+/// of `size` bytes with message ids, in batches of 1,750 (a relay batch's worth), each ended by
+/// an unstored message and waited for, with the broker's flow acknowledgements every 500;
+/// messages/s.
+async fn raw_batches(js: &jetstream::Context, count: usize, size: usize) -> f64 {
+    let client = js.client();
+    let body = bytes::Bytes::from(vec![b'x'; size]);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < count {
+        let n = 1750.min(count - sent) as u64;
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(format!("{inbox}.>")).await.unwrap();
+        let mut acknowledged = 0;
+        let mut answer = async |acknowledged: &mut u64| {
+            let reply = replies.next().await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+            match v.get("type").and_then(|t| t.as_str()) {
+                Some("ack") => *acknowledged = v["seq"].as_u64().unwrap(),
+                Some(other) => panic!("{other}: {v}"),
+                None => assert_eq!(v["count"].as_u64(), Some(n), "{v}"),
+            }
+            v.get("type").is_none()
+        };
+        for seq in 1..=n {
+            while seq > 1 && acknowledged + 1000 <= seq {
+                answer(&mut acknowledged).await;
+            }
+            let op = if seq == 1 { 0 } else { 1 };
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
+            let reply = format!("{inbox}.500.fail.{seq}.{op}.$FI");
+            client
+                .publish_with_reply_and_headers("milestone.bench.raw", reply, h, body.clone())
+                .await
+                .unwrap();
+        }
+        let end = format!("{inbox}.500.fail.{}.3.$FI", n + 1);
+        client
+            .publish_with_reply("milestone.bench.raw", end, bytes::Bytes::new())
+            .await
+            .unwrap();
+        while !answer(&mut acknowledged).await {}
+        sent += n as usize;
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
@@ -155,13 +204,26 @@ async fn main() {
     let (messages, bytes) = (state.messages as usize, state.bytes);
     let size = (bytes as usize / messages.max(1)).max(1);
     let raw = raw_publishes(&js, messages, size).await;
+    let batched = relay::publisher::batched(&js, &config.stream.name).await;
+    let raw_batched = if batched {
+        Some(raw_batches(&js, messages, size).await)
+    } else {
+        None
+    };
     println!("\nthroughput (log -> JetStream ack), {events} events, {messages} messages of ~{size} bytes:");
     println!("  raw JetStream publish   {raw:>10.0} messages/s");
+    if let Some(raw_batched) = raw_batched {
+        println!("  raw fast-ingest batches {raw_batched:>10.0} messages/s");
+    }
     println!(
-        "  relay                   {:>10.0} messages/s   {:>10.0} events/s   ({:.2}x raw)",
+        "  relay                   {:>10.0} messages/s   {:>10.0} events/s   ({:.2}x raw{})",
         messages as f64 / elapsed,
         events as f64 / elapsed,
-        messages as f64 / elapsed / raw
+        messages as f64 / elapsed / raw,
+        raw_batched.map_or(String::new(), |b| format!(
+            ", {:.2}x raw batches",
+            messages as f64 / elapsed / b
+        ))
     );
 
     // Latency: the relay follows the log live; orders placed at `rate` per second.

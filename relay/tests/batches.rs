@@ -39,6 +39,38 @@ async fn three_orders(store: &Arc<dyn event_store::EventStore>) {
     }
 }
 
+/// A relay of orders over three placed orders (see [`three_orders`]), with its own broker.
+struct Setup {
+    config: Config,
+    js: jetstream::Context,
+    relay: Relay<Orders>,
+    url: String,
+    /// Killed when dropped.
+    _nats: NatsServer,
+}
+
+async fn setup(max_message_bytes: i32) -> Setup {
+    let url = test_support::fresh_database().await;
+    let nats = NatsServer::start();
+    let mut config = Config::local(&url, &nats.url());
+    config.stream.max_message_bytes = max_message_bytes;
+    let store = event_store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    three_orders(&store).await;
+    let js = relay::publisher::connect_configured(&config).await.unwrap();
+    let relay = Relay::<Orders>::start(config.clone(), store, js.clone())
+        .await
+        .unwrap();
+    Setup {
+        config,
+        js,
+        relay,
+        url,
+        _nats: nats,
+    }
+}
+
 const PLACED: [&str; 3] = [
     "milestone.order.placed",
     "milestone.order.work.authorize-payment",
@@ -47,20 +79,9 @@ const PLACED: [&str; 3] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_refused_inside_a_batch_is_dead_lettered_and_the_others_keep_the_logs_order() {
-    let url = test_support::fresh_database().await;
-    let nats = NatsServer::start();
-    let mut config = Config::local(&url, &nats.url());
     // The second order's `placed` message is larger than this; every other message is smaller.
-    config.stream.max_message_bytes = 1000;
-    let store = event_store::connect(&url, &Default::default())
-        .await
-        .unwrap();
-    three_orders(&store).await;
-    let js = relay::publisher::connect_configured(&config).await.unwrap();
-    let relay = Relay::<Orders>::start(config.clone(), store.clone(), js.clone())
-        .await
-        .unwrap();
-    let outcomes = relay.run_once().await.unwrap();
+    let s = setup(1000).await;
+    let outcomes = s.relay.run_once().await.unwrap();
     let letters: Vec<_> = outcomes
         .iter()
         .flat_map(|o| o.dead_letters.clone())
@@ -73,28 +94,18 @@ async fn a_message_refused_inside_a_batch_is_dead_lettered_and_the_others_keep_t
     expected.push("milestone.relay.dead-letter.relay-order".into());
     expected.extend(PLACED[1..].iter().map(|s| s.to_string()));
     expected.extend(PLACED.iter().map(|s| s.to_string()));
-    assert_eq!(subjects(&js, &config).await, expected);
+    assert_eq!(subjects(&s.js, &s.config).await, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_relayed_again_from_the_start_adds_no_message_to_the_stream() {
-    let url = test_support::fresh_database().await;
-    let nats = NatsServer::start();
-    let config = Config::local(&url, &nats.url());
-    let store = event_store::connect(&url, &Default::default())
-        .await
-        .unwrap();
-    three_orders(&store).await;
-    let js = relay::publisher::connect_configured(&config).await.unwrap();
-    let relay = Relay::<Orders>::start(config.clone(), store.clone(), js.clone())
-        .await
-        .unwrap();
-    relay.run_once().await.unwrap();
-    let first = subjects(&js, &config).await;
+    let s = setup(-1).await;
+    s.relay.run_once().await.unwrap();
+    let first = subjects(&s.js, &s.config).await;
     assert_eq!(first.len(), 9);
 
     // As after a crash between the broker's acknowledgement and the checkpoint.
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let (client, connection) = tokio_postgres::connect(&s.url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(connection);
@@ -102,41 +113,31 @@ async fn a_log_relayed_again_from_the_start_adds_no_message_to_the_stream() {
         .execute("update relay_checkpoints set position = null", &[])
         .await
         .unwrap();
-    let outcomes = relay.run_once().await.unwrap();
+    let outcomes = s.relay.run_once().await.unwrap();
     assert_eq!(outcomes.iter().map(|o| o.published).sum::<usize>(), 9);
-    assert_eq!(subjects(&js, &config).await, first);
+    assert_eq!(subjects(&s.js, &s.config).await, first);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_stream_stops_taking_batches_the_relay_publishes_message_by_message() {
-    let url = test_support::fresh_database().await;
-    let nats = NatsServer::start();
-    let config = Config::local(&url, &nats.url());
-    let store = event_store::connect(&url, &Default::default())
-        .await
-        .unwrap();
-    three_orders(&store).await;
-    let js = relay::publisher::connect_configured(&config).await.unwrap();
-    let relay = Relay::<Orders>::start(config.clone(), store.clone(), js.clone())
-        .await
-        .unwrap();
-    let mut settings = js
-        .get_stream(&config.stream.name)
-        .await
-        .unwrap()
-        .cached_info()
-        .config
-        .clone();
+    let s = setup(-1).await;
+    let mut settings =
+        s.js.get_stream(&s.config.stream.name)
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .clone();
     assert!(settings.allow_batch_publish, "a broker older than 2.14?");
     settings.allow_batch_publish = false;
-    js.update_stream(settings).await.unwrap();
+    s.js.update_stream(settings).await.unwrap();
 
-    let outcomes = relay.run_once().await.unwrap();
+    let outcomes = s.relay.run_once().await.unwrap();
     assert_eq!(outcomes.iter().map(|o| o.published).sum::<usize>(), 9);
     // Message by message, in rounds of one message per instance.
     let rounds: Vec<String> = PLACED
         .iter()
         .flat_map(|s| std::iter::repeat_n(s.to_string(), 3))
         .collect();
-    assert_eq!(subjects(&js, &config).await, rounds);
+    assert_eq!(subjects(&s.js, &s.config).await, rounds);
 }
