@@ -110,8 +110,13 @@ pub async fn connect(
         let attempt = if version.is_empty() {
             Err("not connected to NATS yet".to_owned())
         } else {
+            // Never turned off once on (the node answering may be older than the stream's).
+            let allowed = match context.get_stream(&settings.name).await {
+                Ok(existing) => existing.cached_info().config.allow_batch_publish,
+                Err(_) => false,
+            };
             let config = stream::Config {
-                allow_batch_publish: takes_batches(&version),
+                allow_batch_publish: allowed || takes_batches(&version),
                 ..config.clone()
             };
             context
@@ -260,6 +265,10 @@ struct Answers {
     started: bool,
     /// The first message the broker refused, if any.
     refused: Option<u64>,
+    /// The client's connection count when the batch began: answers sent while it was
+    /// reconnecting are lost, a refusal among them too.
+    connects: u64,
+    statistics: std::sync::Arc<async_nats::Statistics>,
 }
 
 impl Answers {
@@ -286,6 +295,9 @@ impl Answers {
         let Ok(Some(reply)) = tokio::time::timeout(self.timeout, self.replies.next()).await else {
             return Some(self.known(self.acknowledged));
         };
+        if self.statistics.connects.load(Ordering::Relaxed) != self.connects {
+            return Some(self.known(self.acknowledged));
+        }
         let answer = serde_json::from_slice::<BatchReply>(&reply.payload).ok()?;
         // The message an answer is about: the sequence in its reply subject
         // (`<inbox>.<flow>.fail.<seq>.<op>.$FI`).
@@ -350,6 +362,7 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
     let Ok(replies) = client.subscribe(format!("{inbox}.>")).await else {
         return Batched::Stored(0);
     };
+    let statistics = client.statistics();
     let mut answers = Answers {
         replies,
         timeout,
@@ -357,6 +370,8 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
         flow: FLOW,
         started: false,
         refused: None,
+        connects: statistics.connects.load(Ordering::Relaxed),
+        statistics,
     };
     let mut sent = 0u64;
     let mut ended = None;
@@ -391,7 +406,11 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
     }
     // The end, not stored, also closes a batch given up on, which the broker would otherwise
     // hold open (and slow the next one down) until it times out.
-    if sent > 0 {
+    // The end goes only to a batch the broker has begun (an older broker would store it).
+    while sent > 0 && ended.is_none() && !answers.started {
+        ended = answers.next().await;
+    }
+    if sent > 0 && answers.started && ended != Some(Batched::Disabled) {
         let end = format!("{inbox}.{FLOW}.fail.{}.{OP_COMMIT_END}.$FI", sent + 1);
         let send = client.publish_with_reply(BATCH_END_SUBJECT, end, Default::default());
         let delivered = matches!(tokio::time::timeout(timeout, send).await, Ok(Ok(())));
