@@ -9,8 +9,11 @@
 //! published on its own, acknowledged, retried or dead-lettered, and the rest follows in a new
 //! batch. A message the broker stored before (a batch retried after a crash or a lost
 //! acknowledgement) is dropped by its `Nats-Msg-Id`, so order and exactly-one-copy hold across
-//! retries. On an older broker (or a stream without `allow_batched`) messages go out one by one
-//! with their acknowledgements, in rounds per instance.
+//! retries (but for a message the broker refuses after counting it while it stores later ones:
+//! it goes out after them, with a warning). An empty message on [`BATCH_END_SUBJECT`], which
+//! the broker does not store, ends each batch. On an older broker (or a stream without
+//! `allow_batched`) messages go out one by one with their acknowledgements, in rounds per
+//! instance.
 
 use crate::contract::{
     Outgoing, BATCH_END_SUBJECT, CAUSATION_HEADER, CORRELATION_HEADER, DEAD_LETTER_SUBJECT,
