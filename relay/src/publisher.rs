@@ -441,7 +441,7 @@ const MAX_IN_FLIGHT: usize = 1024;
 
 /// Publishes `messages` in order and waits until JetStream stored each of them: in fast-ingest
 /// batches while `batched` holds (set from the stream's settings; cleared when the broker says
-/// the stream does not take them), one by one otherwise (see [`publish_each`]). Transient
+/// the stream does not take them), one by one otherwise (`publish_each`). Transient
 /// failures are retried after a backoff, without end (no loss); a message refused for good is
 /// published to the dead-letter subject with the reason and returned. It returns once every
 /// message is stored or dead-lettered: to stop it, drop it (the relay publishes in a task of its
