@@ -408,8 +408,8 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
         }
     }
     // The end, not stored, also closes a batch given up on, which the broker would otherwise
-    // hold open (and slow the next one down) until it times out.
-    // The end goes only to a batch the broker has begun (an older broker would store it).
+    // hold open (and slow the next one down) until it times out. It goes only to a batch the
+    // broker has begun (an older broker would store it).
     while sent > 0 && ended.is_none() && !answers.started {
         ended = answers.next().await;
     }
@@ -457,7 +457,7 @@ pub async fn publish_all(
     let mut dead = Vec::new();
     while !messages.is_empty() && batched.load(Ordering::Relaxed) {
         let stored = match publish_batch(context, messages.make_contiguous()).await {
-            Batched::Stored(n) => n.min(messages.len()),
+            Batched::Stored(n) => n,
             Batched::Disabled => {
                 tracing::warn!(
                     relay,

@@ -2,7 +2,7 @@
 //! turn each event into its messages (knowing the instance's state before and after it), publish
 //! them, and move the checkpoint once JetStream has acknowledged them, under the fenced lease.
 
-use crate::contract::{messages_after, Contract, Outgoing};
+use crate::contract::{messages, Contract, Outgoing};
 use crate::db::{self, DeadLetter};
 use crate::metrics::{RelayLabels, METRICS};
 use crate::publisher::{batched, publish_all};
@@ -71,9 +71,8 @@ pub struct Relay<W: Contract> {
     store: Arc<dyn EventStore>,
     pool: Pool,
     pg_config: tokio_postgres::Config,
-    jetstream: async_nats::jetstream::Context,
-    /// Whether messages go out in fast-ingest batches (see [`crate::publisher`]).
-    batched: Arc<AtomicBool>,
+    /// Publishes each batch (a clone of it runs as the batch's task).
+    publisher: BatchPublisher,
     config: Config,
     _workflow: PhantomData<fn() -> W>,
 }
@@ -103,6 +102,7 @@ struct BatchPublisher {
     name: String,
     backend: &'static str,
     backoff: crate::publisher::Backoff,
+    /// Whether messages go out in fast-ingest batches (see [`crate::publisher`]).
     batched: Arc<AtomicBool>,
     labels: RelayLabels,
 }
@@ -203,15 +203,23 @@ impl<W: Contract> Relay<W> {
     ) -> Result<Self, RelayError> {
         let (pool, pg_config) =
             service_kit::postgres::build_pool(config.read_model_url.expose(), config.pool_size)?;
+        let publisher = BatchPublisher {
+            batched: Arc::new(AtomicBool::new(
+                batched(&jetstream, &config.stream.name).await,
+            )),
+            jetstream,
+            pool: pool.clone(),
+            name: Self::name(),
+            backend: store.backend(),
+            backoff: config.backoff,
+            labels: Self::labels(),
+        };
         let relay = Self {
             name: Self::name(),
             store,
             pool,
             pg_config,
-            batched: Arc::new(AtomicBool::new(
-                batched(&jetstream, &config.stream.name).await,
-            )),
-            jetstream,
+            publisher,
             config,
             _workflow: PhantomData,
         };
@@ -359,7 +367,8 @@ impl<W: Contract> Relay<W> {
             }
             if publishing.is_none() && gathered > 0 {
                 let task = self
-                    .publisher()
+                    .publisher
+                    .clone()
                     .publish(std::mem::take(&mut next), lease.token());
                 publishing = Some(Publishing(tokio::spawn(task)));
                 gathered = 0;
@@ -401,7 +410,7 @@ impl<W: Contract> Relay<W> {
     ) -> Result<BatchOutcome, RelayError> {
         let mut translated = Translated::default();
         self.translate_into(cache, batch, &mut translated).await?;
-        self.publisher().publish(translated, token).await
+        self.publisher.clone().publish(translated, token).await
     }
 
     /// Adds the messages of `events` to `batch`, and the events that cannot be read.
@@ -429,18 +438,6 @@ impl<W: Contract> Relay<W> {
             batch.last = Some(event.position);
         }
         Ok(())
-    }
-
-    fn publisher(&self) -> BatchPublisher {
-        BatchPublisher {
-            jetstream: self.jetstream.clone(),
-            pool: self.pool.clone(),
-            name: self.name.clone(),
-            backend: self.store.backend(),
-            backoff: self.config.backoff,
-            batched: self.batched.clone(),
-            labels: Self::labels(),
-        }
     }
 
     /// The current token of the relay's lease, for writes made without holding it; a lease row
@@ -480,7 +477,7 @@ impl<W: Contract> Relay<W> {
         };
         let was = W::pending_actions(&before);
         let after = W::evolve(before, &decoded);
-        let out = messages_after::<W>(event, &decoded, &was, &after);
+        let out = messages::<W>(event, &decoded, &was, &after);
         cache.put(&event.stream_id, event.revision, after);
         Ok(Ok(out))
     }

@@ -249,7 +249,11 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
         .unwrap();
     relay.run_once().await.unwrap();
     // Published again from the start: JetStream drops the duplicates by message id.
-    let first = read_all(&jetstream, &config.stream.name).await.len();
+    let first: Vec<(String, Value)> = read_all(&jetstream, &config.stream.name)
+        .await
+        .into_iter()
+        .map(|(s, _, b)| (s, b))
+        .collect();
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -258,9 +262,16 @@ async fn an_order_gets_exactly_one_work_request_per_action_it_comes_to_wait_for(
         .execute("update relay_checkpoints set position = null", &[])
         .await
         .unwrap();
-    relay.run_once().await.unwrap();
+    let again = relay.run_once().await.unwrap();
+    let published: usize = again.iter().map(|o| o.published).sum();
+    assert_eq!(published, first.len(), "each message acknowledged again");
     let messages = read_all(&jetstream, &config.stream.name).await;
-    assert_eq!(messages.len(), first, "a message published twice");
+    assert_eq!(messages.len(), first.len(), "a message published twice");
+    let stored: Vec<(String, Value)> = messages
+        .iter()
+        .map(|(s, _, b)| (s.clone(), b.clone()))
+        .collect();
+    assert_eq!(stored, first, "the stream changed");
     let work: Vec<(&str, &Value)> = messages
         .iter()
         .filter(|(s, _, _)| s.contains(".work."))

@@ -147,20 +147,10 @@ pub fn traceparent(correlation: Option<&str>, event_id: Uuid) -> String {
 }
 
 /// The messages one event gives: its public event, if any, then a work request for every
-/// action that is pending after it and was not before, and one for a reminder the workflow
-/// records for an action still pending.
+/// action that is pending after it (`after` is the instance's state after it) and was not
+/// before (`was`: the actions pending before it), and one for a reminder the workflow records
+/// for an action still pending.
 pub fn messages<W: Contract>(
-    recorded: &RecordedEvent,
-    event: &W::Event,
-    before: &W::State,
-    after: &W::State,
-) -> Vec<Outgoing> {
-    messages_after::<W>(recorded, event, &W::pending_actions(before), after)
-}
-
-/// [`messages`], given the actions that were pending before the event (`was`) instead of the
-/// state before it.
-pub fn messages_after<W: Contract>(
     recorded: &RecordedEvent,
     event: &W::Event,
     was: &[W::Action],
@@ -277,7 +267,8 @@ mod tests {
             for event in Orders::decide(&state, command).unwrap() {
                 let after = Orders::evolve(state.clone(), &event);
                 let r = recorded(&stream, revision, &event);
-                let messages = messages::<Orders>(&r, &event, &state, &after);
+                let messages =
+                    messages::<Orders>(&r, &event, &Orders::pending_actions(&state), &after);
                 out.push((r, messages));
                 state = after;
                 revision += 1;
@@ -372,7 +363,7 @@ mod tests {
         };
         let after = Orders::evolve(state.clone(), &late);
         let r = recorded(&Orders::stream_name(id), 2, &late);
-        let out = messages::<Orders>(&r, &late, &state, &after);
+        let out = messages::<Orders>(&r, &late, &Orders::pending_actions(&state), &after);
         assert!(out.is_empty(), "{out:?}");
     }
 
