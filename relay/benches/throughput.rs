@@ -20,6 +20,7 @@ use domain::*;
 use event_store::{EventStore, ExpectedRevision, Metadata, NewEvent};
 use futures::StreamExt;
 use relay::nats_server::NatsServer;
+use relay::publisher::{batch_reply, OP_APPEND, OP_COMMIT_END, OP_START};
 use relay::{Config, Relay};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,16 +139,16 @@ async fn raw_batches(js: &jetstream::Context, count: usize, size: usize) -> f64 
             while seq > 1 && acknowledged + 1000 <= seq {
                 answer(&mut acknowledged).await;
             }
-            let op = if seq == 1 { 0 } else { 1 };
+            let op = if seq == 1 { OP_START } else { OP_APPEND };
             let mut h = async_nats::HeaderMap::new();
             h.insert("Nats-Msg-Id", Uuid::new_v4().to_string().as_str());
-            let reply = format!("{inbox}.500.fail.{seq}.{op}.$FI");
+            let reply = batch_reply(&inbox, seq, op);
             client
                 .publish_with_reply_and_headers("milestone.bench.raw", reply, h, body.clone())
                 .await
                 .unwrap();
         }
-        let end = format!("{inbox}.500.fail.{}.3.$FI", n + 1);
+        let end = batch_reply(&inbox, n + 1, OP_COMMIT_END);
         client
             .publish_with_reply("milestone.bench.raw", end, bytes::Bytes::new())
             .await

@@ -24,7 +24,8 @@ impl NatsServer {
     /// Starts a server and waits until it accepts connections.
     ///
     /// # Panics
-    /// When `nats-server` is not installed (`apt-get install nats-server`) or does not start.
+    /// When `nats-server` is not on the path (`source scripts/nats.sh && ensure_nats_server`
+    /// puts 2.15.1 there; the batch tests need 2.14 or later) or does not start.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut server = Self {
@@ -51,7 +52,7 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start nats-server (install it with: apt-get install nats-server)");
+            .expect("start nats-server (put one on the path: source scripts/nats.sh && ensure_nats_server)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {

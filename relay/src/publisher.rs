@@ -222,10 +222,17 @@ async fn publish_one(
 }
 
 /// Operations of a fast-ingest batch, named in each message's reply subject (ADR-50).
-const OP_START: u8 = 0;
-const OP_APPEND: u8 = 1;
+pub const OP_START: u8 = 0;
+pub const OP_APPEND: u8 = 1;
 /// Ends the batch with a message that is not stored.
-const OP_COMMIT_END: u8 = 3;
+pub const OP_COMMIT_END: u8 = 3;
+
+/// The reply subject of message `seq` (from 1) of the fast-ingest batch answered on `inbox`
+/// (`_INBOX.<id>`, the id naming the batch), for operation `op`; the broker stops the batch
+/// at a gap.
+pub fn batch_reply(inbox: &str, seq: u64, op: u8) -> String {
+    format!("{inbox}.{FLOW}.fail.{seq}.{op}.$FI")
+}
 
 /// How many messages the broker is asked to store between two flow acknowledgements (it
 /// answers with the number it will use, at most 500).
@@ -393,7 +400,7 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
         }
         let (span, headers) = prepare(m);
         let op = if seq == 1 { OP_START } else { OP_APPEND };
-        let reply = format!("{inbox}.{FLOW}.fail.{seq}.{op}.$FI");
+        let reply = batch_reply(&inbox, seq, op);
         let send = client.publish_with_reply_and_headers(
             m.subject.clone(),
             reply,
@@ -414,7 +421,7 @@ async fn publish_batch(context: &jetstream::Context, messages: &[Outgoing]) -> B
         ended = answers.next().await;
     }
     if sent > 0 && answers.started && ended != Some(Batched::Disabled) {
-        let end = format!("{inbox}.{FLOW}.fail.{}.{OP_COMMIT_END}.$FI", sent + 1);
+        let end = batch_reply(&inbox, sent + 1, OP_COMMIT_END);
         let send = client.publish_with_reply(BATCH_END_SUBJECT, end, Default::default());
         let delivered = matches!(tokio::time::timeout(timeout, send).await, Ok(Ok(())));
         if ended.is_none() && !delivered {
