@@ -315,13 +315,25 @@ impl From<PoolSetupError> for StoreError {
 
 /// A page of the log: the events after position (`$1`, `$2`) of the streams whose names start
 /// with `$3`, at most `$4`, in log order; only what every transaction before them committed.
+/// The prefix is compared with `left()`, which no index serves: `starts_with` under the `C`
+/// collation is a range of the (stream, revision) index, which the planner would read whole
+/// and sort instead of following the primary key.
 fn read_all_statement() -> String {
     format!(
         "select {COLUMNS} from es_events
          where (tx_id, seq) > ($1, $2)
            and tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-           and starts_with(stream_id, $3)
+           and left(stream_id, length($3)) = $3
          order by tx_id, seq limit $4"
+    )
+}
+
+/// The parameters of [`read_all_statement`] for a page of up to `max` events after `after`.
+fn page_bounds(after: Option<Position>, max: usize) -> ((i64, i64), i64) {
+    let after = after.unwrap_or_default();
+    (
+        (to_i64(after.commit), to_i64(after.prepare)),
+        max.min(100_000) as i64,
     )
 }
 
@@ -406,10 +418,11 @@ impl PgEventStore {
         // log by a bitmap or sequential scan and sorts it: a catch-up became quadratic (measured:
         // 14 ms instead of 0.5 ms a page of 1,000 at 30k events, PostgreSQL at 60 % of the
         // CPU while the relay caught up). Every statement of the store is an index lookup or
-        // an index range; these settings only price the other ways out.
+        // an index range; these settings only price the other ways out (options given in the
+        // URL come after them, and win).
         let options = config.get_options().unwrap_or_default();
-        let options = format!("{options} -c enable_bitmapscan=off -c enable_seqscan=off");
-        config.options(options.trim_start());
+        let options = format!("-c enable_bitmapscan=off -c enable_seqscan=off {options}");
+        config.options(options.trim_end());
         let (pool, config) = build_pool_from(config, pool_size)?;
         let mut client = pool.get().await?;
         apply_migrations(&mut client, "es_migrations", MIGRATIONS).await?;
@@ -437,6 +450,46 @@ impl PgEventStore {
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A page of the log as [`EventStore::read_all`] reads it, and a position the next page
+    /// can be read after: past the last event of a full page, or, when the page is not full,
+    /// past every event looked at, those of other prefixes included. Without that second
+    /// part, a subscriber to a prefix rarely appended to (returns, among many orders) would
+    /// read every event since its last one again at each wake-up. (Rows written with a
+    /// transaction id of the past, a restore into a running log, are not seen by a running
+    /// subscription once it has moved past that id; a subscriber started afterwards reads them
+    /// from its checkpoint.)
+    async fn read_page(
+        &self,
+        after: Option<Position>,
+        prefix: &str,
+        max: usize,
+    ) -> Result<(Vec<RecordedEvent>, Option<Position>), StoreError> {
+        let client = self.client().await?;
+        let horizon = client
+            .prepare_cached("select pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+            .await?;
+        let page = client.prepare_cached(&read_all_statement()).await?;
+        let (from, limit) = page_bounds(after, max);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&from.0, &from.1, &prefix, &limit];
+        // Sent together, in this order: the horizon's snapshot is taken before the page's, so
+        // every transaction below it had ended when the page was read, and the page looked at
+        // every event below it that it did not return (unless the page is full).
+        let (horizon, rows) = tokio::try_join!(
+            biased;
+            client.query_one(&horizon, &[]),
+            client.query(&page, &params),
+        )?;
+        let events: Vec<RecordedEvent> = rows.iter().map(row_to_event).collect();
+        let last = events.last().map(|e| e.position).or(after);
+        if events.len() as i64 >= limit {
+            return Ok((events, last));
+        }
+        let horizon: i64 = horizon.get(0);
+        let looked_at = (horizon > 0).then(|| Position::new(horizon as u64 - 1, i64::MAX as u64));
+        Ok((events, last.max(looked_at)))
     }
 
     async fn current_revision(&self, stream: &str) -> Result<CurrentRevision, StoreError> {
@@ -737,19 +790,11 @@ impl EventStore for PgEventStore {
         prefix: &str,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let after = after.unwrap_or_default();
         let client = self.client().await?;
         let stmt = client.prepare_cached(&read_all_statement()).await?;
+        let (after, max) = page_bounds(after, max);
         let rows = client
-            .query(
-                &stmt,
-                &[
-                    &to_i64(after.commit),
-                    &to_i64(after.prepare),
-                    &prefix,
-                    &(max.min(100_000) as i64),
-                ],
-            )
+            .query(&stmt, &[&after.0, &after.1, &prefix, &max])
             .await?;
         Ok(rows.iter().map(row_to_event).collect())
     }
@@ -774,9 +819,10 @@ impl EventStore for PgEventStore {
             // flight), look again soon, backing off to the idle timer.
             let mut recheck: Option<Duration> = None;
             loop {
-                match store.read_all(after, &prefix, 1000).await {
-                    Ok(batch) if batch.is_empty() => {
+                match store.read_page(after, &prefix, 1000).await {
+                    Ok((batch, next)) if batch.is_empty() => {
                         failures = 0;
+                        after = next;
                         let wait = recheck.unwrap_or(IDLE_RECHECK);
                         // Woken by a NOTIFY after appends; the timer covers commits that sent
                         // none (other writers, or a transaction that was still running).
@@ -787,10 +833,10 @@ impl EventStore for PgEventStore {
                             }
                         }
                     }
-                    Ok(batch) => {
+                    Ok((batch, next)) => {
                         failures = 0;
                         recheck = None;
-                        after = batch.last().map(|e| e.position);
+                        after = next;
                         if tx.send(Ok(batch)).await.is_err() {
                             return;
                         }
@@ -874,9 +920,120 @@ mod tests {
         kinds
     }
 
+    fn event() -> crate::NewEvent {
+        crate::NewEvent {
+            id: uuid::Uuid::new_v4(),
+            event_type: "Noted".to_owned(),
+            schema_version: 1,
+            data: serde_json::json!({}),
+            metadata: crate::Metadata::default(),
+        }
+    }
+
+    /// What `read` gives once `done` says so. Transactions still running in other databases
+    /// hold back what is visible (the horizon is the cluster's), so a step waits for what it
+    /// looks for, up to 20 s.
+    async fn until<T, F: std::future::Future<Output = Result<T, crate::StoreError>>>(
+        mut read: impl FnMut() -> F,
+        done: impl Fn(&T) -> bool,
+    ) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let value = read().await.unwrap();
+            if done(&value) || std::time::Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_short_of_its_prefix_moves_past_the_other_events_but_not_a_transaction_still_running(
+    ) {
+        use crate::{EventStore, ExpectedRevision};
+        let url = test_support::fresh_database().await;
+        let store = PgEventStore::connect(&url, 2).await.unwrap();
+        for i in 0..3 {
+            let stream = format!("order-{i}");
+            store
+                .append(&stream, ExpectedRevision::NoStream, vec![event(), event()])
+                .await
+                .unwrap();
+        }
+        let orders = until(
+            || store.read_all(None, "order-", 100),
+            |orders: &Vec<_>| orders.len() == 6,
+        )
+        .await;
+        let last_order = orders[5].position;
+        let (page, next) = until(
+            || store.read_page(None, "return-", 1000),
+            |(_, next): &(_, Option<crate::Position>)| *next >= Some(last_order),
+        )
+        .await;
+        assert!(page.is_empty());
+        let next = next.unwrap();
+
+        // A return written by a transaction still running, then an order committed after it.
+        let (late, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        late.batch_execute(
+            "begin;
+             insert into es_events (stream_id, revision, event_id, event_type, schema_version, data, metadata)
+             values ('return-late', 0, gen_random_uuid(), 'Noted', 1, '{}', '{}')",
+        )
+        .await
+        .unwrap();
+        let running: i64 = late
+            .query_one("select pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        store
+            .append("order-after", ExpectedRevision::NoStream, vec![event()])
+            .await
+            .unwrap();
+        let (page, after_running) = store.read_page(Some(next), "return-", 1000).await.unwrap();
+        assert!(page.is_empty());
+        let after_running = after_running.unwrap();
+        assert!(
+            after_running.commit < running as u64,
+            "a page must not move past a transaction still running: {after_running} >= {running}"
+        );
+        late.batch_execute("commit").await.unwrap();
+        let (page, _) = until(
+            || store.read_page(Some(after_running), "return-", 1000),
+            |(page, _): &(Vec<_>, _)| !page.is_empty(),
+        )
+        .await;
+        assert_eq!(
+            page.iter()
+                .map(|e| e.stream_id.as_str())
+                .collect::<Vec<_>>(),
+            ["return-late"],
+            "the return committed late is read once it commits"
+        );
+
+        // A full page moves only past its last event.
+        let (page, next) = store.read_page(None, "order-", 2).await.unwrap();
+        assert_eq!(next, Some(page[1].position));
+        test_support::drop_database(&url).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_page_of_a_log_without_statistics_is_read_along_its_index_not_sorted_whole() {
-        let url = test_support::fresh_database().await;
+        plan_of_a_page_without_statistics("").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_the_c_collation_too_a_page_is_read_along_the_log_index() {
+        plan_of_a_page_without_statistics("template template0 locale 'C'").await;
+    }
+
+    async fn plan_of_a_page_without_statistics(database: &str) {
+        let url = test_support::fresh_database_with(database).await;
         let store = PgEventStore::connect(&url, 2).await.unwrap();
         let client = store.pool().get().await.unwrap();
         // A log written since the last analyze: the planner has no statistics for it.

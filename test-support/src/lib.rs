@@ -39,10 +39,18 @@ async fn admin() -> tokio_postgres::Client {
 /// # Panics
 /// When the test server cannot be reached (a test cannot go on without it).
 pub async fn fresh_database() -> String {
+    fresh_database_with("").await
+}
+
+/// As [`fresh_database`], created with `clauses` (`template template0 locale 'C'`, say).
+///
+/// # Panics
+/// When the test server cannot be reached or refuses the clauses.
+pub async fn fresh_database_with(clauses: &str) -> String {
     let name = format!("test_{}", Uuid::new_v4().simple());
     admin()
         .await
-        .batch_execute(&format!("create database {name}"))
+        .batch_execute(&format!("create database {name} {clauses}"))
         .await
         .expect("create a test database");
     database_url(&name)
