@@ -112,13 +112,20 @@ if [ -z "${MILESTONE_NATS_URL:-}" ]; then
   NATS_ADDR="${MILESTONE_NATS_ADDR:-127.0.0.1:4222}"
   NATS_STORE="${MILESTONE_NATS_STORE_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/milestone/nats}"
   mkdir -p "$NATS_STORE"
+  # The server writes its ports file once it listens: this one, not another on the same port.
   nats-server -js -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" -sd "$NATS_STORE" \
-    > >(sed -u "s/^/[nats-server] /") 2>&1 &
-  PIDS+=($!)
+    --ports_file_dir "$NATS_STORE" > >(sed -u "s/^/[nats-server] /") 2>&1 &
+  NATS_PID=$!
+  PIDS+=("$NATS_PID")
   for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/${NATS_ADDR%:*}/${NATS_ADDR##*:}") 2>/dev/null && break
+    [ -s "$NATS_STORE/nats-server_$NATS_PID.ports" ] && break
+    kill -0 "$NATS_PID" 2>/dev/null || break
     sleep 0.1
   done
+  if [ ! -s "$NATS_STORE/nats-server_$NATS_PID.ports" ]; then
+    echo "nats-server did not start on $NATS_ADDR (is the port taken? its lines are above)" >&2
+    exit 1
+  fi
   export MILESTONE_NATS_URL="nats://$NATS_ADDR"
 fi
 

@@ -1,7 +1,7 @@
 //! `scripts/run.sh` as a developer runs it, stopped by a signal sent to the script alone (a
 //! supervisor, `kill <pid>`), not to the terminal's whole process group.
 
-use crate::stack::{binary, free_port};
+use crate::stack::binary;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -57,6 +57,17 @@ fn descendants(root: u32) -> HashMap<u32, String> {
     found
 }
 
+/// A free port on 127.0.0.1 below Linux's ephemeral range (32768 and up), where no
+/// `bind(0)` of another test takes its ports from.
+fn port_below_ephemeral() -> u16 {
+    loop {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
@@ -88,7 +99,13 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
     let bin_dir = bins[0].parent().unwrap().to_owned();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let database = format!("run_{}", uuid::Uuid::new_v4().simple());
-    let (cport, qport, nport) = (free_port(), free_port(), free_port());
+    // Below the ephemeral range: a port another test's server holds from `free_port` (one
+    // restarting its broker on the same port, say) cannot be handed out here.
+    let (cport, qport, nport) = (
+        port_below_ephemeral(),
+        port_below_ephemeral(),
+        port_below_ephemeral(),
+    );
     let nats_store = tempfile::tempdir().unwrap();
     let script = Command::new("bash")
         .arg(root.join("scripts/run.sh"))
