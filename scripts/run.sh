@@ -112,12 +112,15 @@ if [ -z "${MILESTONE_NATS_URL:-}" ]; then
   NATS_ADDR="${MILESTONE_NATS_ADDR:-127.0.0.1:4222}"
   NATS_STORE="${MILESTONE_NATS_STORE_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/milestone/nats}"
   mkdir -p "$NATS_STORE"
-  # The server writes its ports file once it listens: this one, not another on the same port.
+  # The server writes its ports file once it listens (this one, not another on the same port)
+  # and removes it when it stops; one left by a server killed outright could name this pid.
+  rm -f "$NATS_STORE"/nats-server_*.ports
   nats-server -js -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" -sd "$NATS_STORE" \
     --ports_file_dir "$NATS_STORE" > >(sed -u "s/^/[nats-server] /") 2>&1 &
   NATS_PID=$!
   PIDS+=("$NATS_PID")
-  for _ in $(seq 1 100); do
+  # While it runs, as long as it takes to recover its store (up to two minutes).
+  for _ in $(seq 1 1200); do
     [ -s "$NATS_STORE/nats-server_$NATS_PID.ports" ] && break
     kill -0 "$NATS_PID" 2>/dev/null || break
     sleep 0.1

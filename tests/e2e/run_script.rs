@@ -57,15 +57,18 @@ fn descendants(root: u32) -> HashMap<u32, String> {
     found
 }
 
-/// A free port on 127.0.0.1 below Linux's ephemeral range (32768 and up), where no
-/// `bind(0)` of another test takes its ports from.
-fn port_below_ephemeral() -> u16 {
-    loop {
+/// Three free ports on 127.0.0.1 below Linux's ephemeral range (32768 and up), where no
+/// `bind(0)` of another test takes its ports from; each held until all are chosen, so that
+/// they differ.
+fn ports_below_ephemeral() -> [u16; 3] {
+    let mut held = Vec::new();
+    while held.len() < 3 {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            held.push((port, listener));
         }
     }
+    [held[0].0, held[1].0, held[2].0]
 }
 
 fn signal(pid: u32, name: &str) {
@@ -101,11 +104,7 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
     let database = format!("run_{}", uuid::Uuid::new_v4().simple());
     // Below the ephemeral range: a port another test's server holds from `free_port` (one
     // restarting its broker on the same port, say) cannot be handed out here.
-    let (cport, qport, nport) = (
-        port_below_ephemeral(),
-        port_below_ephemeral(),
-        port_below_ephemeral(),
-    );
+    let [cport, qport, nport] = ports_below_ephemeral();
     let nats_store = tempfile::tempdir().unwrap();
     let script = Command::new("bash")
         .arg(root.join("scripts/run.sh"))
