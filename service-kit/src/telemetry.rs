@@ -75,12 +75,115 @@ where
     // Only a directive naming spans (`target[span{field=value}]=level`) makes the log filter
     // follow spans in and out; without one, entries and exits would only cost it a lookup each.
     let skip = !logs.to_string().contains('[');
-    tracing_subscriber::registry()
-        .with(traces)
-        .with(SkipEntries {
-            layer: CorrelationIds.and_then(log_layer(writer)).with_filter(logs),
-            skip,
-        })
+    let logged_up_to = logs.max_level_hint();
+    UnsampledGate {
+        inner: tracing_subscriber::registry()
+            .with(traces)
+            .with(SkipEntries {
+                layer: CorrelationIds.and_then(log_layer(writer)).with_filter(logs),
+                skip,
+            }),
+        logged_up_to,
+    }
+}
+
+/// The services' subscriber as a whole, refusing the spans nobody would take inside a request
+/// whose trace was dropped ahead ([`crate::trace::decide_ahead`]): those the traces leave out
+/// there and the logs never write (more verbose than any log line, `info` spans under
+/// `RUST_LOG=warn`, say). The per-layer filters alone would not keep them out: when a
+/// callsite's interest is "sometimes" (the trace filter is asked each time), the registry makes
+/// the span whenever any per-layer filter is registered, and each layer then ignores it; the
+/// span is still made, entered and exited at every poll, and closed.
+struct UnsampledGate<S> {
+    inner: S,
+    /// The most verbose level a log line is written at (`None`: unknown, nothing refused).
+    logged_up_to: Option<tracing_subscriber::filter::LevelFilter>,
+}
+
+impl<S: Subscriber> Subscriber for UnsampledGate<S> {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.inner.on_register_dispatch(subscriber);
+    }
+
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        self.inner.register_callsite(metadata)
+    }
+
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        let unlogged = self
+            .logged_up_to
+            .is_some_and(|logged| *metadata.level() > logged);
+        if metadata.is_span() && unlogged && crate::trace::unsampled_here() {
+            return false;
+        }
+        self.inner.enabled(metadata)
+    }
+
+    fn max_level_hint(&self) -> Option<tracing_subscriber::filter::LevelFilter> {
+        self.inner.max_level_hint()
+    }
+
+    fn new_span(&self, span: &Attributes<'_>) -> Id {
+        self.inner.new_span(span)
+    }
+
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        self.inner.record(span, values);
+    }
+
+    fn record_follows_from(&self, span: &Id, follows: &Id) {
+        self.inner.record_follows_from(span, follows);
+    }
+
+    fn event_enabled(&self, event: &Event<'_>) -> bool {
+        self.inner.event_enabled(event)
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        self.inner.event(event);
+    }
+
+    fn enter(&self, span: &Id) {
+        self.inner.enter(span);
+    }
+
+    fn exit(&self, span: &Id) {
+        self.inner.exit(span);
+    }
+
+    fn clone_span(&self, id: &Id) -> Id {
+        self.inner.clone_span(id)
+    }
+
+    fn try_close(&self, id: Id) -> bool {
+        self.inner.try_close(id)
+    }
+
+    fn current_span(&self) -> tracing_core::span::Current {
+        self.inner.current_span()
+    }
+
+    // The `Subscriber` trait's downcast is an `unsafe fn`; the gate answers for itself and
+    // passes the rest on (the registry inside, which the trace context is read from).
+    #[allow(unsafe_code)]
+    unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+        if id == std::any::TypeId::of::<Self>() {
+            return Some(std::ptr::from_ref(self).cast());
+        }
+        // SAFETY: the inner subscriber answers for itself and what it holds.
+        unsafe { self.inner.downcast_raw(id) }
+    }
+}
+
+impl<'a, S: LookupSpan<'a>> LookupSpan<'a> for UnsampledGate<S> {
+    type Data = S::Data;
+
+    fn span_data(&'a self, id: &Id) -> Option<Self::Data> {
+        self.inner.span_data(id)
+    }
 }
 
 /// The OpenTelemetry layer recording spans with `provider`'s tracer: each span with its name,
@@ -1060,6 +1163,39 @@ mod tests {
         let lines = lines.json();
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["fields"]["message"], "inside");
+    }
+
+    #[test]
+    fn inside_a_request_dropped_ahead_a_span_no_log_line_would_show_is_not_made_at_all() {
+        let provider = SdkTracerProvider::builder().build();
+        let lines = Lines::default();
+        let subscriber = services_subscriber(
+            Some(trace_layer(&provider)),
+            EnvFilter::new("warn"),
+            lines.clone(),
+        );
+        let request = crate::trace::TraceContext::new(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            None,
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let traced = tracing::info_span!("command.execute");
+            assert!(!traced.is_disabled(), "outside, the traces take it");
+            futures::executor::block_on(crate::trace::in_unsampled(request, async {
+                let below = tracing::info_span!("command.execute");
+                assert!(
+                    below.is_disabled(),
+                    "neither the traces nor the logs at warn take it: it must not be made"
+                );
+                let logged = tracing::warn_span!("retry", attempt = 2);
+                assert!(!logged.is_disabled(), "the logs take a warn span");
+                logged.in_scope(|| tracing::warn!("slow"));
+            }));
+        });
+        let lines = lines.json();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["span"]["attempt"], 2, "{}", lines[0]);
+        assert_eq!(lines[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
     #[test]
