@@ -93,7 +93,9 @@ where
 /// `RUST_LOG=warn`, say). The per-layer filters alone would not keep them out: when a
 /// callsite's interest is "sometimes" (the trace filter is asked each time), the registry makes
 /// the span whenever any per-layer filter is registered, and each layer then ignores it; the
-/// span is still made, entered and exited at every poll, and closed.
+/// span is still made, entered and exited at every poll, and closed. (It counts on the trace
+/// layer's filter keeping out of traces every span made inside such a request, as
+/// [`unless_dropped`] does in each trace layer the services build.)
 struct UnsampledGate<S> {
     inner: S,
     /// The most verbose level a log line is written at (`None`: unknown, nothing refused).
@@ -183,6 +185,10 @@ impl<'a, S: LookupSpan<'a>> LookupSpan<'a> for UnsampledGate<S> {
 
     fn span_data(&'a self, id: &Id) -> Option<Self::Data> {
         self.inner.span_data(id)
+    }
+
+    fn register_filter(&mut self) -> tracing_subscriber::filter::FilterId {
+        self.inner.register_filter()
     }
 }
 
