@@ -973,6 +973,10 @@ mod tests {
         .await;
         assert!(page.is_empty());
         let next = next.unwrap();
+        assert!(
+            next >= last_order,
+            "an empty page looks past every order: {next} < {last_order}"
+        );
 
         // A return written by a transaction still running, then an order committed after it.
         let (late, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
