@@ -181,7 +181,9 @@ values ('order-' || gen_random_uuid(), 0, gen_random_uuid(), 'OrderPlaced', 1,
                            'occurredAt', now()));
 SQL
 
-# Each request: a fresh order id and Idempotency-Key (a per-run nonce, the thread, a counter).
+# Each request: a fresh order id and Idempotency-Key (a per-phase nonce, the thread, a counter).
+# The nonce is 31 random bits from /dev/urandom: bash's $RANDOM, reseeded in each subshell,
+# gave two phases of one long run the same nonce (their second phase's requests were replays).
 cat >"$WORK/orders.lua" <<'LUA'
 -- `tid` is set in each thread's state by setup().
 local threads = {}
@@ -279,7 +281,8 @@ commands() {
   before_db="$(db_cpu_seconds)"
   [ -n "$OTLP_PID" ] && before_sink="$(cpu_seconds "$OTLP_PID")"
   wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_PER_PHASE}s" -s "$WORK/orders.lua" \
-    "http://127.0.0.1:$port/orders" -- "$((RANDOM * 32768 + RANDOM))" >"$WORK/wrk.out" 2>&1
+    "http://127.0.0.1:$port/orders" -- "$(($(od -An -N4 -tu4 /dev/urandom) % 2147483648))" \
+    >"$WORK/wrk.out" 2>&1
   local cpu
   cpu="$(cpu_seconds "$api")"
   [ -n "$OTLP_PID" ] && sink="$(cpu_seconds "$OTLP_PID")"

@@ -6,7 +6,7 @@
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{
-    Link, SamplingDecision, SamplingResult, SpanContext, SpanKind, TraceContextExt, TraceId,
+    Link, SamplingDecision, SamplingResult, SpanContext, SpanId, SpanKind, TraceContextExt, TraceId,
 };
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -196,7 +196,7 @@ pub(crate) fn decide_ahead(remote: Option<&TraceContext>, name: &str) -> Option<
     );
     Some(match result.decision {
         SamplingDecision::Drop => Decided::Dropped(TraceContext::new(
-            format!("00-{trace_id}-{}-00", ahead.ids.new_span_id()),
+            traceparent(trace_id, ahead.ids.new_span_id(), false),
             Some(result.trace_state.header()),
         )),
         SamplingDecision::RecordOnly => Decided::Recorded { sampled: false },
@@ -315,13 +315,12 @@ fn recorded_context(span: &tracing::Span, scope: Scope) -> Option<TraceContext> 
             if scope == Scope::OwnIfDecided && result.is_none() {
                 return None;
             }
-            let (Some(trace), Some(own)) = otel_ids(data) else {
+            let (Some(trace), Some(own)) = ids(data) else {
                 return None;
             };
             let sampled = result.is_none_or(|r| r.decision == SamplingDecision::RecordAndSample);
-            let flags = if sampled { "01" } else { "00" };
             Some(TraceContext::new(
-                format!("00-{trace}-{own}-{flags}"),
+                traceparent(trace, own, sampled),
                 result.map(|r| r.trace_state.header()),
             ))
         };
@@ -352,17 +351,50 @@ pub(crate) fn dropped(data: &OtelData) -> bool {
 }
 
 /// The trace id and the span's own id of a span made for traces.
-pub(crate) fn otel_ids(data: &OtelData) -> (Option<String>, Option<String>) {
+fn ids(data: &OtelData) -> (Option<TraceId>, Option<SpanId>) {
     // A parent (local, or remote since `set_parent`) decides the trace; a root span has its own.
     let trace = if data.parent_cx.has_active_span() {
         Some(data.parent_cx.span().span_context().trace_id())
     } else {
         data.builder.trace_id
     };
+    (trace, data.builder.span_id)
+}
+
+/// The trace id and the span's own id of a span made for traces, in hex as W3C writes them.
+pub(crate) fn otel_ids(data: &OtelData) -> (Option<String>, Option<String>) {
+    let (trace, own) = ids(data);
     (
-        trace.map(|t| t.to_string()),
-        data.builder.span_id.map(|s| s.to_string()),
+        trace.map(|t| hex(&t.to_bytes())),
+        own.map(|s| hex(&s.to_bytes())),
     )
+}
+
+/// The `traceparent` value naming `trace`, its span `span` and whether the trace is sampled.
+fn traceparent(trace: TraceId, span: SpanId, sampled: bool) -> String {
+    let mut value = String::with_capacity(55);
+    value.push_str("00-");
+    push_hex(&mut value, &trace.to_bytes());
+    value.push('-');
+    push_hex(&mut value, &span.to_bytes());
+    value.push_str(if sampled { "-01" } else { "-00" });
+    value
+}
+
+/// Lowercase hex of an id's bytes. By hand rather than through `fmt`: every request writes
+/// one or more, and `fmt`'s padded `u128` formatting costs several times as much.
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// The trace context of the current span; `None` when tracing is off.
@@ -402,6 +434,31 @@ mod tests {
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
         assert_eq!(cx.tracestate, None);
+    }
+
+    #[test]
+    fn ids_written_by_hand_read_as_w3c_writes_them() {
+        let ids = RandomIdGenerator::default();
+        let mut cases = vec![
+            (
+                TraceId::from_u128(1),
+                SpanId::from_u64(0x00f0_67aa_0ba9_02b7),
+            ),
+            (TraceId::from_u128(u128::MAX), SpanId::from_u64(u64::MAX)),
+        ];
+        cases.extend((0..100).map(|_| (ids.new_trace_id(), ids.new_span_id())));
+        for (trace, span) in cases {
+            for (sampled, flags) in [(true, "01"), (false, "00")] {
+                let written = traceparent(trace, span, sampled);
+                assert_eq!(written, format!("00-{trace}-{span}-{flags}"));
+                let parsed = TraceContext::new(written, None).span_context().unwrap();
+                assert_eq!(
+                    (parsed.trace_id(), parsed.span_id(), parsed.is_sampled()),
+                    (trace, span, sampled)
+                );
+            }
+            assert_eq!(hex(&trace.to_bytes()), trace.to_string());
+        }
     }
 
     #[test]
