@@ -164,6 +164,11 @@ pub fn gauge_f64<L: Labels>(name: &'static str, help: &'static str) -> Family<L,
     register(name, help, Kind::Gauge, L::NAMES, Family::default())
 }
 
+/// An unlabelled counter; `name` ends in `_total`.
+pub fn single_counter(name: &'static str, help: &'static str) -> Counter {
+    register(name, help, Kind::Counter, &[], Counter::default())
+}
+
 /// An unlabelled integer gauge.
 pub fn single_gauge(name: &'static str, help: &'static str) -> Gauge {
     register(name, help, Kind::Gauge, &[], Gauge::default())

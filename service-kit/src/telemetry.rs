@@ -425,11 +425,16 @@ impl OtlpExporter {
 
 impl SpanExporter for OtlpExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        match tokio::runtime::Handle::try_current() {
+        let spans = batch.len();
+        let result = match tokio::runtime::Handle::try_current() {
             // Called from a runtime already (a flush from a service's task): run it there.
             Ok(_) => self.inner.export(batch).await,
             Err(_) => self.runtime.block_on(self.inner.export(batch)),
+        };
+        if let Err(e) = &result {
+            export_failed(spans, e);
         }
+        result
     }
 
     fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
@@ -438,6 +443,91 @@ impl SpanExporter for OtlpExporter {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+/// What the trace exporter reports of itself.
+struct ExportMetrics {
+    failures: prometheus_client::metrics::counter::Counter,
+}
+
+static EXPORT_METRICS: std::sync::LazyLock<ExportMetrics> =
+    std::sync::LazyLock::new(|| ExportMetrics {
+        failures: crate::metrics::single_counter(
+            "milestone_trace_export_failures_total",
+            "Batches of spans the OTLP exporter could not send (their spans are lost)",
+        ),
+    });
+
+/// Registers the metrics of the trace exporter (at zero: a failure rate is then defined before
+/// the first failure). [`init_tracing`] does, whether tracing is on or not.
+pub fn register_metrics() {
+    std::sync::LazyLock::force(&EXPORT_METRICS);
+}
+
+/// A failing exporter says so at most this often (a collector that is down fails every batch).
+const EXPORT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Counts a batch of `spans` the exporter could not send, and says so: the first time, then
+/// at most once every [`EXPORT_FAILURE_LOG_EVERY`], with how many failed in between. Without
+/// this the spans would be lost unseen: the SDK's own reports are compiled out.
+fn export_failed(spans: usize, error: &opentelemetry_sdk::error::OTelSdkError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, PoisonError};
+    static LAST_SAID: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    static UNSAID: AtomicU64 = AtomicU64::new(0);
+    EXPORT_METRICS.failures.inc();
+    let now = std::time::Instant::now();
+    let mut last = LAST_SAID.lock().unwrap_or_else(PoisonError::into_inner);
+    if last.is_some_and(|at| now.duration_since(at) < EXPORT_FAILURE_LOG_EVERY) {
+        UNSAID.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    *last = Some(now);
+    drop(last);
+    tracing::warn!(
+        spans,
+        failed_since_last_said = UNSAID.swap(0, Ordering::Relaxed),
+        error = %error,
+        "the OTLP exporter could not send a batch of spans, which are lost (every failure is \
+         counted in milestone_trace_export_failures_total; this is said at most once a minute)"
+    );
+}
+
+/// What is wrong with the sampler `OTEL_TRACES_SAMPLER` (`sampler`) and
+/// `OTEL_TRACES_SAMPLER_ARG` (`arg`) configure, and what the SDK does instead; `None` when
+/// nothing is. The SDK's own warnings are compiled out, so without this a typo would silently
+/// trace every request.
+fn sampler_problem(sampler: Option<&str>, arg: Option<&str>) -> Option<String> {
+    const KNOWN: &str = "always_on, always_off, traceidratio, parentbased_always_on, \
+                         parentbased_always_off, parentbased_traceidratio";
+    let sampler = sampler?;
+    match sampler {
+        "always_on" | "always_off" | "parentbased_always_on" | "parentbased_always_off" => None,
+        "traceidratio" | "parentbased_traceidratio" => match arg.map(|a| (a, a.parse::<f64>())) {
+            None => Some(format!(
+                "OTEL_TRACES_SAMPLER={sampler} without OTEL_TRACES_SAMPLER_ARG: every \
+                     trace is sampled (ratio 1.0); set OTEL_TRACES_SAMPLER_ARG to a ratio \
+                     between 0 and 1, 0.1 for a tenth"
+            )),
+            Some((a, Err(_))) => Some(format!(
+                "OTEL_TRACES_SAMPLER_ARG={a:?} is not a number: every trace is sampled \
+                     (ratio 1.0); give a ratio between 0 and 1, 0.1 for a tenth"
+            )),
+            Some((a, Ok(ratio))) if !(0.0..=1.0).contains(&ratio) => Some(format!(
+                "OTEL_TRACES_SAMPLER_ARG={a:?} is not a ratio between 0 and 1: {}",
+                if ratio >= 1.0 {
+                    "every trace is sampled"
+                } else {
+                    "no trace is sampled"
+                }
+            )),
+            Some(_) => None,
+        },
+        other => Some(format!(
+            "OTEL_TRACES_SAMPLER={other:?} is not a sampler this service knows ({KNOWN}): \
+             every trace is sampled (parentbased_always_on)"
+        )),
     }
 }
 
@@ -475,6 +565,7 @@ fn keep(provider: SdkTracerProvider, ahead: crate::trace::Ahead) {
 /// exported over OTLP. Installs it once; later calls do nothing. Call [`shutdown_tracing`]
 /// before the process exits so that the last spans are sent.
 pub fn init_tracing() {
+    register_metrics();
     let provider = if tracing_requested() {
         match otlp_provider() {
             Ok(provided) => Some(provided),
@@ -486,7 +577,14 @@ pub fn init_tracing() {
     } else {
         None
     };
-    install(provider);
+    let traced = provider.is_some();
+    if install(provider) && traced {
+        let var = |name| std::env::var(name).ok();
+        let (sampler, arg) = (var("OTEL_TRACES_SAMPLER"), var("OTEL_TRACES_SAMPLER_ARG"));
+        if let Some(problem) = sampler_problem(sampler.as_deref(), arg.as_deref()) {
+            tracing::warn!("{problem}");
+        }
+    }
 }
 
 /// Installs the services' subscriber (JSON logs on stderr, filtered by `RUST_LOG`), recording
@@ -951,6 +1049,97 @@ mod tests {
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect()
         }
+    }
+
+    #[test]
+    fn a_sampler_the_sdk_would_not_follow_is_named_with_what_it_does_instead() {
+        for (sampler, arg) in [
+            (None, None),
+            (None, Some("0.1")),
+            (Some("always_on"), None),
+            (Some("parentbased_always_off"), Some("ignored")),
+            (Some("parentbased_traceidratio"), Some("0.1")),
+            (Some("traceidratio"), Some("0")),
+            (Some("traceidratio"), Some("1")),
+        ] {
+            assert_eq!(sampler_problem(sampler, arg), None, "{sampler:?} {arg:?}");
+        }
+        let said = |sampler, arg| sampler_problem(Some(sampler), arg).unwrap();
+        let missing = said("parentbased_traceidratio", None);
+        assert!(
+            missing.contains("without OTEL_TRACES_SAMPLER_ARG"),
+            "{missing}"
+        );
+        assert!(missing.contains("every trace is sampled"), "{missing}");
+        let percent = said("parentbased_traceidratio", Some("10%"));
+        assert!(percent.contains("\"10%\" is not a number"), "{percent}");
+        assert!(percent.contains("every trace is sampled"), "{percent}");
+        assert!(said("traceidratio", Some("10")).ends_with("every trace is sampled"));
+        assert!(said("traceidratio", Some("-0.5")).ends_with("no trace is sampled"));
+        assert!(said("traceidratio", Some("NaN")).ends_with("no trace is sampled"));
+        let typo = said("ParentBased_TraceIdRatio", Some("0.1"));
+        assert!(
+            typo.contains("is not a sampler this service knows"),
+            "{typo}"
+        );
+        assert!(
+            typo.contains("parentbased_traceidratio"),
+            "names the known ones: {typo}"
+        );
+        assert!(said("xray", None).contains("every trace is sampled"));
+    }
+
+    #[test]
+    fn a_batch_the_collector_cannot_take_is_counted_and_said_at_most_once_a_minute() {
+        let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        {
+            use opentelemetry::trace::{Span as _, Tracer as _};
+            provider.tracer("test").start("lost").end();
+        }
+        let batch = spans.get_finished_spans().unwrap();
+        assert_eq!(batch.len(), 1);
+        // Nothing listens on the port once its listener is dropped.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let exporter = OtlpExporter::new(Some(&format!("http://{closed}"))).unwrap();
+        let before = EXPORT_METRICS.failures.get();
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry().with(log_layer(lines.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                let sent = futures::executor::block_on(exporter.export(batch.clone()));
+                assert!(sent.is_err(), "nothing listens on {closed}");
+            }
+        });
+        assert_eq!(
+            EXPORT_METRICS.failures.get() - before,
+            3,
+            "every failure counted"
+        );
+        // (The gRPC client's own lines are left out.)
+        let lines: Vec<_> = lines
+            .json()
+            .into_iter()
+            .filter(|line| line["target"] == module_path!().trim_end_matches("::tests"))
+            .collect();
+        assert_eq!(lines.len(), 1, "said once: {lines:?}");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert_eq!(lines[0]["fields"]["spans"], 1);
+        let message = lines[0]["fields"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("milestone_trace_export_failures_total"),
+            "{message}"
+        );
+        assert!(
+            !lines[0]["fields"]["error"].as_str().unwrap().is_empty(),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]

@@ -381,6 +381,7 @@ fn declared() -> BTreeMap<String, (String, Vec<String>, String)> {
     projector::metrics::register();
     relay::metrics::register();
     reconciler::metrics::register();
+    service_kit::telemetry::register_metrics();
     service_kit::metrics::catalogue()
         .into_iter()
         .map(|d| {
