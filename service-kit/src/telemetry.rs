@@ -410,16 +410,24 @@ impl OtlpExporter {
             .thread_name("otlp-export")
             .enable_all()
             .build()?;
-        let inner = {
+        let built = {
             let _entered = runtime.enter();
             use opentelemetry_otlp::WithExportConfig;
             let builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
             match endpoint {
-                Some(endpoint) => builder.with_endpoint(endpoint).build()?,
-                None => builder.build()?,
+                Some(endpoint) => builder.with_endpoint(endpoint).build(),
+                None => builder.build(),
             }
         };
-        Ok(Self { runtime, inner })
+        match built {
+            Ok(inner) => Ok(Self { runtime, inner }),
+            Err(e) => {
+                // Dropped as it is, a runtime panics when the caller runs inside another
+                // (a service's `main` does).
+                runtime.shutdown_background();
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -566,25 +574,51 @@ fn keep(provider: SdkTracerProvider, ahead: crate::trace::Ahead) {
 /// before the process exits so that the last spans are sent.
 pub fn init_tracing() {
     register_metrics();
-    let provider = if tracing_requested() {
+    let (provider, unusable) = if tracing_requested() {
         match otlp_provider() {
-            Ok(provided) => Some(provided),
-            Err(e) => {
-                eprintln!("tracing stays off: the OTLP exporter cannot be set up: {e}");
-                None
-            }
+            Ok(provided) => (Some(provided), None),
+            Err(e) => (None, Some(e)),
         }
     } else {
-        None
+        (None, None)
     };
     let traced = provider.is_some();
-    if install(provider) && traced {
+    if !install(provider) {
+        return;
+    }
+    if let Some(e) = unusable {
+        tracing::error!(error = %e, "tracing stays off: the OTLP exporter cannot be set up");
+    }
+    if traced {
         let var = |name| std::env::var(name).ok();
         let (sampler, arg) = (var("OTEL_TRACES_SAMPLER"), var("OTEL_TRACES_SAMPLER_ARG"));
-        if let Some(problem) = sampler_problem(sampler.as_deref(), arg.as_deref()) {
+        let problems = [
+            sampler_problem(sampler.as_deref(), arg.as_deref()),
+            protocol_problem(var(OTLP_PROTOCOL_VARS[1]).or_else(|| var(OTLP_PROTOCOL_VARS[0]))),
+        ];
+        for problem in problems.into_iter().flatten() {
             tracing::warn!("{problem}");
         }
     }
+}
+
+/// The variables naming the OTLP protocol, the general one first.
+const OTLP_PROTOCOL_VARS: [&str; 2] = [
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+];
+
+/// What is wrong with the OTLP protocol asked for (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`): the services speak gRPC only. `None` when it is unset or
+/// `grpc`.
+fn protocol_problem(protocol: Option<String>) -> Option<String> {
+    let protocol = protocol?;
+    (protocol.trim() != "grpc").then(|| {
+        format!(
+            "OTLP protocol {protocol:?} asked for, but the services export over gRPC only: the \
+             spans are sent over gRPC (a collector's gRPC port is 4317; OTLP over HTTP is 4318)"
+        )
+    })
 }
 
 /// Installs the services' subscriber (JSON logs on stderr, filtered by `RUST_LOG`), recording
@@ -1087,6 +1121,21 @@ mod tests {
             "names the known ones: {typo}"
         );
         assert!(said("xray", None).contains("every trace is sampled"));
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_the_exporter_cannot_use_is_an_error_even_inside_a_runtime() {
+        let error = OtlpExporter::new(Some("not a url")).unwrap_err();
+        assert!(!error.to_string().is_empty());
+    }
+
+    #[test]
+    fn an_otlp_protocol_other_than_grpc_is_said_to_be_sent_over_grpc_all_the_same() {
+        assert_eq!(protocol_problem(None), None);
+        assert_eq!(protocol_problem(Some("grpc".to_owned())), None);
+        let http = protocol_problem(Some("http/protobuf".to_owned())).unwrap();
+        assert!(http.contains("\"http/protobuf\""), "{http}");
+        assert!(http.contains("over gRPC only"), "{http}");
     }
 
     #[test]
