@@ -53,6 +53,12 @@ pub enum ApiError {
     InvalidBody(String),
     #[error("request body must be application/json")]
     UnsupportedMediaType,
+    /// The body came compressed (`Content-Encoding`), which the API does not take.
+    #[error("request body is {0}-encoded (Content-Encoding); send it uncompressed")]
+    UnsupportedEncoding(String),
+    /// The body did not arrive in full in time ([`service_kit::http_body::BODY_TIMEOUT`]).
+    #[error("the request body did not arrive in full within {} s; nothing was written", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
     #[error("request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{} field(s) are invalid", .0.len())]
@@ -163,7 +169,8 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::InvalidBody(_) => "invalid_body",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => "unsupported_media_type",
+            Self::BodyTimeout(_) => "request_timeout",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Validation(_) => "validation_failed",
             Self::InvalidHeader(_) => "invalid_header",
@@ -188,7 +195,8 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "Malformed JSON",
             Self::InvalidBody(_) => "Invalid request body",
-            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => "Unsupported media type",
+            Self::BodyTimeout(_) => "Request body timed out",
             Self::PayloadTooLarge(_) => "Request body too large",
             Self::Validation(_) => "Validation failed",
             Self::InvalidHeader(_) => "Invalid header",
@@ -278,7 +286,10 @@ impl ResponseError for ApiError {
             Self::MalformedJson(_) | Self::InvalidBody(_) | Self::InvalidHeader(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) | Self::IdempotencyKeyReused { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY

@@ -209,10 +209,19 @@ async fn read_body(
             return Err(ApiError::PayloadTooLarge(limit));
         }
     }
+    // A compressed body would read as malformed JSON: say what is wrong instead.
+    if let Some(encoding) = header_str(req.headers(), "Content-Encoding")?
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    {
+        return Err(ApiError::UnsupportedEncoding(encoding.to_owned()));
+    }
     let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::InvalidBody(format!("could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| match service_kit::http_body::timed_out(&e) {
+            Some(timeout) => ApiError::BodyTimeout(timeout),
+            None => ApiError::InvalidBody(format!("could not read the body: {e}")),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }

@@ -74,6 +74,7 @@ impl Application {
                 .app_data(limiter.clone())
                 // The rate limit counts per principal, so it runs after authentication
                 // (the middleware wrapped last runs first).
+                .wrap(from_fn(service_kit::http_body::body_deadline))
                 .wrap(from_fn(http::rate_limit))
                 .wrap(from_fn(auth::authenticate))
                 .wrap(from_fn(http::echo_correlation_id))

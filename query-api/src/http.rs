@@ -254,6 +254,11 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
             "UNSUPPORTED_MEDIA_TYPE",
             "send the query as application/json".to_owned(),
         ),
+        E::Payload(p) if service_kit::http_body::timed_out(p).is_some() => (
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            service_kit::http_body::BodyTimedOut(service_kit::http_body::BODY_TIMEOUT).to_string(),
+        ),
         other => (
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",

@@ -81,6 +81,9 @@ impl Application {
                 ))
                 .app_data(state.clone())
                 .app_data(limiter.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    service_kit::http_body::body_deadline,
+                ))
                 .wrap(actix_web::middleware::from_fn(http::rate_limit))
                 .app_data(
                     web::JsonConfig::default()

@@ -30,6 +30,8 @@ pub mod auth;
 #[cfg(feature = "http")]
 pub mod health;
 #[cfg(feature = "http")]
+pub mod http_body;
+#[cfg(feature = "http")]
 pub mod http_trace;
 pub mod lease;
 pub mod metrics;

@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod log;
 pub mod otlp_sink;
+pub mod slow_client;
 pub mod v1_payment;
 
 use uuid::Uuid;

@@ -300,3 +300,45 @@ async fn whole_numbers_written_with_a_decimal_point_are_accepted() {
         "{reply:?}"
     );
 }
+
+#[tokio::test]
+async fn a_compressed_body_is_415_naming_its_encoding_and_identity_is_accepted() {
+    let app = spawn_app().await;
+    let reply = app
+        .send(
+            app.post("/orders")
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(vec![0x1f, 0x8b, 0x08, 0x00]),
+        )
+        .await;
+    assert_eq!(reply.status, 415);
+    assert_eq!(reply.code(), "unsupported_media_type");
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(detail.contains("gzip"), "{detail}");
+    assert_eq!(app.store.head_position().await.unwrap(), None);
+
+    let reply = app
+        .send(
+            app.post("/orders")
+                .header("content-encoding", "identity")
+                .json(&order_body()),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_in_full_is_408_once_its_time_is_up_and_nothing_is_written() {
+    let app = spawn_app().await;
+    let answer = test_support::slow_client::answer_to_unfinished_body(
+        app.address.trim_start_matches("http://"),
+        "/orders",
+        "{\"customer_id\"",
+        service_kit::http_body::BODY_TIMEOUT,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert_eq!(app.store.head_position().await.unwrap(), None);
+}

@@ -216,3 +216,18 @@ async fn queries_over_the_rate_limit_get_429_rate_limited_with_retry_after_until
     assert_eq!(status, 200, "{body}");
     assert!(body["errors"].is_null(), "{body}");
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_in_full_is_408_once_its_time_is_up() {
+    let app = spawn_app().await;
+    let answer = test_support::slow_client::answer_to_unfinished_body(
+        app.address.trim_start_matches("http://"),
+        "/graphql",
+        "{\"query\": \"{ statusCounts",
+        service_kit::http_body::BODY_TIMEOUT,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"REQUEST_TIMEOUT\""), "{answer}");
+    assert!(answer.contains("within 10 s"), "{answer}");
+}
