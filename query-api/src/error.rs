@@ -22,10 +22,10 @@ pub enum QueryError {
     PageSizeTooSmall,
     #[error("first must be at most {max}")]
     PageSizeTooLarge { max: i32 },
-    #[error("Query is nested too deep.")]
-    TooDeep,
-    #[error("Query is too complex.")]
-    TooComplex,
+    #[error("the query is nested {depth} deep, more than the limit of {max}")]
+    TooDeep { depth: usize, max: usize },
+    #[error("the query's complexity is {complexity}, more than the limit of {max}; ask for fewer or smaller pages")]
+    TooComplex { complexity: usize, max: usize },
     #[error("the read models are unavailable; retry later")]
     ReadModelUnavailable(#[source] Arc<DbError>),
     #[error("the read models hold data this API cannot read")]
@@ -77,8 +77,8 @@ impl QueryError {
             | Self::UnknownProjection { .. }
             | Self::PageSizeTooSmall => "BAD_USER_INPUT",
             Self::PageSizeTooLarge { .. } => "PAGE_SIZE_TOO_LARGE",
-            Self::TooDeep => "QUERY_TOO_DEEP",
-            Self::TooComplex => "QUERY_TOO_COMPLEX",
+            Self::TooDeep { .. } => "QUERY_TOO_DEEP",
+            Self::TooComplex { .. } => "QUERY_TOO_COMPLEX",
             Self::ReadModelUnavailable(_) => "READ_MODEL_UNAVAILABLE",
             Self::ReadModelInvalid(_) => "READ_MODEL_INVALID",
             Self::Internal(_) => "INTERNAL",

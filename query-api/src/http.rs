@@ -122,6 +122,13 @@ pub async fn graphql(
         Err(e) => return crate::auth::refusal(e),
     };
     let request = body.into_inner();
+    if request.query.trim().is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the request has no query: send {\"query\": \"{ ... }\"}, with \"variables\" if it has any",
+        );
+    }
     let token = match token(&req, &request) {
         Ok(t) => t,
         Err(_) => {
@@ -244,10 +251,10 @@ pub async fn readyz(app: web::Data<AppState>) -> HttpResponse {
 pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let (status, code, message) = match &err {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => (
+        E::OverflowKnownLength { limit, .. } | E::Overflow { limit } => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "PAYLOAD_TOO_LARGE",
-            "the request body is too large".to_owned(),
+            format!("the request body is larger than the limit of {limit} bytes"),
         ),
         E::ContentType => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

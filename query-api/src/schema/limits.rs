@@ -37,10 +37,18 @@ impl Extension for QueryLimits {
                 .collect::<Vec<_>>()
         })?;
         if result.complexity > self.max_complexity {
-            return Err(vec![QueryError::TooComplex.into_server_error()]);
+            let error = QueryError::TooComplex {
+                complexity: result.complexity,
+                max: self.max_complexity,
+            };
+            return Err(vec![error.into_server_error()]);
         }
         if result.depth > self.max_depth {
-            return Err(vec![QueryError::TooDeep.into_server_error()]);
+            let error = QueryError::TooDeep {
+                depth: result.depth,
+                max: self.max_depth,
+            };
+            return Err(vec![error.into_server_error()]);
         }
         Ok(result)
     }

@@ -29,6 +29,8 @@ async fn a_query_too_deep_or_too_complex_is_refused_with_a_code() {
         )
         .await;
     assert_eq!(error_code(&deep), "QUERY_TOO_DEEP", "{deep}");
+    let message = deep["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("more than the limit of 3"), "{message}");
     let app = spawn_with(Options {
         max_complexity: 200,
         ..Options::default()
@@ -41,6 +43,8 @@ async fn a_query_too_deep_or_too_complex_is_refused_with_a_code() {
         )
         .await;
     assert_eq!(error_code(&complex), "QUERY_TOO_COMPLEX", "{complex}");
+    let message = complex["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("more than the limit of 200"), "{message}");
 }
 
 #[tokio::test]
@@ -63,6 +67,23 @@ async fn malformed_queries_and_bodies_get_codes() {
     assert_eq!(response.status(), 413);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(error_code(&body), "PAYLOAD_TOO_LARGE");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("limit of 65536 bytes"), "{message}");
+
+    for empty in [json!({}), json!({"query": "  "})] {
+        let response = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .json(&empty)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{empty}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), "BAD_REQUEST");
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("has no query"), "{message}");
+    }
 
     let response = app
         .client
