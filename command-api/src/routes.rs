@@ -2,7 +2,6 @@
 //! unknown paths, and [`command_routes!`], with which a workflow declares its routes once.
 
 use crate::error::ApiError;
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::ResponseError;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
@@ -196,36 +195,24 @@ pub struct Served {
     pub scopes: &'static [(&'static str, service_kit::auth::Scope)],
 }
 
-/// A resource that answers `method` with `handler`, and any other method with a 405 whose
-/// `Allow` header names `method`.
+/// A resource that answers `method` with `handler` (and `HEAD` too for `GET`), and any other
+/// method with a 405 `method_not_allowed` whose `Allow` header names what it serves.
 pub fn only<F, Args>(path: &str, method: Method, handler: F) -> Resource
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    let allowed = method.clone();
-    // Named after its pattern: the request metrics read the route from the name, allocating
-    // nothing.
-    web::resource(path)
-        .name(path)
-        .route(web::method(method).to(handler))
-        .default_service(web::to(move |req: HttpRequest| {
-            method_not_allowed(req, allowed.clone())
-        }))
+    service_kit::routes::only(path, method, handler, method_not_allowed)
 }
 
-async fn method_not_allowed(req: HttpRequest, allowed: Method) -> HttpResponse {
-    let mut response = ApiError::MethodNotAllowed(format!(
+fn method_not_allowed(req: &HttpRequest, allowed: &str) -> HttpResponse {
+    ApiError::MethodNotAllowed(format!(
         "{} is not allowed on {}; use {allowed}",
         req.method(),
         req.path()
     ))
-    .error_response();
-    if let Ok(value) = HeaderValue::from_str(allowed.as_str()) {
-        response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
+    .error_response()
 }
 
 /// Any path that is not a route.

@@ -276,6 +276,20 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
         .into()
 }
 
+/// A method a resource does not serve (the status and `Allow` are set by
+/// [`service_kit::routes`]).
+pub fn method_not_allowed(req: &HttpRequest, allowed: &str) -> HttpResponse {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        &format!(
+            "{} is not allowed on {}; use {allowed}",
+            req.method(),
+            req.path()
+        ),
+    )
+}
+
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     error_response(
         StatusCode::NOT_FOUND,

@@ -7,13 +7,15 @@ use crate::schema::{build_schema, MilestoneSchema};
 use crate::ws::{self, Connections};
 use crate::{auth, console, http};
 use actix_web::dev::Server;
+use actix_web::http::Method;
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App, FromRequest, Handler, HttpServer, Resource, Responder};
 use deadpool_postgres::Pool;
 use service_kit::auth::Authenticator;
 use service_kit::health;
 use service_kit::metrics::http::{metrics_page, record_requests, METRICS_PATH};
 use service_kit::rate_limit::RateLimiter;
+use service_kit::routes;
 use std::net::TcpListener;
 
 /// What every handler can reach.
@@ -90,18 +92,24 @@ impl Application {
                         .limit(body_limit)
                         .error_handler(http::json_error),
                 )
-                .route("/graphql", web::post().to(http::graphql))
-                .route(
-                    "/graphql",
-                    web::get()
-                        .guard(actix_web::guard::fn_guard(ws::is_upgrade))
-                        .to(ws::subscribe),
-                )
-                .route("/graphql", web::get().to(http::graphiql))
-                .route("/schema.graphql", web::get().to(http::sdl))
-                .route("/healthz", web::get().to(health::healthz))
-                .route("/readyz", web::get().to(http::readyz))
-                .route(METRICS_PATH, web::get().to(metrics_page))
+                .service(routes::refusing_others(
+                    web::resource("/graphql")
+                        .name("/graphql")
+                        .route(web::post().to(http::graphql))
+                        .route(
+                            web::get()
+                                .guard(actix_web::guard::fn_guard(ws::is_upgrade))
+                                .to(ws::subscribe),
+                        )
+                        .route(web::get().to(http::graphiql))
+                        .route(web::head().to(http::graphiql)),
+                    routes::allowed(&[Method::GET, Method::POST]),
+                    http::method_not_allowed,
+                ))
+                .service(get_only("/schema.graphql", http::sdl))
+                .service(get_only("/healthz", health::healthz))
+                .service(get_only("/readyz", http::readyz))
+                .service(get_only(METRICS_PATH, metrics_page))
                 .configure(console::configure)
                 .default_service(web::to(http::not_found))
                 // The rate limit counts per principal, so it runs after authentication, and
@@ -128,4 +136,14 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// A resource served on `GET` (and `HEAD`), refusing any other method with 405.
+fn get_only<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    routes::only(path, Method::GET, handler, http::method_not_allowed)
 }

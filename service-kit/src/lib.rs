@@ -37,6 +37,8 @@ pub mod lease;
 pub mod metrics;
 pub mod postgres;
 pub mod rate_limit;
+#[cfg(feature = "http")]
+pub mod routes;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;

@@ -128,9 +128,9 @@ async fn every_405_names_the_allowed_methods_in_a_problem() {
             format!("/orders/{UNKNOWN_ORDER}/cancel"),
             "POST",
         ),
-        (Method::POST, "/healthz".to_owned(), "GET"),
-        (Method::POST, "/readyz".to_owned(), "GET"),
-        (Method::DELETE, "/openapi.json".to_owned(), "GET"),
+        (Method::POST, "/healthz".to_owned(), "GET, HEAD"),
+        (Method::POST, "/readyz".to_owned(), "GET, HEAD"),
+        (Method::DELETE, "/openapi.json".to_owned(), "GET, HEAD"),
     ];
     for (method, path, allowed) in cases {
         let reply = app
@@ -146,5 +146,17 @@ async fn every_405_names_the_allowed_methods_in_a_problem() {
             "{method} {path}: {reply:?}"
         );
         assert_eq!(reply.code(), "method_not_allowed", "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_get_route_answers_head_with_its_status_and_no_body() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/openapi.json"] {
+        let reply = app
+            .send(app.client.head(format!("{}{path}", app.address)))
+            .await;
+        assert_eq!(reply.status, 200, "{path}: {reply:?}");
+        assert!(reply.text.is_empty(), "{path}: {reply:?}");
     }
 }

@@ -252,3 +252,42 @@ async fn a_body_that_never_arrives_in_full_is_408_once_its_time_is_up() {
     assert!(answer.contains("\"code\":\"REQUEST_TIMEOUT\""), "{answer}");
     assert!(answer.contains("within 10 s"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_wrong_method_on_a_known_path_is_405_naming_the_allowed_ones_and_head_is_served() {
+    let app = spawn_app().await;
+    for (method, path, allowed) in [
+        (reqwest::Method::PUT, "/graphql", "GET, HEAD, POST"),
+        (reqwest::Method::DELETE, "/graphql", "GET, HEAD, POST"),
+        (reqwest::Method::POST, "/healthz", "GET, HEAD"),
+        (reqwest::Method::POST, "/schema.graphql", "GET, HEAD"),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allowed, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error_code(&body), "METHOD_NOT_ALLOWED", "{method} {path}");
+    }
+    for path in ["/healthz", "/schema.graphql"] {
+        let response = app
+            .client
+            .head(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let unknown = app
+        .client
+        .put(format!("{}/nowhere", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
