@@ -291,3 +291,27 @@ async fn a_wrong_method_on_a_known_path_is_405_naming_the_allowed_ones_and_head_
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn top_level_fields_come_back_in_the_order_the_query_asks_for_them() {
+    let app = spawn_app().await;
+    let query = "{ z: relayStatus { name } statusCounts { orders } y: projectionStatus { name } \
+                 x: relayStatus { name } }";
+    // They are resolved concurrently: ask several times. (The text is read as it came:
+    // `serde_json::Value` would sort the keys.)
+    for _ in 0..10 {
+        let text = app
+            .client
+            .post(format!("{}/graphql", app.address))
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let at = |key: &str| text.find(&format!("\"{key}\":")).expect(key);
+        let order = [at("z"), at("statusCounts"), at("y"), at("x")];
+        assert!(order.is_sorted(), "{text}");
+    }
+}
