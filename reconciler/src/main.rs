@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(listener) = listener {
         listener.stop().await;
     }
+    tracing::info!("reconciler stopped");
     service_kit::shutdown_tracing();
     Ok(())
 }

@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     }
     o.await??;
     r.await??;
+    tracing::info!("relay stopped");
     service_kit::shutdown_tracing();
     Ok(())
 }
