@@ -111,72 +111,6 @@ fn classify(response: &mut async_graphql::Response) {
     }
 }
 
-/// Puts the answer's top-level fields in the order the query asks for them, as the GraphQL
-/// spec asks: async-graphql resolves them concurrently and keeps them in the order they
-/// finished. Only an answer with several top-level fields is looked at (the query is parsed
-/// again for it).
-fn in_query_order(data: &mut async_graphql::Value, query: &str, operation: Option<&str>) {
-    use async_graphql::parser::types::DocumentOperations;
-    let async_graphql::Value::Object(fields) = data else {
-        return;
-    };
-    if fields.len() < 2 {
-        return;
-    }
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return;
-    };
-    let chosen = match &document.operations {
-        DocumentOperations::Single(op) => Some(op),
-        DocumentOperations::Multiple(ops) => match operation {
-            Some(name) => ops.get(name),
-            None if ops.len() == 1 => ops.values().next(),
-            None => None,
-        },
-    };
-    let Some(chosen) = chosen else {
-        return;
-    };
-    let mut keys = Vec::new();
-    response_keys(&chosen.node.selection_set.node, &document, &mut keys, 0);
-    let mut ordered = async_graphql::indexmap::IndexMap::with_capacity(fields.len());
-    for key in keys {
-        if let Some((name, value)) = fields.shift_remove_entry(key) {
-            ordered.insert(name, value);
-        }
-    }
-    ordered.extend(fields.drain(..));
-    *fields = ordered;
-}
-
-/// The response keys (alias, else name) of `set`'s fields in order, fragments expanded.
-fn response_keys<'a>(
-    set: &'a async_graphql::parser::types::SelectionSet,
-    document: &'a async_graphql::parser::types::ExecutableDocument,
-    keys: &mut Vec<&'a str>,
-    depth: usize,
-) {
-    use async_graphql::parser::types::Selection;
-    // Validation refuses fragment cycles before this runs; a bound all the same.
-    if depth > 32 {
-        return;
-    }
-    for selection in &set.items {
-        match &selection.node {
-            Selection::Field(field) => keys.push(field.node.response_key().node.as_str()),
-            Selection::FragmentSpread(spread) => {
-                if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) {
-                    let set = &fragment.node.selection_set.node;
-                    response_keys(set, document, keys, depth + 1);
-                }
-            }
-            Selection::InlineFragment(inline) => {
-                response_keys(&inline.node.selection_set.node, document, keys, depth + 1);
-            }
-        }
-    }
-}
-
 /// `POST /graphql`.
 pub async fn graphql(
     app: web::Data<AppState>,
@@ -215,13 +149,11 @@ pub async fn graphql(
         None => None,
     };
     let snapshot = Arc::new(Snapshot::new(app.pool.clone()));
-    let (query, operation) = (request.query.clone(), request.operation_name.clone());
     let mut response = app
         .schema
         .execute(schema::for_request(request, caller, &snapshot))
         .await;
     classify(&mut response);
-    in_query_order(&mut response.data, &query, operation.as_deref());
     if let Some((token, outcome)) = wait {
         // From the answer's own snapshot: parked as of what the answer shows.
         let parked = match snapshot.client().await {
@@ -364,51 +296,4 @@ pub async fn not_found(req: HttpRequest) -> HttpResponse {
         "NOT_FOUND",
         &format!("no route for {} {}", req.method(), req.path()),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::in_query_order;
-    use async_graphql::{Name, Value};
-
-    fn object(keys: &[&str]) -> Value {
-        Value::Object(
-            keys.iter()
-                .map(|k| (Name::new(k), Value::from(*k)))
-                .collect(),
-        )
-    }
-
-    fn keys(value: &Value) -> Vec<String> {
-        match value {
-            Value::Object(fields) => fields.keys().map(ToString::to_string).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    #[test]
-    fn top_level_fields_come_back_in_the_order_the_query_asks_for_them() {
-        let query = "query Q { b: relayStatus { name } ...F statusCounts { status } }
-                     fragment F on Query { ... on Query { a: projectionStatus { name } } }
-                     query Other { statusCounts { status } relayStatus { name } }";
-        let mut data = object(&["statusCounts", "a", "b"]);
-        in_query_order(&mut data, query, Some("Q"));
-        assert_eq!(keys(&data), ["b", "a", "statusCounts"]);
-        in_query_order(&mut data, query, Some("Other"));
-        assert_eq!(
-            keys(&data),
-            ["statusCounts", "b", "a"],
-            "keys the operation does not name keep their order, after"
-        );
-        let mut data = object(&["y", "x"]);
-        in_query_order(
-            &mut data,
-            "{ x: statusCounts { status } y: relayStatus { name } }",
-            None,
-        );
-        assert_eq!(keys(&data), ["x", "y"]);
-        let mut untouched = object(&["y", "x"]);
-        in_query_order(&mut untouched, "{ not a query", None);
-        assert_eq!(keys(&untouched), ["y", "x"]);
-    }
 }

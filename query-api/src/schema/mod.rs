@@ -9,6 +9,7 @@
 mod input;
 mod limits;
 pub mod live;
+mod order;
 pub mod orders;
 mod paging;
 pub mod projection;
@@ -69,6 +70,7 @@ pub fn build_schema(config: &Config) -> MilestoneSchema {
         max_depth: config.max_depth,
         max_complexity: config.max_complexity,
     })
+    .extension(order::FieldOrder)
     .finish()
 }
 
