@@ -50,9 +50,8 @@ pub async fn body_deadline(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if announces_body(&req) {
         let payload = req.take_payload();
-        let deadline: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(
-            Deadline::new(payload, Instant::now() + BODY_TIMEOUT, BODY_TIMEOUT),
-        );
+        let deadline: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+            Box::pin(Deadline::new(payload, BODY_TIMEOUT));
         req.set_payload(Payload::Stream { payload: deadline });
     }
     next.call(req).await
@@ -83,10 +82,11 @@ struct Deadline<S> {
 }
 
 impl<S> Deadline<S> {
-    fn new(inner: S, at: Instant, timeout: Duration) -> Self {
+    /// `inner`, failing once `timeout` from now has passed.
+    fn new(inner: S, timeout: Duration) -> Self {
         Self {
             inner,
-            at,
+            at: Instant::now() + timeout,
             timeout,
             timer: None,
             done: false,
@@ -134,7 +134,7 @@ mod tests {
             .unbounded_send(Ok(Bytes::from_static(b"{\"a\"")))
             .unwrap();
         let timeout = Duration::from_secs(10);
-        let mut body = Deadline::new(receiver, Instant::now() + timeout, timeout);
+        let mut body = Deadline::new(receiver, timeout);
         assert_eq!(body.next().await.unwrap().unwrap(), &b"{\"a\""[..]);
         let started = Instant::now();
         let error = body.next().await.unwrap().unwrap_err();
@@ -149,7 +149,7 @@ mod tests {
     async fn a_body_that_arrives_in_time_is_passed_on_whole() {
         let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<Bytes, _>>();
         let timeout = Duration::from_secs(10);
-        let mut body = Deadline::new(receiver, Instant::now() + timeout, timeout);
+        let mut body = Deadline::new(receiver, timeout);
         let feeder = tokio::spawn(async move {
             for chunk in [&b"{\"a\":"[..], &b"1}"[..]] {
                 tokio::time::sleep(Duration::from_secs(4)).await;
