@@ -39,7 +39,7 @@ pub fn timed_out(error: &PayloadError) -> Option<Duration> {
 
 /// Middleware (`App::wrap(from_fn(body_deadline))`): a request that announces a body
 /// (`Content-Length` above zero, or chunked) must deliver it within [`BODY_TIMEOUT`]. A
-/// connection upgrade (the subscription websocket) is left alone: its payload is the
+/// websocket upgrade (the subscription websocket) is left alone: its payload is the
 /// connection's life.
 ///
 /// # Errors
@@ -59,7 +59,14 @@ pub async fn body_deadline(
 
 fn announces_body(req: &ServiceRequest) -> bool {
     let headers = req.headers();
-    if headers.contains_key(header::UPGRADE) {
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    // As actix-http decides: only a websocket upgrade that is not chunked hands over the
+    // connection; any other `Upgrade` header leaves an ordinary body.
+    let websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    if websocket && !chunked {
         return false;
     }
     let sized = headers
@@ -67,7 +74,7 @@ fn announces_body(req: &ServiceRequest) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .is_some_and(|len| len > 0);
-    sized || headers.contains_key(header::TRANSFER_ENCODING)
+    sized || chunked
 }
 
 /// A body stream that fails with [`BodyTimedOut`] once `at` has passed and it has not ended.
@@ -162,6 +169,28 @@ mod tests {
         }
         assert_eq!(read, b"{\"a\":1}");
         feeder.await.unwrap();
+    }
+
+    #[test]
+    fn only_a_websocket_upgrade_escapes_the_deadline() {
+        use actix_web::test::TestRequest;
+        let announces = |headers: &[(&str, &str)]| {
+            let mut request = TestRequest::post();
+            for (name, value) in headers {
+                request = request.insert_header((*name, *value));
+            }
+            announces_body(&request.to_srv_request())
+        };
+        assert!(announces(&[("content-length", "100")]));
+        assert!(announces(&[("transfer-encoding", "chunked")]));
+        assert!(announces(&[("upgrade", "foo"), ("content-length", "100")]));
+        assert!(announces(&[
+            ("upgrade", "websocket"),
+            ("transfer-encoding", "chunked")
+        ]));
+        assert!(!announces(&[("upgrade", "websocket")]));
+        assert!(!announces(&[("content-length", "0")]));
+        assert!(!announces(&[]));
     }
 
     #[test]
