@@ -206,13 +206,8 @@ where
     service_kit::routes::only(path, method, handler, method_not_allowed)
 }
 
-fn method_not_allowed(req: &HttpRequest, allowed: &str) -> HttpResponse {
-    ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}; use {allowed}",
-        req.method(),
-        req.path()
-    ))
-    .error_response()
+fn method_not_allowed(message: String) -> HttpResponse {
+    ApiError::MethodNotAllowed(message).error_response()
 }
 
 /// Any path that is not a route.

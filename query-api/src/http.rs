@@ -278,15 +278,11 @@ pub fn json_error(err: actix_web::error::JsonPayloadError, _: &HttpRequest) -> a
 
 /// A method a resource does not serve (the status and `Allow` are set by
 /// [`service_kit::routes`]).
-pub fn method_not_allowed(req: &HttpRequest, allowed: &str) -> HttpResponse {
+pub fn method_not_allowed(message: String) -> HttpResponse {
     error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
-        &format!(
-            "{} is not allowed on {}; use {allowed}",
-            req.method(),
-            req.path()
-        ),
+        &message,
     )
 }
 

@@ -1,16 +1,17 @@
 //! Resources that answer the methods they serve and refuse any other with `405 Method Not
 //! Allowed` and an `Allow` header naming them (a wrong method on a known path is not a 404). A
-//! resource served on `GET` answers `HEAD` the same way, without the body: a health checker
-//! that sends `HEAD` gets the status a `GET` would.
+//! resource served on `GET` answers `HEAD` with the same handler (actix-http sends the head
+//! only): a health checker that sends `HEAD` gets the status a `GET` would.
 
 use actix_web::dev::{HttpServiceFactory, ServiceFactory, ServiceRequest};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder};
 
-/// How an API answers a method a resource does not serve (its own error body); the status
-/// and the `Allow` header are set on what it returns.
-pub type Refusal = fn(&HttpRequest, &str) -> HttpResponse;
+/// How an API answers a method a resource does not serve, given the message ("PUT is not
+/// allowed on /healthz; use GET, HEAD") to put in its own error body; the status and the
+/// `Allow` header are set on what it returns.
+pub type Refusal = fn(String) -> HttpResponse;
 
 /// A resource at `path`, named after it (the request metrics read the route from the name,
 /// allocating nothing), answering `method` with `handler` (and `HEAD` too when `method` is
@@ -46,7 +47,12 @@ where
     Resource<T>: HttpServiceFactory,
 {
     resource.default_service(web::to(move |req: HttpRequest| {
-        let mut response = refuse(&req, &allow);
+        let message = format!(
+            "{} is not allowed on {}; use {allow}",
+            req.method(),
+            req.path()
+        );
+        let mut response = refuse(message);
         *response.status_mut() = actix_web::http::StatusCode::METHOD_NOT_ALLOWED;
         if let Ok(value) = HeaderValue::from_str(&allow) {
             response.headers_mut().insert(header::ALLOW, value);
@@ -72,12 +78,12 @@ mod tests {
     use actix_web::test::{call_service, init_service, read_body, TestRequest};
     use actix_web::App;
 
-    fn refuse(req: &HttpRequest, allow: &str) -> HttpResponse {
-        HttpResponse::Ok().body(format!("{} is not allowed; use {allow}", req.method()))
+    fn refuse(message: String) -> HttpResponse {
+        HttpResponse::Ok().body(message)
     }
 
     #[actix_web::test]
-    async fn a_get_resource_answers_head_without_a_body_and_refuses_others_with_allow() {
+    async fn a_get_resource_answers_head_and_refuses_others_with_allow() {
         let app = init_service(App::new().service(only(
             "/healthz",
             Method::GET,
@@ -98,7 +104,10 @@ mod tests {
         let put = call_service(&app, put).await;
         assert_eq!(put.status(), 405);
         assert_eq!(put.headers().get(header::ALLOW).unwrap(), "GET, HEAD");
-        assert_eq!(read_body(put).await, "PUT is not allowed; use GET, HEAD");
+        assert_eq!(
+            read_body(put).await,
+            "PUT is not allowed on /healthz; use GET, HEAD"
+        );
     }
 
     #[test]

@@ -510,7 +510,13 @@ fn sampler_problem(sampler: Option<&str>, arg: Option<&str>) -> Option<String> {
     const KNOWN: &str = "always_on, always_off, traceidratio, parentbased_always_on, \
                          parentbased_always_off, parentbased_traceidratio";
     let sampler = sampler?;
-    match sampler {
+    // Under a parent-based sampler, a caller's sampled flag still decides its requests.
+    let caller = if sampler.starts_with("parentbased_") {
+        " (a caller's own decision still holds)"
+    } else {
+        ""
+    };
+    let problem = match sampler {
         "always_on" | "always_off" | "parentbased_always_on" | "parentbased_always_off" => None,
         "traceidratio" | "parentbased_traceidratio" => match arg.map(|a| (a, a.parse::<f64>())) {
             None => Some(format!(
@@ -536,7 +542,8 @@ fn sampler_problem(sampler: Option<&str>, arg: Option<&str>) -> Option<String> {
             "OTEL_TRACES_SAMPLER={other:?} is not a sampler this service knows ({KNOWN}): \
              every trace is sampled (parentbased_always_on)"
         )),
-    }
+    };
+    problem.map(|p| p + caller)
 }
 
 /// The provider exporting to the OTLP endpoint the `OTEL_*` variables name, batched; the
@@ -584,6 +591,10 @@ pub fn init_tracing() {
     };
     let traced = provider.is_some();
     if !install(provider) {
+        // Another subscriber was installed first: say it where it can still be seen.
+        if let Some(e) = unusable {
+            eprintln!("tracing stays off: the OTLP exporter cannot be set up: {e}");
+        }
         return;
     }
     if let Some(e) = unusable {
@@ -612,7 +623,7 @@ const OTLP_PROTOCOL_VARS: [&str; 2] = [
 /// `OTEL_EXPORTER_OTLP_PROTOCOL`): the services speak gRPC only. `None` when it is unset or
 /// `grpc`.
 fn protocol_problem(protocol: Option<String>) -> Option<String> {
-    let protocol = protocol?;
+    let protocol = protocol.filter(|p| !p.trim().is_empty())?;
     (protocol.trim() != "grpc").then(|| {
         format!(
             "OTLP protocol {protocol:?} asked for, but the services export over gRPC only: the \
@@ -1105,6 +1116,10 @@ mod tests {
             "{missing}"
         );
         assert!(missing.contains("every trace is sampled"), "{missing}");
+        assert!(
+            missing.ends_with("(a caller's own decision still holds)"),
+            "{missing}"
+        );
         let percent = said("parentbased_traceidratio", Some("10%"));
         assert!(percent.contains("\"10%\" is not a number"), "{percent}");
         assert!(percent.contains("every trace is sampled"), "{percent}");
@@ -1133,6 +1148,7 @@ mod tests {
     fn an_otlp_protocol_other_than_grpc_is_said_to_be_sent_over_grpc_all_the_same() {
         assert_eq!(protocol_problem(None), None);
         assert_eq!(protocol_problem(Some("grpc".to_owned())), None);
+        assert_eq!(protocol_problem(Some(" ".to_owned())), None);
         let http = protocol_problem(Some("http/protobuf".to_owned())).unwrap();
         assert!(http.contains("\"http/protobuf\""), "{http}");
         assert!(http.contains("over gRPC only"), "{http}");

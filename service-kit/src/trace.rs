@@ -381,19 +381,18 @@ fn traceparent(trace: TraceId, span: SpanId, sampled: bool) -> String {
     value
 }
 
-/// Lowercase hex of an id's bytes. By hand rather than through `fmt`: every request writes
-/// one or more, and `fmt`'s padded `u128` formatting costs several times as much.
+/// Lowercase hex of an id's bytes, without `fmt`: every request writes one or more, and
+/// `fmt`'s padded `u128` formatting costs several times as much.
 fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
+    hex::encode(bytes)
 }
 
 fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    // Trace ids have 16 bytes, span ids 8.
+    let mut buffer = [0_u8; 32];
+    let digits = &mut buffer[..bytes.len() * 2];
+    if hex::encode_to_slice(bytes, digits).is_ok() {
+        out.push_str(std::str::from_utf8(digits).unwrap_or_default());
     }
 }
 

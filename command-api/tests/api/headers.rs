@@ -150,13 +150,18 @@ async fn every_405_names_the_allowed_methods_in_a_problem() {
 }
 
 #[tokio::test]
-async fn a_get_route_answers_head_with_its_status_and_no_body() {
+async fn a_get_route_answers_head_with_the_status_and_length_a_get_has() {
     let app = spawn_app().await;
     for path in ["/healthz", "/openapi.json"] {
-        let reply = app
-            .send(app.client.head(format!("{}{path}", app.address)))
-            .await;
-        assert_eq!(reply.status, 200, "{path}: {reply:?}");
-        assert!(reply.text.is_empty(), "{path}: {reply:?}");
+        let url = format!("{}{path}", app.address);
+        let get = app.send(app.client.get(&url)).await;
+        let head = app.send(app.client.head(&url)).await;
+        assert_eq!(head.status, 200, "{path}: {head:?}");
+        let length = get.text.len().to_string();
+        assert_eq!(
+            head.header("content-length"),
+            Some(length.as_str()),
+            "{path}"
+        );
     }
 }

@@ -48,16 +48,23 @@ impl Extension for OrderOf {
     ) -> Response {
         let mut response = next.run(ctx, operation_name).await;
         let operations = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        // Without a name, the document has one operation (or the answer is an error).
-        let keys = operations.iter().find(|(name, _)| match operation_name {
-            Some(wanted) => name.as_deref() == Some(wanted),
-            None => true,
-        });
-        if let Some((_, keys)) = keys {
+        if let Some(keys) = keys_of(&operations, operation_name) {
             reorder(&mut response.data, keys);
         }
         response
     }
+}
+
+/// The keys of the operation executed (`name`, or without one the document's only one: else
+/// the answer is an error anyway), when it has several top-level fields.
+fn keys_of<'a>(
+    operations: &'a [(Option<Name>, Vec<Name>)],
+    name: Option<&str>,
+) -> Option<&'a [Name]> {
+    operations
+        .iter()
+        .find(|(operation, _)| name.is_none_or(|wanted| operation.as_deref() == Some(wanted)))
+        .map(|(_, keys)| keys.as_slice())
 }
 
 /// Each operation of `document` with several top-level fields, with their response keys.
@@ -145,12 +152,7 @@ mod tests {
         let Ok(document) = async_graphql::parser::parse_query(query) else {
             return;
         };
-        let operations = top_level_keys(&document);
-        let found = operations.iter().find(|(name, _)| match operation {
-            Some(wanted) => name.as_deref() == Some(wanted),
-            None => true,
-        });
-        if let Some((_, keys)) = found {
+        if let Some(keys) = keys_of(&top_level_keys(&document), operation) {
             reorder(data, keys);
         }
     }
