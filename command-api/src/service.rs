@@ -243,17 +243,21 @@ pub async fn execute<I: InstanceId>(
     result
 }
 
-#[tracing::instrument(
-    name = "command.execute",
-    skip_all,
-    fields(
-        workflow = W::NAME,
+/// The span of a command run outside a request (the reconciler's reminders and escalations),
+/// `command.execute`: workflow, instance, stream, command id and correlation id. A command run
+/// by a request has none of its own: it records its id on the request's server span, whose
+/// trace it continues, and is one span fewer to make and send.
+pub fn command_span<I: InstanceId>(id: I, ctx: &CommandContext) -> tracing::Span {
+    tracing::info_span!(
+        "command.execute",
+        workflow = <I::Workflow as Workflow>::NAME,
         instance = %id,
+        stream = %<I::Workflow as Workflow>::stream_name(id),
         correlation_id = %ctx.correlation_id,
-        stream = tracing::field::Empty,
         command_id = tracing::field::Empty,
     )
-)]
+}
+
 async fn run<W: WorkflowApi>(
     store: &dyn EventStore,
     id: W::Id,
@@ -262,10 +266,12 @@ async fn run<W: WorkflowApi>(
 ) -> Result<Executed, ApiError> {
     let stream = W::stream_name(id);
     let command_id = ctx.command_id(&stream);
+    // On the caller's span: the request's, or the one of [`command_span`].
     let span = tracing::Span::current();
-    span.record("stream", stream.as_str());
-    span.record("command_id", tracing::field::display(command_id));
-    // The events carry this command's trace, for the projector and the relay to continue.
+    span.record(
+        service_kit::http_trace::COMMAND_FIELD,
+        tracing::field::display(command_id),
+    );
     let trace = service_kit::trace::context_of(&span);
     let ledger = ctx.idempotency_key.as_deref().map(|key| {
         KeyLedger::<W>::new(

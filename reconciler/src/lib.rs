@@ -23,7 +23,7 @@ use crate::metrics::{ChasedLabels, METRICS};
 
 use chrono::{DateTime, Utc};
 use command_api::error::ApiError;
-use command_api::service::{decode, execute, CommandContext};
+use command_api::service::{command_span, decode, execute, CommandContext};
 use domain::{Label, Orders, Reason, Returns};
 use event_store::{
     read_whole_stream, EventStore, Principal, RecordedEvent, StoreError, StoreOptions,
@@ -280,7 +280,9 @@ impl Reconciler {
         let pending = W::pending_actions(&state);
         if reminders >= self.config.max_reminders {
             let reason = escalation_reason(&pending, self.config.max_reminders);
-            let done = execute(self.store.as_ref(), id, W::escalate(reason), &ctx).await?;
+            let done = execute(self.store.as_ref(), id, W::escalate(reason), &ctx)
+                .instrument(command_span(id, &ctx))
+                .await?;
             report.escalations += done.outcome.events.len();
             METRICS
                 .escalations
@@ -295,7 +297,9 @@ impl Reconciler {
                 continue;
             }
             let attempt = follow_up.next_attempt(action);
-            let done = execute(self.store.as_ref(), id, W::remind(action, attempt), &ctx).await?;
+            let done = execute(self.store.as_ref(), id, W::remind(action, attempt), &ctx)
+                .instrument(command_span(id, &ctx))
+                .await?;
             report.reminders += done.outcome.events.len();
             METRICS
                 .reminders

@@ -1,7 +1,7 @@
 //! What tracing adds to a request, in one thread and without the network or the database: the
 //! services' request middleware (`http_trace::trace_request`: the server span, the sampling
-//! decision, the `traceparent` echoed) around a handler shaped like a command's (an
-//! instrumented command span with an instrumented append below it, a few awaits in each), with
+//! decision, the `traceparent` echoed) around a handler shaped like a command's (the command's
+//! id recorded on the request's span, an instrumented append, a few awaits), with
 //! tracing off, with every trace dropped by the sampler, with 10 % and with all sampled. Spans
 //! are batched by the services' batch processor and then dropped instead of sent: this is the
 //! cost up to the wire (the OTLP export is measured end to end by `scripts/bench-commands.sh`).
@@ -19,7 +19,6 @@ use actix_web::middleware::from_fn;
 use actix_web::{test, web, App, HttpResponse};
 use std::process::Command;
 use std::time::Instant;
-use tracing::Instrument;
 
 /// The variants: a label and the sampling ratio (none: tracing off).
 const VARIANTS: [(&str, Option<f64>); 4] = [
@@ -47,14 +46,13 @@ async fn append(stream: &str) {
 async fn place(path: web::Path<String>) -> HttpResponse {
     let id = path.into_inner();
     let stream = format!("order-{id}");
-    async {
-        awaits(2).await;
-        // The events carry the command's trace, as the command API's do.
-        std::hint::black_box(service_kit::trace::current());
-        append(&stream).await;
-    }
-    .instrument(tracing::info_span!("command.execute", workflow = "order", instance = %id))
-    .await;
+    let span = tracing::Span::current();
+    span.record(service_kit::http_trace::INSTANCE_FIELD, id.as_str());
+    span.record(service_kit::http_trace::COMMAND_FIELD, stream.as_str());
+    awaits(2).await;
+    // The events carry the request's trace, as the command API's do.
+    std::hint::black_box(service_kit::trace::context_of(&span));
+    append(&stream).await;
     awaits(1).await;
     HttpResponse::Created().finish()
 }

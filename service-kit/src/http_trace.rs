@@ -21,6 +21,10 @@ pub const CORRELATION_HEADER: &str = "X-Correlation-Id";
 /// handler records it once it knows it.
 pub const INSTANCE_FIELD: &str = "instance";
 
+/// The request span's field naming the command the request ran (the command API's): the
+/// command has no span of its own below the request's.
+pub const COMMAND_FIELD: &str = "command_id";
+
 /// The longest correlation id recorded from a request header.
 const CORRELATION_MAX_LEN: usize = 255;
 
@@ -45,15 +49,16 @@ macro_rules! request_span {
             http.response.status_code = Empty,
             correlation_id = Empty,
             instance = Empty,
+            command_id = Empty,
         )
     };
 }
 
 /// Middleware (`App::wrap(from_fn(trace_request))`, outermost): runs the request inside its
 /// server span, `http.request`, with the fields `http.request.method`, `http.route` (the
-/// matched pattern, `unmatched` for none), `http.response.status_code`, `correlation_id` and
-/// [`INSTANCE_FIELD`]. Handlers run inside it (`Span::current()`), so they can record the last
-/// two, and every log line of the request names them.
+/// matched pattern, `unmatched` for none), `http.response.status_code`, `correlation_id`,
+/// [`INSTANCE_FIELD`] and [`COMMAND_FIELD`]. Handlers run inside it (`Span::current()`), so
+/// they can record the last three, and every log line of the request names them.
 ///
 /// The request's trace is decided on before its span is made ([`trace::decide_ahead`]): when
 /// the sampler drops it, the span is made for the logs only and the request runs
