@@ -208,13 +208,23 @@ async fn one_trace_links_the_rest_call_the_append_the_projector_batch_and_the_gr
         attribute(&rest, "http.response.status_code").as_deref(),
         Some("201")
     );
-    wait_for_spans(&stack.spans, "append span", |spans| {
+    // The command runs in the request's span: it names the command, and the append is its child.
+    assert_eq!(
+        attribute(&rest, "command_id"),
+        events[0].metadata.causation_id,
+        "the REST span names the command whose id its events carry as their cause"
+    );
+    let append = wait_for_spans(&stack.spans, "append span", |spans| {
         spans
             .iter()
             .find(|s| s.name == "event_store.append" && s.span_context.trace_id() == trace)
-            .map(|_| ())
+            .cloned()
     })
     .await;
+    assert_eq!(
+        append.parent_span_id, server,
+        "the append is the request's child"
+    );
     let batch = wait_for_spans(
         &stack.spans,
         "projector batch linked to the trace",
