@@ -217,6 +217,10 @@ pub type CommandOf<I> = <<I as InstanceId>::Workflow as Workflow>::Command;
 /// Runs one command against the instance `id` of its workflow, completed by
 /// [`WorkflowApi::prepare`] before each decision.
 ///
+/// It makes no span of its own: it records the command's id on the caller's span (a request's
+/// server span) and stores that span's trace context in the events. A caller outside a request
+/// runs it inside a [`command_span`].
+///
 /// # Errors
 /// The workflow's refusals ([`ApiError::Refused`]), [`ApiError::PreconditionFailed`] for an
 /// `If-Match` mismatch, [`ApiError::Contention`] after too many lost races,

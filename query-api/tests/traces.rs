@@ -163,9 +163,15 @@ async fn one_trace_links_the_rest_call_the_append_the_projector_batch_and_the_gr
     let events = read_whole_stream(stack.store.as_ref(), &format!("order-{id}"))
         .await
         .unwrap();
+    let stored = events[0]
+        .metadata
+        .traceparent
+        .as_deref()
+        .map(parse_traceparent);
     assert_eq!(
-        events[0].metadata.trace_id(),
-        Some(trace.to_string().as_str())
+        stored,
+        Some((trace, server)),
+        "the events carry the request span's context"
     );
 
     // The projector applies it, in a batch of its own trace linked to the command's.

@@ -51,11 +51,13 @@ async fn each_reminder_is_a_command_span_below_its_chase_and_its_event_carries_t
     assert!(report.reminders > 0, "{report:?}");
 
     let stream = format!("order-{id}");
-    let reminder = read_whole_stream(store.as_ref(), &stream)
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    let history = read_whole_stream(store.as_ref(), &stream).await.unwrap();
+    // The reminders (one per pending action), each a command of its own.
+    let reminded: Vec<Option<String>> = history[1..]
+        .iter()
+        .map(|e| e.metadata.traceparent.clone())
+        .collect();
+    assert_eq!(reminded.len(), report.reminders);
     let recorded = spans.get_finished_spans().unwrap();
     let named = |name: &'static str| recorded.iter().filter(move |s| s.name == name);
     let attribute = |span: &opentelemetry_sdk::trace::SpanData, key: &str| {
@@ -64,27 +66,32 @@ async fn each_reminder_is_a_command_span_below_its_chase_and_its_event_carries_t
             .find(|kv| kv.key.as_str() == key)
             .map(|kv| kv.value.to_string())
     };
-    let command = named("command.execute")
-        .find(|s| attribute(s, "stream").as_deref() == Some(stream.as_str()))
-        .unwrap_or_else(|| panic!("no command span for {stream}: {recorded:#?}"));
-    assert!(
-        attribute(command, "command_id").is_some_and(|c| Uuid::parse_str(&c).is_ok()),
-        "the command span names its command: {command:#?}"
-    );
-    let chase = named("reconciler.chase")
-        .find(|s| s.span_context.span_id() == command.parent_span_id)
-        .unwrap_or_else(|| panic!("the command's parent is not a chase: {recorded:#?}"));
-    assert_eq!(
-        attribute(chase, "instance").as_deref(),
-        Some(id.to_string().as_str())
-    );
-    assert!(
-        named("event_store.append").any(|s| s.parent_span_id == command.span_context.span_id()),
-        "the append is the command's child: {recorded:#?}"
-    );
-    assert_eq!(
-        reminder.metadata.trace_id(),
-        Some(command.span_context.trace_id().to_string().as_str()),
-        "the reminder carries the trace it was decided in"
-    );
+    let commands: Vec<_> = named("command.execute")
+        .filter(|s| attribute(s, "stream").as_deref() == Some(stream.as_str()))
+        .collect();
+    assert_eq!(commands.len(), report.reminders, "{recorded:#?}");
+    for command in &commands {
+        assert!(
+            attribute(command, "command_id").is_some_and(|c| Uuid::parse_str(&c).is_ok()),
+            "the command span names its command: {command:#?}"
+        );
+        let chase = named("reconciler.chase")
+            .find(|s| s.span_context.span_id() == command.parent_span_id)
+            .unwrap_or_else(|| panic!("the command's parent is not a chase: {recorded:#?}"));
+        assert_eq!(
+            attribute(chase, "instance").as_deref(),
+            Some(id.to_string().as_str())
+        );
+        assert!(
+            named("event_store.append").any(|s| s.parent_span_id == command.span_context.span_id()),
+            "the append is the command's child: {recorded:#?}"
+        );
+        let context = &command.span_context;
+        let own = format!("00-{}-{}-01", context.trace_id(), context.span_id());
+        assert!(
+            reminded.contains(&Some(own.clone())),
+            "a reminder carries the context of the command span it was decided in, {own}: \
+             {reminded:?}"
+        );
+    }
 }

@@ -48,7 +48,7 @@ async fn place(path: web::Path<String>) -> HttpResponse {
     let stream = format!("order-{id}");
     let span = tracing::Span::current();
     span.record(service_kit::http_trace::INSTANCE_FIELD, id.as_str());
-    span.record(service_kit::http_trace::COMMAND_FIELD, stream.as_str());
+    span.record(service_kit::http_trace::COMMAND_FIELD, id.as_str());
     awaits(2).await;
     // The events carry the request's trace, as the command API's do.
     std::hint::black_box(service_kit::trace::context_of(&span));
