@@ -3,7 +3,7 @@
 //! the command API's escalations. Its settings come from `/console/config.json`; a content
 //! security policy keeps it to this origin and the command API's.
 
-use crate::startup::AppState;
+use crate::startup::{get_only, AppState};
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -27,12 +27,13 @@ const ASSETS: &[(&str, &str, &str)] = &[
 
 const INDEX: &str = include_str!("../console/index.html");
 
-/// Registers the page, its files and its settings.
+/// Registers the page, its files and its settings (on `GET` and `HEAD`; another method is a
+/// 405 naming them).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route(PATH, web::get().to(index))
-        .route(&format!("{PATH}/"), web::get().to(index))
-        .route(&format!("{PATH}/config.json"), web::get().to(settings))
-        .route(&format!("{PATH}/{{asset}}"), web::get().to(asset));
+    cfg.service(get_only(PATH, index))
+        .service(get_only(&format!("{PATH}/"), index))
+        .service(get_only(&format!("{PATH}/config.json"), settings))
+        .service(get_only(&format!("{PATH}/{{asset}}"), asset));
 }
 
 /// The scheme, host and port of `url` (what a browser compares origins by).

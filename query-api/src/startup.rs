@@ -139,7 +139,7 @@ impl Application {
 }
 
 /// A resource served on `GET` (and `HEAD`), refusing any other method with 405.
-fn get_only<F, Args>(path: &str, handler: F) -> Resource
+pub(crate) fn get_only<F, Args>(path: &str, handler: F) -> Resource
 where
     F: Handler<Args>,
     Args: FromRequest + 'static,

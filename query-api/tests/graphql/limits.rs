@@ -261,6 +261,9 @@ async fn a_wrong_method_on_a_known_path_is_405_naming_the_allowed_ones_and_head_
         (reqwest::Method::DELETE, "/graphql", "GET, HEAD, POST"),
         (reqwest::Method::POST, "/healthz", "GET, HEAD"),
         (reqwest::Method::POST, "/schema.graphql", "GET, HEAD"),
+        (reqwest::Method::POST, "/console", "GET, HEAD"),
+        (reqwest::Method::PUT, "/console/config.json", "GET, HEAD"),
+        (reqwest::Method::DELETE, "/console/console.js", "GET, HEAD"),
     ] {
         let response = app
             .client
@@ -273,7 +276,12 @@ async fn a_wrong_method_on_a_known_path_is_405_naming_the_allowed_ones_and_head_
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(error_code(&body), "METHOD_NOT_ALLOWED", "{method} {path}");
     }
-    for path in ["/healthz", "/schema.graphql"] {
+    for path in [
+        "/healthz",
+        "/schema.graphql",
+        "/console",
+        "/console/console.css",
+    ] {
         let url = format!("{}{path}", app.address);
         let get = app.client.get(&url).send().await.unwrap();
         let length = get.bytes().await.unwrap().len().to_string();

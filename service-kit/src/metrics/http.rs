@@ -3,11 +3,12 @@
 //! answer no other HTTP.
 
 use super::{counter, histogram, intern, render, single_gauge, Format, HistogramFamily};
+use crate::routes::only;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -165,7 +166,15 @@ pub enum MetricsAddrError {
     },
 }
 
-/// A listener serving `GET /metrics` and `GET /healthz`, for a service with no other HTTP.
+/// A refusal of [`MetricsServer`]'s routes: its message as plain text.
+fn in_text(message: String) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .content_type("text/plain; charset=utf-8")
+        .body(message)
+}
+
+/// A listener serving `GET /metrics` and `GET /healthz` (and `HEAD`; another method is a 405
+/// naming the allowed ones), for a service with no other HTTP.
 pub struct MetricsServer {
     addr: SocketAddr,
     handle: ServerHandle,
@@ -182,8 +191,13 @@ impl MetricsServer {
         let addr = listener.local_addr()?;
         let server: Server = HttpServer::new(|| {
             App::new()
-                .route(METRICS_PATH, web::get().to(metrics_page))
-                .route("/healthz", web::get().to(crate::health::healthz))
+                .service(only(METRICS_PATH, Method::GET, metrics_page, in_text))
+                .service(only(
+                    "/healthz",
+                    Method::GET,
+                    crate::health::healthz,
+                    in_text,
+                ))
         })
         .workers(1)
         .disable_signals()
@@ -239,6 +253,7 @@ impl MetricsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::web;
 
     #[actix_web::test]
     async fn a_request_is_counted_by_route_pattern_and_status() {
@@ -286,24 +301,47 @@ mod tests {
         assert!(std::error::Error::source(&error).is_some());
     }
 
-    #[tokio::test]
-    async fn a_service_without_http_serves_its_metrics_on_its_own_listener() {
-        let _ = &*HTTP;
-        let server = MetricsServer::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
-        let addr = server.addr();
-        let text = tokio::task::spawn_blocking(move || {
+    /// What the listener at `addr` answers `request` (a raw HTTP/1.1 request, closing).
+    async fn exchange(addr: SocketAddr, request: &'static str) -> String {
+        tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};
             let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            stream
-                .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n")
-                .unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
             let mut text = String::new();
             stream.read_to_string(&mut text).unwrap();
             text
         })
         .await
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_service_without_http_serves_its_metrics_on_its_own_listener() {
+        let _ = &*HTTP;
+        let server = MetricsServer::start(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = server.addr();
+        let text = exchange(addr, "GET /metrics HTTP/1.1\r\nHost: test\r\nAccept: application/openmetrics-text; version=1.0.0\r\nConnection: close\r\n\r\n").await;
+        let health = exchange(
+            addr,
+            "HEAD /healthz HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let wrong = exchange(
+            addr,
+            "DELETE /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         server.stop().await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(wrong.starts_with("HTTP/1.1 405"), "{wrong}");
+        assert!(
+            wrong.to_ascii_lowercase().contains("allow: get, head"),
+            "{wrong}"
+        );
+        assert!(
+            wrong.ends_with("DELETE is not allowed on /metrics; use GET, HEAD"),
+            "{wrong}"
+        );
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
         assert!(
             text.to_ascii_lowercase()
