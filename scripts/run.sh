@@ -69,6 +69,8 @@ stop() {
   for _ in $(seq 1 75); do running || break; sleep 0.2; done
   kill -KILL "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
+  # The prefixers end once they have passed on their service's last lines.
+  for _ in $(seq 1 40); do pgrep -P $$ -x sed >/dev/null || break; sleep 0.05; done
   echo "stopped"
 }
 trap stop EXIT
@@ -76,11 +78,17 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Passes on a process's lines, each prefixed with "[$1] ". Ctrl-C reaches the whole process
+# group, this too: it ignores SIGINT and ends when its process has, its last lines passed on.
+prefix() {
+  trap '' INT
+  exec sed -u "s/^/[$1] /"
+}
 # Each service's logs, prefixed with its name. Migrations are applied by the services:
 # the event tables by the command API, the read models by the projector.
 start() {
   local name="$1"; shift
-  "$BIN_DIR/$name" "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+  "$BIN_DIR/$name" "$@" > >(prefix "$name") 2>&1 &
   PIDS+=($!)
 }
 wait_ready() {
@@ -115,7 +123,7 @@ if [ -z "${MILESTONE_NATS_URL:-}" ]; then
   # and removes it when it stops; one left by a server killed outright could name this pid.
   rm -f "$NATS_STORE"/nats-server_*.ports
   nats-server -js -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" -sd "$NATS_STORE" \
-    --ports_file_dir "$NATS_STORE" > >(sed -u "s/^/[nats-server] /") 2>&1 &
+    --ports_file_dir "$NATS_STORE" > >(prefix nats-server) 2>&1 &
   NATS_PID=$!
   PIDS+=("$NATS_PID")
   # While it runs, as long as it takes to recover its store (up to two minutes).
@@ -145,6 +153,19 @@ start relay
 NATS_SHOWN=$(printf '%s' "$MILESTONE_NATS_URL" | sed -E 's#(://[^:/@]*):.*@#\1:***@#')
 C="http://$MILESTONE_COMMAND_API_ADDR"
 Q="http://$MILESTONE_QUERY_API_ADDR"
+# The tokens are made before anything is shown: once "Milestone is running" is, Ctrl-C finds
+# the script waiting, not inside a command substitution.
+if [ -n "$DEV_TOKENS" ]; then
+  TOKENS="Development tokens (valid 24 h; the customer's reads only customer-1's orders):"
+  for role in $DEV_ROLES; do
+    customer=""; [ "$role" = customer ] && customer="customer-1"
+    TOKENS+=$'\n'"  export ${role^^}_TOKEN=$(dev_token "$role" $customer)"
+  done
+elif [ "${MILESTONE_AUTH_DISABLED:-}" = "true" ]; then
+  TOKENS="Authentication is DISABLED: leave out the Authorization headers."
+else
+  TOKENS="Send tokens of your identity provider (MILESTONE_AUTH_ISSUER=$MILESTONE_AUTH_ISSUER)."
+fi
 cat <<INFO
 
 Milestone is running (event store: ${MILESTONE_EVENT_STORE_URL%%://*}).
@@ -165,15 +186,5 @@ Try it:
 
 Ctrl-C stops everything.
 INFO
-if [ -n "$DEV_TOKENS" ]; then
-  echo "Development tokens (valid 24 h; the customer's reads only customer-1's orders):"
-  for role in $DEV_ROLES; do
-    customer=""; [ "$role" = customer ] && customer="customer-1"
-    printf '  export %s_TOKEN=%s\n' "$(echo "$role" | tr a-z A-Z)" "$(dev_token "$role" $customer)"
-  done
-elif [ "${MILESTONE_AUTH_DISABLED:-}" = "true" ]; then
-  echo "Authentication is DISABLED: leave out the Authorization headers."
-else
-  echo "Send tokens of your identity provider (MILESTONE_AUTH_ISSUER=$MILESTONE_AUTH_ISSUER)."
-fi
+printf '%s\n' "$TOKENS"
 wait

@@ -1,10 +1,11 @@
 //! `scripts/run.sh` as a developer runs it, stopped by a signal sent to the script alone (a
-//! supervisor, `kill <pid>`), not to the terminal's whole process group.
+//! supervisor, `kill <pid>`) or by Ctrl-C (SIGINT to the terminal's whole process group).
 
 use crate::stack::binary;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -78,6 +79,14 @@ fn signal(pid: u32, name: &str) {
         .status();
 }
 
+/// `name` to every process in the group `group` leads.
+fn signal_group(group: u32, name: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{name}"), "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 /// Kills whatever the test started and is still running, however the test ends.
 struct Leftovers {
     script: Child,
@@ -96,8 +105,46 @@ impl Drop for Leftovers {
     }
 }
 
+/// How the script is stopped.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGTERM to the script alone.
+    TermToScript,
+    /// SIGINT to the script's whole process group, as Ctrl-C in its terminal sends it.
+    CtrlC,
+}
+
 #[tokio::test]
 async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_ports() {
+    run_and_stop(Stop::TermToScript).await;
+}
+
+#[tokio::test]
+async fn the_run_script_stopped_by_ctrl_c_shows_every_services_last_line_and_leaves_nothing() {
+    let output = run_and_stop(Stop::CtrlC).await;
+    // The services' own last lines reach the terminal: their prefixers outlive them.
+    for (service, last) in [
+        ("command-api", "command API stopped"),
+        ("projector", "projector stopped"),
+        ("query-api", "query API stopped"),
+        ("reconciler", "reconciler stopped"),
+        ("relay", "relay stopped"),
+    ] {
+        let prefix = format!("[{service}] ");
+        assert!(
+            output
+                .iter()
+                .any(|line| line.starts_with(&prefix) && line.contains(&format!("\"{last}\""))),
+            "{service}'s last line ({last:?}) is not shown:\n{}",
+            output.join("\n")
+        );
+    }
+    assert_eq!(output.last().map(String::as_str), Some("stopped"));
+}
+
+/// Runs the script until it says Milestone is running, stops it as `how` says, checks that
+/// nothing it started is left running and its ports are free, and returns what it printed.
+async fn run_and_stop(how: Stop) -> Vec<String> {
     let bins: Vec<PathBuf> = SERVICES.iter().map(|s| binary(s)).collect();
     let bin_dir = bins[0].parent().unwrap().to_owned();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -119,12 +166,21 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
         .env_remove("MILESTONE_NATS_URL")
         .env("MILESTONE_DB_POOL_SIZE", "2")
         .env("MILESTONE_HTTP_WORKERS", "1")
-        .env("RUST_LOG", "warn")
+        // The services' last lines are at `info`.
+        .env(
+            "RUST_LOG",
+            match how {
+                Stop::TermToScript => "warn",
+                Stop::CtrlC => "info",
+            },
+        )
         .env_remove("MILESTONE_READ_MODEL_URL")
         .env_remove("MILESTONE_EVENT_STORE_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        // Its own process group, as a terminal's foreground job has.
+        .process_group(0)
         .spawn()
         .expect("run bash scripts/run.sh");
     let pid = script.id();
@@ -161,7 +217,10 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
         );
     }
 
-    signal(pid, "TERM");
+    match how {
+        Stop::TermToScript => signal(pid, "TERM"),
+        Stop::CtrlC => signal_group(pid, "INT"),
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while run.script.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the script did not stop");
@@ -185,5 +244,10 @@ async fn the_run_script_stopped_by_sigterm_stops_every_service_and_frees_the_por
         );
     }
     drop(run);
+    // The rest of what it printed: the pipe closes once the last writer is gone.
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(5)) {
+        output.push(line);
+    }
     test_support::drop_database(&test_support::database_url(&database)).await;
+    output
 }
