@@ -457,6 +457,7 @@ impl SpanExporter for OtlpExporter {
 /// What the trace exporter reports of itself.
 struct ExportMetrics {
     failures: prometheus_client::metrics::counter::Counter,
+    dropped: prometheus_client::metrics::counter::Counter,
 }
 
 static EXPORT_METRICS: std::sync::LazyLock<ExportMetrics> =
@@ -464,6 +465,11 @@ static EXPORT_METRICS: std::sync::LazyLock<ExportMetrics> =
         failures: crate::metrics::single_counter(
             "milestone_trace_export_failures_total",
             "Batches of spans the OTLP exporter could not send (their spans are lost)",
+        ),
+        dropped: crate::metrics::single_counter(
+            "milestone_trace_spans_dropped_total",
+            "Spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE spans \
+             ended and not yet through the exporter)",
         ),
     });
 
@@ -473,33 +479,195 @@ pub fn register_metrics() {
     std::sync::LazyLock::force(&EXPORT_METRICS);
 }
 
-/// A failing exporter says so at most this often (a collector that is down fails every batch).
-const EXPORT_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+/// A loss of spans is said at most this often (a collector that is down fails every batch).
+const LOSS_SAID_EVERY: Duration = Duration::from_secs(60);
+
+/// A warning about lost spans, said the first time and then at most once every
+/// [`LOSS_SAID_EVERY`], with how many losses were not said in between.
+#[derive(Debug)]
+struct Loss {
+    last_said: std::sync::Mutex<Option<std::time::Instant>>,
+    unsaid: std::sync::atomic::AtomicU64,
+}
+
+impl Loss {
+    const fn new() -> Self {
+        Self {
+            last_said: std::sync::Mutex::new(None),
+            unsaid: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Notes `n` more losses; when the warning is due, the losses since it was last said
+    /// (these included), which the caller then says.
+    fn due(&self, n: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        self.unsaid.fetch_add(n, Ordering::Relaxed);
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last_said
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| now.duration_since(at) < LOSS_SAID_EVERY) {
+            return None;
+        }
+        *last = Some(now);
+        Some(self.unsaid.swap(0, Ordering::Relaxed))
+    }
+}
 
 /// Counts a batch of `spans` the exporter could not send, and says so: the first time, then
-/// at most once every [`EXPORT_FAILURE_LOG_EVERY`], with how many failed in between. Without
-/// this the spans would be lost unseen: the SDK's own reports are compiled out.
+/// at most once every [`LOSS_SAID_EVERY`], with how many batches failed since it was last said.
+/// Without this the spans would be lost unseen: the SDK's own reports are compiled out.
 fn export_failed(spans: usize, error: &opentelemetry_sdk::error::OTelSdkError) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Mutex, PoisonError};
-    static LAST_SAID: Mutex<Option<std::time::Instant>> = Mutex::new(None);
-    static UNSAID: AtomicU64 = AtomicU64::new(0);
+    static FAILED: Loss = Loss::new();
     EXPORT_METRICS.failures.inc();
-    let now = std::time::Instant::now();
-    let mut last = LAST_SAID.lock().unwrap_or_else(PoisonError::into_inner);
-    if last.is_some_and(|at| now.duration_since(at) < EXPORT_FAILURE_LOG_EVERY) {
-        UNSAID.fetch_add(1, Ordering::Relaxed);
-        return;
+    if let Some(batches) = FAILED.due(1) {
+        tracing::warn!(
+            spans,
+            failed_batches = batches,
+            error = %error,
+            "the OTLP exporter could not send a batch of spans, which are lost (every failure \
+             is counted in milestone_trace_export_failures_total; this is said at most once a \
+             minute)"
+        );
     }
-    *last = Some(now);
-    drop(last);
-    tracing::warn!(
-        spans,
-        failed_since_last_said = UNSAID.swap(0, Ordering::Relaxed),
-        error = %error,
-        "the OTLP exporter could not send a batch of spans, which are lost (every failure is \
-         counted in milestone_trace_export_failures_total; this is said at most once a minute)"
-    );
+}
+
+/// The default of `OTEL_BSP_MAX_QUEUE_SIZE`, as the SDK has it.
+const SPAN_QUEUE_DEFAULT: usize = 2048;
+
+/// The batch processor of every service's provider: the SDK's, exporting with `exporter`, with
+/// a bound of `OTEL_BSP_MAX_QUEUE_SIZE` (default 2048) on the spans ended and not yet through
+/// the exporter. See [`BoundedBatch`].
+fn batched<E: SpanExporter + 'static>(exporter: E) -> BoundedBatch {
+    let queue = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+        .ok()
+        .and_then(|size| size.trim().parse().ok())
+        .unwrap_or(SPAN_QUEUE_DEFAULT);
+    bounded_batch(exporter, queue)
+}
+
+/// The SDK's batch processor with a queue of `queue` spans (the other `OTEL_BSP_*` settings
+/// from the environment), behind the same bound of its own.
+fn bounded_batch<E: SpanExporter + 'static>(exporter: E, queue: usize) -> BoundedBatch {
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+    let backlog = std::sync::Arc::new(Backlog {
+        spans: std::sync::atomic::AtomicUsize::new(0),
+        bound: queue,
+        dropped: std::sync::atomic::AtomicU64::new(0),
+        said: Loss::new(),
+    });
+    let inner = BatchSpanProcessor::builder(Releasing {
+        inner: exporter,
+        backlog: backlog.clone(),
+    })
+    .with_batch_config(
+        BatchConfigBuilder::default()
+            .with_max_queue_size(queue)
+            .build(),
+    )
+    .build();
+    BoundedBatch { inner, backlog }
+}
+
+/// The spans a [`BoundedBatch`] has let through and its exporter has not yet finished with.
+#[derive(Debug)]
+struct Backlog {
+    spans: std::sync::atomic::AtomicUsize,
+    bound: usize,
+    /// Dropped and not yet said.
+    dropped: std::sync::atomic::AtomicU64,
+    said: Loss,
+}
+
+/// The SDK's batch processor behind a bound on the spans ended and not yet through its
+/// exporter (queued, batched or being sent). The SDK's processor drops a span its queue has no
+/// room for and says so only in its internal logs, which are compiled out; its queue holds no
+/// more than this bound does, so it never drops one itself, and every span dropped here is
+/// counted in `milestone_trace_spans_dropped_total` and said in a warning, at most once a
+/// minute, once the exporter is through with a batch.
+#[derive(Debug)]
+struct BoundedBatch {
+    inner: opentelemetry_sdk::trace::BatchSpanProcessor,
+    backlog: std::sync::Arc<Backlog>,
+}
+
+impl opentelemetry_sdk::trace::SpanProcessor for BoundedBatch {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &opentelemetry::Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        use std::sync::atomic::Ordering;
+        let bound = self.backlog.bound;
+        let room = self
+            .backlog
+            .spans
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < bound).then_some(n + 1)
+            });
+        if room.is_ok() {
+            self.inner.on_end(span);
+        } else {
+            EXPORT_METRICS.dropped.inc();
+            self.backlog.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The exporter of a [`BoundedBatch`]: makes room for as many spans as it was handed once it
+/// is through with them, sent or not, and says what was dropped meanwhile.
+#[derive(Debug)]
+struct Releasing<E> {
+    inner: E,
+    backlog: std::sync::Arc<Backlog>,
+}
+
+impl<E: SpanExporter> SpanExporter for Releasing<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        use std::sync::atomic::Ordering;
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        self.backlog.spans.fetch_sub(spans, Ordering::AcqRel);
+        let dropped = self.backlog.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            if let Some(dropped) = self.backlog.said.due(dropped) {
+                tracing::warn!(
+                    dropped,
+                    queue = self.backlog.bound,
+                    "spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE \
+                     spans waiting for the collector); every one is counted in \
+                     milestone_trace_spans_dropped_total, and this is said at most once a minute"
+                );
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&mut self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&mut self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// What is wrong with the sampler `OTEL_TRACES_SAMPLER` (`sampler`) and
@@ -554,7 +722,7 @@ fn otlp_provider(
     let (sampler, ahead) = configured_sampling(None);
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
-        .with_batch_exporter(OtlpExporter::new(None)?)
+        .with_span_processor(batched(OtlpExporter::new(None)?))
         .with_resource(resource())
         .build();
     Ok((provider, ahead))
@@ -864,10 +1032,10 @@ pub fn init_switchable_tracing(endpoint: Option<&str>) -> TracingSwitch {
         .with_sampler(sampler)
         .with_resource(resource());
     let provider = match endpoint {
-        Some(endpoint) => builder.with_batch_exporter(
+        Some(endpoint) => builder.with_span_processor(batched(
             OtlpExporter::new(Some(endpoint)).expect("the OTLP exporter is built"),
-        ),
-        None => builder.with_batch_exporter(Discard),
+        )),
+        None => builder.with_span_processor(batched(Discard)),
     }
     .build();
     // Asked on every span (a plain `filter_fn` is asked once per callsite, and a callsite
@@ -906,7 +1074,7 @@ pub fn init_sampled_tracing(ratio: Option<f64>) {
         );
         let provider = SdkTracerProvider::builder()
             .with_sampler(sampler)
-            .with_batch_exporter(Discard)
+            .with_span_processor(batched(Discard))
             .build();
         (provider, ahead)
     });
@@ -1152,6 +1320,125 @@ mod tests {
         let http = protocol_problem(Some("http/protobuf".to_owned())).unwrap();
         assert!(http.contains("\"http/protobuf\""), "{http}");
         assert!(http.contains("over gRPC only"), "{http}");
+    }
+
+    /// An exporter that holds every batch until it is let go, and counts the spans it got.
+    #[derive(Debug, Clone, Default)]
+    struct Held {
+        open: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+        got: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Held {
+        fn let_go(&self) {
+            *self.open.0.lock().unwrap() = true;
+            self.open.1.notify_all();
+        }
+    }
+
+    impl SpanExporter for Held {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            let (open, opened) = &*self.open;
+            let _open = opened
+                .wait_while(open.lock().unwrap(), |open| !*open)
+                .unwrap();
+            self.got
+                .fetch_add(batch.len(), std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spans_ended_while_the_export_queue_is_full_are_dropped_and_counted() {
+        let held = Held::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(bounded_batch(held.clone(), 4))
+            .build();
+        let before = EXPORT_METRICS.dropped.get();
+        {
+            use opentelemetry::trace::{Span as _, Tracer as _};
+            let tracer = provider.tracer("test");
+            // The first four fill the queue (a full batch, which the exporter holds); the six
+            // after them find no room.
+            for _ in 0..10 {
+                tracer.start("span").end();
+            }
+        }
+        assert_eq!(
+            EXPORT_METRICS.dropped.get() - before,
+            6,
+            "every drop counted"
+        );
+        held.let_go();
+        provider.force_flush().unwrap();
+        let got = held.got.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(got, 4, "the spans let through are exported");
+        // Once the exporter is through with them, there is room again.
+        {
+            use opentelemetry::trace::{Span as _, Tracer as _};
+            provider.tracer("test").start("after").end();
+        }
+        provider.force_flush().unwrap();
+        assert_eq!(held.got.load(std::sync::atomic::Ordering::SeqCst), 5);
+        assert_eq!(EXPORT_METRICS.dropped.get() - before, 6);
+        provider.shutdown().unwrap();
+    }
+
+    #[test]
+    fn dropped_spans_are_said_when_the_exporter_is_through_at_most_once_a_minute() {
+        let backlog = std::sync::Arc::new(Backlog {
+            spans: std::sync::atomic::AtomicUsize::new(2),
+            bound: 2,
+            dropped: std::sync::atomic::AtomicU64::new(3),
+            said: Loss::new(),
+        });
+        let exporter = Releasing {
+            inner: Held::default(),
+            backlog: backlog.clone(),
+        };
+        exporter.inner.let_go();
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::registry().with(log_layer(lines.clone()));
+        let batch = || {
+            let spans = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+            let provider = SdkTracerProvider::builder()
+                .with_simple_exporter(spans.clone())
+                .build();
+            use opentelemetry::trace::{Span as _, Tracer as _};
+            provider.tracer("test").start("sent").end();
+            spans.get_finished_spans().unwrap()
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            futures::executor::block_on(exporter.export(batch())).unwrap();
+            // More dropped within the minute: counted, not said again.
+            backlog
+                .dropped
+                .fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+            futures::executor::block_on(exporter.export(batch())).unwrap();
+        });
+        assert_eq!(
+            backlog.spans.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "room made for the spans exported"
+        );
+        let lines = lines.json();
+        assert_eq!(lines.len(), 1, "said once: {lines:?}");
+        assert_eq!(lines[0]["level"], "WARN");
+        assert_eq!(lines[0]["fields"]["dropped"], 3);
+        assert_eq!(lines[0]["fields"]["queue"], 2);
+        let message = lines[0]["fields"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("milestone_trace_spans_dropped_total"),
+            "{message}"
+        );
+        assert_eq!(
+            backlog
+                .said
+                .unsaid
+                .load(std::sync::atomic::Ordering::SeqCst),
+            5,
+            "the drops not said are kept for the next warning"
+        );
     }
 
     #[test]
