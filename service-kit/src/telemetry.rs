@@ -534,18 +534,42 @@ fn export_failed(spans: usize, error: &opentelemetry_sdk::error::OTelSdkError) {
     }
 }
 
-/// The default of `OTEL_BSP_MAX_QUEUE_SIZE`, as the SDK has it.
+/// The variable sizing the queue of spans waiting for the exporter.
+const SPAN_QUEUE_VAR: &str = "OTEL_BSP_MAX_QUEUE_SIZE";
+
+/// The default of [`SPAN_QUEUE_VAR`], as the SDK has it.
 const SPAN_QUEUE_DEFAULT: usize = 2048;
 
+/// The size of the queue of spans waiting for the exporter: [`SPAN_QUEUE_VAR`] (`size`) when
+/// it is a number, else [`SPAN_QUEUE_DEFAULT`].
+fn span_queue(size: Option<&str>) -> usize {
+    size.and_then(|size| size.trim().parse().ok())
+        .unwrap_or(SPAN_QUEUE_DEFAULT)
+}
+
+/// What is wrong with the queue size [`SPAN_QUEUE_VAR`] (`size`) asks for, and what is done
+/// instead; `None` when nothing is.
+fn span_queue_problem(size: Option<&str>) -> Option<String> {
+    let size = size?;
+    match size.trim().parse::<usize>() {
+        Err(_) => Some(format!(
+            "{SPAN_QUEUE_VAR}={size:?} is not a number of spans: the export queue holds \
+             {SPAN_QUEUE_DEFAULT}"
+        )),
+        Ok(0) => Some(format!(
+            "{SPAN_QUEUE_VAR}=0: the export queue holds no span, so every span is dropped (and \
+             counted in milestone_trace_spans_dropped_total)"
+        )),
+        Ok(_) => None,
+    }
+}
+
 /// The batch processor of every service's provider: the SDK's, exporting with `exporter`, with
-/// a bound of `OTEL_BSP_MAX_QUEUE_SIZE` (default 2048) on the spans ended and not yet through
-/// the exporter. See [`BoundedBatch`].
+/// a bound of [`SPAN_QUEUE_VAR`] (default 2048) on the spans ended and not yet through the
+/// exporter. See [`BoundedBatch`].
 fn batched<E: SpanExporter + 'static>(exporter: E) -> BoundedBatch {
-    let queue = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
-        .ok()
-        .and_then(|size| size.trim().parse().ok())
-        .unwrap_or(SPAN_QUEUE_DEFAULT);
-    bounded_batch(exporter, queue)
+    let size = std::env::var(SPAN_QUEUE_VAR).ok();
+    bounded_batch(exporter, span_queue(size.as_deref()))
 }
 
 /// The SDK's batch processor with a queue of `queue` spans (the other `OTEL_BSP_*` settings
@@ -774,6 +798,7 @@ pub fn init_tracing() {
         let problems = [
             sampler_problem(sampler.as_deref(), arg.as_deref()),
             protocol_problem(var(OTLP_PROTOCOL_VARS[1]).or_else(|| var(OTLP_PROTOCOL_VARS[0]))),
+            span_queue_problem(var(SPAN_QUEUE_VAR).as_deref()),
         ];
         for problem in problems.into_iter().flatten() {
             tracing::warn!("{problem}");
@@ -1310,6 +1335,22 @@ mod tests {
     async fn an_endpoint_the_exporter_cannot_use_is_an_error_even_inside_a_runtime() {
         let error = OtlpExporter::new(Some("not a url")).unwrap_err();
         assert!(!error.to_string().is_empty());
+    }
+
+    #[test]
+    fn an_export_queue_size_that_is_not_a_number_or_zero_is_said_with_what_is_done_instead() {
+        assert_eq!(span_queue(None), 2048);
+        assert_eq!(span_queue(Some(" 100 ")), 100);
+        assert_eq!(span_queue(Some("lots")), 2048);
+        assert_eq!(span_queue_problem(None), None);
+        assert_eq!(span_queue_problem(Some("100")), None);
+        let lots = span_queue_problem(Some("lots")).unwrap();
+        assert!(
+            lots.contains("\"lots\" is not a number") && lots.contains("2048"),
+            "{lots}"
+        );
+        let zero = span_queue_problem(Some("0")).unwrap();
+        assert!(zero.contains("every span is dropped"), "{zero}");
     }
 
     #[test]
