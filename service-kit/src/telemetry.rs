@@ -1363,6 +1363,16 @@ mod tests {
         assert!(http.contains("over gRPC only"), "{http}");
     }
 
+    /// The fields of the only line in `lines`, a warning whose message names `metric`.
+    fn said_once_naming<'l>(lines: &'l [serde_json::Value], metric: &str) -> &'l serde_json::Value {
+        assert_eq!(lines.len(), 1, "said once: {lines:?}");
+        assert_eq!(lines[0]["level"], "WARN");
+        let fields = &lines[0]["fields"];
+        let message = fields["message"].as_str().unwrap();
+        assert!(message.contains(metric), "{message}");
+        fields
+    }
+
     /// An exporter that holds every batch until it is let go, and counts the spans it got.
     #[derive(Debug, Clone, Default)]
     struct Held {
@@ -1463,15 +1473,9 @@ mod tests {
             "room made for the spans exported"
         );
         let lines = lines.json();
-        assert_eq!(lines.len(), 1, "said once: {lines:?}");
-        assert_eq!(lines[0]["level"], "WARN");
-        assert_eq!(lines[0]["fields"]["dropped"], 3);
-        assert_eq!(lines[0]["fields"]["queue"], 2);
-        let message = lines[0]["fields"]["message"].as_str().unwrap();
-        assert!(
-            message.contains("milestone_trace_spans_dropped_total"),
-            "{message}"
-        );
+        let fields = said_once_naming(&lines, "milestone_trace_spans_dropped_total");
+        assert_eq!(fields["dropped"], 3);
+        assert_eq!(fields["queue"], 2);
         assert_eq!(
             backlog
                 .said
@@ -1520,19 +1524,9 @@ mod tests {
             .into_iter()
             .filter(|line| line["target"] == module_path!().trim_end_matches("::tests"))
             .collect();
-        assert_eq!(lines.len(), 1, "said once: {lines:?}");
-        assert_eq!(lines[0]["level"], "WARN");
-        assert_eq!(lines[0]["fields"]["spans"], 1);
-        let message = lines[0]["fields"]["message"].as_str().unwrap();
-        assert!(
-            message.contains("milestone_trace_export_failures_total"),
-            "{message}"
-        );
-        assert!(
-            !lines[0]["fields"]["error"].as_str().unwrap().is_empty(),
-            "{}",
-            lines[0]
-        );
+        let fields = said_once_naming(&lines, "milestone_trace_export_failures_total");
+        assert_eq!(fields["spans"], 1);
+        assert!(!fields["error"].as_str().unwrap().is_empty(), "{fields}");
     }
 
     #[test]
