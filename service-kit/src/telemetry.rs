@@ -550,7 +550,8 @@ fn span_queue(size: Option<&str>) -> usize {
 /// What is wrong with the queue size [`SPAN_QUEUE_VAR`] (`size`) asks for, and what is done
 /// instead; `None` when nothing is.
 fn span_queue_problem(size: Option<&str>) -> Option<String> {
-    let size = size?;
+    // Empty is unset, as the specification has it.
+    let size = size.filter(|size| !size.trim().is_empty())?;
     match size.trim().parse::<usize>() {
         Err(_) => Some(format!(
             "{SPAN_QUEUE_VAR}={size:?} is not a number of spans: the export queue holds \
@@ -569,13 +570,22 @@ fn span_queue_problem(size: Option<&str>) -> Option<String> {
 /// exporter. See [`BoundedBatch`].
 fn batched<E: SpanExporter + 'static>(exporter: E) -> BoundedBatch {
     let size = std::env::var(SPAN_QUEUE_VAR).ok();
-    bounded_batch(exporter, span_queue(size.as_deref()))
+    bounded_batch(
+        exporter,
+        span_queue(size.as_deref()),
+        opentelemetry_sdk::trace::BatchConfigBuilder::default(),
+    )
 }
 
-/// The SDK's batch processor with a queue of `queue` spans (the other `OTEL_BSP_*` settings
-/// from the environment), behind the same bound of its own.
-fn bounded_batch<E: SpanExporter + 'static>(exporter: E, queue: usize) -> BoundedBatch {
-    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+/// The SDK's batch processor with a queue of `queue` spans and the rest of `config` (the
+/// `OTEL_BSP_*` settings from the environment, as [`batched`] gives it), behind the same bound
+/// of its own.
+fn bounded_batch<E: SpanExporter + 'static>(
+    exporter: E,
+    queue: usize,
+    config: opentelemetry_sdk::trace::BatchConfigBuilder,
+) -> BoundedBatch {
+    use opentelemetry_sdk::trace::BatchSpanProcessor;
     let backlog = std::sync::Arc::new(Backlog {
         spans: std::sync::atomic::AtomicUsize::new(0),
         bound: queue,
@@ -586,11 +596,7 @@ fn bounded_batch<E: SpanExporter + 'static>(exporter: E, queue: usize) -> Bounde
         inner: exporter,
         backlog: backlog.clone(),
     })
-    .with_batch_config(
-        BatchConfigBuilder::default()
-            .with_max_queue_size(queue)
-            .build(),
-    )
+    .with_batch_config(config.with_max_queue_size(queue).build())
     .build();
     BoundedBatch { inner, backlog }
 }
@@ -611,10 +617,33 @@ struct Backlog {
 /// more than this bound does, so it never drops one itself, and every span dropped here is
 /// counted in `milestone_trace_spans_dropped_total` and said in a warning, at most once a
 /// minute, once the exporter is through with a batch.
+///
+/// A flush or a shutdown of the SDK's processor exports one batch (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`)
+/// and leaves the rest of its queue; here they go on until the queue is empty or stops getting
+/// shorter, and the spans a shutdown still leaves behind are counted as dropped and said.
 #[derive(Debug)]
 struct BoundedBatch {
     inner: opentelemetry_sdk::trace::BatchSpanProcessor,
     backlog: std::sync::Arc<Backlog>,
+}
+
+impl BoundedBatch {
+    /// Flushes batch after batch until nothing is left, the backlog stops getting shorter
+    /// (spans ending as fast as they are sent), or `deadline` has passed.
+    fn flush_until(&self, deadline: Option<std::time::Instant>) -> OTelSdkResult {
+        use opentelemetry_sdk::trace::SpanProcessor as _;
+        use std::sync::atomic::Ordering;
+        let mut left = self.backlog.spans.load(Ordering::Acquire);
+        loop {
+            self.inner.force_flush()?;
+            let now = self.backlog.spans.load(Ordering::Acquire);
+            let late = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+            if now == 0 || now >= left || late {
+                return Ok(());
+            }
+            left = now;
+        }
+    }
 }
 
 impl opentelemetry_sdk::trace::SpanProcessor for BoundedBatch {
@@ -640,11 +669,25 @@ impl opentelemetry_sdk::trace::SpanProcessor for BoundedBatch {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        self.flush_until(None)
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+        use std::sync::atomic::Ordering;
+        let deadline = std::time::Instant::now() + timeout;
+        let flushed = self.flush_until(Some(deadline));
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let shut = self.inner.shutdown_with_timeout(left);
+        let lost = self.backlog.spans.swap(0, Ordering::AcqRel) as u64;
+        if lost > 0 {
+            EXPORT_METRICS.dropped.inc_by(lost);
+            tracing::warn!(
+                dropped = lost,
+                "spans were dropped: the exporter had not sent them when the service stopped \
+                 (counted in milestone_trace_spans_dropped_total)"
+            );
+        }
+        flushed.and(shut)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -1343,6 +1386,7 @@ mod tests {
         assert_eq!(span_queue(Some(" 100 ")), 100);
         assert_eq!(span_queue(Some("lots")), 2048);
         assert_eq!(span_queue_problem(None), None);
+        assert_eq!(span_queue_problem(Some("")), None, "empty is unset");
         assert_eq!(span_queue_problem(Some("100")), None);
         let lots = span_queue_problem(Some("lots")).unwrap();
         assert!(
@@ -1403,7 +1447,11 @@ mod tests {
     fn spans_ended_while_the_export_queue_is_full_are_dropped_and_counted() {
         let held = Held::default();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(bounded_batch(held.clone(), 4))
+            .with_span_processor(bounded_batch(
+                held.clone(),
+                4,
+                opentelemetry_sdk::trace::BatchConfigBuilder::default(),
+            ))
             .build();
         let before = EXPORT_METRICS.dropped.get();
         {
@@ -1433,6 +1481,32 @@ mod tests {
         assert_eq!(held.got.load(std::sync::atomic::Ordering::SeqCst), 5);
         assert_eq!(EXPORT_METRICS.dropped.get() - before, 6);
         provider.shutdown().unwrap();
+    }
+
+    #[test]
+    fn a_shutdown_sends_every_span_queued_not_just_one_batch() {
+        let held = Held::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(bounded_batch(
+                held.clone(),
+                8,
+                opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                    .with_max_export_batch_size(2),
+            ))
+            .build();
+        let before = EXPORT_METRICS.dropped.get();
+        {
+            use opentelemetry::trace::{Span as _, Tracer as _};
+            let tracer = provider.tracer("test");
+            // The first batch of two is held; six wait in the queue, three batches' worth.
+            for _ in 0..8 {
+                tracer.start("span").end();
+            }
+        }
+        held.let_go();
+        provider.shutdown().unwrap();
+        assert_eq!(held.got.load(std::sync::atomic::Ordering::SeqCst), 8);
+        assert_eq!(EXPORT_METRICS.dropped.get(), before, "nothing dropped");
     }
 
     #[test]
