@@ -84,12 +84,21 @@ prefix() {
   trap '' INT
   exec sed -u "s/^/[$1] /"
 }
+# Runs a command in the background with its lines prefixed with "[$1] ", and adds it to PIDS.
+# The prefixer is the script's own child (so that stopping can wait for it), and only the
+# command keeps it open.
+run_prefixed() {
+  local name="$1" log; shift
+  exec {log}> >(prefix "$name")
+  "$@" >&"$log" 2>&1 {log}>&- &
+  PIDS+=($!)
+  exec {log}>&-
+}
 # Each service's logs, prefixed with its name. Migrations are applied by the services:
 # the event tables by the command API, the read models by the projector.
 start() {
   local name="$1"; shift
-  "$BIN_DIR/$name" "$@" > >(prefix "$name") 2>&1 &
-  PIDS+=($!)
+  run_prefixed "$name" "$BIN_DIR/$name" "$@"
 }
 wait_ready() {
   for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.2; done
@@ -122,10 +131,9 @@ if [ -z "${MILESTONE_NATS_URL:-}" ]; then
   # The server writes its ports file once it listens (this one, not another on the same port)
   # and removes it when it stops; one left by a server killed outright could name this pid.
   rm -f "$NATS_STORE"/nats-server_*.ports
-  nats-server -js -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" -sd "$NATS_STORE" \
-    --ports_file_dir "$NATS_STORE" > >(prefix nats-server) 2>&1 &
+  run_prefixed nats-server nats-server -js -a "${NATS_ADDR%:*}" -p "${NATS_ADDR##*:}" \
+    -sd "$NATS_STORE" --ports_file_dir "$NATS_STORE"
   NATS_PID=$!
-  PIDS+=("$NATS_PID")
   # While it runs, as long as it takes to recover its store (up to two minutes).
   for _ in $(seq 1 1200); do
     [ -s "$NATS_STORE/nats-server_$NATS_PID.ports" ] && break
