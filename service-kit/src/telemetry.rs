@@ -1443,26 +1443,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn spans_ended_while_the_export_queue_is_full_are_dropped_and_counted() {
+    /// A provider batching into a [`Held`] exporter through a queue of `queue` spans.
+    fn held_provider(
+        queue: usize,
+        config: opentelemetry_sdk::trace::BatchConfigBuilder,
+    ) -> (Held, SdkTracerProvider) {
         let held = Held::default();
         let provider = SdkTracerProvider::builder()
-            .with_span_processor(bounded_batch(
-                held.clone(),
-                4,
-                opentelemetry_sdk::trace::BatchConfigBuilder::default(),
-            ))
+            .with_span_processor(bounded_batch(held.clone(), queue, config))
             .build();
-        let before = EXPORT_METRICS.dropped.get();
-        {
-            use opentelemetry::trace::{Span as _, Tracer as _};
-            let tracer = provider.tracer("test");
-            // The first four fill the queue (a full batch, which the exporter holds); the six
-            // after them find no room.
-            for _ in 0..10 {
-                tracer.start("span").end();
-            }
+        (held, provider)
+    }
+
+    /// Ends `n` spans of `provider`'s.
+    fn end_spans(provider: &SdkTracerProvider, n: usize) {
+        use opentelemetry::trace::{Span as _, Tracer as _};
+        let tracer = provider.tracer("test");
+        for _ in 0..n {
+            tracer.start("span").end();
         }
+    }
+
+    #[test]
+    fn spans_ended_while_the_export_queue_is_full_are_dropped_and_counted() {
+        let (held, provider) =
+            held_provider(4, opentelemetry_sdk::trace::BatchConfigBuilder::default());
+        let before = EXPORT_METRICS.dropped.get();
+        // The first four fill the queue (a full batch, which the exporter holds); the six after
+        // them find no room.
+        end_spans(&provider, 10);
         assert_eq!(
             EXPORT_METRICS.dropped.get() - before,
             6,
@@ -1473,10 +1482,7 @@ mod tests {
         let got = held.got.load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(got, 4, "the spans let through are exported");
         // Once the exporter is through with them, there is room again.
-        {
-            use opentelemetry::trace::{Span as _, Tracer as _};
-            provider.tracer("test").start("after").end();
-        }
+        end_spans(&provider, 1);
         provider.force_flush().unwrap();
         assert_eq!(held.got.load(std::sync::atomic::Ordering::SeqCst), 5);
         assert_eq!(EXPORT_METRICS.dropped.get() - before, 6);
@@ -1485,24 +1491,13 @@ mod tests {
 
     #[test]
     fn a_shutdown_sends_every_span_queued_not_just_one_batch() {
-        let held = Held::default();
-        let provider = SdkTracerProvider::builder()
-            .with_span_processor(bounded_batch(
-                held.clone(),
-                8,
-                opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                    .with_max_export_batch_size(2),
-            ))
-            .build();
+        let (held, provider) = held_provider(
+            8,
+            opentelemetry_sdk::trace::BatchConfigBuilder::default().with_max_export_batch_size(2),
+        );
         let before = EXPORT_METRICS.dropped.get();
-        {
-            use opentelemetry::trace::{Span as _, Tracer as _};
-            let tracer = provider.tracer("test");
-            // The first batch of two is held; six wait in the queue, three batches' worth.
-            for _ in 0..8 {
-                tracer.start("span").end();
-            }
-        }
+        // The first batch of two is held; six wait in the queue, three batches' worth.
+        end_spans(&provider, 8);
         held.let_go();
         provider.shutdown().unwrap();
         assert_eq!(held.got.load(std::sync::atomic::Ordering::SeqCst), 8);
