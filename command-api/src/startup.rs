@@ -90,6 +90,8 @@ impl Application {
         })
         .workers(workers)
         .shutdown_timeout(10)
+        // Stopped by `serve_until_stopped`, gracefully on Ctrl-C as on SIGTERM.
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Self { port, server })
@@ -104,7 +106,7 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        service_kit::shutdown::serve_until_stopped(self.server).await
     }
 }
 

@@ -11,4 +11,5 @@ mod prometheus;
 mod reconciler;
 mod returns;
 mod run_script;
+mod shutdown;
 mod workflow;

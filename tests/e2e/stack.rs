@@ -59,6 +59,29 @@ impl Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends it the signal `name` (`INT`, `TERM`...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// How it exited, once it has, within `limit`; `None` while it still runs.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Service {
@@ -80,7 +103,7 @@ pub struct Stack {
     _query_api: Service,
 }
 
-fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Service {
+pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Service {
     let mut command = Command::new(binary(name));
     command
         .args(args)
@@ -97,7 +120,7 @@ fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Service {
     }
 }
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
+pub async fn wait_healthy(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
