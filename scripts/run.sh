@@ -60,13 +60,14 @@ running() {
   return 1
 }
 # However the script ends (Ctrl-C, a signal sent to it alone, an error), the services stop:
-# SIGTERM, up to 15 s to drain, then SIGKILL.
+# SIGTERM, up to 20 s to drain (an API answers its requests in flight for up to 10 s, then a
+# service sends its last spans for up to 5 s), then SIGKILL.
 stop() {
   trap - EXIT INT TERM HUP
   [ ${#PIDS[@]} -gt 0 ] || return 0
   echo; echo "stopping..."
   kill -TERM "${PIDS[@]}" 2>/dev/null || true
-  for _ in $(seq 1 75); do running || break; sleep 0.2; done
+  for _ in $(seq 1 100); do running || break; sleep 0.2; done
   kill -KILL "${PIDS[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   # The prefixers end once they have passed on their service's last lines.

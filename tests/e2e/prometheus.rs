@@ -325,14 +325,7 @@ async fn prometheus_sees_the_workload_move_every_service_s_metrics_and_the_proje
 
     // Every service's page passes promtool, and speaks OpenMetrics to whoever asks.
     for (service, base) in &services {
-        let page = http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = get_text(http, &format!("{base}/metrics")).await;
         promtool(&["check", "metrics"], &page, service);
         let open = http
             .get(format!("{base}/metrics"))

@@ -1,9 +1,27 @@
 //! An API stopped by Ctrl-C (SIGINT) or SIGTERM answers the requests it has in flight, then
 //! exits cleanly.
 
-use crate::stack::{free_port, spawn, wait_healthy, without_authentication, Stack};
+use crate::stack::{free_port, get_text, spawn, wait_healthy, without_authentication, Stack};
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Waits until the service at `base` serves a request besides the scrape asking.
+async fn in_flight(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = get_text(http, &format!("{base}/metrics")).await;
+        let serving = page
+            .lines()
+            .find_map(|line| line.strip_prefix("milestone_http_requests_in_flight "))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if serving >= 2.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the read never reached {base}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 #[tokio::test]
 async fn an_api_stopped_by_ctrl_c_or_sigterm_answers_the_request_in_flight_then_exits() {
@@ -34,7 +52,7 @@ async fn an_api_stopped_by_ctrl_c_or_sigterm_answers_the_request_in_flight_then_
                 .json(&json!({ "query": "{ orders(first: 1) { edges { node { id } } } }" }))
                 .send(),
         );
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        in_flight(&stack.http, &base).await;
         query_api.signal(signal);
         let response = read
             .await
@@ -48,6 +66,7 @@ async fn an_api_stopped_by_ctrl_c_or_sigterm_answers_the_request_in_flight_then_
         );
         let exit = query_api
             .exit_within(Duration::from_secs(10))
+            .await
             .unwrap_or_else(|| panic!("SIG{signal}: the query API is still running"));
         assert!(exit.success(), "SIG{signal}: {exit}");
     }

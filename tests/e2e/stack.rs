@@ -70,7 +70,7 @@ impl Service {
     }
 
     /// How it exited, once it has, within `limit`; `None` while it still runs.
-    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -79,7 +79,7 @@ impl Service {
             if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -118,6 +118,11 @@ pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Service {
             .spawn()
             .unwrap_or_else(|e| panic!("start {name}: {e}")),
     }
+}
+
+/// The body of `GET url`, as text.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 pub async fn wait_healthy(http: &reqwest::Client, base: &str) {
