@@ -90,8 +90,9 @@ impl Application {
         })
         .workers(workers)
         .shutdown_timeout(10)
-        // Stopped by `serve_until_stopped`, gracefully on Ctrl-C as on SIGTERM.
-        .disable_signals()
+        // Gracefully on Ctrl-C as on SIGTERM: on its own, actix stops at once on SIGINT,
+        // dropping the requests in flight.
+        .shutdown_signal(service_kit::shutdown_signal())
         .listen(listener)?
         .run();
         Ok(Self { port, server })
@@ -106,7 +107,7 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        service_kit::shutdown::serve_until_stopped(self.server).await
+        self.server.await
     }
 }
 

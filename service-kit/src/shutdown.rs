@@ -19,24 +19,3 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
-
-/// Serves with `server` until [`shutdown_signal`], then stops it gracefully: no new
-/// connections, requests in flight answered (up to the server's `shutdown_timeout`). Build the
-/// server with `disable_signals()`: on its own, actix stops at once on Ctrl-C (SIGINT),
-/// dropping the requests in flight, and gracefully only on SIGTERM.
-///
-/// # Errors
-/// When the server fails.
-#[cfg(feature = "http")]
-pub async fn serve_until_stopped(server: actix_web::dev::Server) -> std::io::Result<()> {
-    let handle = server.handle();
-    let mut server = std::pin::pin!(server);
-    tokio::select! {
-        result = &mut server => return result,
-        () = shutdown_signal() => {}
-    }
-    tracing::info!("stopping: finishing the requests in flight");
-    // The server carries out the stop as it is polled.
-    let ((), result) = tokio::join!(handle.stop(true), server);
-    result
-}
