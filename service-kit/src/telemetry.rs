@@ -498,11 +498,19 @@ impl Loss {
         }
     }
 
-    /// Notes `n` more losses; when the warning is due, the losses since it was last said
-    /// (these included), which the caller then says.
-    fn due(&self, n: u64) -> Option<u64> {
+    /// Notes `n` more losses, to be said.
+    fn note(&self, n: u64) {
+        self.unsaid
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When there are losses not said and the warning is due, how many, which the caller then
+    /// says.
+    fn due(&self) -> Option<u64> {
         use std::sync::atomic::Ordering;
-        self.unsaid.fetch_add(n, Ordering::Relaxed);
+        if self.unsaid.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let now = std::time::Instant::now();
         let mut last = self
             .last_said
@@ -522,7 +530,8 @@ impl Loss {
 fn export_failed(spans: usize, error: &opentelemetry_sdk::error::OTelSdkError) {
     static FAILED: Loss = Loss::new();
     EXPORT_METRICS.failures.inc();
-    if let Some(batches) = FAILED.due(1) {
+    FAILED.note(1);
+    if let Some(batches) = FAILED.due() {
         tracing::warn!(
             spans,
             failed_batches = batches,
@@ -589,8 +598,7 @@ fn bounded_batch<E: SpanExporter + 'static>(
     let backlog = std::sync::Arc::new(Backlog {
         spans: std::sync::atomic::AtomicUsize::new(0),
         bound: queue,
-        dropped: std::sync::atomic::AtomicU64::new(0),
-        said: Loss::new(),
+        dropped: Loss::new(),
     });
     let inner = BatchSpanProcessor::builder(Releasing {
         inner: exporter,
@@ -606,9 +614,8 @@ fn bounded_batch<E: SpanExporter + 'static>(
 struct Backlog {
     spans: std::sync::atomic::AtomicUsize,
     bound: usize,
-    /// Dropped and not yet said.
-    dropped: std::sync::atomic::AtomicU64,
-    said: Loss,
+    /// The spans dropped, to be said.
+    dropped: Loss,
 }
 
 /// The SDK's batch processor behind a bound on the spans ended and not yet through its
@@ -664,7 +671,7 @@ impl opentelemetry_sdk::trace::SpanProcessor for BoundedBatch {
             self.inner.on_end(span);
         } else {
             EXPORT_METRICS.dropped.inc();
-            self.backlog.dropped.fetch_add(1, Ordering::Relaxed);
+            self.backlog.dropped.note(1);
         }
     }
 
@@ -709,17 +716,14 @@ impl<E: SpanExporter> SpanExporter for Releasing<E> {
         let spans = batch.len();
         let result = self.inner.export(batch).await;
         self.backlog.spans.fetch_sub(spans, Ordering::AcqRel);
-        let dropped = self.backlog.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            if let Some(dropped) = self.backlog.said.due(dropped) {
-                tracing::warn!(
-                    dropped,
-                    queue = self.backlog.bound,
-                    "spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE \
-                     spans waiting for the collector); every one is counted in \
-                     milestone_trace_spans_dropped_total, and this is said at most once a minute"
-                );
-            }
+        if let Some(dropped) = self.backlog.dropped.due() {
+            tracing::warn!(
+                dropped,
+                queue = self.backlog.bound,
+                "spans were dropped: the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE spans \
+                 waiting for the collector); every one is counted in \
+                 milestone_trace_spans_dropped_total, and this is said at most once a minute"
+            );
         }
         result
     }
@@ -1509,9 +1513,9 @@ mod tests {
         let backlog = std::sync::Arc::new(Backlog {
             spans: std::sync::atomic::AtomicUsize::new(2),
             bound: 2,
-            dropped: std::sync::atomic::AtomicU64::new(3),
-            said: Loss::new(),
+            dropped: Loss::new(),
         });
+        backlog.dropped.note(3);
         let exporter = Releasing {
             inner: Held::default(),
             backlog: backlog.clone(),
@@ -1531,9 +1535,7 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             futures::executor::block_on(exporter.export(batch())).unwrap();
             // More dropped within the minute: counted, not said again.
-            backlog
-                .dropped
-                .fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+            backlog.dropped.note(5);
             futures::executor::block_on(exporter.export(batch())).unwrap();
         });
         assert_eq!(
@@ -1547,7 +1549,7 @@ mod tests {
         assert_eq!(fields["queue"], 2);
         assert_eq!(
             backlog
-                .said
+                .dropped
                 .unsaid
                 .load(std::sync::atomic::Ordering::SeqCst),
             5,
