@@ -1,7 +1,7 @@
 //! `scripts/run.sh` as a developer runs it, stopped by a signal sent to the script alone (a
 //! supervisor, `kill <pid>`) or by Ctrl-C (SIGINT to the terminal's whole process group).
 
-use crate::stack::binary;
+use crate::stack::{binary, signal};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -72,21 +72,6 @@ fn ports_below_ephemeral() -> [u16; 3] {
     [held[0].0, held[1].0, held[2].0]
 }
 
-fn signal(pid: u32, name: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// `name` to every process in the group `group` leads.
-fn signal_group(group: u32, name: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{name}"), "--", &format!("-{group}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// Kills whatever the test started and is still running, however the test ends.
 struct Leftovers {
     script: Child,
@@ -97,7 +82,7 @@ impl Drop for Leftovers {
     fn drop(&mut self) {
         for pid in &self.processes {
             if alive(*pid) {
-                signal(*pid, "KILL");
+                signal(&pid.to_string(), "KILL");
             }
         }
         let _ = self.script.kill();
@@ -217,10 +202,12 @@ async fn run_and_stop(how: Stop) -> Vec<String> {
         );
     }
 
-    match how {
-        Stop::TermToScript => signal(pid, "TERM"),
-        Stop::CtrlC => signal_group(pid, "INT"),
-    }
+    let sent = match how {
+        Stop::TermToScript => signal(&pid.to_string(), "TERM"),
+        // A process group's id is its leader's pid.
+        Stop::CtrlC => signal(&format!("-{pid}"), "INT"),
+    };
+    assert!(sent, "the script could not be signalled");
     let deadline = Instant::now() + Duration::from_secs(30);
     while run.script.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the script did not stop");

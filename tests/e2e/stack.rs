@@ -48,6 +48,16 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends the signal `name` (`INT`, `TERM`...) to `target`: a pid, or `-<pgid>` for every
+/// process of a group. Whether it was sent.
+pub fn signal(target: &str, name: &str) -> bool {
+    Command::new("kill")
+        .args([&format!("-{name}"), "--", target])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// A running service process; killed when dropped.
 pub struct Service {
     child: Child,
@@ -62,11 +72,10 @@ impl Service {
 
     /// Sends it the signal `name` (`INT`, `TERM`...).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        assert!(
+            signal(&self.child.id().to_string(), name),
+            "kill -{name} failed"
+        );
     }
 
     /// How it exited, once it has, within `limit`; `None` while it still runs.
