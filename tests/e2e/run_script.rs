@@ -80,6 +80,9 @@ struct Leftovers {
 
 impl Drop for Leftovers {
     fn drop(&mut self) {
+        // The script's whole group, started before the test knew their pids (a test that
+        // fails before the services are ready), then whatever left the group.
+        signal(&format!("-{}", self.script.id()), "KILL");
         for pid in &self.processes {
             if alive(*pid) {
                 signal(&pid.to_string(), "KILL");
